@@ -1,0 +1,322 @@
+//! Workload identity for the cloudsec mesh.
+//!
+//! Every workload has a SPIFFE id such as
+//! `spiffe://cloudsec.local/ns/default/sa/documents` and a short-lived
+//! certificate that carries it as a URI SAN. An [`Issuer`] signs those
+//! certificates: [`LocalCa`] is the development CA that `cloudsec up`
+//! creates; Vault's PKI engine implements the same interface in production.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// The default lifetime of a workload certificate.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// The trust domain of the development mesh.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cloudsec.local";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("invalid spiffe id `{0}`")]
+    InvalidId(String),
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot use the CA files in {path}: {reason}")]
+    CaFiles { path: PathBuf, reason: String },
+}
+
+/// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SpiffeId {
+    pub trust_domain: String,
+    pub namespace: String,
+    pub service_account: String,
+}
+
+fn valid_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+impl SpiffeId {
+    pub fn new(trust_domain: &str, namespace: &str, service_account: &str) -> Result<Self, IdentityError> {
+        let id = Self {
+            trust_domain: trust_domain.to_owned(),
+            namespace: namespace.to_owned(),
+            service_account: service_account.to_owned(),
+        };
+        if [trust_domain, namespace, service_account]
+            .iter()
+            .all(|s| valid_segment(s))
+        {
+            Ok(id)
+        } else {
+            Err(IdentityError::InvalidId(id.to_string()))
+        }
+    }
+
+    /// Parses the URI form.
+    pub fn parse(uri: &str) -> Result<Self, IdentityError> {
+        let bad = || IdentityError::InvalidId(uri.to_owned());
+        let rest = uri.strip_prefix("spiffe://").ok_or_else(bad)?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            [td, "ns", ns, "sa", sa] => Self::new(td, ns, sa).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The DNS name a peer dials to reach this workload inside the mesh,
+    /// checked against the certificate like any TLS server name.
+    pub fn dns_name(&self) -> String {
+        format!("{}.{}.svc", self.service_account, self.namespace)
+    }
+}
+
+impl fmt::Display for SpiffeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "spiffe://{}/ns/{}/sa/{}",
+            self.trust_domain, self.namespace, self.service_account
+        )
+    }
+}
+
+/// A signed workload certificate, its key and the bundle that verifies it.
+#[derive(Clone)]
+pub struct IssuedCert {
+    pub id: SpiffeId,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+    pub lifetime: Duration,
+}
+
+impl fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedCert")
+            .field("id", &self.id)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuedCert {
+    /// The TLS material for `cloudsec-runtime`'s gRPC set-up.
+    pub fn mesh_tls(&self) -> cloudsec_runtime::tls::MeshTls {
+        cloudsec_runtime::tls::MeshTls {
+            ca_pem: self.ca_pem.clone(),
+            cert_pem: self.cert_pem.clone(),
+            key_pem: self.key_pem.clone(),
+        }
+    }
+}
+
+/// Signs workload certificates. Asynchronous because production issuers
+/// (Vault PKI) are remote.
+pub trait Issuer: Send + Sync + fmt::Debug {
+    fn issue<'a>(
+        &'a self,
+        id: &'a SpiffeId,
+        lifetime: Duration,
+    ) -> BoxFuture<'a, Result<IssuedCert, IdentityError>>;
+
+    /// The CA certificates that verify what this issuer signs, in PEM.
+    fn trust_bundle(&self) -> String;
+}
+
+/// The development CA: an ECDSA P-256 root kept in a directory.
+pub struct LocalCa {
+    cert_pem: String,
+    issuer: rcgen::Issuer<'static, KeyPair>,
+}
+
+impl fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalCa").finish_non_exhaustive()
+    }
+}
+
+const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+
+impl LocalCa {
+    /// A new CA that lives only in memory (tests).
+    pub fn generate() -> Result<Self, IdentityError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "cloudsec development mesh CA");
+        dn.push(DnType::OrganizationName, "cloudsec");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::days(3650);
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        })
+    }
+
+    /// Loads the CA kept in `dir`, creating it on first use. The key file
+    /// is written readable by its owner only.
+    pub fn load_or_create(dir: &Path) -> Result<Self, IdentityError> {
+        let cert_path = dir.join(CA_CERT);
+        let key_path = dir.join(CA_KEY);
+        let files_err = |reason: String| IdentityError::CaFiles {
+            path: dir.to_owned(),
+            reason,
+        };
+        if cert_path.exists() && key_path.exists() {
+            let cert_pem = std::fs::read_to_string(&cert_path).map_err(|e| files_err(e.to_string()))?;
+            let key_pem = std::fs::read_to_string(&key_path).map_err(|e| files_err(e.to_string()))?;
+            let key = KeyPair::from_pem(&key_pem).map_err(|e| files_err(e.to_string()))?;
+            let issuer = rcgen::Issuer::from_ca_cert_pem(&cert_pem, key)
+                .map_err(|e| files_err(e.to_string()))?;
+            return Ok(Self { cert_pem, issuer });
+        }
+        let ca = Self::generate()?;
+        std::fs::create_dir_all(dir).map_err(|e| files_err(e.to_string()))?;
+        write_private(&key_path, &ca.issuer.key().serialize_pem()).map_err(|e| files_err(e.to_string()))?;
+        std::fs::write(&cert_path, &ca.cert_pem).map_err(|e| files_err(e.to_string()))?;
+        tracing::info!(path = %dir.display(), "created development mesh CA");
+        Ok(ca)
+    }
+
+    fn issue_now(&self, id: &SpiffeId, lifetime: Duration) -> Result<IssuedCert, IdentityError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![id.dns_name(), "localhost".to_owned()])?;
+        let uri = id.to_string().try_into().map_err(|_| IdentityError::InvalidId(id.to_string()))?;
+        params.subject_alt_names.push(SanType::URI(uri));
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, id.service_account.clone());
+        params.distinguished_name = dn;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let now = time::OffsetDateTime::now_utc();
+        // Back-dated a little so that peers with a slightly slow clock
+        // accept a certificate issued a moment ago.
+        params.not_before = now - time::Duration::minutes(1);
+        params.not_after = now + lifetime;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert {
+            id: id.clone(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ca_pem: self.cert_pem.clone(),
+            lifetime,
+        })
+    }
+}
+
+impl Issuer for LocalCa {
+    fn issue<'a>(
+        &'a self,
+        id: &'a SpiffeId,
+        lifetime: Duration,
+    ) -> BoxFuture<'a, Result<IssuedCert, IdentityError>> {
+        Box::pin(async move { self.issue_now(id, lifetime) })
+    }
+
+    fn trust_bundle(&self) -> String {
+        self.cert_pem.clone()
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// The SPIFFE id in the URI SAN of a DER certificate, if it has one.
+pub fn spiffe_id_of(cert_der: &[u8]) -> Option<SpiffeId> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|name| match name {
+        x509_parser::extensions::GeneralName::URI(uri) => SpiffeId::parse(uri).ok(),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spiffe_ids_round_trip() {
+        let id = SpiffeId::new("cloudsec.local", "default", "documents").unwrap();
+        assert_eq!(id.to_string(), "spiffe://cloudsec.local/ns/default/sa/documents");
+        assert_eq!(SpiffeId::parse(&id.to_string()).unwrap(), id);
+        assert!(SpiffeId::parse("spiffe://x/ns/a").is_err());
+        assert!(SpiffeId::parse("https://x/ns/a/sa/b").is_err());
+        assert!(SpiffeId::new("cloudsec.local", "Default", "x").is_err());
+    }
+
+    #[tokio::test]
+    async fn issues_certificates_with_the_spiffe_san() {
+        let ca = LocalCa::generate().unwrap();
+        let id = SpiffeId::new("cloudsec.local", "default", "auth").unwrap();
+        let cert = ca.issue(&id, DEFAULT_LIFETIME).await.unwrap();
+        let der = rustls_pemfile_der(&cert.cert_pem);
+        assert_eq!(spiffe_id_of(&der), Some(id));
+        assert_eq!(cert.ca_pem, ca.trust_bundle());
+    }
+
+    #[test]
+    fn reloads_the_same_ca_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LocalCa::load_or_create(dir.path()).unwrap();
+        let second = LocalCa::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.trust_bundle(), second.trust_bundle());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(CA_KEY)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0);
+        }
+    }
+
+    fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
+        use base64::Engine;
+        let body: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+    }
+}

@@ -1,0 +1,30 @@
+//! What every cloudsec service shares, so that each service's own crate
+//! holds only its domain.
+//!
+//! # Layout
+//! - [`config`]: typed, layered configuration (file, then `CLOUDSEC__...`).
+//! - [`telemetry`]: JSON logs, OTLP traces, W3C trace-context propagation.
+//! - [`metrics`]: the Prometheus registry and the gRPC metrics layer.
+//! - [`admin`]: `/live`, `/ready` and `/metrics` over HTTP.
+//! - [`grpc`]: mTLS gRPC server and channel set-up, health, reflection,
+//!   request ids, draining shutdown.
+//! - [`tls`]: the workload's certificate, key and trusted CA.
+//! - [`db`]: SQLite or PostgreSQL connections and migrations.
+//! - [`token`]: access-token verification against the auth service's JWKS.
+//! - [`status`]: the one table from error kind to gRPC code and HTTP status.
+//! - [`shutdown`]: the process-wide shutdown token.
+
+pub mod admin;
+pub mod config;
+pub mod db;
+pub mod grpc;
+pub mod metrics;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+pub mod tls;
+pub mod token;
+
+pub use config::{ConfigError, Secret};
+pub use shutdown::Shutdown;
+pub use status::{ErrorKind, FieldViolations};

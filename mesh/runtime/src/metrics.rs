@@ -1,0 +1,285 @@
+//! Prometheus metrics: one registry per component, and a tower layer that
+//! counts gRPC requests and responses and times them.
+//!
+//! Names follow Linkerd's where they exist (`request_total`,
+//! `response_total`, `response_latency_seconds`), labelled by gRPC service,
+//! method and status.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use http_body::{Body, Frame};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    grpc_service: String,
+    grpc_method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    grpc_service: String,
+    grpc_method: String,
+    grpc_status: String,
+}
+
+/// A component's metric registry; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    requests: Family<RouteLabels, Counter>,
+    responses: Family<ResponseLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+impl Metrics {
+    /// A registry whose metrics all carry `component="<component>"`.
+    pub fn new(component: &str) -> Self {
+        let mut registry = Registry::with_labels(
+            [(
+                std::borrow::Cow::Borrowed("component"),
+                std::borrow::Cow::Owned(component.to_owned()),
+            )]
+            .into_iter(),
+        );
+        let requests = Family::<RouteLabels, Counter>::default();
+        let responses = Family::<ResponseLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let inbound = registry.sub_registry_with_prefix("inbound");
+        inbound.register("request", "gRPC requests received", requests.clone());
+        inbound.register(
+            "response",
+            "gRPC responses sent, by grpc status",
+            responses.clone(),
+        );
+        inbound.register(
+            "response_latency_seconds",
+            "time from request to the end of the response",
+            latency.clone(),
+        );
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            requests,
+            responses,
+            latency,
+        }
+    }
+
+    /// Registers a component's own metric.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        if let Ok(mut registry) = self.registry.lock() {
+            registry.register(name, help, metric);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock()
+            && let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+                tracing::warn!(%error, "metrics encoding failed");
+            }
+        out
+    }
+
+    /// The tower layer that records gRPC traffic into this registry.
+    pub fn grpc_layer(&self) -> GrpcMetricsLayer {
+        GrpcMetricsLayer {
+            metrics: self.clone(),
+        }
+    }
+}
+
+/// Splits `/pkg.Service/Method` into its two labels.
+fn route_labels(path: &str) -> RouteLabels {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    RouteLabels {
+        grpc_service: parts.next().unwrap_or_default().to_owned(),
+        grpc_method: parts.next().unwrap_or_default().to_owned(),
+    }
+}
+
+fn code_name(status: Option<&http::HeaderValue>) -> String {
+    let code = status
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<i32>().ok())
+        .map(tonic::Code::from_i32)
+        .unwrap_or(tonic::Code::Unknown);
+    format!("{code:?}")
+}
+
+#[derive(Clone, Debug)]
+pub struct GrpcMetricsLayer {
+    metrics: Metrics,
+}
+
+impl<S> tower::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GrpcMetricsService<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+/// What is needed to record a response once its status is known.
+#[derive(Debug)]
+struct Pending {
+    metrics: Metrics,
+    route: RouteLabels,
+    start: Instant,
+}
+
+impl Pending {
+    fn record(self, status: Option<&http::HeaderValue>) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        self.metrics.latency.get_or_create(&self.route).observe(elapsed);
+        self.metrics
+            .responses
+            .get_or_create(&ResponseLabels {
+                grpc_service: self.route.grpc_service,
+                grpc_method: self.route.grpc_method,
+                grpc_status: code_name(status),
+            })
+            .inc();
+    }
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for GrpcMetricsService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<MetricsBody<RB>>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let route = route_labels(req.uri().path());
+        self.metrics.requests.get_or_create(&route).inc();
+        let pending = Pending {
+            metrics: self.metrics.clone(),
+            route,
+            start: Instant::now(),
+        };
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let response = fut.await?;
+            // A trailers-only response carries its status in the headers.
+            let pending = match response.headers().get("grpc-status") {
+                Some(status) => {
+                    pending.record(Some(status));
+                    None
+                }
+                None => Some(pending),
+            };
+            Ok(response.map(|inner| MetricsBody { inner, pending }))
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records the gRPC status found in its trailers.
+    #[derive(Debug)]
+    pub struct MetricsBody<B> {
+        #[pin]
+        inner: B,
+        pending: Option<Pending>,
+    }
+
+    impl<B> PinnedDrop for MetricsBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            // A body dropped before its trailers: the client went away.
+            if let Some(pending) = this.project().pending.take() {
+                pending.record(Some(&http::HeaderValue::from_static("1")));
+            }
+        }
+    }
+}
+
+impl<B: Body> Body for MetricsBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(trailers) = f.trailers_ref()
+                    && let Some(pending) = this.pending.take() {
+                        pending.record(trailers.get("grpc-status"));
+                    }
+            }
+            Some(Err(_)) | None => {
+                if let Some(pending) = this.pending.take() {
+                    pending.record(None);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_grpc_paths() {
+        let l = route_labels("/cloudsec.documents.v1.DocumentService/GetDocument");
+        assert_eq!(l.grpc_service, "cloudsec.documents.v1.DocumentService");
+        assert_eq!(l.grpc_method, "GetDocument");
+    }
+
+    #[test]
+    fn names_codes() {
+        assert_eq!(code_name(Some(&http::HeaderValue::from_static("5"))), "NotFound");
+        assert_eq!(code_name(None), "Unknown");
+    }
+}

@@ -1,0 +1,240 @@
+//! Access-token verification. Every service checks tokens itself (it does
+//! not trust the gateway blindly), against the auth service's JWKS.
+//!
+//! Only RS256 is accepted, so an `alg: none` or HS256-with-the-public-key
+//! token is refused before any key is used. An unknown `kid` triggers one
+//! JWKS refresh, at most every [`REFRESH_INTERVAL`], so key rotation works
+//! without letting bad tokens hammer the auth service.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use cloudsec_proto::auth::v1::auth_service_client::AuthServiceClient;
+use cloudsec_proto::auth::v1::{GetJwksRequest, Jwks};
+use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+/// The least time between two JWKS fetches caused by unknown key ids.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+
+/// The claims of a cloudsec access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The user id.
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub jti: String,
+    /// The tenant the user belongs to; every query is scoped to it.
+    pub tenant: String,
+    /// Space-separated scopes.
+    #[serde(default)]
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("token algorithm not accepted")]
+    Algorithm,
+    #[error("token signed by an unknown key")]
+    UnknownKey,
+    #[error("token signature invalid")]
+    Signature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token issuer not accepted")]
+    Issuer,
+    #[error("token audience not accepted")]
+    Audience,
+    #[error("signing keys unavailable")]
+    KeysUnavailable,
+}
+
+impl From<TokenError> for tonic::Status {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::KeysUnavailable => tonic::Status::unavailable(error.to_string()),
+            _ => tonic::Status::unauthenticated(error.to_string()),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum KeySource {
+    /// Keys are set by the owner (the auth service verifying its own).
+    Fixed,
+    /// Keys come from the auth service's `GetJwks`.
+    Auth(AuthServiceClient<Channel>),
+}
+
+#[derive(Debug)]
+pub struct TokenVerifier {
+    validation: Validation,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    source: KeySource,
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl TokenVerifier {
+    fn new(issuer: &str, audience: &str, source: KeySource) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        Self {
+            validation,
+            keys: RwLock::new(HashMap::new()),
+            source,
+            last_fetch: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A verifier whose keys are given with [`TokenVerifier::set_keys`].
+    pub fn fixed(issuer: &str, audience: &str) -> Self {
+        Self::new(issuer, audience, KeySource::Fixed)
+    }
+
+    /// A verifier that fetches keys from the auth service on demand.
+    pub fn from_auth(issuer: &str, audience: &str, channel: Channel) -> Self {
+        Self::new(issuer, audience, KeySource::Auth(AuthServiceClient::new(channel)))
+    }
+
+    /// Replaces the known keys; entries that are not usable RSA keys are
+    /// skipped with a warning.
+    pub fn set_keys(&self, jwks: &Jwks) {
+        let mut keys = HashMap::new();
+        for jwk in &jwks.keys {
+            if jwk.kty != "RSA" || (!jwk.alg.is_empty() && jwk.alg != "RS256") {
+                continue;
+            }
+            match DecodingKey::from_rsa_components(&jwk.n, &jwk.e) {
+                Ok(key) => {
+                    keys.insert(jwk.kid.clone(), key);
+                }
+                Err(error) => tracing::warn!(kid = %jwk.kid, %error, "skipping unusable jwk"),
+            }
+        }
+        if let Ok(mut guard) = self.keys.write() {
+            *guard = keys;
+        }
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys.read().ok()?.get(kid).cloned()
+    }
+
+    async fn refresh(&self) -> Result<(), TokenError> {
+        let KeySource::Auth(client) = &self.source else {
+            return Ok(());
+        };
+        let mut last = self.last_fetch.lock().await;
+        if last.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL) {
+            return Ok(());
+        }
+        *last = Some(Instant::now());
+        let mut request = tonic::Request::new(GetJwksRequest {});
+        crate::grpc::propagate(&mut request);
+        match client.clone().get_jwks(request).await {
+            Ok(response) => {
+                self.set_keys(response.get_ref());
+                Ok(())
+            }
+            Err(status) => {
+                tracing::warn!(%status, "jwks fetch failed");
+                // Let the next token try again soon rather than in 10 s.
+                *last = None;
+                Err(TokenError::KeysUnavailable)
+            }
+        }
+    }
+
+    /// Checks a compact JWS and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = match self.key(&kid) {
+            Some(key) => key,
+            None => {
+                self.refresh().await?;
+                self.key(&kid).ok_or(TokenError::UnknownKey)?
+            }
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(
+            |e| match e.kind() {
+                JwtErrorKind::ExpiredSignature => TokenError::Expired,
+                JwtErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                JwtErrorKind::InvalidIssuer => TokenError::Issuer,
+                JwtErrorKind::InvalidAudience => TokenError::Audience,
+                JwtErrorKind::InvalidSignature => TokenError::Signature,
+                JwtErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+                _ => TokenError::Malformed,
+            },
+        )?;
+        if data.claims.tenant.is_empty() || data.claims.sub.is_empty() {
+            return Err(TokenError::Malformed);
+        }
+        Ok(data.claims)
+    }
+
+    /// Verifies the `authorization: Bearer ...` metadata of a call.
+    pub async fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Claims, tonic::Status> {
+        let token = bearer(request.metadata()).ok_or(TokenError::Missing)?;
+        let claims = self.verify(token).await?;
+        tracing::Span::current().record("sub", claims.sub.as_str());
+        Ok(claims)
+    }
+}
+
+fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
+    let value = metadata.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_bearer_tokens() {
+        let mut md = tonic::metadata::MetadataMap::new();
+        assert_eq!(bearer(&md), None);
+        md.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(bearer(&md), Some("abc"));
+        md.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&md), None);
+    }
+
+    #[tokio::test]
+    async fn refuses_alg_none_and_garbage() {
+        let v = TokenVerifier::fixed("iss", "aud");
+        assert_eq!(v.verify("garbage").await, Err(TokenError::Malformed));
+        // {"alg":"none","typ":"JWT"} . {"sub":"x"} .
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4In0.";
+        assert!(v.verify(none).await.is_err());
+        // {"alg":"HS256","kid":"k"} . {} . sig
+        let hs = "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsifQ.e30.c2ln";
+        assert_eq!(v.verify(hs).await, Err(TokenError::Algorithm));
+    }
+}
