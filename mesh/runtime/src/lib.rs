@@ -8,6 +8,7 @@
 //! - [`admin`]: `/live`, `/ready` and `/metrics` over HTTP.
 //! - [`grpc`]: mTLS gRPC server and channel set-up, health, reflection,
 //!   request ids, draining shutdown.
+//! - [`host`]: one service process: listeners, health, serve, drain.
 //! - [`tls`]: the workload's certificate, key and trusted CA.
 //! - [`db`]: SQLite or PostgreSQL connections and migrations.
 //! - [`token`]: access-token verification against the auth service's JWKS.
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod config;
 pub mod db;
 pub mod grpc;
+pub mod host;
 pub mod metrics;
 pub mod shutdown;
 pub mod status;
