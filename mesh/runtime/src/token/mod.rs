@@ -6,6 +6,10 @@
 //! JWKS refresh, at most every [`REFRESH_INTERVAL`], so key rotation works
 //! without letting bad tokens hammer the auth service.
 
+mod signer;
+
+pub use signer::{Signer, SignerError};
+
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};

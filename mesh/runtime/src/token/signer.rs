@@ -1,0 +1,155 @@
+//! RS256 signing keys: generation, PEM storage and the public JWK.
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::KeyPair as _;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use cloudsec_proto::auth::v1::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+use super::Claims;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    #[error("key generation failed")]
+    Generate,
+    #[error("not a usable RSA private key: {0}")]
+    BadKey(String),
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// One RSA signing key and its id.
+pub struct Signer {
+    kid: String,
+    pem: String,
+    encoding: EncodingKey,
+    jwk: Jwk,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A fresh 2048-bit key with a random key id.
+    pub fn generate() -> Result<Self, SignerError> {
+        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| SignerError::Generate)?;
+        let der = pair.as_der().map_err(|_| SignerError::Generate)?;
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            STANDARD
+                .encode(der.as_ref())
+                .as_bytes()
+                .chunks(64)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        Self::from_pem(&uuid::Uuid::new_v4().simple().to_string(), &pem)
+    }
+
+    /// Loads a PKCS#8 PEM key under the id `kid`.
+    pub fn from_pem(kid: &str, pem: &str) -> Result<Self, SignerError> {
+        let bad = |e: &dyn std::fmt::Display| SignerError::BadKey(e.to_string());
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = STANDARD.decode(body.trim()).map_err(|e| bad(&e))?;
+        let pair = KeyPair::from_pkcs8(&der).map_err(|e| bad(&e))?;
+        let public = pair.public_key();
+        let jwk = Jwk {
+            kty: "RSA".into(),
+            kid: kid.to_owned(),
+            r#use: "sig".into(),
+            alg: "RS256".into(),
+            n: URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+            e: URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+        };
+        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| bad(&e))?;
+        Ok(Self {
+            kid: kid.to_owned(),
+            pem: pem.to_owned(),
+            encoding,
+            jwk,
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The private key in PKCS#8 PEM, for storage.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// The public half, for the JWKS.
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    /// A compact JWS of `claims` with `kid` in the header.
+    pub fn sign(&self, claims: &Claims) -> Result<String, SignerError> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| SignerError::Sign(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{TokenError, TokenVerifier};
+    use cloudsec_proto::auth::v1::Jwks;
+
+    fn claims(exp_offset: i64, aud: &str) -> Claims {
+        let now = chrono_now();
+        Claims {
+            iss: "iss".into(),
+            sub: "user".into(),
+            aud: aud.into(),
+            exp: now + exp_offset,
+            iat: now,
+            nbf: None,
+            jti: "j".into(),
+            tenant: "t".into(),
+            scope: String::new(),
+        }
+    }
+
+    fn chrono_now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    #[tokio::test]
+    async fn signs_and_verifies_and_rejects_tampering() {
+        let signer = Signer::generate().unwrap();
+        let reloaded = Signer::from_pem(signer.kid(), signer.pem()).unwrap();
+        assert_eq!(reloaded.jwk(), signer.jwk());
+        let verifier = TokenVerifier::fixed("iss", "aud");
+        verifier.set_keys(&Jwks {
+            keys: vec![signer.jwk().clone()],
+        });
+        let token = signer.sign(&claims(60, "aud")).unwrap();
+        assert_eq!(verifier.verify(&token).await.unwrap().sub, "user");
+
+        let expired = signer.sign(&claims(-60, "aud")).unwrap();
+        assert_eq!(verifier.verify(&expired).await, Err(TokenError::Expired));
+        let wrong_aud = signer.sign(&claims(60, "other")).unwrap();
+        assert_eq!(verifier.verify(&wrong_aud).await, Err(TokenError::Audience));
+
+        let other = Signer::from_pem(signer.kid(), Signer::generate().unwrap().pem()).unwrap();
+        let forged = other.sign(&claims(60, "aud")).unwrap();
+        assert_eq!(verifier.verify(&forged).await, Err(TokenError::Signature));
+
+        let mut nbf = claims(600, "aud");
+        nbf.nbf = Some(chrono_now() + 300);
+        let early = signer.sign(&nbf).unwrap();
+        assert_eq!(verifier.verify(&early).await, Err(TokenError::NotYetValid));
+    }
+}
