@@ -1,0 +1,5 @@
+//! The auth service's tables.
+
+pub mod signing_key;
+pub mod tenant;
+pub mod user;

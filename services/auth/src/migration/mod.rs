@@ -1,0 +1,19 @@
+//! Schema migrations, one per file, applied at start.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_create_tables;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261129_000001_create_tables::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "auth_migrations".into_iden()
+    }
+}

@@ -1,0 +1,149 @@
+//! Password policy and argon2id hashing.
+//!
+//! Hashing is deliberately expensive (OWASP: 19 MiB, 2 passes), so it runs
+//! on the blocking pool behind a semaphore: a login storm queues here
+//! instead of starving every other call of threads and memory.
+
+use std::sync::Arc;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use cloudsec_runtime::FieldViolations;
+use tokio::sync::Semaphore;
+
+use crate::error::{AuthError, Result};
+
+pub const MIN_LENGTH: usize = 12;
+pub const MAX_LENGTH: usize = 128;
+
+/// Passwords that meet the length rule yet top every breach list.
+const COMMON: &[&str] = &[
+    "password1234",
+    "123456789012",
+    "qwertyuiopas",
+    "passwordpassword",
+    "iloveyou1234",
+    "administrator",
+    "letmein12345",
+    "welcome12345",
+    "qwerty123456",
+    "changeme1234",
+    "password123!",
+    "trustno1trustno1",
+];
+
+/// Adds a violation on `field` for every rule `password` breaks.
+pub fn check_policy(field: &str, password: &str, email: &str, violations: &mut FieldViolations) {
+    let chars = password.chars().count();
+    if chars < MIN_LENGTH {
+        violations.add(field, format!("must be at least {MIN_LENGTH} characters"));
+        return;
+    }
+    if chars > MAX_LENGTH {
+        violations.add(field, format!("must be at most {MAX_LENGTH} characters"));
+        return;
+    }
+    if password.chars().all(|c| c.is_ascii_digit()) {
+        violations.add(field, "must not be only digits");
+    }
+    let lower = password.to_lowercase();
+    if let Some(local) = email.split('@').next()
+        && local.len() >= 4 && lower.contains(&local.to_lowercase()) {
+            violations.add(field, "must not contain the email name");
+        }
+    if COMMON.contains(&lower.as_str()) || password.chars().all(|c| password.starts_with(c)) {
+        violations.add(field, "is too common");
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    /// A real hash of a random password, verified against when the email is
+    /// unknown so that both paths cost the same.
+    dummy: Arc<str>,
+}
+
+fn argon2() -> Result<Argon2<'static>> {
+    let params = Params::new(19 * 1024, 2, 1, None)
+        .map_err(|e| AuthError::Internal(format!("argon2 params: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn hash_blocking(password: &[u8]) -> Result<String> {
+    argon2()?
+        .hash_password(password)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Internal(format!("argon2 hash: {e}")))
+}
+
+fn verify_blocking(password: &[u8], phc: &str) -> Result<bool> {
+    let parsed = PasswordHash::new(phc).map_err(|e| AuthError::Internal(format!("stored hash: {e}")))?;
+    Ok(argon2()?.verify_password(password, &parsed).is_ok())
+}
+
+impl Hasher {
+    /// At most `concurrency` hashes run at once.
+    pub async fn new(concurrency: usize) -> Result<Self> {
+        let dummy = tokio::task::spawn_blocking(|| hash_blocking(uuid::Uuid::new_v4().as_bytes()))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))??;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy: dummy.into(),
+        })
+    }
+
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+        let _permit = self.permits.acquire().await.map_err(|_| AuthError::Busy)?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String> {
+        self.run(move || hash_blocking(password.as_bytes())).await
+    }
+
+    /// Whether `password` matches `phc`; with `None`, burns the same time
+    /// against the dummy hash and answers false.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool> {
+        let known = phc.is_some();
+        let phc = phc.unwrap_or_else(|| self.dummy.to_string());
+        let matched = self.run(move || verify_blocking(password.as_bytes(), &phc)).await?;
+        Ok(known && matched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violations(password: &str) -> Vec<String> {
+        let mut v = FieldViolations::new();
+        check_policy("password", password, "alice@example.com", &mut v);
+        v.iter().map(|(_, d)| d.to_owned()).collect()
+    }
+
+    #[test]
+    fn policy() {
+        assert!(violations("correct horse battery").is_empty());
+        assert_eq!(violations("short"), ["must be at least 12 characters"]);
+        assert_eq!(violations(&"x".repeat(129)), ["must be at most 128 characters"]);
+        assert!(violations("123456789012345").contains(&"must not be only digits".to_owned()));
+        assert!(violations("my-alice-password").contains(&"must not contain the email name".to_owned()));
+        assert!(violations("Password1234").contains(&"is too common".to_owned()));
+        assert!(violations("aaaaaaaaaaaaaaa").contains(&"is too common".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn hashes_and_verifies() {
+        let hasher = Hasher::new(2).await.unwrap();
+        let phc = hasher.hash("correct horse battery".into()).await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(hasher.verify("correct horse battery".into(), Some(phc.clone())).await.unwrap());
+        assert!(!hasher.verify("wrong horse battery".into(), Some(phc)).await.unwrap());
+        assert!(!hasher.verify("anything at all".into(), None).await.unwrap());
+    }
+}
