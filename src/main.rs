@@ -1,1 +1,263 @@
-fn main() {}
+//! The `cloudsec` command: parse, wire, run.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use cloudsec::{LocalConfigError, LocalPlatform, LogFormatName, PlatformConfig};
+use cloudsec_runtime::config::{self, ConfigError, EXIT_CONFIG};
+use cloudsec_runtime::telemetry::{self, LogFormat};
+use cloudsec_runtime::token::TokenVerifier;
+use cloudsec_runtime::tls::{MeshTls, TlsFiles};
+use cloudsec_runtime::{Shutdown, shutdown};
+
+#[derive(Debug, Parser)]
+#[command(name = "cloudsec", version, about = "A secure platform of Rust microservices")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start auth, documents and the gateway in one process, on SQLite and
+    /// a local CA under the data directory.
+    Up {
+        /// Where databases, the development CA and keys are kept.
+        #[arg(long, default_value = ".cloudsec")]
+        data_dir: PathBuf,
+        /// A configuration file layered under `CLOUDSEC__...` variables.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run one component as it runs in Kubernetes, configured by file and
+    /// `CLOUDSEC__...` environment variables.
+    Serve {
+        component: Component,
+        #[arg(long, env = "CLOUDSEC_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Apply a component's database migrations and exit.
+    Migrate {
+        component: DbComponent,
+        #[arg(long, env = "CLOUDSEC_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Component {
+    Auth,
+    Documents,
+    Gateway,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DbComponent {
+    Auth,
+    Documents,
+}
+
+/// A failure that ends the process, with its exit code.
+struct Fatal {
+    code: u8,
+    message: String,
+}
+
+impl From<ConfigError> for Fatal {
+    fn from(e: ConfigError) -> Self {
+        Fatal {
+            code: EXIT_CONFIG as u8,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn fatal(e: impl std::fmt::Display) -> Fatal {
+    Fatal {
+        code: 1,
+        message: e.to_string(),
+    }
+}
+
+fn missing(key: &str, why: &str) -> Fatal {
+    ConfigError {
+        key: key.to_owned(),
+        message: why.to_owned(),
+    }
+    .into()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fatal { code, message }) => {
+            telemetry::flush();
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn read_file(path: Option<&Path>) -> Result<Option<String>, Fatal> {
+    path.map(|p| {
+        std::fs::read_to_string(p).map_err(|e| Fatal {
+            code: EXIT_CONFIG as u8,
+            message: format!("cannot read configuration file {}: {e}", p.display()),
+        })
+    })
+    .transpose()
+}
+
+fn load_config(path: Option<&Path>) -> Result<PlatformConfig, Fatal> {
+    let text = read_file(path)?;
+    Ok(config::load(text.as_deref(), &config::process_env())?)
+}
+
+fn log_format(cfg: &PlatformConfig, default: LogFormat) -> LogFormat {
+    match cfg.telemetry.log_format {
+        Some(LogFormatName::Json) => LogFormat::Json,
+        Some(LogFormatName::Pretty) => LogFormat::Pretty,
+        None => default,
+    }
+}
+
+fn tls(files: Option<&TlsFiles>, key: &str) -> Result<MeshTls, Fatal> {
+    let files = files.ok_or_else(|| missing(key, "required: the workload certificate, key and mesh CA"))?;
+    files.load().map_err(|e| missing(key, &e.to_string()))
+}
+
+async fn run(cli: Cli) -> Result<(), Fatal> {
+    match cli.command {
+        Command::Up { data_dir, config } => {
+            let text = read_file(config.as_deref())?;
+            let cfg = cloudsec::local_config(&data_dir, text.as_deref(), &config::process_env())
+                .map_err(|e| match e {
+                    LocalConfigError::Config(e) => e.into(),
+                    LocalConfigError::Platform(e) => fatal(e),
+                })?;
+            let _guard = telemetry::init("cloudsec", log_format(&cfg, LogFormat::Pretty), cfg.telemetry.otlp_endpoint.clone());
+            up(data_dir, cfg).await
+        }
+        Command::Serve { component, config } => {
+            let cfg = load_config(config.as_deref())?;
+            let name = match component {
+                Component::Auth => "cloudsec-auth",
+                Component::Documents => "cloudsec-documents",
+                Component::Gateway => "cloudsec-gateway",
+            };
+            let _guard = telemetry::init(name, log_format(&cfg, LogFormat::Json), cfg.telemetry.otlp_endpoint.clone());
+            serve(component, cfg).await
+        }
+        Command::Migrate { component, config } => {
+            let cfg = load_config(config.as_deref())?;
+            let _guard = telemetry::init("cloudsec", log_format(&cfg, LogFormat::Json), None);
+            match component {
+                DbComponent::Auth => {
+                    let c = cfg.auth.ok_or_else(|| missing("auth", "section required"))?;
+                    cloudsec_runtime::db::connect::<cloudsec_auth::migration::Migrator>(c.database_url.expose())
+                        .await
+                        .map_err(fatal)?;
+                }
+                DbComponent::Documents => {
+                    let c = cfg.documents.ok_or_else(|| missing("documents", "section required"))?;
+                    cloudsec_runtime::db::connect::<cloudsec_documents::migration::Migrator>(
+                        c.database_url.expose(),
+                    )
+                    .await
+                    .map_err(fatal)?;
+                }
+            }
+            println!("migrations applied");
+            Ok(())
+        }
+    }
+}
+
+async fn up(data_dir: PathBuf, cfg: PlatformConfig) -> Result<(), Fatal> {
+    let platform = LocalPlatform::build(&data_dir, &cfg)
+        .await
+        .map_err(fatal)?;
+    let a = platform.addresses();
+    let base = format!("http://{}", a.gateway);
+    println!(
+        "\ncloudsec is up (data in {dir})\n\
+         \n  REST gateway   {base}\
+         \n  admin          http://{ga}/metrics (gateway)  http://{aa}/metrics (auth)  http://{da}/metrics (documents)\
+         \n  gRPC (mTLS)    auth {auth}  documents {docs}\
+         \n\nTry it:\n\
+         \n  curl -s {base}/v1/auth:signUp -H 'content-type: application/json' \\\
+         \n    -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse battery\",\"tenant\":\"acme\"}}'\
+         \n  TOKEN=$(curl -s {base}/v1/auth:login -H 'content-type: application/json' \\\
+         \n    -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse battery\"}}' | sed 's/.*\"accessToken\":\"\\([^\"]*\\)\".*/\\1/')\
+         \n  curl -s {base}/v1/documents -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\
+         \n    -d '{{\"title\":\"Hello\",\"classification\":\"INTERNAL\",\"content\":\"first document\"}}'\
+         \n  curl -s {base}/v1/documents -H \"authorization: Bearer $TOKEN\"\
+         \n\nPress ctrl-c to stop.\n",
+        dir = data_dir.display(),
+        ga = a.gateway_admin,
+        aa = a.auth_admin,
+        da = a.documents_admin,
+        auth = a.auth,
+        docs = a.documents,
+    );
+    let shutdown = Shutdown::new();
+    shutdown::cancel_on_signal(shutdown.clone());
+    platform.run_until_stopped(shutdown).await.map_err(fatal)
+}
+
+async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
+    let shutdown = Shutdown::new();
+    shutdown::cancel_on_signal(shutdown.clone());
+    match component {
+        Component::Auth => {
+            let c = cfg.auth.ok_or_else(|| missing("auth", "section required to serve auth"))?;
+            let tls = tls(c.tls.as_ref(), "auth.tls")?;
+            let auth = cloudsec_auth::Auth::build(&c, cfg.tokens.settings()).await.map_err(fatal)?;
+            tracing::info!(grpc = %auth.grpc_addr(), admin = %auth.admin_addr(), "auth serving");
+            auth.run_until_stopped(&tls, shutdown).await.map_err(fatal)
+        }
+        Component::Documents => {
+            let c = cfg
+                .documents
+                .ok_or_else(|| missing("documents", "section required to serve documents"))?;
+            let tls = tls(c.tls.as_ref(), "documents.tls")?;
+            let uri = cfg
+                .tokens
+                .auth_uri
+                .as_deref()
+                .ok_or_else(|| missing("tokens.auth_uri", "required: where to fetch the JWKS"))?;
+            let name = cfg
+                .tokens
+                .auth_server_name
+                .as_deref()
+                .ok_or_else(|| missing("tokens.auth_server_name", "required: the auth service's certificate name"))?;
+            let channel = cloudsec_runtime::grpc::channel(uri, name, &tls).map_err(|e| missing("tokens.auth_uri", &e.to_string()))?;
+            let verifier = Arc::new(TokenVerifier::from_auth(&cfg.tokens.issuer, &cfg.tokens.audience, channel));
+            let documents = cloudsec_documents::Documents::build(&c, verifier).await.map_err(fatal)?;
+            tracing::info!(grpc = %documents.grpc_addr(), admin = %documents.admin_addr(), "documents serving");
+            documents.run_until_stopped(&tls, shutdown).await.map_err(fatal)
+        }
+        Component::Gateway => {
+            let c = cfg.gateway.ok_or_else(|| missing("gateway", "section required to serve the gateway"))?;
+            if c.upstreams.is_empty() {
+                return Err(missing("gateway.upstreams", "required: at least one gRPC service and its address"));
+            }
+            let tls = tls(c.tls.as_ref(), "gateway.tls")?;
+            let gateway = cloudsec_gateway::Gateway::build(&c, &[cloudsec_proto::FILE_DESCRIPTOR_SET], tls)
+                .await
+                .map_err(fatal)?;
+            tracing::info!(rest = %gateway.local_addr(), admin = %gateway.admin_addr(), "gateway serving");
+            gateway.run_until_stopped(shutdown).await.map_err(fatal)
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! What an operator relies on: health, reflection, metrics, request ids,
+//! and data that survives a restart.
+
+use cloudsec_tests::Sandbox;
+use serde_json::json;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+use crate::{create, document_ids};
+
+pub(crate) async fn health_reflection_and_metrics(sb: &Sandbox) {
+    for (service, name) in [
+        ("auth", "cloudsec.auth.v1.AuthService"),
+        ("documents", "cloudsec.documents.v1.DocumentService"),
+    ] {
+        let status = HealthClient::new(sb.channel(service))
+            .check(HealthCheckRequest { service: name.into() })
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        assert_eq!(status, 1, "{name} is SERVING");
+
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new(sb.channel(service))
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let response = stream.message().await.expect("reflection answer").expect("one message");
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection answer");
+        };
+        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&name), "{names:?}");
+        assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    }
+
+    // A request id chosen by the client comes back.
+    let user = sb.user().await;
+    let r = sb
+        .http
+        .get(sb.url("/v1/documents"))
+        .bearer_auth(&user.token)
+        .header("x-request-id", "req-e2e-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "req-e2e-42");
+
+    for admin in [sb.addrs.gateway_admin, sb.addrs.auth_admin, sb.addrs.documents_admin] {
+        for path in ["/live", "/ready"] {
+            let r = sb.http.get(format!("http://{admin}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{admin}{path}");
+        }
+    }
+    let metrics = sb
+        .http
+        .get(format!("http://{}/metrics", sb.addrs.documents_admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("inbound_response_total{")
+            && metrics.contains("grpc_method=\"ListDocuments\"")
+            && metrics.contains("grpc_status=\"Ok\""),
+        "{metrics}"
+    );
+    let metrics = sb
+        .http
+        .get(format!("http://{}/metrics", sb.addrs.auth_admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("grpc_method=\"Login\""), "{metrics}");
+    let gateway = sb
+        .http
+        .get(format!("http://{}/metrics", sb.addrs.gateway_admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(gateway.contains("/v1/documents"), "{gateway}");
+}
+
+pub(crate) async fn restart_reuses_data(sb: &Sandbox) {
+    // `sb` belongs to the caller; restart a sandbox of our own.
+    let own = Sandbox::start(sb.backend).await.expect("sandbox");
+    let user = own.user().await;
+    let doc = create(&own, &user.token, json!({"title": "durable", "classification": "PUBLIC"})).await;
+    let own = own.restart().await;
+    // The signing key survived, so the old token still verifies.
+    assert_eq!(document_ids(&own, &user.token).await, vec![doc["id"].as_str().unwrap().to_owned()]);
+    own.login(&user.email, &user.password).await;
+    own.stop().await;
+}

@@ -1,0 +1,82 @@
+//! One trace spans the gateway and the service: the gateway's span is the
+//! parent of the service's, across the mTLS gRPC hop, as seen by an OTLP
+//! receiver run inside the test.
+//!
+//! Its own test binary, because the trace exporter is process-global.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloudsec_runtime::telemetry::{self, LogFormat};
+use cloudsec_tests::{Backend, Sandbox, eventually};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_spans_gateway_and_service() {
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(receiver.clone()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let _guard = telemetry::init("cloudsec-tests", LogFormat::Test, Some(format!("http://{addr}")));
+
+    let sb = Sandbox::start(Backend::Sqlite).await.unwrap();
+    let user = sb.user().await;
+    let r = sb
+        .http
+        .post(sb.url("/v1/documents"))
+        .bearer_auth(&user.token)
+        .json(&json!({"title": "traced", "classification": "PUBLIC"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let found = eventually(Duration::from_secs(20), || async {
+        telemetry::flush();
+        let spans = receiver.spans.lock().unwrap().clone();
+        let server = spans.iter().find(|s| s.name.contains("DocumentService/CreateDocument"))?;
+        let parent = spans.iter().find(|s| s.span_id == server.parent_span_id)?;
+        Some((server.clone(), parent.clone()))
+    })
+    .await;
+    let (server, parent) = found.expect("the service span and its parent reached the receiver");
+    assert_eq!(server.trace_id, parent.trace_id, "one trace");
+    assert!(parent.name.contains("gateway"), "parent is the gateway's span: {}", parent.name);
+    // The trace began at the gateway: its span has no parent in this trace.
+    assert!(parent.parent_span_id.is_empty() || parent.trace_id == server.trace_id);
+    sb.stop().await;
+}
