@@ -65,18 +65,25 @@ async fn one_trace_spans_gateway_and_service() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
+    // Server spans are kind 2, client spans kind 3 (OTLP's SpanKind).
     let found = eventually(Duration::from_secs(20), || async {
         telemetry::flush();
         let spans = receiver.spans.lock().unwrap().clone();
-        let server = spans.iter().find(|s| s.name.contains("DocumentService/CreateDocument"))?;
-        let parent = spans.iter().find(|s| s.span_id == server.parent_span_id)?;
-        Some((server.clone(), parent.clone()))
+        let server = spans
+            .iter()
+            .find(|s| s.kind == 2 && s.name.contains("DocumentService/CreateDocument"))?;
+        let gateway = spans.iter().find(|s| s.span_id == server.parent_span_id)?;
+        // The first documents call fetches the JWKS from auth, in the same trace.
+        let jwks = spans.iter().find(|s| s.name.contains("AuthService/GetJwks") && s.kind == 2)?;
+        Some((server.clone(), gateway.clone(), jwks.clone()))
     })
     .await;
-    let (server, parent) = found.expect("the service span and its parent reached the receiver");
-    assert_eq!(server.trace_id, parent.trace_id, "one trace");
-    assert!(parent.name.contains("gateway"), "parent is the gateway's span: {}", parent.name);
-    // The trace began at the gateway: its span has no parent in this trace.
-    assert!(parent.parent_span_id.is_empty() || parent.trace_id == server.trace_id);
+    let (server, gateway, jwks) = found.expect("the service span and its parent reached the receiver");
+    assert_eq!(server.trace_id, gateway.trace_id, "one trace from gateway to service");
+    assert_eq!(gateway.kind, 3, "the parent is the gateway's client span");
+    assert!(gateway.parent_span_id.is_empty(), "the trace starts at the gateway");
+    assert_eq!(jwks.trace_id, server.trace_id, "the JWKS fetch joins the trace");
+    assert_eq!(jwks.parent_span_id, server.span_id);
     sb.stop().await;
 }
+

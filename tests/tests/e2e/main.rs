@@ -13,13 +13,13 @@ use cloudsec_tests::{Backend, Sandbox};
 
 /// Generates one test per scenario and backend.
 macro_rules! on_both_backends {
-    ($($scenario:path => $name:ident),* $(,)?) => {
+    ($($module:ident :: $scenario:ident => $name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let sandbox = crate::Sandbox::start(crate::Backend::Sqlite).await.expect("sqlite sandbox");
-                    $scenario(&sandbox).await;
+                    crate::$module::$scenario(&sandbox).await;
                     sandbox.stop().await;
                 }
             )*
@@ -29,7 +29,7 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let Some(sandbox) = crate::Sandbox::start(crate::Backend::Postgres).await else { return };
-                    $scenario(&sandbox).await;
+                    crate::$module::$scenario(&sandbox).await;
                     sandbox.stop().await;
                 }
             )*

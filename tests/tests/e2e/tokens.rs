@@ -108,8 +108,9 @@ pub(crate) async fn alg_none_and_hs256(sb: &Sandbox) {
     // HS256 keyed with the public key: the classic algorithm confusion.
     let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs.kid = Some(signer.kid().to_owned());
-    let public = serde_json::to_vec(signer.jwk()).unwrap();
-    let key = jsonwebtoken::EncodingKey::from_secret(&public);
+    let jwk = signer.jwk();
+    let public = json!({"kty": jwk.kty, "n": jwk.n, "e": jwk.e}).to_string();
+    let key = jsonwebtoken::EncodingKey::from_secret(public.as_bytes()).unwrap();
     let token = jsonwebtoken::encode(&hs, &claims(&user), &key).unwrap();
     refused(sb, &user, &token, "algorithm").await;
 }

@@ -1,0 +1,391 @@
+//! Errors: [`GatewayError`] for start-up and serving, and [`ApiError`], the
+//! JSON body every failed request gets.
+//!
+//! The body has grpc-gateway's shape, `{"code", "message", "details"}`, so
+//! clients written against grpc-gateway read it unchanged. The HTTP status
+//! comes from the one table in `cloudsec_runtime::status`, except where HTTP
+//! has a more precise answer than any gRPC code (404, 405, 413, 415).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic_types::{ErrorDetail, StatusExt};
+
+/// Why the gateway could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid descriptor set #{index}: {source}")]
+    Descriptors {
+        index: usize,
+        #[source]
+        source: prost_reflect::DescriptorError,
+    },
+    #[error("invalid http rule `{template}` on {method}: {reason}")]
+    Template {
+        method: String,
+        template: String,
+        reason: String,
+    },
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid TLS set-up for upstream {service}: {source}")]
+    Tls {
+        service: String,
+        #[source]
+        source: cloudsec_runtime::grpc::GrpcError,
+    },
+    #[error("invalid upstream for {service}: {source}")]
+    Upstream {
+        service: String,
+        #[source]
+        source: cloudsec_runtime::grpc::GrpcError,
+    },
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A failed request as the client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: Code,
+    pub(crate) message: String,
+    pub(crate) details: Vec<Value>,
+    /// For 405, the methods the path does take.
+    pub(crate) allow: Vec<http::Method>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: i32,
+    message: &'a str,
+    details: &'a [Value],
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Vec::new(),
+            allow: Vec::new(),
+        }
+    }
+
+    /// A client mistake found while transcoding.
+    pub(crate) fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, message)
+    }
+
+    pub(crate) fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::InvalidArgument,
+            format!("request body is larger than {limit} bytes"),
+        )
+    }
+
+    pub(crate) fn unsupported_media_type(content_type: Option<&str>) -> Self {
+        let message = match content_type {
+            Some(ct) => format!("content-type `{ct}` is not supported; send application/json"),
+            None => "a request body needs content-type application/json".to_owned(),
+        };
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::InvalidArgument,
+            message,
+        )
+    }
+
+    pub(crate) fn not_found(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            Code::NotFound,
+            format!("no route for path `{path}`"),
+        )
+    }
+
+    pub(crate) fn method_not_allowed(method: &http::Method, allow: Vec<http::Method>) -> Self {
+        let mut error = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Code::Unimplemented,
+            format!("method {method} is not allowed on this path"),
+        );
+        error.allow = allow;
+        error
+    }
+
+    pub(crate) fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            "the service is unavailable, try again later",
+        )
+    }
+
+    pub(crate) fn deadline_exceeded(timeout: Duration) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            Code::DeadlineExceeded,
+            format!("the service did not answer within {timeout:?}"),
+        )
+    }
+
+    /// A fault of the gateway itself; the cause is logged, not shown.
+    pub(crate) fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Internal,
+            "internal error",
+        )
+    }
+
+    /// A status the upstream sent back, with its rich details.
+    pub(crate) fn from_upstream(status: &tonic::Status) -> Self {
+        let code = status.code();
+        let mut error = Self::new(
+            cloudsec_runtime::status::http_status(code),
+            code,
+            status.message(),
+        );
+        error.details = render_details(status.get_error_details_vec());
+        error
+    }
+
+    pub(crate) fn to_json(&self) -> Vec<u8> {
+        let body = ErrorBody {
+            code: self.code as i32,
+            message: &self.message,
+            details: &self.details,
+        };
+        serde_json::to_vec(&body)
+            .unwrap_or_else(|_| br#"{"code":13,"message":"internal error","details":[]}"#.to_vec())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            self.to_json(),
+        )
+            .into_response();
+        if !self.allow.is_empty() {
+            let allow = self
+                .allow
+                .iter()
+                .map(http::Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+        }
+        response
+    }
+}
+
+const TYPE_PREFIX: &str = "type.googleapis.com/google.rpc.";
+
+/// Renders `google.rpc` details as proto3 JSON with an `@type`, as
+/// grpc-gateway does. `DebugInfo` is dropped: stack traces and internal
+/// detail are for logs, not for clients.
+pub(crate) fn render_details(details: Vec<ErrorDetail>) -> Vec<Value> {
+    details
+        .into_iter()
+        .filter_map(|detail| {
+            let (name, mut body) = match detail {
+                ErrorDetail::BadRequest(b) => (
+                    "BadRequest",
+                    json!({"fieldViolations": b.field_violations.iter().map(|v| {
+                        let mut out = json!({"field": v.field, "description": v.description});
+                        if !v.reason.is_empty() {
+                            out["reason"] = json!(v.reason);
+                        }
+                        out
+                    }).collect::<Vec<_>>()}),
+                ),
+                ErrorDetail::ErrorInfo(e) => (
+                    "ErrorInfo",
+                    json!({"reason": e.reason, "domain": e.domain, "metadata": e.metadata}),
+                ),
+                ErrorDetail::RetryInfo(r) => (
+                    "RetryInfo",
+                    match r.retry_delay {
+                        Some(delay) => json!({"retryDelay": proto_duration(delay)}),
+                        None => json!({}),
+                    },
+                ),
+                ErrorDetail::QuotaFailure(q) => (
+                    "QuotaFailure",
+                    json!({"violations": q.violations.iter().map(|v| json!({
+                        "subject": v.subject, "description": v.description,
+                    })).collect::<Vec<_>>()}),
+                ),
+                ErrorDetail::PreconditionFailure(p) => (
+                    "PreconditionFailure",
+                    json!({"violations": p.violations.iter().map(|v| json!({
+                        "type": v.r#type, "subject": v.subject, "description": v.description,
+                    })).collect::<Vec<_>>()}),
+                ),
+                ErrorDetail::RequestInfo(r) => (
+                    "RequestInfo",
+                    json!({"requestId": r.request_id, "servingData": r.serving_data}),
+                ),
+                ErrorDetail::ResourceInfo(r) => (
+                    "ResourceInfo",
+                    json!({
+                        "resourceType": r.resource_type, "resourceName": r.resource_name,
+                        "owner": r.owner, "description": r.description,
+                    }),
+                ),
+                ErrorDetail::Help(h) => (
+                    "Help",
+                    json!({"links": h.links.iter().map(|l| json!({
+                        "description": l.description, "url": l.url,
+                    })).collect::<Vec<_>>()}),
+                ),
+                ErrorDetail::LocalizedMessage(l) => (
+                    "LocalizedMessage",
+                    json!({"locale": l.locale, "message": l.message}),
+                ),
+                ErrorDetail::DebugInfo(d) => {
+                    tracing::debug!(detail = %d.detail, "upstream debug info withheld from client");
+                    return None;
+                }
+                other => {
+                    tracing::debug!(detail = ?other, "unrenderable upstream error detail dropped");
+                    return None;
+                }
+            };
+            body["@type"] = json!(format!("{TYPE_PREFIX}{name}"));
+            Some(body)
+        })
+        .collect()
+}
+
+/// `google.protobuf.Duration` in JSON: seconds with a fraction and `s`.
+fn proto_duration(d: Duration) -> String {
+    let nanos = d.subsec_nanos();
+    if nanos == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        let fraction = format!("{nanos:09}");
+        format!("{}.{}s", d.as_secs(), fraction.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::ErrorDetails;
+
+    fn body(error: &ApiError) -> Value {
+        serde_json::from_slice(&error.to_json()).unwrap()
+    }
+
+    #[test]
+    fn renders_the_grpc_gateway_shape() {
+        let error = ApiError::invalid_argument("bad `x`");
+        assert_eq!(error.status, 400);
+        assert_eq!(
+            body(&error),
+            json!({"code": 3, "message": "bad `x`", "details": []})
+        );
+        assert_eq!(body(&ApiError::not_found("/x"))["code"], 5);
+        assert_eq!(ApiError::not_found("/x").status, 404);
+        assert_eq!(ApiError::payload_too_large(10).status, 413);
+        assert_eq!(body(&ApiError::payload_too_large(10))["code"], 3);
+        assert_eq!(ApiError::unsupported_media_type(None).status, 415);
+        assert_eq!(ApiError::unavailable().status, 503);
+        assert_eq!(body(&ApiError::unavailable())["code"], 14);
+    }
+
+    #[test]
+    fn method_not_allowed_lists_the_allowed_methods() {
+        let error = ApiError::method_not_allowed(
+            &http::Method::DELETE,
+            vec![http::Method::GET, http::Method::PATCH],
+        );
+        assert_eq!(body(&error)["code"], 12);
+        let response = error.into_response();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()[header::ALLOW], "GET, PATCH");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn renders_rich_upstream_details() {
+        let mut details = ErrorDetails::new();
+        details
+            .add_bad_request_violation("item.title", "must not be empty")
+            .set_error_info(
+                "EMPTY_TITLE",
+                "cloudsec",
+                [("k".to_owned(), "v".to_owned())],
+            )
+            .set_retry_info(Some(Duration::from_millis(1500)))
+            .set_debug_info(vec!["secret stack".to_owned()], "internal detail");
+        let status = tonic::Status::with_error_details(Code::InvalidArgument, "bad item", details);
+        let error = ApiError::from_upstream(&status);
+        assert_eq!(error.status, 400);
+        let rendered = body(&error);
+        assert_eq!(rendered["code"], 3);
+        assert_eq!(rendered["message"], "bad item");
+        let details = rendered["details"].as_array().unwrap();
+        let find = |t: &str| {
+            details
+                .iter()
+                .find(|d| d["@type"] == format!("{TYPE_PREFIX}{t}"))
+                .cloned()
+        };
+        let bad = find("BadRequest").unwrap();
+        assert_eq!(bad["fieldViolations"][0]["field"], "item.title");
+        assert_eq!(
+            bad["fieldViolations"][0]["description"],
+            "must not be empty"
+        );
+        let info = find("ErrorInfo").unwrap();
+        assert_eq!(info["reason"], "EMPTY_TITLE");
+        assert_eq!(info["metadata"]["k"], "v");
+        assert_eq!(find("RetryInfo").unwrap()["retryDelay"], "1.5s");
+        assert!(find("DebugInfo").is_none());
+        assert!(!rendered.to_string().contains("secret stack"));
+    }
+
+    #[test]
+    fn upstream_codes_use_the_shared_table() {
+        for (code, http) in [
+            (Code::NotFound, 404),
+            (Code::PermissionDenied, 403),
+            (Code::Unauthenticated, 401),
+            (Code::AlreadyExists, 409),
+            (Code::ResourceExhausted, 429),
+        ] {
+            let error = ApiError::from_upstream(&tonic::Status::new(code, "x"));
+            assert_eq!(error.status, http);
+            assert_eq!(body(&error)["code"], code as i32);
+        }
+    }
+
+    #[test]
+    fn formats_proto_durations() {
+        assert_eq!(proto_duration(Duration::from_secs(3)), "3s");
+        assert_eq!(proto_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(proto_duration(Duration::from_nanos(1)), "0.000000001s");
+    }
+}
