@@ -5,6 +5,8 @@
 //! The command line (`src/main.rs`) only parses arguments and calls in
 //! here; the components themselves live in their own crates.
 
+pub mod call;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

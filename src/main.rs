@@ -38,6 +38,37 @@ enum Command {
         #[arg(long, env = "CLOUDSEC_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Call a service of the local platform over mTLS gRPC with a JSON
+    /// request, e.g. `call cloudsec.documents.v1.DocumentService/ListDocuments '{}' --token $TOKEN`.
+    Call {
+        /// `package.Service/Method`.
+        method: String,
+        /// The request in proto3 JSON.
+        #[arg(default_value = "{}")]
+        request: String,
+        /// An access token, sent as `authorization: Bearer ...`.
+        #[arg(long, env = "CLOUDSEC_TOKEN")]
+        token: Option<String>,
+        #[arg(long, default_value = ".cloudsec")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Write a workload certificate from the local CA (with the CA and key)
+    /// into a directory, for tools such as grpcurl.
+    Cert {
+        /// The service account, e.g. `tools`.
+        name: String,
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// How long the certificate is valid, e.g. `1h`.
+        #[arg(long, default_value = "1h", value_parser = humantime_serde::re::humantime::parse_duration)]
+        lifetime: std::time::Duration,
+        #[arg(long, default_value = ".cloudsec")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Apply a component's database migrations and exit.
     Migrate {
         component: DbComponent,
@@ -118,6 +149,15 @@ fn read_file(path: Option<&Path>) -> Result<Option<String>, Fatal> {
     .transpose()
 }
 
+/// The configuration `cloudsec up` runs with under `data_dir`.
+fn up_config(data_dir: &Path, path: Option<&Path>) -> Result<PlatformConfig, Fatal> {
+    let text = read_file(path)?;
+    cloudsec::local_config(data_dir, text.as_deref(), &config::process_env()).map_err(|e| match e {
+        LocalConfigError::Config(e) => e.into(),
+        LocalConfigError::Platform(e) => fatal(e),
+    })
+}
+
 fn load_config(path: Option<&Path>) -> Result<PlatformConfig, Fatal> {
     let text = read_file(path)?;
     Ok(config::load(text.as_deref(), &config::process_env())?)
@@ -139,12 +179,7 @@ fn tls(files: Option<&TlsFiles>, key: &str) -> Result<MeshTls, Fatal> {
 async fn run(cli: Cli) -> Result<(), Fatal> {
     match cli.command {
         Command::Up { data_dir, config } => {
-            let text = read_file(config.as_deref())?;
-            let cfg = cloudsec::local_config(&data_dir, text.as_deref(), &config::process_env())
-                .map_err(|e| match e {
-                    LocalConfigError::Config(e) => e.into(),
-                    LocalConfigError::Platform(e) => fatal(e),
-                })?;
+            let cfg = up_config(&data_dir, config.as_deref())?;
             let _guard = telemetry::init("cloudsec", log_format(&cfg, LogFormat::Pretty), cfg.telemetry.otlp_endpoint.clone());
             up(data_dir, cfg).await
         }
@@ -157,6 +192,34 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             };
             let _guard = telemetry::init(name, log_format(&cfg, LogFormat::Json), cfg.telemetry.otlp_endpoint.clone());
             serve(component, cfg).await
+        }
+        Command::Call {
+            method,
+            request,
+            token,
+            data_dir,
+            config,
+        } => {
+            let cfg = up_config(&data_dir, config.as_deref())?;
+            let out = cloudsec::call::call(&data_dir, &cfg, &method, &request, token.as_deref())
+                .await
+                .map_err(fatal)?;
+            println!("{out}");
+            Ok(())
+        }
+        Command::Cert {
+            name,
+            out,
+            lifetime,
+            data_dir,
+            config,
+        } => {
+            let cfg = up_config(&data_dir, config.as_deref())?;
+            cloudsec::call::export_cert(&data_dir, &cfg, &name, lifetime, &out)
+                .await
+                .map_err(fatal)?;
+            println!("wrote {0}/ca.pem, {0}/cert.pem and {0}/key.pem", out.display());
+            Ok(())
         }
         Command::Migrate { component, config } => {
             let cfg = load_config(config.as_deref())?;

@@ -34,13 +34,24 @@ pub fn load<T: DeserializeOwned>(
     file: Option<&str>,
     env: &BTreeMap<String, String>,
 ) -> Result<T, ConfigError> {
-    let mut root = match file {
-        Some(text) => text.parse::<toml::Table>().map_err(|e| ConfigError {
+    load_layers(file.as_slice(), env)
+}
+
+/// Like [`load`], with several TOML documents merged in order (later keys
+/// win, tables merge) under the environment. `cloudsec up` puts its laptop
+/// defaults first and the user's file second.
+pub fn load_layers<T: DeserializeOwned>(
+    layers: &[&str],
+    env: &BTreeMap<String, String>,
+) -> Result<T, ConfigError> {
+    let mut root = toml::Table::new();
+    for text in layers {
+        let layer = text.parse::<toml::Table>().map_err(|e| ConfigError {
             key: ".".into(),
             message: format!("not valid TOML: {}", e.message()),
-        })?,
-        None => toml::Table::new(),
-    };
+        })?;
+        merge(&mut root, layer);
+    }
 
     let mut guessed: HashSet<String> = HashSet::new();
     for (name, raw) in env {
@@ -126,6 +137,17 @@ fn guess_scalar(raw: &str) -> toml::Value {
             return toml::Value::Float(f);
         }
     toml::Value::String(raw.to_owned())
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 fn insert(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
@@ -238,6 +260,19 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.key, "svc.workers");
+    }
+
+    #[test]
+    fn layers_merge_tables() {
+        let cfg: Root = load_layers(
+            &[
+                "[svc]\nlisten = \"127.0.0.1:1\"\nworkers = 2\n",
+                "[svc]\nworkers = 3\n",
+            ],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!((cfg.svc.listen.port(), cfg.svc.workers), (1, 3));
     }
 
     #[test]

@@ -1,0 +1,117 @@
+//! The one error type of the documents service and its mapping to gRPC.
+
+use cloudsec_runtime::db::DbError;
+use cloudsec_runtime::host::HostError;
+use cloudsec_runtime::{ErrorKind, FieldViolations};
+
+use crate::page_token::KeyTooShort;
+
+pub type Result<T, E = DocumentsError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentsError {
+    #[error("invalid request: {0}")]
+    Invalid(FieldViolations),
+    /// Also what another tenant's document looks like.
+    #[error("document not found")]
+    NotFound,
+    #[error("etag mismatch: the document changed since it was read")]
+    EtagMismatch,
+    #[error("database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// A stored row that the code cannot read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("invalid configuration: {0}")]
+    PageTokenKey(#[from] KeyTooShort),
+    #[error(transparent)]
+    Connect(#[from] DbError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+impl From<FieldViolations> for DocumentsError {
+    fn from(violations: FieldViolations) -> Self {
+        DocumentsError::Invalid(violations)
+    }
+}
+
+impl DocumentsError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DocumentsError::Invalid(_) => ErrorKind::InvalidArgument,
+            DocumentsError::NotFound => ErrorKind::NotFound,
+            DocumentsError::EtagMismatch => ErrorKind::Aborted,
+            // The pool could not reach the database: worth a retry.
+            DocumentsError::Database(sea_orm::DbErr::ConnectionAcquire(_))
+            | DocumentsError::Database(sea_orm::DbErr::Conn(_))
+            | DocumentsError::Connect(_) => ErrorKind::Unavailable,
+            DocumentsError::PageTokenKey(_) => ErrorKind::FailedPrecondition,
+            DocumentsError::Database(_) | DocumentsError::Corrupt(_) | DocumentsError::Host(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+impl From<DocumentsError> for tonic::Status {
+    fn from(error: DocumentsError) -> Self {
+        let kind = error.kind();
+        match error {
+            DocumentsError::Invalid(violations) => violations.into_status(),
+            DocumentsError::NotFound | DocumentsError::EtagMismatch => {
+                tonic::Status::new(kind.grpc_code(), error.to_string())
+            }
+            // The cause may name tables, hosts or data: log it, and give
+            // the client only the request id to quote.
+            other => {
+                let request_id = cloudsec_runtime::grpc::current_request_id();
+                tracing::error!(error = %other, request_id = request_id.as_deref(), "request failed");
+                let message = match kind {
+                    ErrorKind::Unavailable => "service temporarily unavailable, retry later",
+                    _ => "internal error",
+                };
+                let message = match request_id {
+                    Some(id) => format!("{message} (request id {id})"),
+                    None => message.to_owned(),
+                };
+                tonic::Status::new(kind.grpc_code(), message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_to_the_status_table() {
+        let status = tonic::Status::from(DocumentsError::EtagMismatch);
+        assert_eq!(status.code(), tonic::Code::Aborted);
+        assert_eq!(
+            status.message(),
+            "etag mismatch: the document changed since it was read"
+        );
+        assert_eq!(
+            tonic::Status::from(DocumentsError::NotFound).code(),
+            tonic::Code::NotFound
+        );
+        let mut v = FieldViolations::new();
+        v.add("document.title", "must not be empty");
+        assert_eq!(
+            tonic::Status::from(DocumentsError::from(v)).code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn database_errors_stay_opaque() {
+        let error = DocumentsError::Database(sea_orm::DbErr::Custom(
+            "relation \"documents\" secret detail".into(),
+        ));
+        let status = tonic::Status::from(error);
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal error");
+    }
+}

@@ -1,0 +1,401 @@
+//! The documents store: validated values in, domain documents out.
+//!
+//! Every query is scoped to the caller's tenant, so another tenant's
+//! document reads exactly like a missing one. Each write is one
+//! transaction; on SQLite it starts as `BEGIN IMMEDIATE`, so a writer takes
+//! the lock before it reads and never fails upgrading a read snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    AccessMode, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DerivePartialModel, EntityTrait, IsolationLevel, QueryFilter,
+    QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::domain::{
+    Caller, Classification, Document, DocumentPatch, ListQuery, NewDocument, Page,
+};
+use crate::entity::{document, document_label};
+use crate::error::{DocumentsError, Result};
+use crate::page_token::{Cursor, PageTokenKey};
+
+/// The documents tables and the key that seals page tokens.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    tokens: PageTokenKey,
+}
+
+/// A list row: everything but the content.
+#[derive(Debug, Clone, DerivePartialModel)]
+#[sea_orm(entity = "document::Entity")]
+struct Summary {
+    id: Uuid,
+    tenant: String,
+    owner: String,
+    title: String,
+    classification: String,
+    content_type: String,
+    size_bytes: i64,
+    etag: String,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl Store {
+    /// A store over `db`, whose migrations must have run.
+    pub fn new(db: DatabaseConnection, tokens: PageTokenKey) -> Self {
+        Self { db, tokens }
+    }
+
+    pub fn page_tokens(&self) -> &PageTokenKey {
+        &self.tokens
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        Ok(self.db.begin_with_options(options).await?)
+    }
+
+    /// A transaction whose statements all see one snapshot, so a document
+    /// and its labels always match. SQLite gives that to any transaction;
+    /// PostgreSQL's default (read committed) does not.
+    async fn begin_read(&self) -> Result<DatabaseTransaction> {
+        let options = match self.db.get_database_backend() {
+            DbBackend::Postgres => TransactionOptions {
+                isolation_level: Some(IsolationLevel::RepeatableRead),
+                access_mode: Some(AccessMode::ReadOnly),
+                sqlite_transaction_mode: None,
+            },
+            _ => TransactionOptions::default(),
+        };
+        Ok(self.db.begin_with_options(options).await?)
+    }
+
+    pub async fn create(&self, caller: &Caller, new: NewDocument) -> Result<Document> {
+        let now = now();
+        let document = Document {
+            id: Uuid::now_v7(),
+            tenant: caller.tenant.clone(),
+            owner: caller.user.clone(),
+            title: new.title,
+            classification: new.classification,
+            labels: new.labels,
+            size_bytes: size_of(&new.content),
+            content: Some(new.content),
+            content_type: new.content_type,
+            etag: new_etag(),
+            create_time: now,
+            update_time: now,
+        };
+        let row = document::ActiveModel {
+            id: Set(document.id),
+            tenant: Set(document.tenant.clone()),
+            owner: Set(document.owner.clone()),
+            title: Set(document.title.clone()),
+            classification: Set(document.classification.as_str().to_owned()),
+            content: Set(document.content.clone().unwrap_or_default()),
+            content_type: Set(document.content_type.clone()),
+            size_bytes: Set(document.size_bytes),
+            etag: Set(document.etag.clone()),
+            create_time: Set(document.create_time),
+            update_time: Set(document.update_time),
+        };
+        let txn = self.begin_write().await?;
+        document::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await?;
+        insert_labels(&txn, document.id, &document.labels).await?;
+        txn.commit().await?;
+        tracing::info!(document_id = %document.id, tenant = %caller.tenant, "document created");
+        Ok(document)
+    }
+
+    pub async fn get(&self, caller: &Caller, id: Uuid) -> Result<Document> {
+        let txn = self.begin_read().await?;
+        let document = load(&txn, caller, id).await?;
+        txn.commit().await?;
+        Ok(document)
+    }
+
+    /// One page of the caller's tenant's documents, newest first.
+    pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<Page> {
+        let mut select =
+            document::Entity::find().filter(document::Column::Tenant.eq(caller.tenant.as_str()));
+        if let Some(classification) = query.filter.classification {
+            select = select.filter(document::Column::Classification.eq(classification.as_str()));
+        }
+        if let Some(label) = &query.filter.label {
+            let mut labelled = Query::select();
+            labelled
+                .expr(Expr::val(1))
+                .from(document_label::Entity)
+                .and_where(
+                    Expr::col((document_label::Entity, document_label::Column::DocumentId))
+                        .equals((document::Entity, document::Column::Id)),
+                )
+                .and_where(
+                    Expr::col((document_label::Entity, document_label::Column::Key))
+                        .eq(label.key.as_str()),
+                );
+            if let Some(value) = &label.value {
+                labelled.and_where(
+                    Expr::col((document_label::Entity, document_label::Column::Value))
+                        .eq(value.as_str()),
+                );
+            }
+            select = select.filter(Expr::exists(labelled.to_owned()));
+        }
+        if let Some(after) = query.after {
+            let time = DateTime::from_timestamp_micros(after.create_time_micros)
+                .ok_or_else(|| DocumentsError::Corrupt("page cursor out of range".into()))?;
+            select = select.filter(
+                Condition::any()
+                    .add(document::Column::CreateTime.lt(time))
+                    .add(
+                        Condition::all()
+                            .add(document::Column::CreateTime.eq(time))
+                            .add(document::Column::Id.lt(after.id)),
+                    ),
+            );
+        }
+        // One more row than asked tells whether another page exists.
+        let rows = select
+            .order_by_desc(document::Column::CreateTime)
+            .order_by_desc(document::Column::Id)
+            .limit(query.page_size + 1)
+            .into_partial_model::<Summary>();
+
+        let txn = self.begin_read().await?;
+        let mut rows = rows.all(&txn).await?;
+        let more = rows.len() as u64 > query.page_size;
+        rows.truncate(usize::try_from(query.page_size).unwrap_or(usize::MAX));
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let mut labels = labels_of(&txn, &ids).await?;
+        txn.commit().await?;
+
+        let documents = rows
+            .into_iter()
+            .map(|row| {
+                let labels = labels.remove(&row.id).unwrap_or_default();
+                Ok(Document {
+                    id: row.id,
+                    tenant: row.tenant,
+                    owner: row.owner,
+                    title: row.title,
+                    classification: classification(&row.classification)?,
+                    labels,
+                    content: None,
+                    content_type: row.content_type,
+                    size_bytes: row.size_bytes,
+                    etag: row.etag,
+                    create_time: row.create_time,
+                    update_time: row.update_time,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next_page_token = match documents.last() {
+            Some(last) if more => Some(self.tokens.seal(
+                &caller.tenant,
+                &query.filter.canonical(),
+                Cursor {
+                    create_time_micros: last.create_time.timestamp_micros(),
+                    id: last.id,
+                },
+            )),
+            _ => None,
+        };
+        Ok(Page {
+            documents,
+            next_page_token,
+        })
+    }
+
+    /// Applies `patch`; when it carries an etag, only to that version.
+    pub async fn update(&self, caller: &Caller, patch: DocumentPatch) -> Result<Document> {
+        let mut update = document::Entity::update_many()
+            .col_expr(document::Column::Etag, Expr::value(new_etag()))
+            .col_expr(document::Column::UpdateTime, Expr::value(now()))
+            .filter(document::Column::Id.eq(patch.id))
+            .filter(document::Column::Tenant.eq(caller.tenant.as_str()));
+        if let Some(title) = patch.title {
+            update = update.col_expr(document::Column::Title, Expr::value(title));
+        }
+        if let Some(classification) = patch.classification {
+            update = update.col_expr(
+                document::Column::Classification,
+                Expr::value(classification.as_str()),
+            );
+        }
+        if let Some(content) = patch.content {
+            update = update
+                .col_expr(document::Column::SizeBytes, Expr::value(size_of(&content)))
+                .col_expr(document::Column::Content, Expr::value(content));
+        }
+        if let Some(content_type) = patch.content_type {
+            update = update.col_expr(document::Column::ContentType, Expr::value(content_type));
+        }
+        if let Some(etag) = &patch.if_match {
+            update = update.filter(document::Column::Etag.eq(etag.as_str()));
+        }
+
+        // The update is the first statement, so it takes the row (or, on
+        // SQLite, the database) before anything is read: the etag check
+        // and the change are one step.
+        let txn = self.begin_write().await?;
+        let changed = update.exec(&txn).await?.rows_affected;
+        if changed == 0 {
+            return Err(why_unchanged(&txn, caller, patch.id).await);
+        }
+        if let Some(labels) = &patch.labels {
+            document_label::Entity::delete_many()
+                .filter(document_label::Column::DocumentId.eq(patch.id))
+                .exec(&txn)
+                .await?;
+            insert_labels(&txn, patch.id, labels).await?;
+        }
+        let document = load(&txn, caller, patch.id).await?;
+        txn.commit().await?;
+        tracing::info!(document_id = %document.id, tenant = %caller.tenant, "document updated");
+        Ok(document)
+    }
+
+    /// Deletes a document and its labels; when `if_match` is set, only
+    /// that version.
+    pub async fn delete(&self, caller: &Caller, id: Uuid, if_match: Option<String>) -> Result<()> {
+        let mut delete = document::Entity::delete_many()
+            .filter(document::Column::Id.eq(id))
+            .filter(document::Column::Tenant.eq(caller.tenant.as_str()));
+        if let Some(etag) = if_match {
+            delete = delete.filter(document::Column::Etag.eq(etag));
+        }
+        let txn = self.begin_write().await?;
+        if delete.exec(&txn).await?.rows_affected == 0 {
+            return Err(why_unchanged(&txn, caller, id).await);
+        }
+        // The foreign key cascades; this covers a connection opened
+        // without foreign-key enforcement, so no label outlives its row.
+        document_label::Entity::delete_many()
+            .filter(document_label::Column::DocumentId.eq(id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        tracing::info!(document_id = %id, tenant = %caller.tenant, "document deleted");
+        Ok(())
+    }
+}
+
+/// A conditional write changed nothing: either the document is not the
+/// caller's tenant's (or does not exist), or its etag moved on.
+async fn why_unchanged(txn: &DatabaseTransaction, caller: &Caller, id: Uuid) -> DocumentsError {
+    let found = document::Entity::find()
+        .select_only()
+        .column(document::Column::Id)
+        .filter(document::Column::Id.eq(id))
+        .filter(document::Column::Tenant.eq(caller.tenant.as_str()))
+        .into_tuple::<Uuid>()
+        .one(txn)
+        .await;
+    match found {
+        Ok(Some(_)) => DocumentsError::EtagMismatch,
+        Ok(None) => DocumentsError::NotFound,
+        Err(error) => error.into(),
+    }
+}
+
+async fn load(txn: &DatabaseTransaction, caller: &Caller, id: Uuid) -> Result<Document> {
+    let row = document::Entity::find_by_id(id)
+        .filter(document::Column::Tenant.eq(caller.tenant.as_str()))
+        .one(txn)
+        .await?
+        .ok_or(DocumentsError::NotFound)?;
+    let labels = labels_of(txn, &[id]).await?.remove(&id).unwrap_or_default();
+    Ok(Document {
+        id: row.id,
+        tenant: row.tenant,
+        owner: row.owner,
+        title: row.title,
+        classification: classification(&row.classification)?,
+        labels,
+        content: Some(row.content),
+        content_type: row.content_type,
+        size_bytes: row.size_bytes,
+        etag: row.etag,
+        create_time: row.create_time,
+        update_time: row.update_time,
+    })
+}
+
+async fn labels_of(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, BTreeMap<String, String>>> {
+    let mut labels: HashMap<Uuid, BTreeMap<String, String>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(labels);
+    }
+    let rows = document_label::Entity::find()
+        .filter(document_label::Column::DocumentId.is_in(ids.iter().copied()))
+        .all(db)
+        .await?;
+    for row in rows {
+        labels
+            .entry(row.document_id)
+            .or_default()
+            .insert(row.key, row.value);
+    }
+    Ok(labels)
+}
+
+async fn insert_labels(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    labels: &BTreeMap<String, String>,
+) -> Result<()> {
+    if labels.is_empty() {
+        return Ok(());
+    }
+    let rows = labels
+        .iter()
+        .map(|(key, value)| document_label::ActiveModel {
+            document_id: Set(id),
+            key: Set(key.clone()),
+            value: Set(value.clone()),
+        });
+    document_label::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+fn classification(stored: &str) -> Result<Classification> {
+    Classification::from_name(stored)
+        .ok_or_else(|| DocumentsError::Corrupt(format!("unknown classification `{stored}`")))
+}
+
+/// Now, cut to whole microseconds: PostgreSQL keeps no more, and a cursor
+/// must compare equal to the row it came from on every database.
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// A fresh, unguessable version tag.
+fn new_etag() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+fn size_of(content: &str) -> i64 {
+    i64::try_from(content.len()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,232 @@
+//! The test harness: a real database (SQLite in a temp file, or a fresh
+//! PostgreSQL database that is dropped afterwards), the gRPC adapter over
+//! it, and tokens signed by a test key.
+
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Once};
+
+use cloudsec_documents::Migrator;
+use cloudsec_documents::grpc::DocumentsGrpc;
+use cloudsec_documents::page_token::PageTokenKey;
+use cloudsec_documents::store::Store;
+use cloudsec_proto::auth::v1::Jwks;
+use cloudsec_proto::documents::v1 as pb;
+use cloudsec_runtime::token::{Claims, Signer, TokenVerifier};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tonic::Request;
+
+pub(crate) const ISSUER: &str = "https://auth.cloudsec.test";
+pub(crate) const AUDIENCE: &str = "cloudsec";
+/// Where the tests find PostgreSQL unless `DOCUMENTS_TEST_POSTGRES_URL` says otherwise.
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// RSA key generation is slow, so every test in the binary shares one key.
+static SIGNER: LazyLock<Signer> =
+    LazyLock::new(|| Signer::generate().expect("generate a test signing key"));
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What a scenario gets: the adapter and its database.
+#[derive(Clone)]
+pub(crate) struct Harness {
+    pub(crate) api: DocumentsGrpc,
+    pub(crate) db: DatabaseConnection,
+    pub(crate) backend: Backend,
+}
+
+pub(crate) fn init_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+pub(crate) fn token(tenant: &str, user: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    SIGNER
+        .sign(&Claims {
+            iss: ISSUER.into(),
+            sub: user.into(),
+            aud: AUDIENCE.into(),
+            exp: now + 300,
+            iat: now,
+            nbf: None,
+            jti: uuid::Uuid::new_v4().to_string(),
+            tenant: tenant.into(),
+            scope: String::new(),
+        })
+        .expect("sign a test token")
+}
+
+/// `message` as `user` of `tenant`.
+pub(crate) fn as_user<T>(tenant: &str, user: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token(tenant, user))
+            .parse()
+            .expect("ascii header"),
+    );
+    request
+}
+
+/// `message` as alice of tenant acme, the usual caller.
+pub(crate) fn alice<T>(message: T) -> Request<T> {
+    as_user("acme", "alice", message)
+}
+
+/// `message` as mallory of another tenant.
+pub(crate) fn mallory<T>(message: T) -> Request<T> {
+    as_user("globex", "mallory", message)
+}
+
+pub(crate) fn verifier() -> Arc<TokenVerifier> {
+    let verifier = TokenVerifier::fixed(ISSUER, AUDIENCE);
+    verifier.set_keys(&Jwks {
+        keys: vec![SIGNER.jwk().clone()],
+    });
+    Arc::new(verifier)
+}
+
+pub(crate) fn harness(db: DatabaseConnection, backend: Backend) -> Harness {
+    let key = PageTokenKey::new(b"0123456789abcdef0123456789abcdef").expect("32-byte key");
+    let api = DocumentsGrpc::new(Store::new(db.clone(), key), verifier());
+    Harness { api, db, backend }
+}
+
+/// A document to send.
+pub(crate) fn doc(
+    title: &str,
+    classification: pb::Classification,
+    labels: &[(&str, &str)],
+) -> pb::Document {
+    pb::Document {
+        title: title.into(),
+        classification: classification as i32,
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        content: format!("content of {title}"),
+        ..Default::default()
+    }
+}
+
+/// The fields named by a status's `BadRequest` details.
+pub(crate) fn violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Runs `scenario` against a fresh database of `backend`, then removes it,
+/// even when the scenario panics.
+pub(crate) async fn run<F, Fut>(backend: Backend, scenario: F)
+where
+    F: FnOnce(Harness) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    init_logs();
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("documents.db").display());
+            let db = cloudsec_runtime::db::connect::<Migrator>(&url)
+                .await
+                .expect("open and migrate sqlite");
+            let outcome = tokio::spawn(scenario(harness(db.clone(), backend))).await;
+            let _ = db.close().await;
+            drop(dir);
+            if let Err(error) = outcome {
+                std::panic::resume_unwind(error.into_panic());
+            }
+        }
+        Backend::Postgres => {
+            let Some(admin) = postgres_admin().await else {
+                return;
+            };
+            let name = format!("documents_test_{}", uuid::Uuid::new_v4().simple());
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            let url = database_url(&name);
+            let outcome = match cloudsec_runtime::db::connect::<Migrator>(&url).await {
+                Ok(db) => {
+                    let outcome = tokio::spawn(scenario(harness(db.clone(), backend))).await;
+                    let _ = db.close().await;
+                    outcome.map_err(|e| e.into_panic())
+                }
+                Err(error) => {
+                    let panic: Box<dyn std::any::Any + Send> =
+                        Box::new(format!("cannot migrate {name}: {error}"));
+                    Err(panic)
+                }
+            };
+            if let Err(error) = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+            {
+                eprintln!("could not drop test database {name}: {error}");
+            }
+            let _ = admin.close().await;
+            if let Err(panic) = outcome {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("DOCUMENTS_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())
+}
+
+/// The admin URL with its database replaced by `name`.
+fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+/// A connection to PostgreSQL's admin database, or `None` (with a notice)
+/// when it is unreachable outside CI. In CI a missing database fails.
+async fn postgres_admin() -> Option<DatabaseConnection> {
+    let url = admin_url();
+    let mut options = sea_orm::ConnectOptions::new(url.clone());
+    options
+        .max_connections(1)
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .sqlx_logging(false);
+    match Database::connect(options).await {
+        Ok(db) => Some(db),
+        Err(error) => {
+            let shown = cloudsec_runtime::db::redact(&url);
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "PostgreSQL is required in CI but {shown} is unreachable: {error}; \
+                     start it or set DOCUMENTS_TEST_POSTGRES_URL"
+                );
+            }
+            eprintln!(
+                "SKIPPED: PostgreSQL test: {shown} is unreachable ({error}); \
+                 start PostgreSQL or set DOCUMENTS_TEST_POSTGRES_URL to run it"
+            );
+            None
+        }
+    }
+}
