@@ -12,7 +12,9 @@ use crate::PlatformConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("unknown method `{0}`; use package.Service/Method, e.g. cloudsec.documents.v1.DocumentService/ListDocuments")]
+    #[error(
+        "unknown method `{0}`; use package.Service/Method, e.g. cloudsec.documents.v1.DocumentService/ListDocuments"
+    )]
     UnknownMethod(String),
     #[error("the request is not valid JSON for {message}: {reason}")]
     BadRequest { message: String, reason: String },
@@ -48,13 +50,15 @@ pub async fn call(
 ) -> Result<String, CallError> {
     let pool = DescriptorPool::decode(cloudsec_proto::FILE_DESCRIPTOR_SET)
         .map_err(|e| CallError::Descriptors(e.to_string()))?;
-    let descriptor = find_method(&pool, method).ok_or_else(|| CallError::UnknownMethod(method.to_owned()))?;
+    let descriptor =
+        find_method(&pool, method).ok_or_else(|| CallError::UnknownMethod(method.to_owned()))?;
     let service = descriptor.parent_service();
     let (account, addr) = match service.full_name() {
         "cloudsec.auth.v1.AuthService" => ("auth", config.auth.as_ref().map(|c| c.grpc_listen)),
-        "cloudsec.documents.v1.DocumentService" => {
-            ("documents", config.documents.as_ref().map(|c| c.grpc_listen))
-        }
+        "cloudsec.documents.v1.DocumentService" => (
+            "documents",
+            config.documents.as_ref().map(|c| c.grpc_listen),
+        ),
         other => return Err(CallError::NoAddress(other.to_owned())),
     };
     let addr = addr.ok_or_else(|| CallError::NoAddress(account.to_owned()))?;
@@ -74,7 +78,10 @@ pub async fn call(
     let ca = LocalCa::load_or_create(&data_dir.join("pki"))?;
     let mesh = &config.mesh;
     let me = SpiffeId::new(&mesh.trust_domain, &mesh.namespace, "cli")?;
-    let tls = ca.issue(&me, std::time::Duration::from_secs(300)).await?.mesh_tls();
+    let tls = ca
+        .issue(&me, std::time::Duration::from_secs(300))
+        .await?
+        .mesh_tls();
     let peer = SpiffeId::new(&mesh.trust_domain, &mesh.namespace, account)?;
     let channel = cloudsec_runtime::grpc::channel(&crate::dial(addr), &peer.dns_name(), &tls)?;
 
@@ -85,7 +92,9 @@ pub async fn call(
     })?;
     let mut request = tonic::Request::new(request);
     if let Some(token) = token {
-        let value = format!("Bearer {token}").parse().map_err(|_| CallError::Token)?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| CallError::Token)?;
         request.metadata_mut().insert("authorization", value);
     }
     let path = format!("/{}/{}", service.full_name(), descriptor.name())
@@ -98,7 +107,8 @@ pub async fn call(
             code: s.code(),
             message: s.message().to_owned(),
         })?;
-    serde_json::to_string_pretty(response.get_ref()).map_err(|e| CallError::Descriptors(e.to_string()))
+    serde_json::to_string_pretty(response.get_ref())
+        .map_err(|e| CallError::Descriptors(e.to_string()))
 }
 
 /// Writes a workload certificate for `service_account`, its key and the
@@ -112,7 +122,12 @@ pub async fn export_cert(
 ) -> Result<(), std::io::Error> {
     let other = |e: cloudsec_identity::IdentityError| std::io::Error::other(e.to_string());
     let ca = LocalCa::load_or_create(&data_dir.join("pki")).map_err(other)?;
-    let id = SpiffeId::new(&config.mesh.trust_domain, &config.mesh.namespace, service_account).map_err(other)?;
+    let id = SpiffeId::new(
+        &config.mesh.trust_domain,
+        &config.mesh.namespace,
+        service_account,
+    )
+    .map_err(other)?;
     let cert = ca.issue(&id, lifetime).await.map_err(other)?;
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("ca.pem"), &cert.ca_pem)?;
@@ -121,6 +136,9 @@ pub async fn export_cert(
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(&mut options.open(out.join("key.pem"))?, cert.key_pem.as_bytes())?;
+    std::io::Write::write_all(
+        &mut options.open(out.join("key.pem"))?,
+        cert.key_pem.as_bytes(),
+    )?;
     Ok(())
 }

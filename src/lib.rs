@@ -190,7 +190,11 @@ fn page_token_key(dir: &Path) -> Result<Secret, PlatformError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(e)),
     }
-    let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let key = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -355,8 +359,15 @@ impl LocalPlatform {
     }
 
     /// A certificate for another workload of this mesh (tests, tools).
-    pub async fn issue(&self, service_account: &str) -> Result<cloudsec_runtime::tls::MeshTls, PlatformError> {
-        let id = SpiffeId::new(&self.certs.mesh.trust_domain, &self.certs.mesh.namespace, service_account)?;
+    pub async fn issue(
+        &self,
+        service_account: &str,
+    ) -> Result<cloudsec_runtime::tls::MeshTls, PlatformError> {
+        let id = SpiffeId::new(
+            &self.certs.mesh.trust_domain,
+            &self.certs.mesh.namespace,
+            service_account,
+        )?;
         Ok(self.certs.ca.issue(&id, DEFAULT_LIFETIME).await?.mesh_tls())
     }
 
@@ -378,18 +389,39 @@ impl LocalPlatform {
         {
             let s = shutdown.clone();
             let tls = certs.auth.clone();
-            tasks.spawn(async move { ("auth", auth.run_until_stopped(&tls, s).await.map_err(|e| e.to_string())) });
+            tasks.spawn(async move {
+                (
+                    "auth",
+                    auth.run_until_stopped(&tls, s)
+                        .await
+                        .map_err(|e| e.to_string()),
+                )
+            });
         }
         {
             let s = shutdown.clone();
             let tls = certs.documents.clone();
             tasks.spawn(async move {
-                ("documents", documents.run_until_stopped(&tls, s).await.map_err(|e| e.to_string()))
+                (
+                    "documents",
+                    documents
+                        .run_until_stopped(&tls, s)
+                        .await
+                        .map_err(|e| e.to_string()),
+                )
             });
         }
         {
             let s = shutdown.clone();
-            tasks.spawn(async move { ("gateway", gateway.run_until_stopped(s).await.map_err(|e| e.to_string())) });
+            tasks.spawn(async move {
+                (
+                    "gateway",
+                    gateway
+                        .run_until_stopped(s)
+                        .await
+                        .map_err(|e| e.to_string()),
+                )
+            });
         }
         let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {

@@ -8,12 +8,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cloudsec::{LocalConfigError, LocalPlatform, LogFormatName, PlatformConfig};
 use cloudsec_runtime::config::{self, ConfigError, EXIT_CONFIG};
 use cloudsec_runtime::telemetry::{self, LogFormat};
-use cloudsec_runtime::token::TokenVerifier;
 use cloudsec_runtime::tls::{MeshTls, TlsFiles};
+use cloudsec_runtime::token::TokenVerifier;
 use cloudsec_runtime::{Shutdown, shutdown};
 
 #[derive(Debug, Parser)]
-#[command(name = "cloudsec", version, about = "A secure platform of Rust microservices")]
+#[command(
+    name = "cloudsec",
+    version,
+    about = "A secure platform of Rust microservices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -122,7 +126,10 @@ fn missing(key: &str, why: &str) -> Fatal {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -172,7 +179,8 @@ fn log_format(cfg: &PlatformConfig, default: LogFormat) -> LogFormat {
 }
 
 fn tls(files: Option<&TlsFiles>, key: &str) -> Result<MeshTls, Fatal> {
-    let files = files.ok_or_else(|| missing(key, "required: the workload certificate, key and mesh CA"))?;
+    let files =
+        files.ok_or_else(|| missing(key, "required: the workload certificate, key and mesh CA"))?;
     files.load().map_err(|e| missing(key, &e.to_string()))
 }
 
@@ -180,7 +188,11 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
     match cli.command {
         Command::Up { data_dir, config } => {
             let cfg = up_config(&data_dir, config.as_deref())?;
-            let _guard = telemetry::init("cloudsec", log_format(&cfg, LogFormat::Pretty), cfg.telemetry.otlp_endpoint.clone());
+            let _guard = telemetry::init(
+                "cloudsec",
+                log_format(&cfg, LogFormat::Pretty),
+                cfg.telemetry.otlp_endpoint.clone(),
+            );
             up(data_dir, cfg).await
         }
         Command::Serve { component, config } => {
@@ -190,7 +202,11 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
                 Component::Documents => "cloudsec-documents",
                 Component::Gateway => "cloudsec-gateway",
             };
-            let _guard = telemetry::init(name, log_format(&cfg, LogFormat::Json), cfg.telemetry.otlp_endpoint.clone());
+            let _guard = telemetry::init(
+                name,
+                log_format(&cfg, LogFormat::Json),
+                cfg.telemetry.otlp_endpoint.clone(),
+            );
             serve(component, cfg).await
         }
         Command::Call {
@@ -218,7 +234,10 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             cloudsec::call::export_cert(&data_dir, &cfg, &name, lifetime, &out)
                 .await
                 .map_err(fatal)?;
-            println!("wrote {0}/ca.pem, {0}/cert.pem and {0}/key.pem", out.display());
+            println!(
+                "wrote {0}/ca.pem, {0}/cert.pem and {0}/key.pem",
+                out.display()
+            );
             Ok(())
         }
         Command::Migrate { component, config } => {
@@ -226,13 +245,19 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             let _guard = telemetry::init("cloudsec", log_format(&cfg, LogFormat::Json), None);
             match component {
                 DbComponent::Auth => {
-                    let c = cfg.auth.ok_or_else(|| missing("auth", "section required"))?;
-                    cloudsec_runtime::db::connect::<cloudsec_auth::migration::Migrator>(c.database_url.expose())
-                        .await
-                        .map_err(fatal)?;
+                    let c = cfg
+                        .auth
+                        .ok_or_else(|| missing("auth", "section required"))?;
+                    cloudsec_runtime::db::connect::<cloudsec_auth::migration::Migrator>(
+                        c.database_url.expose(),
+                    )
+                    .await
+                    .map_err(fatal)?;
                 }
                 DbComponent::Documents => {
-                    let c = cfg.documents.ok_or_else(|| missing("documents", "section required"))?;
+                    let c = cfg
+                        .documents
+                        .ok_or_else(|| missing("documents", "section required"))?;
                     cloudsec_runtime::db::connect::<cloudsec_documents::migration::Migrator>(
                         c.database_url.expose(),
                     )
@@ -247,9 +272,7 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
 }
 
 async fn up(data_dir: PathBuf, cfg: PlatformConfig) -> Result<(), Fatal> {
-    let platform = LocalPlatform::build(&data_dir, &cfg)
-        .await
-        .map_err(fatal)?;
+    let platform = LocalPlatform::build(&data_dir, &cfg).await.map_err(fatal)?;
     let a = platform.addresses();
     let base = format!("http://{}", a.gateway);
     println!(
@@ -283,9 +306,13 @@ async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
     shutdown::cancel_on_signal(shutdown.clone());
     match component {
         Component::Auth => {
-            let c = cfg.auth.ok_or_else(|| missing("auth", "section required to serve auth"))?;
+            let c = cfg
+                .auth
+                .ok_or_else(|| missing("auth", "section required to serve auth"))?;
             let tls = tls(c.tls.as_ref(), "auth.tls")?;
-            let auth = cloudsec_auth::Auth::build(&c, cfg.tokens.settings()).await.map_err(fatal)?;
+            let auth = cloudsec_auth::Auth::build(&c, cfg.tokens.settings())
+                .await
+                .map_err(fatal)?;
             tracing::info!(grpc = %auth.grpc_addr(), admin = %auth.admin_addr(), "auth serving");
             auth.run_until_stopped(&tls, shutdown).await.map_err(fatal)
         }
@@ -294,31 +321,47 @@ async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
                 .documents
                 .ok_or_else(|| missing("documents", "section required to serve documents"))?;
             let tls = tls(c.tls.as_ref(), "documents.tls")?;
-            let uri = cfg
-                .tokens
-                .auth_uri
-                .as_deref()
-                .ok_or_else(|| missing("tokens.auth_uri", "required: where to fetch the JWKS"))?;
-            let name = cfg
-                .tokens
-                .auth_server_name
-                .as_deref()
-                .ok_or_else(|| missing("tokens.auth_server_name", "required: the auth service's certificate name"))?;
-            let channel = cloudsec_runtime::grpc::channel(uri, name, &tls).map_err(|e| missing("tokens.auth_uri", &e.to_string()))?;
-            let verifier = Arc::new(TokenVerifier::from_auth(&cfg.tokens.issuer, &cfg.tokens.audience, channel));
-            let documents = cloudsec_documents::Documents::build(&c, verifier).await.map_err(fatal)?;
-            tracing::info!(grpc = %documents.grpc_addr(), admin = %documents.admin_addr(), "documents serving");
-            documents.run_until_stopped(&tls, shutdown).await.map_err(fatal)
-        }
-        Component::Gateway => {
-            let c = cfg.gateway.ok_or_else(|| missing("gateway", "section required to serve the gateway"))?;
-            if c.upstreams.is_empty() {
-                return Err(missing("gateway.upstreams", "required: at least one gRPC service and its address"));
-            }
-            let tls = tls(c.tls.as_ref(), "gateway.tls")?;
-            let gateway = cloudsec_gateway::Gateway::build(&c, &[cloudsec_proto::FILE_DESCRIPTOR_SET], tls)
+            let uri =
+                cfg.tokens.auth_uri.as_deref().ok_or_else(|| {
+                    missing("tokens.auth_uri", "required: where to fetch the JWKS")
+                })?;
+            let name = cfg.tokens.auth_server_name.as_deref().ok_or_else(|| {
+                missing(
+                    "tokens.auth_server_name",
+                    "required: the auth service's certificate name",
+                )
+            })?;
+            let channel = cloudsec_runtime::grpc::channel(uri, name, &tls)
+                .map_err(|e| missing("tokens.auth_uri", &e.to_string()))?;
+            let verifier = Arc::new(TokenVerifier::from_auth(
+                &cfg.tokens.issuer,
+                &cfg.tokens.audience,
+                channel,
+            ));
+            let documents = cloudsec_documents::Documents::build(&c, verifier)
                 .await
                 .map_err(fatal)?;
+            tracing::info!(grpc = %documents.grpc_addr(), admin = %documents.admin_addr(), "documents serving");
+            documents
+                .run_until_stopped(&tls, shutdown)
+                .await
+                .map_err(fatal)
+        }
+        Component::Gateway => {
+            let c = cfg
+                .gateway
+                .ok_or_else(|| missing("gateway", "section required to serve the gateway"))?;
+            if c.upstreams.is_empty() {
+                return Err(missing(
+                    "gateway.upstreams",
+                    "required: at least one gRPC service and its address",
+                ));
+            }
+            let tls = tls(c.tls.as_ref(), "gateway.tls")?;
+            let gateway =
+                cloudsec_gateway::Gateway::build(&c, &[cloudsec_proto::FILE_DESCRIPTOR_SET], tls)
+                    .await
+                    .map_err(fatal)?;
             tracing::info!(rest = %gateway.local_addr(), admin = %gateway.admin_addr(), "gateway serving");
             gateway.run_until_stopped(shutdown).await.map_err(fatal)
         }

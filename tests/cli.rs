@@ -2,6 +2,8 @@
 //! 64 naming the key, `up` serves, stops cleanly on SIGTERM and reuses its
 //! data on the next start.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -31,7 +33,11 @@ fn bad_configuration_exits_64_naming_the_key() {
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "[gateway]\nlisen = \"127.0.0.1:1\"\n").unwrap();
     fails_with_64(
-        cloudsec().args(["up", "--data-dir"]).arg(dir.path()).arg("--config").arg(&file),
+        cloudsec()
+            .args(["up", "--data-dir"])
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&file),
         "gateway.lisen",
     );
     fails_with_64(
@@ -43,16 +49,28 @@ fn bad_configuration_exits_64_naming_the_key() {
     );
     std::fs::write(&file, "[tokens]\naccess_ttl = \"soon\"\n").unwrap();
     fails_with_64(
-        cloudsec().args(["up", "--data-dir"]).arg(dir.path()).arg("--config").arg(&file),
+        cloudsec()
+            .args(["up", "--data-dir"])
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&file),
         "tokens.access_ttl",
     );
     std::fs::write(&file, "not toml at all [").unwrap();
-    fails_with_64(cloudsec().args(["up", "--config"]).arg(&file), "not valid TOML");
+    fails_with_64(
+        cloudsec().args(["up", "--config"]).arg(&file),
+        "not valid TOML",
+    );
     fails_with_64(cloudsec().args(["serve", "documents"]), "documents");
     std::fs::write(&file, "[auth]\ndatabase_url = \"sqlite::memory:\"\n").unwrap();
-    fails_with_64(cloudsec().args(["serve", "auth", "--config"]).arg(&file), "auth.tls");
     fails_with_64(
-        cloudsec().args(["up", "--config"]).arg(dir.path().join("missing.toml")),
+        cloudsec().args(["serve", "auth", "--config"]).arg(&file),
+        "auth.tls",
+    );
+    fails_with_64(
+        cloudsec()
+            .args(["up", "--config"])
+            .arg(dir.path().join("missing.toml")),
         "cannot read configuration file",
     );
 }
@@ -97,16 +115,25 @@ fn stop(mut child: std::process::Child) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "cloudsec up exits 0 after SIGTERM: {status}");
+            assert!(
+                status.success(),
+                "cloudsec up exits 0 after SIGTERM: {status}"
+            );
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "cloudsec up did not stop");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cloudsec up did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn post(url: &str, body: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let client = reqwest::Client::new();
         // The banner prints after the listeners are bound; retry briefly in

@@ -6,6 +6,9 @@
 //! component reports ready. Tests then talk REST to the gateway or mTLS
 //! gRPC to the services.
 
+// A test harness: panicking with a clear message is how it reports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -72,7 +75,9 @@ impl PgDatabase {
                     !in_ci(),
                     "PostgreSQL is required in CI but unreachable at {admin_url}: {error}"
                 );
-                eprintln!("SKIPPED: PostgreSQL unreachable at {admin_url} ({error}); set CI=true to make this fatal");
+                eprintln!(
+                    "SKIPPED: PostgreSQL unreachable at {admin_url} ({error}); set CI=true to make this fatal"
+                );
                 return None;
             }
         };
@@ -81,15 +86,24 @@ impl PgDatabase {
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
         let url = format!("{base}/{name}");
-        Some(Self { admin_url, name, url })
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
     }
 
     async fn drop_now(&self) {
         if let Ok(admin) = Database::connect(&self.admin_url).await {
             let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
                 .await;
         }
     }
@@ -140,7 +154,9 @@ impl Sandbox {
     fn overrides(pg: Option<&PgDatabase>) -> String {
         // Both services may share one database: their tables and migration
         // tables have distinct names.
-        let db = pg.map_or(String::new(), |pg| format!("database_url = \"{}\"\n", pg.url));
+        let db = pg.map_or(String::new(), |pg| {
+            format!("database_url = \"{}\"\n", pg.url)
+        });
         let listeners = "grpc_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n";
         format!(
             "[auth]\n{listeners}{db}\n[documents]\n{listeners}{db}\n\
@@ -156,7 +172,10 @@ impl Sandbox {
             .await
             .expect("platform builds");
         let addrs = platform.addresses();
-        let client_tls = platform.issue("e2e-client").await.expect("client certificate");
+        let client_tls = platform
+            .issue("e2e-client")
+            .await
+            .expect("client certificate");
         let auth_name = platform.server_name("auth");
         let documents_name = platform.server_name("documents");
         let shutdown = Shutdown::new();
@@ -182,7 +201,11 @@ impl Sandbox {
     }
 
     async fn wait_ready(&self) {
-        for admin in [self.addrs.gateway_admin, self.addrs.auth_admin, self.addrs.documents_admin] {
+        for admin in [
+            self.addrs.gateway_admin,
+            self.addrs.auth_admin,
+            self.addrs.documents_admin,
+        ] {
             let url = format!("http://{admin}/ready");
             let ready = eventually(Duration::from_secs(20), || async {
                 let r = self.http.get(&url).send().await.ok()?;
@@ -246,7 +269,12 @@ impl Sandbox {
             .send()
             .await
             .expect("sign up");
-        assert_eq!(r.status(), 200, "sign up: {}", r.text().await.unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            200,
+            "sign up: {}",
+            r.text().await.unwrap_or_default()
+        );
         let body: serde_json::Value = r.json().await.expect("sign up json");
         let user_id = body["userId"].as_str().expect("userId").to_owned();
         let token = self.login(&email, &password).await;
@@ -267,9 +295,17 @@ impl Sandbox {
             .send()
             .await
             .expect("login");
-        assert_eq!(r.status(), 200, "login: {}", r.text().await.unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            200,
+            "login: {}",
+            r.text().await.unwrap_or_default()
+        );
         let body: serde_json::Value = r.json().await.expect("login json");
-        body["accessToken"].as_str().expect("accessToken").to_owned()
+        body["accessToken"]
+            .as_str()
+            .expect("accessToken")
+            .to_owned()
     }
 
     /// Stops the platform gracefully and starts it again on the same data.
@@ -307,7 +343,10 @@ impl Drop for Sandbox {
         // a thread of its own since the test's runtime may be gone.
         if let Some(pg) = self.pg.take() {
             let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     rt.block_on(pg.drop_now());
                 }
             })

@@ -4,6 +4,8 @@
 //!
 //! Its own test binary, because the trace exporter is process-global.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,7 +53,11 @@ async fn one_trace_spans_gateway_and_service() {
             .add_service(TraceServiceServer::new(receiver.clone()))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
-    let _guard = telemetry::init("cloudsec-tests", LogFormat::Test, Some(format!("http://{addr}")));
+    let _guard = telemetry::init(
+        "cloudsec-tests",
+        LogFormat::Test,
+        Some(format!("http://{addr}")),
+    );
 
     let sb = Sandbox::start(Backend::Sqlite).await.unwrap();
     let user = sb.user().await;
@@ -74,16 +80,27 @@ async fn one_trace_spans_gateway_and_service() {
             .find(|s| s.kind == 2 && s.name.contains("DocumentService/CreateDocument"))?;
         let gateway = spans.iter().find(|s| s.span_id == server.parent_span_id)?;
         // The first documents call fetches the JWKS from auth, in the same trace.
-        let jwks = spans.iter().find(|s| s.name.contains("AuthService/GetJwks") && s.kind == 2)?;
+        let jwks = spans
+            .iter()
+            .find(|s| s.name.contains("AuthService/GetJwks") && s.kind == 2)?;
         Some((server.clone(), gateway.clone(), jwks.clone()))
     })
     .await;
-    let (server, gateway, jwks) = found.expect("the service span and its parent reached the receiver");
-    assert_eq!(server.trace_id, gateway.trace_id, "one trace from gateway to service");
+    let (server, gateway, jwks) =
+        found.expect("the service span and its parent reached the receiver");
+    assert_eq!(
+        server.trace_id, gateway.trace_id,
+        "one trace from gateway to service"
+    );
     assert_eq!(gateway.kind, 3, "the parent is the gateway's client span");
-    assert!(gateway.parent_span_id.is_empty(), "the trace starts at the gateway");
-    assert_eq!(jwks.trace_id, server.trace_id, "the JWKS fetch joins the trace");
+    assert!(
+        gateway.parent_span_id.is_empty(),
+        "the trace starts at the gateway"
+    );
+    assert_eq!(
+        jwks.trace_id, server.trace_id,
+        "the JWKS fetch joins the trace"
+    );
     assert_eq!(jwks.parent_span_id, server.span_id);
     sb.stop().await;
 }
-

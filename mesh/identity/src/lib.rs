@@ -48,7 +48,11 @@ fn valid_segment(s: &str) -> bool {
 }
 
 impl SpiffeId {
-    pub fn new(trust_domain: &str, namespace: &str, service_account: &str) -> Result<Self, IdentityError> {
+    pub fn new(
+        trust_domain: &str,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Self, IdentityError> {
         let id = Self {
             trust_domain: trust_domain.to_owned(),
             namespace: namespace.to_owned(),
@@ -185,8 +189,10 @@ impl LocalCa {
             reason,
         };
         if cert_path.exists() && key_path.exists() {
-            let cert_pem = std::fs::read_to_string(&cert_path).map_err(|e| files_err(e.to_string()))?;
-            let key_pem = std::fs::read_to_string(&key_path).map_err(|e| files_err(e.to_string()))?;
+            let cert_pem =
+                std::fs::read_to_string(&cert_path).map_err(|e| files_err(e.to_string()))?;
+            let key_pem =
+                std::fs::read_to_string(&key_path).map_err(|e| files_err(e.to_string()))?;
             let key = KeyPair::from_pem(&key_pem).map_err(|e| files_err(e.to_string()))?;
             let issuer = rcgen::Issuer::from_ca_cert_pem(&cert_pem, key)
                 .map_err(|e| files_err(e.to_string()))?;
@@ -194,7 +200,8 @@ impl LocalCa {
         }
         let ca = Self::generate()?;
         std::fs::create_dir_all(dir).map_err(|e| files_err(e.to_string()))?;
-        write_private(&key_path, &ca.issuer.key().serialize_pem()).map_err(|e| files_err(e.to_string()))?;
+        write_private(&key_path, &ca.issuer.key().serialize_pem())
+            .map_err(|e| files_err(e.to_string()))?;
         std::fs::write(&cert_path, &ca.cert_pem).map_err(|e| files_err(e.to_string()))?;
         tracing::info!(path = %dir.display(), "created development mesh CA");
         Ok(ca)
@@ -203,7 +210,10 @@ impl LocalCa {
     fn issue_now(&self, id: &SpiffeId, lifetime: Duration) -> Result<IssuedCert, IdentityError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![id.dns_name(), "localhost".to_owned()])?;
-        let uri = id.to_string().try_into().map_err(|_| IdentityError::InvalidId(id.to_string()))?;
+        let uri = id
+            .to_string()
+            .try_into()
+            .map_err(|_| IdentityError::InvalidId(id.to_string()))?;
         params.subject_alt_names.push(SanType::URI(uri));
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, id.service_account.clone());
@@ -280,7 +290,10 @@ mod tests {
     #[test]
     fn spiffe_ids_round_trip() {
         let id = SpiffeId::new("cloudsec.local", "default", "documents").unwrap();
-        assert_eq!(id.to_string(), "spiffe://cloudsec.local/ns/default/sa/documents");
+        assert_eq!(
+            id.to_string(),
+            "spiffe://cloudsec.local/ns/default/sa/documents"
+        );
         assert_eq!(SpiffeId::parse(&id.to_string()).unwrap(), id);
         assert!(SpiffeId::parse("spiffe://x/ns/a").is_err());
         assert!(SpiffeId::parse("https://x/ns/a/sa/b").is_err());
@@ -306,17 +319,19 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(CA_KEY)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(CA_KEY))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0);
         }
     }
 
     fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
         use base64::Engine;
-        let body: String = pem
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
-        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
     }
 }

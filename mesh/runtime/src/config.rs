@@ -133,9 +133,11 @@ fn guess_scalar(raw: &str) -> toml::Value {
         _ => {}
     }
     if let Ok(f) = raw.parse::<f64>()
-        && raw.contains('.') && f.is_finite() {
-            return toml::Value::Float(f);
-        }
+        && raw.contains('.')
+        && f.is_finite()
+    {
+        return toml::Value::Float(f);
+    }
     toml::Value::String(raw.to_owned())
 }
 

@@ -11,15 +11,9 @@ pub enum DbError {
     #[error("unsupported database url `{0}`: use sqlite:// or postgres://")]
     Scheme(String),
     #[error("cannot connect to {url}: {source}")]
-    Connect {
-        url: String,
-        source: sea_orm::DbErr,
-    },
+    Connect { url: String, source: sea_orm::DbErr },
     #[error("migrations failed on {url}: {source}")]
-    Migrate {
-        url: String,
-        source: sea_orm::DbErr,
-    },
+    Migrate { url: String, source: sea_orm::DbErr },
 }
 
 /// The URL without its password, for messages.

@@ -111,9 +111,10 @@ pub fn propagate<T>(request: &mut tonic::Request<T>) {
     let mut headers = std::mem::take(request.metadata_mut()).into_headers();
     crate::telemetry::inject(&tracing::Span::current(), &mut headers);
     if let Some(id) = current_request_id()
-        && let Ok(value) = http::HeaderValue::from_str(&id) {
-            headers.insert(REQUEST_ID, value);
-        }
+        && let Ok(value) = http::HeaderValue::from_str(&id)
+    {
+        headers.insert(REQUEST_ID, value);
+    }
     *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
 }
 
@@ -201,7 +202,10 @@ mod tests {
             sane_request_id(&http::HeaderValue::from_static("abc-123")),
             Some("abc-123".into())
         );
-        assert_eq!(sane_request_id(&http::HeaderValue::from_static("a b")), None);
+        assert_eq!(
+            sane_request_id(&http::HeaderValue::from_static("a b")),
+            None
+        );
         let long = "a".repeat(200);
         assert_eq!(
             sane_request_id(&http::HeaderValue::from_str(&long).unwrap()),

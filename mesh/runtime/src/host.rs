@@ -71,11 +71,15 @@ impl ServiceHost {
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+        self.grpc
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+        self.admin
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -103,7 +107,11 @@ impl ServiceHost {
 
     /// Serves until `shutdown` is cancelled. Health turns NOT_SERVING and
     /// `/ready` fails first, so balancers stop sending before the drain.
-    pub async fn run_until_stopped(self, tls: &MeshTls, shutdown: Shutdown) -> Result<(), HostError> {
+    pub async fn run_until_stopped(
+        self,
+        tls: &MeshTls,
+        shutdown: Shutdown,
+    ) -> Result<(), HostError> {
         let Self {
             grpc,
             admin,
@@ -115,7 +123,9 @@ impl ServiceHost {
         } = self;
         let health = base.health;
         for name in &names {
-            health.set_service_status(*name, ServingStatus::Serving).await;
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
         }
         health.set_service_status("", ServingStatus::Serving).await;
         readiness.set(true);
@@ -138,9 +148,13 @@ impl ServiceHost {
                 shutdown.cancelled().await;
                 readiness.set(false);
                 for name in &names {
-                    health.set_service_status(*name, ServingStatus::NotServing).await;
+                    health
+                        .set_service_status(*name, ServingStatus::NotServing)
+                        .await;
                 }
-                health.set_service_status("", ServingStatus::NotServing).await;
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
                 draining.cancel();
             }
         };

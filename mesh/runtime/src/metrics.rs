@@ -97,9 +97,10 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if let Ok(registry) = self.registry.lock()
-            && let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
-                tracing::warn!(%error, "metrics encoding failed");
-            }
+            && let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry)
+        {
+            tracing::warn!(%error, "metrics encoding failed");
+        }
         out
     }
 
@@ -162,7 +163,10 @@ struct Pending {
 impl Pending {
     fn record(self, status: Option<&http::HeaderValue>) {
         let elapsed = self.start.elapsed().as_secs_f64();
-        self.metrics.latency.get_or_create(&self.route).observe(elapsed);
+        self.metrics
+            .latency
+            .get_or_create(&self.route)
+            .observe(elapsed);
         self.metrics
             .responses
             .get_or_create(&ResponseLabels {
@@ -244,9 +248,10 @@ impl<B: Body> Body for MetricsBody<B> {
         match &frame {
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref()
-                    && let Some(pending) = this.pending.take() {
-                        pending.record(trailers.get("grpc-status"));
-                    }
+                    && let Some(pending) = this.pending.take()
+                {
+                    pending.record(trailers.get("grpc-status"));
+                }
             }
             Some(Err(_)) | None => {
                 if let Some(pending) = this.pending.take() {
@@ -279,7 +284,10 @@ mod tests {
 
     #[test]
     fn names_codes() {
-        assert_eq!(code_name(Some(&http::HeaderValue::from_static("5"))), "NotFound");
+        assert_eq!(
+            code_name(Some(&http::HeaderValue::from_static("5"))),
+            "NotFound"
+        );
         assert_eq!(code_name(None), "Unknown");
     }
 }

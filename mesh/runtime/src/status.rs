@@ -155,7 +155,11 @@ mod tests {
         v.add("document.title", "must not be empty");
         let status = v.into_status();
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("document.title: must not be empty"));
+        assert!(
+            status
+                .message()
+                .contains("document.title: must not be empty")
+        );
         let details = status.get_error_details();
         let bad = details.bad_request().expect("bad request details");
         assert_eq!(bad.field_violations[0].field, "document.title");

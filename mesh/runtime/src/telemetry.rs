@@ -42,9 +42,10 @@ impl Drop for TelemetryGuard {
 /// Sends every buffered span to the collector now.
 pub fn flush() {
     if let Some(Some(provider)) = PROVIDER.get()
-        && let Err(error) = provider.force_flush() {
-            eprintln!("trace flush failed: {error}");
-        }
+        && let Err(error) = provider.force_flush()
+    {
+        eprintln!("trace flush failed: {error}");
+    }
 }
 
 /// Installs the global subscriber once per process; later calls are no-ops.

@@ -60,7 +60,11 @@ impl TlsFiles {
     pub fn load(&self) -> Result<MeshTls, TlsError> {
         Ok(MeshTls {
             ca_pem: read(&self.ca_file, "certificate", "-----BEGIN CERTIFICATE-----")?,
-            cert_pem: read(&self.cert_file, "certificate", "-----BEGIN CERTIFICATE-----")?,
+            cert_pem: read(
+                &self.cert_file,
+                "certificate",
+                "-----BEGIN CERTIFICATE-----",
+            )?,
             key_pem: read(&self.key_file, "private key", "PRIVATE KEY-----")?,
         })
     }

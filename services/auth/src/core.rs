@@ -89,7 +89,11 @@ fn check_tenant(field: &str, tenant: &str, v: &mut FieldViolations) {
 
 impl AuthCore {
     /// Loads the newest signing key, creating one on first start.
-    pub async fn new(db: DatabaseConnection, hasher: Hasher, tokens: TokenSettings) -> Result<Self> {
+    pub async fn new(
+        db: DatabaseConnection,
+        hasher: Hasher,
+        tokens: TokenSettings,
+    ) -> Result<Self> {
         let keys = signing_key::Entity::find()
             .order_by_desc(signing_key::Column::CreatedAt)
             .all(&db)
@@ -118,7 +122,9 @@ impl AuthCore {
         for k in keys.iter().skip(1) {
             match Signer::from_pem(&k.kid, &k.private_pem) {
                 Ok(old) => jwks.keys.push(old.jwk().clone()),
-                Err(error) => tracing::warn!(kid = %k.kid, %error, "skipping unreadable signing key"),
+                Err(error) => {
+                    tracing::warn!(kid = %k.kid, %error, "skipping unreadable signing key")
+                }
             }
         }
         Ok(Self {
@@ -156,7 +162,11 @@ impl AuthCore {
         {
             return Err(AuthError::EmailTaken);
         }
-        if tenant::Entity::find_by_id(tenant).one(&self.db).await?.is_some() {
+        if tenant::Entity::find_by_id(tenant)
+            .one(&self.db)
+            .await?
+            .is_some()
+        {
             return Err(AuthError::TenantTaken(tenant.to_owned()));
         }
 
@@ -211,7 +221,10 @@ impl AuthCore {
             v.add("password", "is required");
         }
         if password.chars().count() > password::MAX_LENGTH {
-            v.add("password", format!("must be at most {} characters", password::MAX_LENGTH));
+            v.add(
+                "password",
+                format!("must be at most {} characters", password::MAX_LENGTH),
+            );
         }
         v.check()?;
         let email = email.trim().to_lowercase();
@@ -264,7 +277,10 @@ mod tests {
     #[test]
     fn emails_and_tenants() {
         let mut v = FieldViolations::new();
-        assert_eq!(normalize_email("e", " Alice@Example.COM ", &mut v), "alice@example.com");
+        assert_eq!(
+            normalize_email("e", " Alice@Example.COM ", &mut v),
+            "alice@example.com"
+        );
         assert!(v.is_empty());
         for bad in ["", "alice", "a@b", "a@@b.c", "a b@c.d", "@c.d"] {
             let mut v = FieldViolations::new();

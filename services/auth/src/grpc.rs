@@ -21,7 +21,10 @@ impl AuthGrpc {
 
 #[tonic::async_trait]
 impl AuthService for AuthGrpc {
-    async fn sign_up(&self, request: Request<SignUpRequest>) -> Result<Response<SignUpResponse>, Status> {
+    async fn sign_up(
+        &self,
+        request: Request<SignUpRequest>,
+    ) -> Result<Response<SignUpResponse>, Status> {
         let r = request.into_inner();
         let user = self.core.sign_up(&r.email, &r.password, &r.tenant).await?;
         Ok(Response::new(SignUpResponse {
@@ -30,7 +33,10 @@ impl AuthService for AuthGrpc {
         }))
     }
 
-    async fn login(&self, request: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+    async fn login(
+        &self,
+        request: Request<LoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
         let r = request.into_inner();
         let token = self.core.login(&r.email, &r.password).await?;
         Ok(Response::new(LoginResponse {

@@ -52,11 +52,15 @@ pub enum BuildError {
 }
 
 impl Auth {
-    pub async fn build(config: &AuthConfig, tokens: TokenSettings) -> std::result::Result<Self, BuildError> {
-        let db = cloudsec_runtime::db::connect::<migration::Migrator>(config.database_url.expose()).await?;
-        let concurrency = config.hash_concurrency.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        });
+    pub async fn build(
+        config: &AuthConfig,
+        tokens: TokenSettings,
+    ) -> std::result::Result<Self, BuildError> {
+        let db = cloudsec_runtime::db::connect::<migration::Migrator>(config.database_url.expose())
+            .await?;
+        let concurrency = config
+            .hash_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let hasher = password::Hasher::new(concurrency).await?;
         let core = AuthCore::new(db, hasher, tokens).await?;
         let jwks = core.jwks().clone();
@@ -69,7 +73,8 @@ impl Auth {
         )
         .await?;
         host.add_service(
-            AuthServiceServer::new(grpc::AuthGrpc::new(core)).max_decoding_message_size(MAX_MESSAGE),
+            AuthServiceServer::new(grpc::AuthGrpc::new(core))
+                .max_decoding_message_size(MAX_MESSAGE),
         );
         Ok(Self { host, jwks })
     }
@@ -87,7 +92,11 @@ impl Auth {
         &self.jwks
     }
 
-    pub async fn run_until_stopped(self, tls: &MeshTls, shutdown: Shutdown) -> std::result::Result<(), HostError> {
+    pub async fn run_until_stopped(
+        self,
+        tls: &MeshTls,
+        shutdown: Shutdown,
+    ) -> std::result::Result<(), HostError> {
         self.host.run_until_stopped(tls, shutdown).await
     }
 }

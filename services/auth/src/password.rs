@@ -49,9 +49,11 @@ pub fn check_policy(field: &str, password: &str, email: &str, violations: &mut F
     }
     let lower = password.to_lowercase();
     if let Some(local) = email.split('@').next()
-        && local.len() >= 4 && lower.contains(&local.to_lowercase()) {
-            violations.add(field, "must not contain the email name");
-        }
+        && local.len() >= 4
+        && lower.contains(&local.to_lowercase())
+    {
+        violations.add(field, "must not contain the email name");
+    }
     if COMMON.contains(&lower.as_str()) || password.chars().all(|c| password.starts_with(c)) {
         violations.add(field, "is too common");
     }
@@ -79,7 +81,8 @@ fn hash_blocking(password: &[u8]) -> Result<String> {
 }
 
 fn verify_blocking(password: &[u8], phc: &str) -> Result<bool> {
-    let parsed = PasswordHash::new(phc).map_err(|e| AuthError::Internal(format!("stored hash: {e}")))?;
+    let parsed =
+        PasswordHash::new(phc).map_err(|e| AuthError::Internal(format!("stored hash: {e}")))?;
     Ok(argon2()?.verify_password(password, &parsed).is_ok())
 }
 
@@ -95,7 +98,10 @@ impl Hasher {
         })
     }
 
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let _permit = self.permits.acquire().await.map_err(|_| AuthError::Busy)?;
         tokio::task::spawn_blocking(f)
             .await
@@ -111,7 +117,9 @@ impl Hasher {
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.to_string());
-        let matched = self.run(move || verify_blocking(password.as_bytes(), &phc)).await?;
+        let matched = self
+            .run(move || verify_blocking(password.as_bytes(), &phc))
+            .await?;
         Ok(known && matched)
     }
 }
@@ -130,9 +138,14 @@ mod tests {
     fn policy() {
         assert!(violations("correct horse battery").is_empty());
         assert_eq!(violations("short"), ["must be at least 12 characters"]);
-        assert_eq!(violations(&"x".repeat(129)), ["must be at most 128 characters"]);
+        assert_eq!(
+            violations(&"x".repeat(129)),
+            ["must be at most 128 characters"]
+        );
         assert!(violations("123456789012345").contains(&"must not be only digits".to_owned()));
-        assert!(violations("my-alice-password").contains(&"must not contain the email name".to_owned()));
+        assert!(
+            violations("my-alice-password").contains(&"must not contain the email name".to_owned())
+        );
         assert!(violations("Password1234").contains(&"is too common".to_owned()));
         assert!(violations("aaaaaaaaaaaaaaa").contains(&"is too common".to_owned()));
     }
@@ -142,8 +155,18 @@ mod tests {
         let hasher = Hasher::new(2).await.unwrap();
         let phc = hasher.hash("correct horse battery".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(hasher.verify("correct horse battery".into(), Some(phc.clone())).await.unwrap());
-        assert!(!hasher.verify("wrong horse battery".into(), Some(phc)).await.unwrap());
+        assert!(
+            hasher
+                .verify("correct horse battery".into(), Some(phc.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hasher
+                .verify("wrong horse battery".into(), Some(phc))
+                .await
+                .unwrap()
+        );
         assert!(!hasher.verify("anything at all".into(), None).await.unwrap());
     }
 }

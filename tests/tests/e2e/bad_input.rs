@@ -27,7 +27,12 @@ pub(crate) async fn malformed_json(sb: &Sandbox) {
 
 pub(crate) async fn unknown_fields(sb: &Sandbox) {
     let user = sb.user().await;
-    let r = post_raw(sb, &user.token, r#"{"title": "x", "classification": "PUBLIC", "colour": "red"}"#).await;
+    let r = post_raw(
+        sb,
+        &user.token,
+        r#"{"title": "x", "classification": "PUBLIC", "colour": "red"}"#,
+    )
+    .await;
     expect_error(r, 400, 3, "colour").await;
     let r = sb
         .http
@@ -80,7 +85,10 @@ pub(crate) async fn missing_required_fields(sb: &Sandbox) {
     let body = expect_error(r, 400, 3, "email").await;
     let details = body["details"].to_string();
     for field in ["email", "password", "tenant"] {
-        assert!(details.contains(&format!("\"{field}\"")), "{field} missing in {details}");
+        assert!(
+            details.contains(&format!("\"{field}\"")),
+            "{field} missing in {details}"
+        );
     }
     assert!(document_ids(sb, &user.token).await.is_empty());
 }
@@ -89,15 +97,30 @@ pub(crate) async fn oversized_body(sb: &Sandbox) {
     let user = sb.user().await;
     // Over the gateway's body limit: refused before any parsing.
     let huge = "x".repeat(3 * 1024 * 1024);
-    let r = post_raw(sb, &user.token, &format!(r#"{{"title":"big","classification":"PUBLIC","content":"{huge}"}}"#)).await;
+    let r = post_raw(
+        sb,
+        &user.token,
+        &format!(r#"{{"title":"big","classification":"PUBLIC","content":"{huge}"}}"#),
+    )
+    .await;
     expect_error(r, 413, 3, "").await;
     // Within the body limit but over the 1 MiB content rule.
     let content = "y".repeat(1024 * 1024 + 1);
-    let r = post_raw(sb, &user.token, &format!(r#"{{"title":"big","classification":"PUBLIC","content":"{content}"}}"#)).await;
+    let r = post_raw(
+        sb,
+        &user.token,
+        &format!(r#"{{"title":"big","classification":"PUBLIC","content":"{content}"}}"#),
+    )
+    .await;
     expect_error(r, 400, 3, "content").await;
     // Exactly 1 MiB is fine.
     let content = "z".repeat(1024 * 1024);
-    let doc = create(sb, &user.token, json!({"title": "max", "classification": "PUBLIC", "content": content})).await;
+    let doc = create(
+        sb,
+        &user.token,
+        json!({"title": "max", "classification": "PUBLIC", "content": content}),
+    )
+    .await;
     assert_eq!(doc["sizeBytes"], "1048576");
     assert_eq!(document_ids(sb, &user.token).await.len(), 1);
 }
@@ -106,7 +129,12 @@ pub(crate) async fn forged_page_token(sb: &Sandbox) {
     let alice = sb.user().await;
     let mallory = sb.user().await;
     for i in 0..3 {
-        create(sb, &alice.token, json!({"title": format!("a{i}"), "classification": "PUBLIC"})).await;
+        create(
+            sb,
+            &alice.token,
+            json!({"title": format!("a{i}"), "classification": "PUBLIC"}),
+        )
+        .await;
     }
     let page: serde_json::Value = sb
         .http
@@ -118,7 +146,10 @@ pub(crate) async fn forged_page_token(sb: &Sandbox) {
         .json()
         .await
         .unwrap();
-    let token = page["nextPageToken"].as_str().expect("a next page").to_owned();
+    let token = page["nextPageToken"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
 
     // Alice's token is no key to her rows for another tenant.
     let r = sb
@@ -133,7 +164,9 @@ pub(crate) async fn forged_page_token(sb: &Sandbox) {
     // Nor is it reusable with other filters, nor after tampering.
     let r = sb
         .http
-        .get(sb.url(&format!("/v1/documents?pageToken={token}&classification=INTERNAL")))
+        .get(sb.url(&format!(
+            "/v1/documents?pageToken={token}&classification=INTERNAL"
+        )))
         .bearer_auth(&alice.token)
         .send()
         .await
@@ -158,8 +191,19 @@ pub(crate) async fn forged_page_token(sb: &Sandbox) {
 }
 
 pub(crate) async fn unknown_route(sb: &Sandbox) {
-    let r = sb.http.get(sb.url("/v1/nothing-here")).send().await.unwrap();
+    let r = sb
+        .http
+        .get(sb.url("/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 404, 5, "").await;
-    let r = sb.http.put(sb.url("/v1/documents")).body("{}").send().await.unwrap();
+    let r = sb
+        .http
+        .put(sb.url("/v1/documents"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert!(matches!(r.status().as_u16(), 404 | 405), "{}", r.status());
 }

@@ -66,7 +66,12 @@ pub(crate) async fn document_lifecycle(sb: &Sandbox) {
     assert_eq!(created.size_bytes, 5);
 
     let got = docs
-        .get_document(authed(GetDocumentRequest { id: created.id.clone() }, &token))
+        .get_document(authed(
+            GetDocumentRequest {
+                id: created.id.clone(),
+            },
+            &token,
+        ))
         .await
         .expect("get")
         .into_inner();
@@ -158,7 +163,12 @@ pub(crate) async fn tenants_are_isolated(sb: &Sandbox) {
         .expect("create")
         .into_inner();
     let err = docs
-        .get_document(authed(GetDocumentRequest { id: created.id.clone() }, &mallory))
+        .get_document(authed(
+            GetDocumentRequest {
+                id: created.id.clone(),
+            },
+            &mallory,
+        ))
         .await
         .expect_err("other tenant");
     assert_eq!(err.code(), Code::NotFound);

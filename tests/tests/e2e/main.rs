@@ -2,6 +2,8 @@
 //! through the gateway and over mTLS gRPC to the services. Every scenario
 //! runs on SQLite and on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bad_input;
 mod grpc;
 mod mtls;
@@ -72,11 +74,14 @@ pub(crate) async fn expect_error(
     let got = response.status().as_u16();
     let text = response.text().await.expect("body");
     assert_eq!(got, status, "unexpected status, body: {text}");
-    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("error body is not JSON: {text}"));
+    let body: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("error body is not JSON: {text}"));
     assert_eq!(body["code"], code, "{body}");
     let message = body["message"].as_str().expect("message");
     assert!(
-        message.to_lowercase().contains(&message_part.to_lowercase()),
+        message
+            .to_lowercase()
+            .contains(&message_part.to_lowercase()),
         "message {message:?} does not mention {message_part:?}"
     );
     body
@@ -95,7 +100,11 @@ pub(crate) async fn document_ids(sb: &Sandbox, token: &str) -> Vec<String> {
     let body: serde_json::Value = r.json().await.expect("json");
     body["documents"]
         .as_array()
-        .map(|docs| docs.iter().map(|d| d["id"].as_str().unwrap_or_default().to_owned()).collect())
+        .map(|docs| {
+            docs.iter()
+                .map(|d| d["id"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

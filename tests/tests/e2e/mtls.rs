@@ -35,15 +35,25 @@ pub(crate) async fn refuses_clients_without_mesh_certificate(sb: &Sandbox) {
         .unwrap()
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy();
-    assert!(check(anonymous).await.is_err(), "a client without a certificate got in");
+    assert!(
+        check(anonymous).await.is_err(),
+        "a client without a certificate got in"
+    );
 
     // A certificate for a familiar name, from another CA.
     let rogue_ca = LocalCa::generate().unwrap();
     let id = SpiffeId::new("cloudsec.local", "default", "gateway").unwrap();
-    let mut rogue = rogue_ca.issue(&id, Duration::from_secs(3600)).await.unwrap().mesh_tls();
+    let mut rogue = rogue_ca
+        .issue(&id, Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .mesh_tls();
     // It trusts the real mesh CA, so only the server's check can stop it.
     rogue.ca_pem = sb.client_tls().ca_pem.clone();
-    assert!(check(sb.channel_with("documents", &rogue)).await.is_err(), "a foreign certificate got in");
+    assert!(
+        check(sb.channel_with("documents", &rogue)).await.is_err(),
+        "a foreign certificate got in"
+    );
 
     // Plaintext HTTP/2 is not spoken at all.
     let plain = Endpoint::from_shared(format!("http://{}", sb.addrs.auth))

@@ -5,10 +5,10 @@ use cloudsec_tests::Sandbox;
 use serde_json::json;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 use crate::{create, document_ids};
 
@@ -18,7 +18,9 @@ pub(crate) async fn health_reflection_and_metrics(sb: &Sandbox) {
         ("documents", "cloudsec.documents.v1.DocumentService"),
     ] {
         let status = HealthClient::new(sb.channel(service))
-            .check(HealthCheckRequest { service: name.into() })
+            .check(HealthCheckRequest {
+                service: name.into(),
+            })
             .await
             .expect("health")
             .into_inner()
@@ -34,7 +36,11 @@ pub(crate) async fn health_reflection_and_metrics(sb: &Sandbox) {
             .await
             .expect("reflection")
             .into_inner();
-        let response = stream.message().await.expect("reflection answer").expect("one message");
+        let response = stream
+            .message()
+            .await
+            .expect("reflection answer")
+            .expect("one message");
         let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
             panic!("unexpected reflection answer");
         };
@@ -56,9 +62,18 @@ pub(crate) async fn health_reflection_and_metrics(sb: &Sandbox) {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "req-e2e-42");
 
-    for admin in [sb.addrs.gateway_admin, sb.addrs.auth_admin, sb.addrs.documents_admin] {
+    for admin in [
+        sb.addrs.gateway_admin,
+        sb.addrs.auth_admin,
+        sb.addrs.documents_admin,
+    ] {
         for path in ["/live", "/ready"] {
-            let r = sb.http.get(format!("http://{admin}{path}")).send().await.unwrap();
+            let r = sb
+                .http
+                .get(format!("http://{admin}{path}"))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200, "{admin}{path}");
         }
     }
@@ -103,10 +118,18 @@ pub(crate) async fn restart_reuses_data(sb: &Sandbox) {
     // `sb` belongs to the caller; restart a sandbox of our own.
     let own = Sandbox::start(sb.backend).await.expect("sandbox");
     let user = own.user().await;
-    let doc = create(&own, &user.token, json!({"title": "durable", "classification": "PUBLIC"})).await;
+    let doc = create(
+        &own,
+        &user.token,
+        json!({"title": "durable", "classification": "PUBLIC"}),
+    )
+    .await;
     let own = own.restart().await;
     // The signing key survived, so the old token still verifies.
-    assert_eq!(document_ids(&own, &user.token).await, vec![doc["id"].as_str().unwrap().to_owned()]);
+    assert_eq!(
+        document_ids(&own, &user.token).await,
+        vec![doc["id"].as_str().unwrap().to_owned()]
+    );
     own.login(&user.email, &user.password).await;
     own.stop().await;
 }

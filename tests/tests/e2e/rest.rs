@@ -24,7 +24,13 @@ pub(crate) async fn document_lifecycle(sb: &Sandbox) {
     assert!(doc["etag"].as_str().is_some_and(|e| !e.is_empty()));
     assert!(doc["createTime"].as_str().is_some());
 
-    let r = sb.http.get(sb.url(&format!("/v1/documents/{id}"))).bearer_auth(&user.token).send().await.unwrap();
+    let r = sb
+        .http
+        .get(sb.url(&format!("/v1/documents/{id}")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let got: serde_json::Value = r.json().await.unwrap();
     assert_eq!(got["content"], "revenue up");
@@ -48,10 +54,22 @@ pub(crate) async fn document_lifecycle(sb: &Sandbox) {
 
     assert_eq!(document_ids(sb, &user.token).await, vec![id.clone()]);
 
-    let r = sb.http.delete(sb.url(&format!("/v1/documents/{id}"))).bearer_auth(&user.token).send().await.unwrap();
+    let r = sb
+        .http
+        .delete(sb.url(&format!("/v1/documents/{id}")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap(), json!({}));
-    let r = sb.http.get(sb.url(&format!("/v1/documents/{id}"))).bearer_auth(&user.token).send().await.unwrap();
+    let r = sb
+        .http
+        .get(sb.url(&format!("/v1/documents/{id}")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 404, 5, "not found").await;
     assert!(document_ids(sb, &user.token).await.is_empty());
 }
@@ -61,7 +79,12 @@ pub(crate) async fn list_pages_and_filters(sb: &Sandbox) {
     for i in 0..5 {
         let class = if i % 2 == 0 { "PUBLIC" } else { "INTERNAL" };
         let env = if i < 3 { "prod" } else { "dev" };
-        create(sb, &user.token, json!({"title": format!("doc {i}"), "classification": class, "labels": {"env": env}})).await;
+        create(
+            sb,
+            &user.token,
+            json!({"title": format!("doc {i}"), "classification": class, "labels": {"env": env}}),
+        )
+        .await;
     }
     // Pages of two, newest first, until the token runs out.
     let mut titles = Vec::new();
@@ -98,17 +121,33 @@ pub(crate) async fn list_pages_and_filters(sb: &Sandbox) {
         .await
         .unwrap();
     let body: serde_json::Value = r.json().await.unwrap();
-    let titles: Vec<_> = body["documents"].as_array().unwrap().iter().map(|d| d["title"].as_str().unwrap()).collect();
+    let titles: Vec<_> = body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
     assert_eq!(titles, ["doc 2", "doc 0"]);
 }
 
 pub(crate) async fn tenants_are_isolated(sb: &Sandbox) {
     let alice = sb.user().await;
     let mallory = sb.user().await;
-    let doc = create(sb, &alice.token, json!({"title": "secret", "classification": "RESTRICTED"})).await;
+    let doc = create(
+        sb,
+        &alice.token,
+        json!({"title": "secret", "classification": "RESTRICTED"}),
+    )
+    .await;
     let id = doc["id"].as_str().unwrap();
 
-    let r = sb.http.get(sb.url(&format!("/v1/documents/{id}"))).bearer_auth(&mallory.token).send().await.unwrap();
+    let r = sb
+        .http
+        .get(sb.url(&format!("/v1/documents/{id}")))
+        .bearer_auth(&mallory.token)
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 404, 5, "not found").await;
     let r = sb
         .http
@@ -119,12 +158,24 @@ pub(crate) async fn tenants_are_isolated(sb: &Sandbox) {
         .await
         .unwrap();
     expect_error(r, 404, 5, "not found").await;
-    let r = sb.http.delete(sb.url(&format!("/v1/documents/{id}"))).bearer_auth(&mallory.token).send().await.unwrap();
+    let r = sb
+        .http
+        .delete(sb.url(&format!("/v1/documents/{id}")))
+        .bearer_auth(&mallory.token)
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 404, 5, "not found").await;
     assert!(document_ids(sb, &mallory.token).await.is_empty());
 
     // Nothing changed for the owner.
-    let r = sb.http.get(sb.url(&format!("/v1/documents/{id}"))).bearer_auth(&alice.token).send().await.unwrap();
+    let r = sb
+        .http
+        .get(sb.url(&format!("/v1/documents/{id}")))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
     let got: serde_json::Value = r.json().await.unwrap();
     assert_eq!(got["title"], "secret");
     assert_eq!(got["etag"], doc["etag"]);
@@ -132,7 +183,12 @@ pub(crate) async fn tenants_are_isolated(sb: &Sandbox) {
 
 pub(crate) async fn stale_etag_conflicts(sb: &Sandbox) {
     let user = sb.user().await;
-    let doc = create(sb, &user.token, json!({"title": "v1", "classification": "INTERNAL"})).await;
+    let doc = create(
+        sb,
+        &user.token,
+        json!({"title": "v1", "classification": "INTERNAL"}),
+    )
+    .await;
     let id = doc["id"].as_str().unwrap();
     let first = sb
         .http
@@ -155,7 +211,10 @@ pub(crate) async fn stale_etag_conflicts(sb: &Sandbox) {
     expect_error(second, 409, 10, "etag").await;
     let r = sb
         .http
-        .delete(sb.url(&format!("/v1/documents/{id}?etag={}", doc["etag"].as_str().unwrap())))
+        .delete(sb.url(&format!(
+            "/v1/documents/{id}?etag={}",
+            doc["etag"].as_str().unwrap()
+        )))
         .bearer_auth(&user.token)
         .send()
         .await
@@ -204,7 +263,10 @@ pub(crate) async fn sign_up_and_login_errors(sb: &Sandbox) {
         .unwrap();
     let body = expect_error(r, 400, 3, "password").await;
     let details = body["details"].to_string();
-    assert!(details.contains("BadRequest") && details.contains("password"), "{details}");
+    assert!(
+        details.contains("BadRequest") && details.contains("password"),
+        "{details}"
+    );
 
     // Wrong password and unknown user: the same answer.
     let wrong = sb

@@ -12,7 +12,9 @@ use cloudsec_tests::{Sandbox, User};
 
 /// The auth service's current signing key, read from its database.
 async fn auth_signer(sb: &Sandbox) -> Signer {
-    let db = Database::connect(sb.auth_database_url()).await.expect("auth db");
+    let db = Database::connect(sb.auth_database_url())
+        .await
+        .expect("auth db");
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
@@ -50,7 +52,13 @@ fn claims(user: &User) -> Claims {
 
 /// Tries `token` on a read and on a write; both must be refused.
 async fn refused(sb: &Sandbox, owner: &User, token: &str, why: &str) {
-    let r = sb.http.get(sb.url("/v1/documents")).bearer_auth(token).send().await.unwrap();
+    let r = sb
+        .http
+        .get(sb.url("/v1/documents"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 401, 16, why).await;
     let r = sb
         .http
@@ -61,12 +69,21 @@ async fn refused(sb: &Sandbox, owner: &User, token: &str, why: &str) {
         .await
         .unwrap();
     expect_error(r, 401, 16, why).await;
-    assert_eq!(document_ids(sb, &owner.token).await.len(), 1, "nothing may change");
+    assert_eq!(
+        document_ids(sb, &owner.token).await.len(),
+        1,
+        "nothing may change"
+    );
 }
 
 async fn user_with_doc(sb: &Sandbox) -> User {
     let user = sb.user().await;
-    create(sb, &user.token, json!({"title": "one", "classification": "PUBLIC"})).await;
+    create(
+        sb,
+        &user.token,
+        json!({"title": "one", "classification": "PUBLIC"}),
+    )
+    .await;
     user
 }
 
@@ -74,7 +91,13 @@ pub(crate) async fn missing_token(sb: &Sandbox) {
     let user = user_with_doc(sb).await;
     let r = sb.http.get(sb.url("/v1/documents")).send().await.unwrap();
     expect_error(r, 401, 16, "missing bearer token").await;
-    let r = sb.http.get(sb.url("/v1/documents")).header("authorization", "Basic dXNlcjpwYXNz").send().await.unwrap();
+    let r = sb
+        .http
+        .get(sb.url("/v1/documents"))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 401, 16, "missing bearer token").await;
     refused(sb, &user, "not-a-jwt", "malformed").await;
 }
@@ -102,7 +125,8 @@ pub(crate) async fn alg_none_and_hs256(sb: &Sandbox) {
     let signer = auth_signer(sb).await;
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(&user)).unwrap());
 
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": signer.kid()}).to_string());
+    let header = URL_SAFE_NO_PAD
+        .encode(json!({"alg": "none", "typ": "JWT", "kid": signer.kid()}).to_string());
     refused(sb, &user, &format!("{header}.{payload}."), "").await;
 
     // HS256 keyed with the public key: the classic algorithm confusion.
@@ -120,9 +144,21 @@ pub(crate) async fn other_key(sb: &Sandbox) {
     let real = auth_signer(sb).await;
     let stranger = Signer::generate().unwrap();
     // An unknown key id, and a known key id with another key's signature.
-    refused(sb, &user, &stranger.sign(&claims(&user)).unwrap(), "unknown key").await;
+    refused(
+        sb,
+        &user,
+        &stranger.sign(&claims(&user)).unwrap(),
+        "unknown key",
+    )
+    .await;
     let impostor = Signer::from_pem(real.kid(), stranger.pem()).unwrap();
-    refused(sb, &user, &impostor.sign(&claims(&user)).unwrap(), "signature").await;
+    refused(
+        sb,
+        &user,
+        &impostor.sign(&claims(&user)).unwrap(),
+        "signature",
+    )
+    .await;
 }
 
 pub(crate) async fn wrong_audience_and_issuer(sb: &Sandbox) {

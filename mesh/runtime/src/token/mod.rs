@@ -118,7 +118,11 @@ impl TokenVerifier {
 
     /// A verifier that fetches keys from the auth service on demand.
     pub fn from_auth(issuer: &str, audience: &str, channel: Channel) -> Self {
-        Self::new(issuer, audience, KeySource::Auth(AuthServiceClient::new(channel)))
+        Self::new(
+            issuer,
+            audience,
+            KeySource::Auth(AuthServiceClient::new(channel)),
+        )
     }
 
     /// Replaces the known keys; entries that are not usable RSA keys are
@@ -184,8 +188,8 @@ impl TokenVerifier {
                 self.key(&kid).ok_or(TokenError::UnknownKey)?
             }
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(
-            |e| match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(|e| {
+            match e.kind() {
                 JwtErrorKind::ExpiredSignature => TokenError::Expired,
                 JwtErrorKind::ImmatureSignature => TokenError::NotYetValid,
                 JwtErrorKind::InvalidIssuer => TokenError::Issuer,
@@ -193,8 +197,8 @@ impl TokenVerifier {
                 JwtErrorKind::InvalidSignature => TokenError::Signature,
                 JwtErrorKind::InvalidAlgorithm => TokenError::Algorithm,
                 _ => TokenError::Malformed,
-            },
-        )?;
+            }
+        })?;
         if data.claims.tenant.is_empty() || data.claims.sub.is_empty() {
             return Err(TokenError::Malformed);
         }
@@ -202,7 +206,10 @@ impl TokenVerifier {
     }
 
     /// Verifies the `authorization: Bearer ...` metadata of a call.
-    pub async fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Claims, tonic::Status> {
+    pub async fn authenticate<T>(
+        &self,
+        request: &tonic::Request<T>,
+    ) -> Result<Claims, tonic::Status> {
         let token = bearer(request.metadata()).ok_or(TokenError::Missing)?;
         let claims = self.verify(token).await?;
         tracing::Span::current().record("sub", claims.sub.as_str());

@@ -43,8 +43,17 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Tenants::Table)
                     .if_not_exists()
-                    .col(ColumnDef::new(Tenants::Id).string_len(63).not_null().primary_key())
-                    .col(ColumnDef::new(Tenants::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Tenants::Id)
+                            .string_len(63)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Tenants::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -54,11 +63,20 @@ impl MigrationTrait for Migration {
                     .table(Users::Table)
                     .if_not_exists()
                     .col(ColumnDef::new(Users::Id).uuid().not_null().primary_key())
-                    .col(ColumnDef::new(Users::Email).string_len(254).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(Users::Email)
+                            .string_len(254)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(Users::Tenant).string_len(63).not_null())
                     .col(ColumnDef::new(Users::PasswordHash).text().not_null())
                     .col(ColumnDef::new(Users::IsTenantAdmin).boolean().not_null())
-                    .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Users::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_users_tenant")
@@ -83,17 +101,32 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(SigningKeys::Table)
                     .if_not_exists()
-                    .col(ColumnDef::new(SigningKeys::Kid).string_len(64).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(SigningKeys::Kid)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(SigningKeys::PrivatePem).text().not_null())
-                    .col(ColumnDef::new(SigningKeys::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(SigningKeys::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(SigningKeys::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Users::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Tenants::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(SigningKeys::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Users::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Tenants::Table).to_owned())
+            .await
     }
 }
