@@ -95,6 +95,15 @@ impl ApiError {
         )
     }
 
+    /// A header the gateway would forward is larger than a service accepts.
+    pub(crate) fn header_too_large(name: &str, limit: usize) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Code::InvalidArgument,
+            format!("header `{name}` is larger than {limit} bytes"),
+        )
+    }
+
     pub(crate) fn unsupported_media_type(content_type: Option<&str>) -> Self {
         let message = match content_type {
             Some(ct) => format!("content-type `{ct}` is not supported; send application/json"),

@@ -467,6 +467,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
+/// The largest `authorization` header forwarded; access tokens are ~1 KiB.
+const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
+
 async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response {
     let started = Instant::now();
     let request_id = request_id(request.headers());
@@ -616,6 +619,14 @@ impl Shared {
         // never reach the service.
         let mut metadata = HeaderMap::new();
         if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+            // Services refuse large header blocks at the HTTP/2 layer, which
+            // would surface as an opaque upstream failure; answer here.
+            if authorization.len() > MAX_AUTHORIZATION_BYTES {
+                return Err(ApiError::header_too_large(
+                    "authorization",
+                    MAX_AUTHORIZATION_BYTES,
+                ));
+            }
             metadata.insert(header::AUTHORIZATION, authorization.clone());
         }
         if let Ok(value) = HeaderValue::from_str(request_id) {

@@ -1,4 +1,4 @@
-//! Structured JSON logs, and OpenTelemetry traces when
+//! Structured JSON logs (on stderr, so stdout stays for command output), and OpenTelemetry traces when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 //!
 //! W3C trace context crosses process boundaries through the `traceparent`
@@ -58,7 +58,7 @@ pub fn init(service: &str, format: LogFormat, otlp_endpoint: Option<String>) -> 
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         let filter = EnvFilter::try_from_env("RUST_LOG")
             .or_else(|_| EnvFilter::try_from_env("TEST_LOG"))
-            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,hyper=warn,tower=warn"));
+            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm_migration=warn,h2=warn,hyper=warn,tower=warn"));
 
         let endpoint = otlp_endpoint
             .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
@@ -82,9 +82,15 @@ pub fn init(service: &str, format: LogFormat, otlp_endpoint: Option<String>) -> 
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
+                    .with_writer(std::io::stderr)
                     .boxed(),
             ),
-            LogFormat::Pretty => Some(tracing_subscriber::fmt::layer().compact().boxed()),
+            LogFormat::Pretty => Some(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_writer(std::io::stderr)
+                    .boxed(),
+            ),
             LogFormat::Test if std::env::var_os("TEST_LOG").is_some() => Some(
                 tracing_subscriber::fmt::layer()
                     .compact()

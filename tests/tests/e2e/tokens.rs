@@ -100,6 +100,16 @@ pub(crate) async fn missing_token(sb: &Sandbox) {
         .unwrap();
     expect_error(r, 401, 16, "missing bearer token").await;
     refused(sb, &user, "not-a-jwt", "malformed").await;
+    // A huge header is refused at the edge, not passed on to fail obscurely.
+    let huge = "a".repeat(20_000);
+    let r = sb
+        .http
+        .get(sb.url("/v1/documents"))
+        .bearer_auth(&huge)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 431, 3, "authorization").await;
 }
 
 pub(crate) async fn expired_and_not_yet_valid(sb: &Sandbox) {
