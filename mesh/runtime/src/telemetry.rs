@@ -58,7 +58,11 @@ pub fn init(service: &str, format: LogFormat, otlp_endpoint: Option<String>) -> 
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         let filter = EnvFilter::try_from_env("RUST_LOG")
             .or_else(|_| EnvFilter::try_from_env("TEST_LOG"))
-            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm_migration=warn,h2=warn,hyper=warn,tower=warn"));
+            .unwrap_or_else(|_| {
+                EnvFilter::new(
+                    "info,sqlx=warn,sea_orm_migration=warn,h2=warn,hyper=warn,tower=warn",
+                )
+            });
 
         let endpoint = otlp_endpoint
             .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
