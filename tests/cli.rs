@@ -180,3 +180,85 @@ fn up_serves_stops_cleanly_and_reuses_its_data() {
     assert_eq!(status, 409);
     stop(child);
 }
+
+#[test]
+fn serve_runs_one_component_from_file_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = cloudsec()
+        .args(["cert", "auth", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--out")
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.path().join("auth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\ngrpc_listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             database_url = \"sqlite://{}\"\n\
+             tls = {{ ca_file = \"{c}/ca.pem\", cert_file = \"{c}/cert.pem\", key_file = \"{c}/key.pem\" }}\n",
+            dir.path().join("auth.db").display(),
+            c = certs.display()
+        ),
+    )
+    .unwrap();
+    // The variable wins over the file's port 1.
+    let mut child = cloudsec()
+        .args(["serve", "auth", "--config"])
+        .arg(&config)
+        .env("CLOUDSEC__AUTH__GRPC_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Logs are JSON in serve mode; the start line names the bound address.
+    let grpc = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("auth logs its start");
+        let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
+            panic!("not a JSON log line: {line}");
+        };
+        if log["message"] == "auth serving" {
+            break log["grpc"].as_str().unwrap().to_owned();
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        let tls = cloudsec_runtime::tls::TlsFiles {
+            ca_file: certs.join("ca.pem"),
+            cert_file: certs.join("cert.pem"),
+            key_file: certs.join("key.pem"),
+        }
+        .load()
+        .unwrap();
+        let channel =
+            cloudsec_runtime::grpc::channel(&format!("https://{grpc}"), "auth.default.svc", &tls)
+                .unwrap();
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "cloudsec.auth.v1.AuthService".into(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+    });
+    assert_eq!(status.expect("health over mTLS"), 1);
+    stop(child);
+}

@@ -255,6 +255,80 @@ impl Sandbox {
         cloudsec_runtime::grpc::channel(&format!("https://{addr}"), name, tls).expect("channel")
     }
 
+    /// `GET path` with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// `DELETE path` with a bearer token.
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    /// `POST path` with a JSON body and a bearer token.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// `POST path` with a JSON body and no token (sign-up, login).
+    pub async fn post_public(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// The text of `http://{admin}{path}` on an admin listener.
+    pub async fn admin_text(&self, admin: std::net::SocketAddr, path: &str) -> String {
+        let r = self
+            .http
+            .get(format!("http://{admin}{path}"))
+            .send()
+            .await
+            .expect("admin GET");
+        assert!(r.status().is_success(), "{admin}{path}: {}", r.status());
+        r.text().await.expect("admin body")
+    }
+
+    /// `PATCH path` with a JSON body and a bearer token.
+    pub async fn patch(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.http
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
     /// Signs up a fresh user in a fresh tenant through the gateway and logs
     /// in.
     pub async fn user(&self) -> User {
@@ -263,12 +337,11 @@ impl Sandbox {
         let tenant = format!("t-{}", &suffix[..12]);
         let password = "correct horse battery staple".to_owned();
         let r = self
-            .http
-            .post(self.url("/v1/auth:signUp"))
-            .json(&serde_json::json!({"email": email, "password": password, "tenant": tenant}))
-            .send()
-            .await
-            .expect("sign up");
+            .post_public(
+                "/v1/auth:signUp",
+                &serde_json::json!({"email": email, "password": password, "tenant": tenant}),
+            )
+            .await;
         assert_eq!(
             r.status(),
             200,
@@ -289,12 +362,11 @@ impl Sandbox {
 
     pub async fn login(&self, email: &str, password: &str) -> String {
         let r = self
-            .http
-            .post(self.url("/v1/auth:login"))
-            .json(&serde_json::json!({"email": email, "password": password}))
-            .send()
-            .await
-            .expect("login");
+            .post_public(
+                "/v1/auth:login",
+                &serde_json::json!({"email": email, "password": password}),
+            )
+            .await;
         assert_eq!(
             r.status(),
             200,

@@ -35,12 +35,8 @@ pub(crate) async fn unknown_fields(sb: &Sandbox) {
     .await;
     expect_error(r, 400, 3, "colour").await;
     let r = sb
-        .http
-        .get(sb.url("/v1/documents?pageSize=2&colour=red"))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/documents?pageSize=2&colour=red", &user.token)
+        .await;
     expect_error(r, 400, 3, "colour").await;
     assert!(document_ids(sb, &user.token).await.is_empty());
 }
@@ -55,13 +51,7 @@ pub(crate) async fn wrong_types(sb: &Sandbox) {
         let r = post_raw(sb, &user.token, body).await;
         expect_error(r, 400, 3, "").await;
     }
-    let r = sb
-        .http
-        .get(sb.url("/v1/documents?pageSize=lots"))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
+    let r = sb.get("/v1/documents?pageSize=lots", &user.token).await;
     expect_error(r, 400, 3, "page").await;
     assert!(document_ids(sb, &user.token).await.is_empty());
 }
@@ -76,12 +66,8 @@ pub(crate) async fn missing_required_fields(sb: &Sandbox) {
     assert!(details.contains("document.classification"), "{details}");
 
     let r = sb
-        .http
-        .post(sb.url("/v1/auth:signUp"))
-        .json(&json!({"email": "", "password": ""}))
-        .send()
-        .await
-        .unwrap();
+        .post_public("/v1/auth:signUp", &json!({"email": "", "password": ""}))
+        .await;
     let body = expect_error(r, 400, 3, "email").await;
     let details = body["details"].to_string();
     for field in ["email", "password", "tenant"] {
@@ -137,12 +123,8 @@ pub(crate) async fn forged_page_token(sb: &Sandbox) {
         .await;
     }
     let page: serde_json::Value = sb
-        .http
-        .get(sb.url("/v1/documents?pageSize=1"))
-        .bearer_auth(&alice.token)
-        .send()
+        .get("/v1/documents?pageSize=1", &alice.token)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -153,24 +135,17 @@ pub(crate) async fn forged_page_token(sb: &Sandbox) {
 
     // Alice's token is no key to her rows for another tenant.
     let r = sb
-        .http
-        .get(sb.url(&format!("/v1/documents?pageToken={token}")))
-        .bearer_auth(&mallory.token)
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/v1/documents?pageToken={token}"), &mallory.token)
+        .await;
     expect_error(r, 400, 3, "page_token").await;
 
     // Nor is it reusable with other filters, nor after tampering.
     let r = sb
-        .http
-        .get(sb.url(&format!(
-            "/v1/documents?pageToken={token}&classification=INTERNAL"
-        )))
-        .bearer_auth(&alice.token)
-        .send()
-        .await
-        .unwrap();
+        .get(
+            &format!("/v1/documents?pageToken={token}&classification=INTERNAL"),
+            &alice.token,
+        )
+        .await;
     expect_error(r, 400, 3, "page_token").await;
     let mut tampered = token.clone().into_bytes();
     let mid = tampered.len() / 2;
@@ -178,12 +153,8 @@ pub(crate) async fn forged_page_token(sb: &Sandbox) {
     let tampered = String::from_utf8(tampered).unwrap();
     for forged in [tampered.as_str(), "garbage", "eyJ0IjoieCJ9"] {
         let r = sb
-            .http
-            .get(sb.url(&format!("/v1/documents?pageToken={forged}")))
-            .bearer_auth(&alice.token)
-            .send()
-            .await
-            .unwrap();
+            .get(&format!("/v1/documents?pageToken={forged}"), &alice.token)
+            .await;
         expect_error(r, 400, 3, "page_token").await;
     }
     assert_eq!(document_ids(sb, &alice.token).await.len(), 3);

@@ -89,13 +89,7 @@ pub(crate) async fn expect_error(
 
 /// The ids of the caller's documents, as REST lists them.
 pub(crate) async fn document_ids(sb: &Sandbox, token: &str) -> Vec<String> {
-    let r = sb
-        .http
-        .get(sb.url("/v1/documents?pageSize=100"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("list");
+    let r = sb.get("/v1/documents?pageSize=100", token).await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.expect("json");
     body["documents"]
@@ -110,14 +104,7 @@ pub(crate) async fn document_ids(sb: &Sandbox, token: &str) -> Vec<String> {
 
 /// Creates a document over REST and returns its JSON.
 pub(crate) async fn create(sb: &Sandbox, token: &str, doc: serde_json::Value) -> serde_json::Value {
-    let r = sb
-        .http
-        .post(sb.url("/v1/documents"))
-        .bearer_auth(token)
-        .json(&doc)
-        .send()
-        .await
-        .expect("create");
+    let r = sb.post("/v1/documents", token, &doc).await;
     let status = r.status();
     let text = r.text().await.expect("body");
     assert_eq!(status, 200, "create failed: {text}");

@@ -67,50 +67,19 @@ pub(crate) async fn health_reflection_and_metrics(sb: &Sandbox) {
         sb.addrs.auth_admin,
         sb.addrs.documents_admin,
     ] {
-        for path in ["/live", "/ready"] {
-            let r = sb
-                .http
-                .get(format!("http://{admin}{path}"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200, "{admin}{path}");
-        }
+        assert_eq!(sb.admin_text(admin, "/live").await, "live\n");
+        assert_eq!(sb.admin_text(admin, "/ready").await, "ready\n");
     }
-    let metrics = sb
-        .http
-        .get(format!("http://{}/metrics", sb.addrs.documents_admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sb.admin_text(sb.addrs.documents_admin, "/metrics").await;
     assert!(
         metrics.contains("inbound_response_total{")
             && metrics.contains("grpc_method=\"ListDocuments\"")
             && metrics.contains("grpc_status=\"Ok\""),
         "{metrics}"
     );
-    let metrics = sb
-        .http
-        .get(format!("http://{}/metrics", sb.addrs.auth_admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sb.admin_text(sb.addrs.auth_admin, "/metrics").await;
     assert!(metrics.contains("grpc_method=\"Login\""), "{metrics}");
-    let gateway = sb
-        .http
-        .get(format!("http://{}/metrics", sb.addrs.gateway_admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let gateway = sb.admin_text(sb.addrs.gateway_admin, "/metrics").await;
     assert!(gateway.contains("/v1/documents"), "{gateway}");
 }
 

@@ -24,13 +24,7 @@ pub(crate) async fn document_lifecycle(sb: &Sandbox) {
     assert!(doc["etag"].as_str().is_some_and(|e| !e.is_empty()));
     assert!(doc["createTime"].as_str().is_some());
 
-    let r = sb
-        .http
-        .get(sb.url(&format!("/v1/documents/{id}")))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
+    let r = sb.get(&format!("/v1/documents/{id}"), &user.token).await;
     assert_eq!(r.status(), 200);
     let got: serde_json::Value = r.json().await.unwrap();
     assert_eq!(got["content"], "revenue up");
@@ -38,13 +32,12 @@ pub(crate) async fn document_lifecycle(sb: &Sandbox) {
 
     // Update only the title; the content stays.
     let r = sb
-        .http
-        .patch(sb.url(&format!("/v1/documents/{id}?updateMask=title")))
-        .bearer_auth(&user.token)
-        .json(&json!({"title": "Quarterly plan v2", "content": "ignored", "etag": doc["etag"]}))
-        .send()
-        .await
-        .unwrap();
+        .patch(
+            &format!("/v1/documents/{id}?updateMask=title"),
+            &user.token,
+            &json!({"title": "Quarterly plan v2", "content": "ignored", "etag": doc["etag"]}),
+        )
+        .await;
     let status = r.status();
     let updated: serde_json::Value = r.json().await.unwrap();
     assert_eq!(status, 200, "{updated}");
@@ -54,22 +47,10 @@ pub(crate) async fn document_lifecycle(sb: &Sandbox) {
 
     assert_eq!(document_ids(sb, &user.token).await, vec![id.clone()]);
 
-    let r = sb
-        .http
-        .delete(sb.url(&format!("/v1/documents/{id}")))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
+    let r = sb.delete(&format!("/v1/documents/{id}"), &user.token).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap(), json!({}));
-    let r = sb
-        .http
-        .get(sb.url(&format!("/v1/documents/{id}")))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
+    let r = sb.get(&format!("/v1/documents/{id}"), &user.token).await;
     expect_error(r, 404, 5, "not found").await;
     assert!(document_ids(sb, &user.token).await.is_empty());
 }
@@ -92,12 +73,11 @@ pub(crate) async fn list_pages_and_filters(sb: &Sandbox) {
     let mut pages = 0;
     loop {
         let r = sb
-            .http
-            .get(sb.url(&format!("/v1/documents?pageSize=2&pageToken={token}")))
-            .bearer_auth(&user.token)
-            .send()
-            .await
-            .unwrap();
+            .get(
+                &format!("/v1/documents?pageSize=2&pageToken={token}"),
+                &user.token,
+            )
+            .await;
         assert_eq!(r.status(), 200);
         let body: serde_json::Value = r.json().await.unwrap();
         pages += 1;
@@ -114,12 +94,11 @@ pub(crate) async fn list_pages_and_filters(sb: &Sandbox) {
     assert_eq!(titles, ["doc 4", "doc 3", "doc 2", "doc 1", "doc 0"]);
 
     let r = sb
-        .http
-        .get(sb.url("/v1/documents?classification=PUBLIC&label=env%3Dprod"))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
+        .get(
+            "/v1/documents?classification=PUBLIC&label=env%3Dprod",
+            &user.token,
+        )
+        .await;
     let body: serde_json::Value = r.json().await.unwrap();
     let titles: Vec<_> = body["documents"]
         .as_array()
@@ -141,41 +120,24 @@ pub(crate) async fn tenants_are_isolated(sb: &Sandbox) {
     .await;
     let id = doc["id"].as_str().unwrap();
 
-    let r = sb
-        .http
-        .get(sb.url(&format!("/v1/documents/{id}")))
-        .bearer_auth(&mallory.token)
-        .send()
-        .await
-        .unwrap();
+    let r = sb.get(&format!("/v1/documents/{id}"), &mallory.token).await;
     expect_error(r, 404, 5, "not found").await;
     let r = sb
-        .http
-        .patch(sb.url(&format!("/v1/documents/{id}")))
-        .bearer_auth(&mallory.token)
-        .json(&json!({"title": "pwned", "classification": "PUBLIC"}))
-        .send()
-        .await
-        .unwrap();
+        .patch(
+            &format!("/v1/documents/{id}"),
+            &mallory.token,
+            &json!({"title": "pwned", "classification": "PUBLIC"}),
+        )
+        .await;
     expect_error(r, 404, 5, "not found").await;
     let r = sb
-        .http
-        .delete(sb.url(&format!("/v1/documents/{id}")))
-        .bearer_auth(&mallory.token)
-        .send()
-        .await
-        .unwrap();
+        .delete(&format!("/v1/documents/{id}"), &mallory.token)
+        .await;
     expect_error(r, 404, 5, "not found").await;
     assert!(document_ids(sb, &mallory.token).await.is_empty());
 
     // Nothing changed for the owner.
-    let r = sb
-        .http
-        .get(sb.url(&format!("/v1/documents/{id}")))
-        .bearer_auth(&alice.token)
-        .send()
-        .await
-        .unwrap();
+    let r = sb.get(&format!("/v1/documents/{id}"), &alice.token).await;
     let got: serde_json::Value = r.json().await.unwrap();
     assert_eq!(got["title"], "secret");
     assert_eq!(got["etag"], doc["etag"]);
@@ -191,42 +153,30 @@ pub(crate) async fn stale_etag_conflicts(sb: &Sandbox) {
     .await;
     let id = doc["id"].as_str().unwrap();
     let first = sb
-        .http
-        .patch(sb.url(&format!("/v1/documents/{id}?updateMask=title")))
-        .bearer_auth(&user.token)
-        .json(&json!({"title": "v2", "etag": doc["etag"]}))
-        .send()
-        .await
-        .unwrap();
+        .patch(
+            &format!("/v1/documents/{id}?updateMask=title"),
+            &user.token,
+            &json!({"title": "v2", "etag": doc["etag"]}),
+        )
+        .await;
     assert_eq!(first.status(), 200);
     // A writer that read v1 loses.
     let second = sb
-        .http
-        .patch(sb.url(&format!("/v1/documents/{id}?updateMask=title")))
-        .bearer_auth(&user.token)
-        .json(&json!({"title": "v3", "etag": doc["etag"]}))
-        .send()
-        .await
-        .unwrap();
+        .patch(
+            &format!("/v1/documents/{id}?updateMask=title"),
+            &user.token,
+            &json!({"title": "v3", "etag": doc["etag"]}),
+        )
+        .await;
     expect_error(second, 409, 10, "etag").await;
+    let etag = doc["etag"].as_str().unwrap();
     let r = sb
-        .http
-        .delete(sb.url(&format!(
-            "/v1/documents/{id}?etag={}",
-            doc["etag"].as_str().unwrap()
-        )))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
+        .delete(&format!("/v1/documents/{id}?etag={etag}"), &user.token)
+        .await;
     expect_error(r, 409, 10, "etag").await;
     let got: serde_json::Value = sb
-        .http
-        .get(sb.url(&format!("/v1/documents/{id}")))
-        .bearer_auth(&user.token)
-        .send()
+        .get(&format!("/v1/documents/{id}"), &user.token)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -236,31 +186,18 @@ pub(crate) async fn stale_etag_conflicts(sb: &Sandbox) {
 pub(crate) async fn sign_up_and_login_errors(sb: &Sandbox) {
     let user = sb.user().await;
     // Same email again, another tenant.
-    let r = sb
-        .http
-        .post(sb.url("/v1/auth:signUp"))
-        .json(&json!({"email": user.email.to_uppercase(), "password": "another good passphrase", "tenant": "fresh-tenant-x"}))
-        .send()
-        .await
-        .unwrap();
+    let r = sb.post_public("/v1/auth:signUp", &json!({"email": user.email.to_uppercase(), "password": "another good passphrase", "tenant": "fresh-tenant-x"})).await;
     expect_error(r, 409, 6, "already exists").await;
     // A taken tenant.
-    let r = sb
-        .http
-        .post(sb.url("/v1/auth:signUp"))
-        .json(&json!({"email": "new-person@example.com", "password": "another good passphrase", "tenant": user.tenant}))
-        .send()
-        .await
-        .unwrap();
+    let r = sb.post_public("/v1/auth:signUp", &json!({"email": "new-person@example.com", "password": "another good passphrase", "tenant": user.tenant})).await;
     expect_error(r, 409, 6, "already exists").await;
     // A weak password, with the violation in the details.
     let r = sb
-        .http
-        .post(sb.url("/v1/auth:signUp"))
-        .json(&json!({"email": "weak@example.com", "password": "short", "tenant": "weak-tenant"}))
-        .send()
-        .await
-        .unwrap();
+        .post_public(
+            "/v1/auth:signUp",
+            &json!({"email": "weak@example.com", "password": "short", "tenant": "weak-tenant"}),
+        )
+        .await;
     let body = expect_error(r, 400, 3, "password").await;
     let details = body["details"].to_string();
     assert!(
@@ -270,20 +207,18 @@ pub(crate) async fn sign_up_and_login_errors(sb: &Sandbox) {
 
     // Wrong password and unknown user: the same answer.
     let wrong = sb
-        .http
-        .post(sb.url("/v1/auth:login"))
-        .json(&json!({"email": user.email, "password": "not the password at all"}))
-        .send()
-        .await
-        .unwrap();
+        .post_public(
+            "/v1/auth:login",
+            &json!({"email": user.email, "password": "not the password at all"}),
+        )
+        .await;
     let a = expect_error(wrong, 401, 16, "invalid email or password").await;
     let unknown = sb
-        .http
-        .post(sb.url("/v1/auth:login"))
-        .json(&json!({"email": "nobody-here@example.com", "password": "not the password at all"}))
-        .send()
-        .await
-        .unwrap();
+        .post_public(
+            "/v1/auth:login",
+            &json!({"email": "nobody-here@example.com", "password": "not the password at all"}),
+        )
+        .await;
     let b = expect_error(unknown, 401, 16, "invalid email or password").await;
     assert_eq!(a, b);
 

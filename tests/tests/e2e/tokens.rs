@@ -52,22 +52,15 @@ fn claims(user: &User) -> Claims {
 
 /// Tries `token` on a read and on a write; both must be refused.
 async fn refused(sb: &Sandbox, owner: &User, token: &str, why: &str) {
-    let r = sb
-        .http
-        .get(sb.url("/v1/documents"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let r = sb.get("/v1/documents", token).await;
     expect_error(r, 401, 16, why).await;
     let r = sb
-        .http
-        .post(sb.url("/v1/documents"))
-        .bearer_auth(token)
-        .json(&json!({"title": "should not exist", "classification": "PUBLIC"}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/documents",
+            token,
+            &json!({"title": "should not exist", "classification": "PUBLIC"}),
+        )
+        .await;
     expect_error(r, 401, 16, why).await;
     assert_eq!(
         document_ids(sb, &owner.token).await.len(),
@@ -102,13 +95,7 @@ pub(crate) async fn missing_token(sb: &Sandbox) {
     refused(sb, &user, "not-a-jwt", "malformed").await;
     // A huge header is refused at the edge, not passed on to fail obscurely.
     let huge = "a".repeat(20_000);
-    let r = sb
-        .http
-        .get(sb.url("/v1/documents"))
-        .bearer_auth(&huge)
-        .send()
-        .await
-        .unwrap();
+    let r = sb.get("/v1/documents", &huge).await;
     expect_error(r, 431, 3, "authorization").await;
 }
 
