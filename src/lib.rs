@@ -15,7 +15,9 @@ use std::time::Duration;
 use cloudsec_auth::{Auth, AuthConfig, TokenSettings};
 use cloudsec_documents::{Documents, DocumentsConfig};
 use cloudsec_gateway::{Gateway, GatewayConfig, Upstream};
-use cloudsec_identity::{DEFAULT_LIFETIME, Issuer, LocalCa, SpiffeId};
+use cloudsec_identity::{DEFAULT_LIFETIME, Issuer, LocalCa, SpiffeId, WorkloadIdentity};
+use cloudsec_proxy::{Proxy, ProxyConfig, TlsState};
+use cloudsec_runtime::tls::MeshTls;
 use cloudsec_runtime::token::TokenVerifier;
 use cloudsec_runtime::{Secret, Shutdown};
 use serde::Deserialize;
@@ -35,6 +37,8 @@ pub struct PlatformConfig {
     pub auth: Option<AuthConfig>,
     pub documents: Option<DocumentsConfig>,
     pub gateway: Option<GatewayConfig>,
+    /// For `cloudsec proxy`, the sidecar.
+    pub proxy: Option<ProxyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +157,10 @@ pub enum PlatformError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("sidecar: {0}")]
+    Proxy(#[from] cloudsec_proxy::ProxyError),
+    #[error("sidecar TLS: {0}")]
+    Tls(String),
     #[error("configuration section `{0}` is missing")]
     Missing(&'static str),
     #[error("{component} stopped: {message}")]
@@ -243,19 +251,16 @@ pub fn local_config(
 }
 
 /// Auth, documents and the gateway in one process, each with its own
-/// listeners and workload certificate, talking mTLS gRPC to each other.
+/// workload identity and its own sidecar: applications listen in plaintext
+/// on loopback, and every call between them goes app → outbound sidecar →
+/// mTLS → inbound sidecar → app, exactly as on Kubernetes.
 #[derive(Debug)]
 pub struct LocalPlatform {
     auth: Auth,
     documents: Documents,
     gateway: Gateway,
-    certs: Certs,
-}
-
-#[derive(Debug)]
-struct Certs {
-    auth: cloudsec_runtime::tls::MeshTls,
-    documents: cloudsec_runtime::tls::MeshTls,
+    sidecars: Vec<(&'static str, Proxy)>,
+    identities: Vec<Arc<WorkloadIdentity>>,
     ca: Arc<LocalCa>,
     mesh: MeshConfig,
 }
@@ -265,10 +270,59 @@ struct Certs {
 pub struct Addresses {
     pub gateway: SocketAddr,
     pub gateway_admin: SocketAddr,
+    /// The auth service's mTLS address (its inbound sidecar).
     pub auth: SocketAddr,
     pub auth_admin: SocketAddr,
+    /// The documents service's mTLS address (its inbound sidecar).
     pub documents: SocketAddr,
     pub documents_admin: SocketAddr,
+    pub auth_sidecar_admin: SocketAddr,
+    pub documents_sidecar_admin: SocketAddr,
+    pub gateway_sidecar_admin: SocketAddr,
+}
+
+fn loopback_any() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn sidecar_config(
+    inbound: Option<SocketAddr>,
+    destinations: &[(&SpiffeId, SocketAddr)],
+    grace: Duration,
+) -> ProxyConfig {
+    use cloudsec_proxy::config::{DestinationConfig, InboundConfig, OutboundConfig};
+    ProxyConfig {
+        admin_listen: loopback_any(),
+        tls: None,
+        inbound: inbound.map(|listen| InboundConfig {
+            listen,
+            // Set once the application is bound.
+            app: loopback_any(),
+            authorization: Default::default(),
+        }),
+        outbound: (!destinations.is_empty()).then(|| OutboundConfig {
+            listen: loopback_any(),
+            destinations: destinations
+                .iter()
+                .map(|(id, addr)| {
+                    (
+                        id.dns_name(),
+                        DestinationConfig {
+                            endpoints: vec![*addr],
+                            dns: None,
+                            dns_refresh: Duration::from_secs(10),
+                            identity: id.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+            routes: Default::default(),
+            queue_capacity: 100,
+            failfast_timeout: Duration::from_secs(1),
+            balancer: Default::default(),
+        }),
+        shutdown_grace: grace,
+    }
 }
 
 impl LocalPlatform {
@@ -282,63 +336,137 @@ impl LocalPlatform {
         let mesh = config.mesh.clone();
         let ca = Arc::new(LocalCa::load_or_create(&dir.join("pki"))?);
         let id = |sa: &str| SpiffeId::new(&mesh.trust_domain, &mesh.namespace, sa);
-        let auth_id = id("auth")?;
-        let documents_id = id("documents")?;
-        let gateway_id = id("gateway")?;
-        let auth_tls = ca.issue(&auth_id, DEFAULT_LIFETIME).await?.mesh_tls();
-        let documents_tls = ca.issue(&documents_id, DEFAULT_LIFETIME).await?.mesh_tls();
-        let gateway_tls = ca.issue(&gateway_id, DEFAULT_LIFETIME).await?.mesh_tls();
+        let (auth_id, documents_id, gateway_id) = (id("auth")?, id("documents")?, id("gateway")?);
+        let issuer: Arc<dyn cloudsec_identity::Issuer> = ca.clone();
+        let mut identities = Vec::new();
+        let mut tls_of = async |sid: &SpiffeId| -> Result<(Arc<TlsState>, MeshTls), PlatformError> {
+            let identity =
+                WorkloadIdentity::new(issuer.clone(), sid.clone(), DEFAULT_LIFETIME).await?;
+            let tls = TlsState::new(&identity.current().mesh_tls())
+                .map_err(|e| PlatformError::Tls(e.to_string()))?;
+            let (tx, rx) = tokio::sync::watch::channel(Arc::new(identity.current().mesh_tls()));
+            // Rotated certificates flow from the identity into the sidecar.
+            let mut changes = identity.subscribe();
+            tokio::spawn(async move {
+                while changes.changed().await.is_ok() {
+                    let next = changes.borrow_and_update().mesh_tls();
+                    if tx.send(Arc::new(next)).is_err() {
+                        return;
+                    }
+                }
+            });
+            tls.follow(rx);
+            let pem = identity.current().mesh_tls();
+            identities.push(identity);
+            Ok((tls, pem))
+        };
+        let (auth_tls, _) = tls_of(&auth_id).await?;
+        let (documents_tls, documents_pem) = tls_of(&documents_id).await?;
+        let (gateway_tls, gateway_pem) = tls_of(&gateway_id).await?;
 
         let auth_config = config.auth.as_ref().ok_or(PlatformError::Missing("auth"))?;
-        let auth = Auth::build(auth_config, config.tokens.settings()).await?;
-
         let documents_config = config
             .documents
             .as_ref()
             .ok_or(PlatformError::Missing("documents"))?;
+        let gateway_config = config
+            .gateway
+            .as_ref()
+            .ok_or(PlatformError::Missing("gateway"))?;
+
+        // Inbound sidecars take the services' published addresses; the
+        // applications move to ephemeral loopback ports behind them.
+        let mut auth_sidecar = Proxy::build(
+            &sidecar_config(
+                Some(auth_config.grpc_listen),
+                &[],
+                auth_config.shutdown_grace,
+            ),
+            auth_tls,
+        )
+        .await?;
+        let auth_inbound = auth_sidecar
+            .inbound_addr()
+            .ok_or(PlatformError::Missing("auth sidecar"))?;
+        let mut documents_sidecar = Proxy::build(
+            &sidecar_config(
+                Some(documents_config.grpc_listen),
+                &[(&auth_id, auth_inbound)],
+                documents_config.shutdown_grace,
+            ),
+            documents_tls,
+        )
+        .await?;
+        let documents_inbound = documents_sidecar
+            .inbound_addr()
+            .ok_or(PlatformError::Missing("documents sidecar"))?;
+        let gateway_sidecar = Proxy::build(
+            &sidecar_config(
+                None,
+                &[(&auth_id, auth_inbound), (&documents_id, documents_inbound)],
+                gateway_config.shutdown_grace,
+            ),
+            gateway_tls,
+        )
+        .await?;
+
+        let mut app_auth = auth_config.clone();
+        app_auth.grpc_listen = loopback_any();
+        let auth = Auth::build(&app_auth, config.tokens.settings()).await?;
+        auth_sidecar.set_inbound_app(auth.grpc_addr())?;
+
+        let documents_outbound = documents_sidecar
+            .outbound_addr()
+            .ok_or(PlatformError::Missing("documents sidecar outbound"))?;
         let auth_channel = cloudsec_runtime::grpc::channel(
-            &dial(auth.grpc_addr()),
+            &format!("http://{documents_outbound}"),
             &auth_id.dns_name(),
-            &documents_tls,
+            &documents_pem,
         )?;
         let verifier = Arc::new(TokenVerifier::from_auth(
             &config.tokens.issuer,
             &config.tokens.audience,
             auth_channel,
         ));
-        let documents = Documents::build(documents_config, verifier).await?;
+        let mut app_documents = documents_config.clone();
+        app_documents.grpc_listen = loopback_any();
+        let documents = Documents::build(&app_documents, verifier).await?;
+        documents_sidecar.set_inbound_app(documents.grpc_addr())?;
 
-        let mut gateway_config = config.gateway.clone().unwrap_or_default();
-        gateway_config.upstreams.insert(
-            "cloudsec.auth.v1.AuthService".into(),
-            Upstream {
-                uri: dial(auth.grpc_addr()),
-                server_name: auth_id.dns_name(),
-            },
-        );
-        gateway_config.upstreams.insert(
-            "cloudsec.documents.v1.DocumentService".into(),
-            Upstream {
-                uri: dial(documents.grpc_addr()),
-                server_name: documents_id.dns_name(),
-            },
-        );
+        let gateway_outbound = gateway_sidecar
+            .outbound_addr()
+            .ok_or(PlatformError::Missing("gateway sidecar outbound"))?;
+        let mut gateway_config = gateway_config.clone();
+        for (service, sid) in [
+            ("cloudsec.auth.v1.AuthService", &auth_id),
+            ("cloudsec.documents.v1.DocumentService", &documents_id),
+        ] {
+            gateway_config.upstreams.insert(
+                service.into(),
+                Upstream {
+                    uri: format!("http://{gateway_outbound}"),
+                    server_name: sid.dns_name(),
+                },
+            );
+        }
         let gateway = Gateway::build(
             &gateway_config,
             &[cloudsec_proto::FILE_DESCRIPTOR_SET],
-            gateway_tls,
+            gateway_pem,
         )
         .await?;
         Ok(Self {
             auth,
             documents,
             gateway,
-            certs: Certs {
-                auth: auth_tls,
-                documents: documents_tls,
-                ca,
-                mesh,
-            },
+            sidecars: vec![
+                ("auth-sidecar", auth_sidecar),
+                ("documents-sidecar", documents_sidecar),
+                ("gateway-sidecar", gateway_sidecar),
+            ],
+            identities,
+            ca,
+            mesh,
         })
     }
 
@@ -346,10 +474,19 @@ impl LocalPlatform {
         Addresses {
             gateway: self.gateway.local_addr(),
             gateway_admin: self.gateway.admin_addr(),
-            auth: self.auth.grpc_addr(),
+            auth: self
+                .sidecar("auth-sidecar")
+                .and_then(Proxy::inbound_addr)
+                .unwrap_or(self.auth.grpc_addr()),
             auth_admin: self.auth.admin_addr(),
-            documents: self.documents.grpc_addr(),
+            documents: self
+                .sidecar("documents-sidecar")
+                .and_then(Proxy::inbound_addr)
+                .unwrap_or(self.documents.grpc_addr()),
             documents_admin: self.documents.admin_addr(),
+            auth_sidecar_admin: self.sidecar_admin("auth-sidecar"),
+            documents_sidecar_admin: self.sidecar_admin("documents-sidecar"),
+            gateway_sidecar_admin: self.sidecar_admin("gateway-sidecar"),
         }
     }
 
@@ -364,16 +501,28 @@ impl LocalPlatform {
         service_account: &str,
     ) -> Result<cloudsec_runtime::tls::MeshTls, PlatformError> {
         let id = SpiffeId::new(
-            &self.certs.mesh.trust_domain,
-            &self.certs.mesh.namespace,
+            &self.mesh.trust_domain,
+            &self.mesh.namespace,
             service_account,
         )?;
-        Ok(self.certs.ca.issue(&id, DEFAULT_LIFETIME).await?.mesh_tls())
+        Ok(self.ca.issue(&id, DEFAULT_LIFETIME).await?.mesh_tls())
     }
 
     /// The DNS name in a workload's certificate.
     pub fn server_name(&self, service_account: &str) -> String {
-        format!("{service_account}.{}.svc", self.certs.mesh.namespace)
+        format!("{service_account}.{}.svc", self.mesh.namespace)
+    }
+
+    fn sidecar(&self, name: &str) -> Option<&Proxy> {
+        self.sidecars
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| p)
+    }
+
+    fn sidecar_admin(&self, name: &str) -> SocketAddr {
+        self.sidecar(name)
+            .map_or_else(loopback_any, Proxy::admin_addr)
     }
 
     /// Serves until `shutdown` is cancelled; if one component fails, the
@@ -383,16 +532,21 @@ impl LocalPlatform {
             auth,
             documents,
             gateway,
-            certs,
+            sidecars,
+            identities,
+            ..
         } = self;
         let mut tasks = tokio::task::JoinSet::new();
-        {
+        for identity in &identities {
+            let _rotation = identity.spawn_rotation(shutdown.clone());
+        }
+        for (name, sidecar) in sidecars {
             let s = shutdown.clone();
-            let tls = certs.auth.clone();
             tasks.spawn(async move {
                 (
-                    "auth",
-                    auth.run_until_stopped(&tls, s)
+                    name,
+                    sidecar
+                        .run_until_stopped(s)
                         .await
                         .map_err(|e| e.to_string()),
                 )
@@ -400,12 +554,22 @@ impl LocalPlatform {
         }
         {
             let s = shutdown.clone();
-            let tls = certs.documents.clone();
+            tasks.spawn(async move {
+                (
+                    "auth",
+                    auth.run_until_stopped(None, s)
+                        .await
+                        .map_err(|e| e.to_string()),
+                )
+            });
+        }
+        {
+            let s = shutdown.clone();
             tasks.spawn(async move {
                 (
                     "documents",
                     documents
-                        .run_until_stopped(&tls, s)
+                        .run_until_stopped(None, s)
                         .await
                         .map_err(|e| e.to_string()),
                 )

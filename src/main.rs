@@ -73,6 +73,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run the sidecar proxy beside a service, configured by the `[proxy]`
+    /// section and `CLOUDSEC__PROXY__...` variables.
+    Proxy {
+        #[arg(long, env = "CLOUDSEC_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Apply a component's database migrations and exit.
     Migrate {
         component: DbComponent,
@@ -240,6 +246,15 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             );
             Ok(())
         }
+        Command::Proxy { config } => {
+            let cfg = load_config(config.as_deref())?;
+            let _guard = telemetry::init(
+                "cloudsec-proxy",
+                log_format(&cfg, LogFormat::Json),
+                cfg.telemetry.otlp_endpoint.clone(),
+            );
+            proxy(cfg).await
+        }
         Command::Migrate { component, config } => {
             let cfg = load_config(config.as_deref())?;
             let _guard = telemetry::init("cloudsec", log_format(&cfg, LogFormat::Json), None);
@@ -301,6 +316,39 @@ async fn up(data_dir: PathBuf, cfg: PlatformConfig) -> Result<(), Fatal> {
     platform.run_until_stopped(shutdown).await.map_err(fatal)
 }
 
+async fn proxy(cfg: PlatformConfig) -> Result<(), Fatal> {
+    let c = cfg
+        .proxy
+        .ok_or_else(|| missing("proxy", "section required to run the sidecar"))?;
+    c.validate()?;
+    let files = c.tls.clone().ok_or_else(|| {
+        missing(
+            "proxy.tls",
+            "required: the workload certificate, key and mesh CA",
+        )
+    })?;
+    let material = files
+        .load()
+        .map_err(|e| missing("proxy.tls", &e.to_string()))?;
+    let state = cloudsec_proxy::TlsState::new(&material)
+        .map_err(|e| missing("proxy.tls", &e.to_string()))?;
+    let shutdown = Shutdown::new();
+    shutdown::cancel_on_signal(shutdown.clone());
+    // Certificates rotated on disk (by cert-manager, a Vault agent, ...)
+    // are picked up without a restart.
+    state.follow(cloudsec_proxy::tls::watch_files(files, shutdown.clone()));
+    let sidecar = cloudsec_proxy::Proxy::build(&c, state)
+        .await
+        .map_err(fatal)?;
+    tracing::info!(
+        inbound = ?sidecar.inbound_addr(),
+        outbound = ?sidecar.outbound_addr(),
+        admin = %sidecar.admin_addr(),
+        "proxy serving"
+    );
+    sidecar.run_until_stopped(shutdown).await.map_err(fatal)
+}
+
 async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
     let shutdown = Shutdown::new();
     shutdown::cancel_on_signal(shutdown.clone());
@@ -314,7 +362,9 @@ async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
                 .await
                 .map_err(fatal)?;
             tracing::info!(grpc = %auth.grpc_addr(), admin = %auth.admin_addr(), "auth serving");
-            auth.run_until_stopped(&tls, shutdown).await.map_err(fatal)
+            auth.run_until_stopped(Some(&tls), shutdown)
+                .await
+                .map_err(fatal)
         }
         Component::Documents => {
             let c = cfg
@@ -343,7 +393,7 @@ async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
                 .map_err(fatal)?;
             tracing::info!(grpc = %documents.grpc_addr(), admin = %documents.admin_addr(), "documents serving");
             documents
-                .run_until_stopped(&tls, shutdown)
+                .run_until_stopped(Some(&tls), shutdown)
                 .await
                 .map_err(fatal)
         }

@@ -6,6 +6,10 @@
 //! certificates: [`LocalCa`] is the development CA that `cloudsec up`
 //! creates; Vault's PKI engine implements the same interface in production.
 
+pub mod rotation;
+
+pub use rotation::WorkloadIdentity;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,7 +37,7 @@ pub enum IdentityError {
 }
 
 /// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpiffeId {
     pub trust_domain: String,
     pub namespace: String,
@@ -208,6 +212,21 @@ impl LocalCa {
     }
 
     fn issue_now(&self, id: &SpiffeId, lifetime: Duration) -> Result<IssuedCert, IdentityError> {
+        let now = std::time::SystemTime::now();
+        // Back-dated a little so that peers with a slightly slow clock
+        // accept a certificate issued a moment ago.
+        self.issue_between(id, now - Duration::from_secs(60), now + lifetime)
+    }
+
+    /// A certificate valid exactly from `not_before` to `not_after`
+    /// (tests use it for expired certificates).
+    pub fn issue_between(
+        &self,
+        id: &SpiffeId,
+        not_before: std::time::SystemTime,
+        not_after: std::time::SystemTime,
+    ) -> Result<IssuedCert, IdentityError> {
+        let lifetime = not_after.duration_since(not_before).unwrap_or_default();
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![id.dns_name(), "localhost".to_owned()])?;
         let uri = id
@@ -226,11 +245,8 @@ impl LocalCa {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let now = time::OffsetDateTime::now_utc();
-        // Back-dated a little so that peers with a slightly slow clock
-        // accept a certificate issued a moment ago.
-        params.not_before = now - time::Duration::minutes(1);
-        params.not_after = now + lifetime;
+        params.not_before = time::OffsetDateTime::from(not_before);
+        params.not_after = time::OffsetDateTime::from(not_after);
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(IssuedCert {
             id: id.clone(),

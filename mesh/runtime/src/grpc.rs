@@ -29,6 +29,8 @@ pub enum GrpcError {
     Serve(#[source] tonic::transport::Error),
     #[error("invalid endpoint `{0}`")]
     Endpoint(String),
+    #[error("refusing plaintext on {0}: plaintext is for loopback only, behind a sidecar")]
+    PlaintextNotLoopback(String),
 }
 
 /// Health and reflection for a service, to add next to its own routes.
@@ -62,21 +64,37 @@ pub fn base_services(descriptor_set: &[u8]) -> BaseServices {
     BaseServices { health, routes }
 }
 
-/// Serves `routes` over mTLS on `listener` until `shutdown` is cancelled,
-/// then stops accepting and lets calls in flight finish for up to `grace`.
+/// Serves `routes` on `listener` until `shutdown` is cancelled, then stops
+/// accepting and lets calls in flight finish for up to `grace`.
+///
+/// With `tls`, the listener speaks mTLS itself. Without, it speaks
+/// plaintext and must be on loopback: a sidecar in front terminates mTLS.
 pub async fn serve(
     listener: TcpListener,
-    tls: &MeshTls,
+    tls: Option<&MeshTls>,
     routes: Routes,
     metrics: &Metrics,
     shutdown: Shutdown,
     grace: Duration,
 ) -> Result<(), GrpcError> {
+    let local = listener.local_addr().ok();
+    let mut builder = tonic::transport::Server::builder();
+    match tls {
+        Some(tls) => {
+            builder = builder
+                .tls_config(tls.server_config())
+                .map_err(GrpcError::Tls)?;
+        }
+        None if local.is_some_and(|a| a.ip().is_loopback()) => {}
+        None => {
+            return Err(GrpcError::PlaintextNotLoopback(
+                local.map_or_else(|| "?".into(), |a| a.to_string()),
+            ));
+        }
+    }
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let signal = shutdown.clone();
-    let server = tonic::transport::Server::builder()
-        .tls_config(tls.server_config())
-        .map_err(GrpcError::Tls)?
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(RequestContextLayer)
         .layer(metrics.grpc_layer())
@@ -92,13 +110,37 @@ pub async fn serve(
     }
 }
 
-/// A lazily connected channel to a mesh peer at `uri`, whose certificate
-/// must name `server_name`.
+/// A lazily connected channel to a mesh peer.
+///
+/// With an `https://` `uri`, the channel speaks mTLS straight to the peer,
+/// whose certificate must name `server_name`. With an `http://` `uri`, it
+/// must be the loopback address of the local outbound sidecar: the channel
+/// speaks plaintext to it with `server_name` as the `:authority`, and the
+/// sidecar routes, balances and originates mTLS.
 pub fn channel(uri: &str, server_name: &str, tls: &MeshTls) -> Result<Channel, GrpcError> {
-    let endpoint = Endpoint::from_shared(uri.to_owned())
-        .map_err(|_| GrpcError::Endpoint(uri.to_owned()))?
-        .tls_config(tls.client_config(server_name))
-        .map_err(GrpcError::Tls)?
+    let bad = || GrpcError::Endpoint(uri.to_owned());
+    let mut endpoint = Endpoint::from_shared(uri.to_owned()).map_err(|_| bad())?;
+    if uri.starts_with("http://") {
+        let host = endpoint
+            .uri()
+            .host()
+            .unwrap_or_default()
+            .trim_matches(['[', ']']);
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(GrpcError::PlaintextNotLoopback(uri.to_owned()));
+        }
+        let origin = format!("http://{server_name}").parse().map_err(|_| bad())?;
+        endpoint = endpoint.origin(origin);
+    } else {
+        endpoint = endpoint
+            .tls_config(tls.client_config(server_name))
+            .map_err(GrpcError::Tls)?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))

@@ -107,9 +107,11 @@ impl ServiceHost {
 
     /// Serves until `shutdown` is cancelled. Health turns NOT_SERVING and
     /// `/ready` fails first, so balancers stop sending before the drain.
+    ///
+    /// `tls: None` serves plaintext on a loopback listener, for a sidecar.
     pub async fn run_until_stopped(
         self,
-        tls: &MeshTls,
+        tls: Option<&MeshTls>,
         shutdown: Shutdown,
     ) -> Result<(), HostError> {
         let Self {

@@ -28,6 +28,7 @@ struct RouteLabels {
 struct ResponseLabels {
     grpc_service: String,
     grpc_method: String,
+    status_code: u16,
     grpc_status: String,
 }
 
@@ -35,6 +36,13 @@ struct ResponseLabels {
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    inbound: Traffic,
+}
+
+/// Request, response and latency families for one direction of gRPC
+/// traffic (`inbound_*` in services; sidecars add `outbound_*`).
+#[derive(Clone, Debug)]
+pub struct Traffic {
     requests: Family<RouteLabels, Counter>,
     responses: Family<ResponseLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -56,28 +64,19 @@ impl Metrics {
             )]
             .into_iter(),
         );
-        let requests = Family::<RouteLabels, Counter>::default();
-        let responses = Family::<ResponseLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
-        let inbound = registry.sub_registry_with_prefix("inbound");
-        inbound.register("request", "gRPC requests received", requests.clone());
-        inbound.register(
-            "response",
-            "gRPC responses sent, by grpc status",
-            responses.clone(),
-        );
-        inbound.register(
-            "response_latency_seconds",
-            "time from request to the end of the response",
-            latency.clone(),
-        );
+        let inbound = Traffic::register(&mut registry, "inbound");
         Self {
             registry: Arc::new(Mutex::new(registry)),
-            requests,
-            responses,
-            latency,
+            inbound,
+        }
+    }
+
+    /// The families of `direction` traffic (`inbound`, `outbound`).
+    pub fn traffic(&self, direction: &str) -> Traffic {
+        match self.registry.lock() {
+            Ok(mut registry) => Traffic::register(&mut registry, direction),
+            // A poisoned registry only loses exposition, not counting.
+            Err(_) => Traffic::register(&mut Registry::default(), direction),
         }
     }
 
@@ -104,8 +103,40 @@ impl Metrics {
         out
     }
 
-    /// The tower layer that records gRPC traffic into this registry.
+    /// The tower layer that records inbound gRPC traffic.
     pub fn grpc_layer(&self) -> GrpcMetricsLayer {
+        self.inbound.layer()
+    }
+}
+
+impl Traffic {
+    fn register(registry: &mut Registry, direction: &str) -> Self {
+        let requests = Family::<RouteLabels, Counter>::default();
+        let responses = Family::<ResponseLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let sub = registry.sub_registry_with_prefix(direction);
+        sub.register("request", "gRPC requests", requests.clone());
+        sub.register(
+            "response",
+            "gRPC responses, by HTTP status and grpc status",
+            responses.clone(),
+        );
+        sub.register(
+            "response_latency_seconds",
+            "time from request to the end of the response",
+            latency.clone(),
+        );
+        Self {
+            requests,
+            responses,
+            latency,
+        }
+    }
+
+    /// The tower layer that records this traffic.
+    pub fn layer(&self) -> GrpcMetricsLayer {
         GrpcMetricsLayer {
             metrics: self.clone(),
         }
@@ -132,7 +163,7 @@ fn code_name(status: Option<&http::HeaderValue>) -> String {
 
 #[derive(Clone, Debug)]
 pub struct GrpcMetricsLayer {
-    metrics: Metrics,
+    metrics: Traffic,
 }
 
 impl<S> tower::Layer<S> for GrpcMetricsLayer {
@@ -149,14 +180,15 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
 #[derive(Clone, Debug)]
 pub struct GrpcMetricsService<S> {
     inner: S,
-    metrics: Metrics,
+    metrics: Traffic,
 }
 
 /// What is needed to record a response once its status is known.
 #[derive(Debug)]
 struct Pending {
-    metrics: Metrics,
+    metrics: Traffic,
     route: RouteLabels,
+    status_code: u16,
     start: Instant,
 }
 
@@ -172,6 +204,7 @@ impl Pending {
             .get_or_create(&ResponseLabels {
                 grpc_service: self.route.grpc_service,
                 grpc_method: self.route.grpc_method,
+                status_code: self.status_code,
                 grpc_status: code_name(status),
             })
             .inc();
@@ -198,11 +231,14 @@ where
         let pending = Pending {
             metrics: self.metrics.clone(),
             route,
+            status_code: 0,
             start: Instant::now(),
         };
         let fut = self.inner.call(req);
         Box::pin(async move {
             let response = fut.await?;
+            let mut pending = pending;
+            pending.status_code = response.status().as_u16();
             // A trailers-only response carries its status in the headers.
             let pending = match response.headers().get("grpc-status") {
                 Some(status) => {

@@ -94,7 +94,7 @@ impl Auth {
 
     pub async fn run_until_stopped(
         self,
-        tls: &MeshTls,
+        tls: Option<&MeshTls>,
         shutdown: Shutdown,
     ) -> std::result::Result<(), HostError> {
         self.host.run_until_stopped(tls, shutdown).await

@@ -86,7 +86,7 @@ impl Documents {
     /// Serves over mutual TLS until `shutdown` is cancelled, then drains.
     pub async fn run_until_stopped(
         self,
-        tls: &MeshTls,
+        tls: Option<&MeshTls>,
         shutdown: Shutdown,
     ) -> Result<(), HostError> {
         self.host.run_until_stopped(tls, shutdown).await

@@ -1,0 +1,300 @@
+//! Connection plumbing: an HTTP/2 accept loop with draining shutdown, the
+//! mTLS connector for endpoints, and byte counting for TCP metrics.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use cloudsec_identity::SpiffeId;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::policy::{BoxError, ConnectError, ProxyBody};
+use crate::tls::TlsState;
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TcpLabels {
+    pub(crate) direction: &'static str,
+}
+
+/// Linkerd's TCP counters.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TcpMetrics {
+    pub(crate) open: Family<TcpLabels, Counter>,
+    pub(crate) close: Family<TcpLabels, Counter>,
+    pub(crate) read_bytes: Family<TcpLabels, Counter>,
+    pub(crate) write_bytes: Family<TcpLabels, Counter>,
+}
+
+impl TcpMetrics {
+    pub(crate) fn register(metrics: &cloudsec_runtime::metrics::Metrics) -> Self {
+        let m = Self::default();
+        metrics.register("tcp_open", "connections opened", m.open.clone());
+        metrics.register("tcp_close", "connections closed", m.close.clone());
+        metrics.register(
+            "tcp_read_bytes",
+            "bytes read from peers",
+            m.read_bytes.clone(),
+        );
+        metrics.register(
+            "tcp_write_bytes",
+            "bytes written to peers",
+            m.write_bytes.clone(),
+        );
+        m
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Counts bytes both ways and the connection's close.
+    pub(crate) struct Counted<T> {
+        #[pin]
+        inner: T,
+        read: Counter,
+        write: Counter,
+        close: Counter,
+    }
+
+    impl<T> PinnedDrop for Counted<T> {
+        fn drop(this: Pin<&mut Self>) {
+            this.project().close.inc();
+        }
+    }
+}
+
+impl<T> Counted<T> {
+    pub(crate) fn new(inner: T, metrics: &TcpMetrics, direction: &'static str) -> Self {
+        let labels = TcpLabels { direction };
+        metrics.open.get_or_create(&labels).inc();
+        Self {
+            inner,
+            read: metrics.read_bytes.get_or_create(&labels).clone(),
+            write: metrics.write_bytes.get_or_create(&labels).clone(),
+            close: metrics.close.get_or_create(&labels).clone(),
+        }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Counted<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let result = this.inner.poll_read(cx, buf);
+        this.read.inc_by((buf.filled().len() - before) as u64);
+        result
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Counted<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let result = this.inner.poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &result {
+            this.write.inc_by(*n as u64);
+        }
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+impl<T: Connection> Connection for Counted<T> {
+    fn connected(&self) -> Connected {
+        self.inner.connected()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An mTLS connection to a peer sidecar, as hyper's client wants it.
+    pub(crate) struct MeshStream {
+        #[pin]
+        inner: tokio_rustls::client::TlsStream<TcpStream>,
+    }
+}
+
+impl Connection for MeshStream {
+    fn connected(&self) -> Connected {
+        Connected::new().negotiated_h2()
+    }
+}
+
+impl AsyncRead for MeshStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for MeshStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+/// Dials one endpoint with mTLS, requiring it to prove `identity`.
+#[derive(Clone)]
+pub(crate) struct MeshConnector {
+    pub(crate) addr: SocketAddr,
+    pub(crate) identity: SpiffeId,
+    pub(crate) tls: Arc<TlsState>,
+    pub(crate) tcp: TcpMetrics,
+}
+
+impl tower::Service<http::Uri> for MeshConnector {
+    type Response = TokioIo<Counted<MeshStream>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let fail = |e: &dyn std::fmt::Display| -> BoxError {
+                Box::new(ConnectError::new(format!("{}: {e}", this.addr)))
+            };
+            let tcp = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(this.addr))
+                .await
+                .map_err(|e| fail(&e))?
+                .map_err(|e| fail(&e))?;
+            let _ = tcp.set_nodelay(true);
+            let config = this.tls.client_config(this.identity.clone());
+            let name = rustls::pki_types::ServerName::try_from(this.identity.dns_name())
+                .map_err(|e| fail(&e))?;
+            let tls = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+            )
+            .await
+            .map_err(|e| fail(&e))?
+            .map_err(|e| fail(&e))?;
+            Ok(TokioIo::new(Counted::new(
+                MeshStream { inner: tls },
+                &this.tcp,
+                "outbound",
+            )))
+        })
+    }
+}
+
+/// What an accepted connection brings to the request handler.
+pub(crate) trait Handler: Clone + Send + Sync + 'static {
+    type Peer: Clone + Send + Sync + 'static;
+    fn handle(
+        &self,
+        peer: Self::Peer,
+        request: http::Request<Incoming>,
+    ) -> impl Future<Output = http::Response<ProxyBody>> + Send;
+}
+
+/// Serves HTTP/2 on `listener` until `shutdown`; then lets open connections
+/// finish their streams for up to `grace`.
+pub(crate) async fn serve<H, A, Fut, IO>(
+    listener: TcpListener,
+    accept: A,
+    handler: H,
+    shutdown: CancellationToken,
+    grace: Duration,
+) where
+    H: Handler,
+    A: Fn(TcpStream) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(IO, H::Peer), BoxError>> + Send,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off rather
+                    // than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let accept = accept.clone();
+        let handler = handler.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let (io, peer) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(tcp)).await {
+                Ok(Ok(accepted)) => accepted,
+                Ok(Err(error)) => {
+                    tracing::info!(%remote, %error, "connection refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%remote, "handshake timed out");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |request| {
+                let handler = handler.clone();
+                let peer = peer.clone();
+                async move { Ok::<_, Infallible>(handler.handle(peer, request).await) }
+            });
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(TokioIo::new(io), service);
+            if let Err(error) = watcher.watch(conn).await {
+                tracing::debug!(%remote, %error, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(?grace, "grace period over, closing connections still open");
+    }
+}

@@ -1,0 +1,423 @@
+//! Outbound: accept plaintext HTTP/2 from the application on loopback,
+//! route by `:authority` to a destination, apply the route's timeout and
+//! retry policy, balance over the destination's endpoints with P2C over
+//! peak-EWMA latency (each endpoint behind its own circuit breaker), and
+//! originate mTLS that checks the endpoint's SPIFFE identity.
+//!
+//! The stack, outermost first:
+//! `timeout → retry → load shed → queue (buffer) → fail fast → P2C balancer
+//! → peak EWMA → breaker → mTLS HTTP/2 client`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use cloudsec_identity::SpiffeId;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tower::discover::Change;
+use tower::util::BoxCloneSyncService as BoxCloneService;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::config::{DestinationConfig, OutboundConfig};
+use crate::io::{Handler, MeshConnector, TcpMetrics};
+use crate::policy::{
+    BoxError, BreakerLayer, BreakerOpen, ConnectError, PolicyMetrics, ProxyBody, RetryLayer,
+    RoutePolicies, Shed, TimeoutLayer, grpc_error,
+};
+use crate::tls::TlsState;
+
+type Req = http::Request<ProxyBody>;
+type Rsp = http::Response<ProxyBody>;
+type RouteService = BoxCloneService<Req, Rsp, BoxError>;
+/// What discovery tells the balancer.
+type Discovered = Result<Change<SocketAddr, RouteService>, Infallible>;
+
+/// One endpoint: an HTTP/2 client that always dials the same peer sidecar.
+#[derive(Clone)]
+struct Endpoint {
+    client: Client<MeshConnector, ProxyBody>,
+}
+
+impl Service<Req> for Endpoint {
+    type Response = Rsp;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Rsp, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let fut = self.client.request(request);
+        Box::pin(async move {
+            match fut.await {
+                Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
+                // Connection-level failures are what retries may safely
+                // repeat: the request never reached the application.
+                Err(error) if error.is_connect() || connection_lost(&error) => {
+                    Err(Box::new(ConnectError::new(error)) as BoxError)
+                }
+                Err(error) => Err(Box::new(error) as BoxError),
+            }
+        })
+    }
+}
+
+/// Whether the connection broke under the request (peer gone, reset,
+/// closed): on a route marked retryable that is a connection failure to
+/// retry elsewhere, like a failed connect.
+fn connection_lost(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            return h.is_canceled() || h.is_closed() || h.is_incomplete_message();
+        }
+        if e.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+pin_project_lite::pin_project! {
+    /// Fails fast once the balancer has had no ready endpoint for longer
+    /// than `timeout`, instead of letting requests queue until their
+    /// deadline; recovers as soon as an endpoint is ready again.
+    struct FailFast<S> {
+        inner: S,
+        timeout: Duration,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+        failing: bool,
+    }
+}
+
+impl<S> FailFast<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            sleep: None,
+            failing: false,
+        }
+    }
+}
+
+/// `Pin<Box<..>>` so that `FailFast` can be driven through `&mut self`.
+struct FailFastService<S>(Pin<Box<FailFast<S>>>);
+
+impl<S> Service<Req> for FailFastService<S>
+where
+    S: Service<Req, Response = Rsp, Error = BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Rsp;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Rsp, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        let mut this = self.0.as_mut().project();
+        match this.inner.poll_ready(cx) {
+            Poll::Ready(result) => {
+                this.sleep.set(None);
+                if *this.failing {
+                    tracing::info!("an endpoint is ready again, leaving fail-fast");
+                }
+                *this.failing = false;
+                Poll::Ready(result)
+            }
+            Poll::Pending if *this.failing => Poll::Ready(Ok(())),
+            Poll::Pending => {
+                if this.sleep.is_none() {
+                    this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
+                }
+                if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                    ready!(sleep.poll(cx));
+                }
+                tracing::warn!("no endpoint ready, failing fast");
+                *this.failing = true;
+                this.sleep.set(None);
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let this = self.0.as_mut().project();
+        if *this.failing {
+            return Box::pin(async {
+                Err(Box::new(Shed::new("no endpoint is available")) as BoxError)
+            });
+        }
+        let fut = this.inner.call(request);
+        Box::pin(fut)
+    }
+}
+
+/// A destination: its endpoints and its per-route stacks.
+struct Destination {
+    identity: SpiffeId,
+    balanced: RouteService,
+    routes: Mutex<HashMap<String, RouteService>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    destinations: Arc<BTreeMap<String, Arc<Destination>>>,
+    policies: Arc<RoutePolicies>,
+    traffic: cloudsec_runtime::metrics::Traffic,
+    policy_metrics: PolicyMetrics,
+}
+
+fn endpoint_service(
+    addr: SocketAddr,
+    identity: &SpiffeId,
+    tls: &Arc<TlsState>,
+    tcp: &TcpMetrics,
+    breaker: &BreakerLayer,
+) -> BoxCloneService<Req, Rsp, BoxError> {
+    let connector = MeshConnector {
+        addr,
+        identity: identity.clone(),
+        tls: Arc::clone(tls),
+        tcp: tcp.clone(),
+    };
+    let client = Client::builder(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .http2_only(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .build(connector);
+    BoxCloneService::new(breaker.layer(Endpoint { client }))
+}
+
+impl Outbound {
+    pub(crate) fn new(
+        config: &OutboundConfig,
+        tls: &Arc<TlsState>,
+        metrics: &cloudsec_runtime::metrics::Metrics,
+        tcp: &TcpMetrics,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, String> {
+        let policy_metrics = PolicyMetrics::register(metrics);
+        let mut destinations = BTreeMap::new();
+        for (name, d) in &config.destinations {
+            let identity = SpiffeId::parse(&d.identity).map_err(|e| e.to_string())?;
+            // Breakers are per endpoint and shared by every route of the
+            // destination; their settings come from the default route.
+            let breaker = BreakerLayer::new(
+                config.routes.default.breaker.clone().unwrap_or_default(),
+                &policy_metrics.breaker,
+                vec![("dst".to_owned(), name.clone())],
+            );
+            let (tx, rx) = mpsc::channel::<Discovered>(64);
+            spawn_discovery(
+                d,
+                identity.clone(),
+                Arc::clone(tls),
+                tcp.clone(),
+                breaker,
+                tx,
+                shutdown.clone(),
+            );
+            let discover = tokio_stream::wrappers::ReceiverStream::new(rx);
+            let ewma = tower::load::PeakEwmaDiscover::new(
+                discover,
+                config.balancer.default_rtt,
+                config.balancer.decay,
+                tower::load::CompleteOnResponse::default(),
+            );
+            let balance = tower::balance::p2c::Balance::new(ewma).map_err(|e: BoxError| e);
+            let failfast =
+                FailFastService(Box::pin(FailFast::new(balance, config.failfast_timeout)));
+            let (buffer, worker) = tower::buffer::Buffer::pair(failfast, config.queue_capacity);
+            tokio::spawn(worker);
+            let shed = tower::load_shed::LoadShed::new(buffer).map_err(|e: BoxError| {
+                if e.is::<tower::load_shed::error::Overloaded>() {
+                    Box::new(Shed::new("queue full")) as BoxError
+                } else {
+                    e
+                }
+            });
+            destinations.insert(
+                name.clone(),
+                Arc::new(Destination {
+                    identity,
+                    balanced: BoxCloneService::new(shed),
+                    routes: Mutex::new(HashMap::new()),
+                }),
+            );
+        }
+        Ok(Self {
+            destinations: Arc::new(destinations),
+            policies: Arc::new(config.routes.clone()),
+            traffic: metrics.traffic("outbound"),
+            policy_metrics,
+        })
+    }
+
+    /// The stack of the route `path` on `destination`, built on first use
+    /// and shared afterwards so that its retry budget is shared too.
+    fn route(&self, name: &str, destination: &Destination, path: &str) -> RouteService {
+        // Keyed by the configured route, a bounded set, so stacks and
+        // metric labels cannot grow with arbitrary paths.
+        let (key, policy) = self.policies.resolve(path);
+        let mut routes = match destination.routes.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        routes
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                let labels = vec![
+                    ("dst".to_owned(), name.to_owned()),
+                    ("route".to_owned(), key.to_owned()),
+                ];
+                let retry = RetryLayer::new(
+                    policy.retry.clone(),
+                    &self.policy_metrics.retry,
+                    labels.clone(),
+                );
+                let timeout = TimeoutLayer::new(policy.timeout)
+                    .with_metrics(&self.policy_metrics.timeout, labels);
+                BoxCloneService::new(timeout.layer(retry.layer(destination.balanced.clone())))
+            })
+            .clone()
+    }
+
+    async fn forward(&self, request: http::Request<Incoming>) -> Rsp {
+        let authority = request
+            .uri()
+            .host()
+            .map(str::to_owned)
+            .or_else(|| {
+                request
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| h.split(':').next().unwrap_or(h).to_owned())
+            })
+            .unwrap_or_default();
+        let Some(destination) = self.destinations.get(&authority) else {
+            return grpc_error(
+                tonic::Code::Unavailable,
+                &format!("no destination `{authority}` is configured"),
+            );
+        };
+        let path = request.uri().path().to_owned();
+        let route = self.route(&authority, destination, &path);
+        let request = request.map(|b| b.map_err(Into::into).boxed_unsync());
+        let mut service = self.traffic.layer().layer(route);
+        let result = match service.ready().await {
+            Ok(s) => s.call(request).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(response) => response.map(|b| b.boxed_unsync()),
+            Err(error) => rescue(&destination.identity, &error),
+        }
+    }
+}
+
+/// Turns a proxy-side failure into a gRPC answer the client understands.
+fn rescue(identity: &SpiffeId, error: &BoxError) -> Rsp {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    while let Some(e) = source {
+        if e.is::<Shed>() {
+            return grpc_error(tonic::Code::Unavailable, &format!("load shed: {e}"));
+        }
+        if e.is::<BreakerOpen>() {
+            return grpc_error(
+                tonic::Code::Unavailable,
+                "every endpoint's circuit breaker is open",
+            );
+        }
+        if e.is::<ConnectError>() {
+            return grpc_error(
+                tonic::Code::Unavailable,
+                &format!("cannot reach {identity}: {e}"),
+            );
+        }
+        source = e.source();
+    }
+    tracing::warn!(%error, %identity, "outbound call failed");
+    grpc_error(tonic::Code::Unavailable, "upstream failed")
+}
+
+impl Handler for Outbound {
+    type Peer = ();
+
+    async fn handle(&self, _peer: (), request: http::Request<Incoming>) -> Rsp {
+        self.forward(request).await
+    }
+}
+
+/// Feeds the balancer: static endpoints once, or DNS answers on every
+/// refresh (adding new addresses, removing vanished ones).
+fn spawn_discovery(
+    config: &DestinationConfig,
+    identity: SpiffeId,
+    tls: Arc<TlsState>,
+    tcp: TcpMetrics,
+    breaker: BreakerLayer,
+    tx: mpsc::Sender<Discovered>,
+    shutdown: CancellationToken,
+) {
+    let fixed = config.endpoints.clone();
+    let dns = config.dns.clone();
+    let refresh = config.dns_refresh;
+    tokio::spawn(async move {
+        let make = |addr| endpoint_service(addr, &identity, &tls, &tcp, &breaker);
+        if dns.is_none() {
+            for addr in fixed {
+                if tx.send(Ok(Change::Insert(addr, make(addr)))).await.is_err() {
+                    return;
+                }
+            }
+            // Holding the sender keeps the balancer's discovery open.
+            shutdown.cancelled().await;
+            return;
+        }
+        let Some(host) = dns else { return };
+        let mut known: HashSet<SocketAddr> = HashSet::new();
+        loop {
+            match tokio::net::lookup_host(host.as_str()).await {
+                Ok(addrs) => {
+                    let now: HashSet<SocketAddr> = addrs.collect();
+                    for addr in now.difference(&known) {
+                        if tx
+                            .send(Ok(Change::Insert(*addr, make(*addr))))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    for addr in known.difference(&now) {
+                        if tx.send(Ok(Change::Remove(*addr))).await.is_err() {
+                            return;
+                        }
+                    }
+                    known = now;
+                }
+                // Keep the last answer: a resolver hiccup must not empty
+                // the balancer.
+                Err(error) => tracing::warn!(%host, %error, "dns resolution failed"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(refresh) => {}
+            }
+        }
+    });
+}
