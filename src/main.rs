@@ -79,6 +79,8 @@ enum Command {
         #[arg(long, env = "CLOUDSEC_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Print the OpenAPI 3.1 document of every annotated RPC.
+    Openapi,
     /// Apply a component's database migrations and exit.
     Migrate {
         component: DbComponent,
@@ -112,6 +114,25 @@ impl From<ConfigError> for Fatal {
             code: EXIT_CONFIG as u8,
             message: e.to_string(),
         }
+    }
+}
+
+fn serde_json_pretty(value: &serde_json::Value) -> Result<String, Fatal> {
+    serde_json::to_string_pretty(value).map_err(fatal)
+}
+
+/// Start-up failures; bad gateway settings found while building count as
+/// configuration errors (exit 64).
+fn startup(e: cloudsec::PlatformError) -> Fatal {
+    match e {
+        cloudsec::PlatformError::Gateway(cloudsec_gateway::GatewayError::Config(c)) => {
+            ConfigError {
+                key: format!("gateway.{}", c.key.trim_start_matches("gateway.")),
+                message: c.reason,
+            }
+            .into()
+        }
+        other => fatal(other),
     }
 }
 
@@ -246,6 +267,13 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             );
             Ok(())
         }
+        Command::Openapi => {
+            let pool = cloudsec_gateway::descriptor_pool(&[cloudsec_proto::FILE_DESCRIPTOR_SET])
+                .map_err(fatal)?;
+            let doc = cloudsec_gateway::openapi(&pool);
+            println!("{}", serde_json_pretty(&doc)?);
+            Ok(())
+        }
         Command::Proxy { config } => {
             let cfg = load_config(config.as_deref())?;
             let _guard = telemetry::init(
@@ -287,7 +315,9 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
 }
 
 async fn up(data_dir: PathBuf, cfg: PlatformConfig) -> Result<(), Fatal> {
-    let platform = LocalPlatform::build(&data_dir, &cfg).await.map_err(fatal)?;
+    let platform = LocalPlatform::build(&data_dir, &cfg)
+        .await
+        .map_err(startup)?;
     let a = platform.addresses();
     let base = format!("http://{}", a.gateway);
     println!(
@@ -411,7 +441,7 @@ async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
             let gateway =
                 cloudsec_gateway::Gateway::build(&c, &[cloudsec_proto::FILE_DESCRIPTOR_SET], tls)
                     .await
-                    .map_err(fatal)?;
+                    .map_err(|e| startup(e.into()))?;
             tracing::info!(rest = %gateway.local_addr(), admin = %gateway.admin_addr(), "gateway serving");
             gateway.run_until_stopped(shutdown).await.map_err(fatal)
         }

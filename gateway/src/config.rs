@@ -1,9 +1,15 @@
 //! The gateway's typed configuration.
+//!
+//! Every edge control (API keys, throttles, the JWT authorizer, CORS,
+//! trusted proxies) is off by default, so a config that predates them keeps
+//! its behaviour: the services stay the ones that verify tokens.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use cloudsec_runtime::Secret;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// Where the gateway listens and which mesh peer serves each gRPC service.
@@ -39,6 +45,154 @@ pub struct GatewayConfig {
     /// How long requests in flight may finish after shutdown begins.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Where rate-limit and quota state lives, e.g. `redis://127.0.0.1:6379`,
+    /// so that every replica enforces one limit. Unset: in process.
+    #[serde(default)]
+    pub redis_url: Option<Secret>,
+    /// Prepended to every limiter key in Redis, so that several gateway
+    /// deployments (staging, production) can share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+    /// The longest a limiter round trip to Redis may take before the
+    /// request is decided locally instead.
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// After Redis failed, how long limits stay local before Redis is
+    /// tried again.
+    #[serde(default = "default_redis_retry", with = "humantime_serde")]
+    pub redis_retry: Duration,
+    /// Usage plans by name: what an API key on the plan may do.
+    #[serde(default)]
+    pub usage_plans: BTreeMap<String, UsagePlan>,
+    /// API keys by id. Only the SHA-256 of each key is configured.
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, ApiKey>,
+    /// Per-route settings keyed by method selector:
+    /// `pkg.Service/Method`, `pkg.Service/*` or `*`. For each setting the
+    /// most specific selector that sets it wins.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RoutePolicy>,
+    /// A token bucket per client IP address, shared by all routes.
+    #[serde(default)]
+    pub client_ip_throttle: Option<Throttle>,
+    /// Verify bearer tokens here before any call reaches a service.
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// Cross-origin requests from browsers; unset: no CORS headers and
+    /// preflights get 405.
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
+    /// Peers (CIDR ranges) whose `X-Forwarded-For`, `X-Forwarded-Proto`
+    /// and API Gateway request id headers are believed, e.g. the VPC link's
+    /// subnets. Empty: the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Check `google.api.field_behavior = REQUIRED` fields before calling
+    /// the service.
+    #[serde(default = "default_true")]
+    pub validate_requests: bool,
+    /// Serve the OpenAPI 3.1 document at `/openapi.json`.
+    #[serde(default = "default_true")]
+    pub serve_openapi: bool,
+}
+
+/// What an API key on this plan may do. Quotas count allowed requests per
+/// UTC calendar day and month.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePlan {
+    /// Steady requests per second (the bucket's refill rate).
+    pub rate: f64,
+    /// Requests that may come at once (the bucket's size).
+    pub burst: u32,
+    #[serde(default)]
+    pub quota_per_day: Option<u64>,
+    #[serde(default)]
+    pub quota_per_month: Option<u64>,
+}
+
+/// One API key; the key itself never appears in configuration or logs.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Lowercase or uppercase hex SHA-256 of the key the client sends in
+    /// `X-API-Key`.
+    pub sha256: String,
+    /// A name in `usage_plans`.
+    pub plan: String,
+    /// A disabled key is refused like an unknown one.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// A token bucket: `rate` per second, `burst` at once.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Throttle {
+    pub rate: f64,
+    pub burst: u32,
+}
+
+/// Settings for the routes of the methods a selector names; unset fields
+/// fall back to a less specific selector, then to the defaults.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoutePolicy {
+    /// Whether an `X-API-Key` is required (default false).
+    #[serde(default)]
+    pub api_key: Option<bool>,
+    /// Scopes the token must all carry (with `[gateway.jwt]`).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// One bucket for the route, shared by every client.
+    #[serde(default)]
+    pub throttle: Option<Throttle>,
+}
+
+/// The edge JWT authorizer.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Must equal `tokens.issuer`.
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    /// Must equal `tokens.audience`.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// A JWKS document over HTTP(S). Unset: `GetJwks` on the upstream of
+    /// `cloudsec.auth.v1.AuthService`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// How often the key set is fetched even when every `kid` is known.
+    #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// The least time between two fetches caused by unknown key ids, so
+    /// that tokens with made-up `kid`s cannot hammer the key source.
+    #[serde(default = "default_jwks_min_refresh", with = "humantime_serde")]
+    pub min_refresh_interval: Duration,
+    /// Method selectors that need no token.
+    #[serde(default = "default_public")]
+    pub public: Vec<String>,
+}
+
+/// Cross-origin resource sharing.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins such as `https://app.example.com`, or `*`.
+    pub allowed_origins: Vec<String>,
+    /// Request headers a preflight may ask for.
+    #[serde(default = "default_cors_headers")]
+    pub allowed_headers: Vec<String>,
+    /// Response headers scripts may read.
+    #[serde(default = "default_cors_expose")]
+    pub expose_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer.
+    #[serde(default = "default_cors_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Send `Access-Control-Allow-Credentials: true` (not with `*`).
+    #[serde(default)]
+    pub allow_credentials: bool,
 }
 
 /// A mesh peer that serves one gRPC service.
@@ -76,6 +230,59 @@ fn default_shutdown_grace() -> Duration {
     Duration::from_secs(10)
 }
 
+fn default_redis_prefix() -> String {
+    "cloudsec:gateway:".to_owned()
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_redis_retry() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_issuer() -> String {
+    "https://auth.cloudsec.local".to_owned()
+}
+
+fn default_audience() -> String {
+    "cloudsec".to_owned()
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_jwks_min_refresh() -> Duration {
+    cloudsec_runtime::token::REFRESH_INTERVAL
+}
+
+/// Signing up, logging in and reading the keys cannot need a token.
+fn default_public() -> Vec<String> {
+    [
+        "cloudsec.auth.v1.AuthService/SignUp",
+        "cloudsec.auth.v1.AuthService/Login",
+        "cloudsec.auth.v1.AuthService/GetJwks",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn default_cors_headers() -> Vec<String> {
+    ["authorization", "content-type", "x-api-key", "x-request-id"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn default_cors_expose() -> Vec<String> {
+    ["x-request-id", "retry-after"].map(str::to_owned).to_vec()
+}
+
+fn default_cors_max_age() -> Duration {
+    Duration::from_secs(600)
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
@@ -87,7 +294,185 @@ impl Default for GatewayConfig {
             request_timeout: default_request_timeout(),
             reject_unknown_fields: true,
             shutdown_grace: default_shutdown_grace(),
+            redis_url: None,
+            redis_prefix: default_redis_prefix(),
+            redis_timeout: default_redis_timeout(),
+            redis_retry: default_redis_retry(),
+            usage_plans: BTreeMap::new(),
+            api_keys: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            client_ip_throttle: None,
+            jwt: None,
+            cors: None,
+            trusted_proxies: Vec::new(),
+            validate_requests: true,
+            serve_openapi: true,
         }
+    }
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            issuer: default_issuer(),
+            audience: default_audience(),
+            jwks_url: None,
+            refresh_interval: default_jwks_refresh(),
+            min_refresh_interval: default_jwks_min_refresh(),
+            public: default_public(),
+        }
+    }
+}
+
+impl CorsConfig {
+    /// Allows `origins` with every other setting at its default.
+    pub fn allowing(origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            allowed_origins: origins.into_iter().map(Into::into).collect(),
+            allowed_headers: default_cors_headers(),
+            expose_headers: default_cors_expose(),
+            max_age: default_cors_max_age(),
+            allow_credentials: false,
+        }
+    }
+}
+
+/// A setting that parses but cannot work; the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid gateway setting `{key}`: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Throttle {
+    fn check(&self, key: &str) -> Result<(), ConfigError> {
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return Err(invalid(format!("{key}.rate"), "must be a positive number"));
+        }
+        if self.burst == 0 {
+            return Err(invalid(format!("{key}.burst"), "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `selector` is `*`, `pkg.Service/*` or `pkg.Service/Method`.
+pub(crate) fn valid_selector(selector: &str) -> bool {
+    if selector == "*" {
+        return true;
+    }
+    let Some((service, method)) = selector.split_once('/') else {
+        return false;
+    };
+    let ident = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    service.split('.').all(ident) && (method == "*" || ident(method))
+}
+
+impl GatewayConfig {
+    /// Checks what serde cannot: numbers in range, names that refer to
+    /// each other, selectors, hashes.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, plan) in &self.usage_plans {
+            let key = format!("gateway.usage_plans.{name}");
+            Throttle {
+                rate: plan.rate,
+                burst: plan.burst,
+            }
+            .check(&key)?;
+            for (field, quota) in [
+                ("quota_per_day", plan.quota_per_day),
+                ("quota_per_month", plan.quota_per_month),
+            ] {
+                if quota == Some(0) {
+                    return Err(invalid(format!("{key}.{field}"), "must be at least 1"));
+                }
+            }
+        }
+        let mut hashes = std::collections::BTreeSet::new();
+        for (id, api_key) in &self.api_keys {
+            let key = format!("gateway.api_keys.{id}");
+            if api_key.sha256.len() != 64 || !api_key.sha256.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(invalid(
+                    format!("{key}.sha256"),
+                    "must be 64 hex digits (the SHA-256 of the key)",
+                ));
+            }
+            if !hashes.insert(api_key.sha256.to_ascii_lowercase()) {
+                return Err(invalid(
+                    format!("{key}.sha256"),
+                    "another key has the same hash",
+                ));
+            }
+            if !self.usage_plans.contains_key(&api_key.plan) {
+                return Err(invalid(
+                    format!("{key}.plan"),
+                    format!("no usage plan `{}`", api_key.plan),
+                ));
+            }
+        }
+        for (selector, policy) in &self.routes {
+            let key = format!("gateway.routes.\"{selector}\"");
+            if !valid_selector(selector) {
+                return Err(invalid(
+                    key,
+                    "a selector is `*`, `pkg.Service/*` or `pkg.Service/Method`",
+                ));
+            }
+            if let Some(throttle) = &policy.throttle {
+                throttle.check(&format!("{key}.throttle"))?;
+            }
+            if policy.api_key == Some(true) && self.api_keys.is_empty() {
+                tracing::warn!(%selector, "routes require an API key but none is configured");
+            }
+        }
+        if let Some(throttle) = &self.client_ip_throttle {
+            throttle.check("gateway.client_ip_throttle")?;
+        }
+        if let Some(jwt) = &self.jwt {
+            for selector in &jwt.public {
+                if !valid_selector(selector) {
+                    return Err(invalid(
+                        "gateway.jwt.public",
+                        format!("`{selector}` is not `*`, `pkg.Service/*` or `pkg.Service/Method`"),
+                    ));
+                }
+            }
+            if jwt.refresh_interval.is_zero() {
+                return Err(invalid(
+                    "gateway.jwt.refresh_interval",
+                    "must be more than 0s",
+                ));
+            }
+        }
+        if let Some(cors) = &self.cors {
+            for origin in &cors.allowed_origins {
+                if origin == "*" {
+                    if cors.allow_credentials {
+                        return Err(invalid(
+                            "gateway.cors.allowed_origins",
+                            "`*` cannot be combined with allow_credentials",
+                        ));
+                    }
+                } else if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                    || origin.ends_with('/')
+                {
+                    return Err(invalid(
+                        "gateway.cors.allowed_origins",
+                        format!("`{origin}` is not an origin like https://app.example.com"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -105,6 +490,129 @@ mod tests {
         assert_eq!(config.request_timeout, Duration::from_secs(30));
         assert!(config.reject_unknown_fields);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn edge_settings_are_off_by_default() {
+        let config = GatewayConfig::default();
+        assert!(config.redis_url.is_none());
+        assert!(config.api_keys.is_empty() && config.routes.is_empty());
+        assert!(config.jwt.is_none() && config.cors.is_none());
+        assert!(config.trusted_proxies.is_empty());
+        assert!(config.validate_requests && config.serve_openapi);
+        assert_eq!(config.redis_timeout, Duration::from_millis(100));
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn reads_every_edge_setting() {
+        let hash = "a".repeat(64);
+        let config: GatewayConfig = serde_json::from_value(serde_json::json!({
+            "redis_url": "redis://:pw@127.0.0.1:6379",
+            "redis_retry": "250ms",
+            "usage_plans": {"basic": {"rate": 5.0, "burst": 10, "quota_per_day": 1000}},
+            "api_keys": {"partner": {"sha256": hash, "plan": "basic"}},
+            "routes": {
+                "*": {"api_key": true},
+                "cloudsec.documents.v1.DocumentService/DeleteDocument": {
+                    "scopes": ["tenant:admin"], "throttle": {"rate": 1.0, "burst": 2},
+                },
+            },
+            "client_ip_throttle": {"rate": 50.0, "burst": 100},
+            "jwt": {"refresh_interval": "1m"},
+            "cors": {"allowed_origins": ["https://app.example.com"], "max_age": "1h"},
+            "trusted_proxies": ["10.0.0.0/8", "2001:db8::/32"],
+        }))
+        .unwrap();
+        config.validate().unwrap();
+        assert!(
+            !format!("{config:?}").contains("pw@"),
+            "the Redis URL leaked"
+        );
+        assert_eq!(config.usage_plans["basic"].quota_per_day, Some(1000));
+        assert!(config.api_keys["partner"].enabled);
+        let jwt = config.jwt.unwrap();
+        assert_eq!(jwt.refresh_interval, Duration::from_secs(60));
+        assert_eq!(jwt.public.len(), 3);
+        assert_eq!(config.cors.unwrap().max_age, Duration::from_secs(3600));
+        assert_eq!(config.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn settings_that_cannot_work_name_their_key() {
+        let cases = [
+            (
+                serde_json::json!({"usage_plans": {"p": {"rate": 0.0, "burst": 1}}}),
+                "gateway.usage_plans.p.rate",
+            ),
+            (
+                serde_json::json!({"usage_plans": {"p": {"rate": 1.0, "burst": 0}}}),
+                "gateway.usage_plans.p.burst",
+            ),
+            (
+                serde_json::json!({"api_keys": {"k": {"sha256": "abc", "plan": "p"}}}),
+                "gateway.api_keys.k.sha256",
+            ),
+            (
+                serde_json::json!({"api_keys": {"k": {"sha256": "b".repeat(64), "plan": "nope"}}}),
+                "gateway.api_keys.k.plan",
+            ),
+            (
+                serde_json::json!({"routes": {"GET /v1/x": {"api_key": true}}}),
+                "gateway.routes",
+            ),
+            (
+                serde_json::json!({"client_ip_throttle": {"rate": -1.0, "burst": 1}}),
+                "gateway.client_ip_throttle.rate",
+            ),
+            (
+                serde_json::json!({"jwt": {"public": ["nope"]}}),
+                "gateway.jwt.public",
+            ),
+            (
+                serde_json::json!({"cors": {"allowed_origins": ["*"], "allow_credentials": true}}),
+                "gateway.cors.allowed_origins",
+            ),
+            (
+                serde_json::json!({"cors": {"allowed_origins": ["app.example.com"]}}),
+                "gateway.cors.allowed_origins",
+            ),
+        ];
+        for (json, key) in cases {
+            let config: GatewayConfig = serde_json::from_value(json.clone()).unwrap();
+            let error = config.validate().unwrap_err();
+            assert!(error.key.starts_with(key), "{json}: {error}");
+        }
+        // Typos inside the new tables are refused too.
+        let error = serde_json::from_value::<GatewayConfig>(
+            serde_json::json!({"usage_plans": {"p": {"rate": 1.0, "burst": 1, "quota": 5}}}),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("quota"), "{error}");
+        assert!(
+            serde_json::from_value::<GatewayConfig>(
+                serde_json::json!({"trusted_proxies": ["not-a-cidr"]})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn selectors() {
+        for ok in ["*", "a.v1.S/*", "a.v1.S/Method", "S/M"] {
+            assert!(valid_selector(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a.v1.S",
+            "a.v1.S/",
+            "/M",
+            "a..b/M",
+            "a.v1.S/M/x",
+            "GET /v1",
+        ] {
+            assert!(!valid_selector(bad), "{bad}");
+        }
     }
 
     #[test]

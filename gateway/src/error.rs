@@ -51,6 +51,14 @@ pub enum GatewayError {
     },
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Redis(String),
+    #[error("the JWT authorizer needs `gateway.jwt.jwks_url` or an upstream for {0}")]
+    NoJwksSource(&'static str),
+    #[error("invalid gateway.jwt.jwks_url: {0}")]
+    JwksUrl(#[source] reqwest::Error),
 }
 
 /// A failed request as the client sees it.
@@ -62,6 +70,9 @@ pub(crate) struct ApiError {
     pub(crate) details: Vec<Value>,
     /// For 405, the methods the path does take.
     pub(crate) allow: Vec<http::Method>,
+    /// Extra response headers such as `Retry-After` and
+    /// `WWW-Authenticate`.
+    pub(crate) headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 #[derive(Serialize)]
@@ -79,7 +90,55 @@ impl ApiError {
             message: message.into(),
             details: Vec::new(),
             allow: Vec::new(),
+            headers: Vec::new(),
         }
+    }
+
+    /// A missing or bad bearer token at the edge.
+    pub(crate) fn unauthenticated(message: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::UNAUTHORIZED, Code::Unauthenticated, message);
+        error.headers.push((
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        ));
+        error
+    }
+
+    /// A missing or unknown API key, a missing scope, a refused origin.
+    pub(crate) fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, Code::PermissionDenied, message)
+    }
+
+    /// Over a rate limit or quota: `Retry-After` in whole seconds (at
+    /// least 1, as HTTP has no finer unit) and the exact delay as
+    /// `RetryInfo`.
+    pub(crate) fn too_many_requests(limit: &str, retry_after: Duration) -> Self {
+        let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::ResourceExhausted,
+            format!("too many requests: the {limit} limit is reached; retry after {seconds}s"),
+        );
+        error.details.push(json!({
+            "@type": format!("{TYPE_PREFIX}RetryInfo"),
+            "retryDelay": proto_duration(retry_after),
+        }));
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            error.headers.push((header::RETRY_AFTER, value));
+        }
+        error
+    }
+
+    /// Request fields that break the contract, found before the call.
+    pub(crate) fn bad_request(message: impl Into<String>, violations: &[(String, String)]) -> Self {
+        let mut error = Self::invalid_argument(message);
+        error.details.push(json!({
+            "@type": format!("{TYPE_PREFIX}BadRequest"),
+            "fieldViolations": violations.iter().map(|(field, description)| json!({
+                "field": field, "description": description,
+            })).collect::<Vec<_>>(),
+        }));
+        error
     }
 
     /// A client mistake found while transcoding.
@@ -203,6 +262,9 @@ impl IntoResponse for ApiError {
             if let Ok(value) = HeaderValue::from_str(&allow) {
                 response.headers_mut().insert(header::ALLOW, value);
             }
+        }
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
         }
         response
     }
@@ -389,6 +451,37 @@ mod tests {
             assert_eq!(error.status, http);
             assert_eq!(body(&error)["code"], code as i32);
         }
+    }
+
+    #[test]
+    fn edge_rejections_carry_their_headers() {
+        let error = ApiError::too_many_requests("route", Duration::from_millis(1500));
+        assert_eq!(error.status, 429);
+        let rendered = body(&error);
+        assert_eq!(rendered["code"], 8);
+        assert_eq!(rendered["details"][0]["retryDelay"], "1.5s");
+        let response = error.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let response =
+            ApiError::too_many_requests("route", Duration::from_millis(1)).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+
+        let error = ApiError::unauthenticated("token expired");
+        assert_eq!(body(&error)["code"], 16);
+        let response = error.into_response();
+        assert_eq!(response.status(), 401);
+        assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+
+        let error = ApiError::bad_request(
+            "missing",
+            &[("document.title".to_owned(), "is required".to_owned())],
+        );
+        let rendered = body(&error);
+        assert_eq!(
+            rendered["details"][0]["fieldViolations"][0]["field"],
+            "document.title"
+        );
+        assert_eq!(ApiError::permission_denied("x").status, 403);
     }
 
     #[test]

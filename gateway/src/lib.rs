@@ -18,19 +18,40 @@
 //! - [`codec`]: a tonic codec for descriptor-typed messages.
 //! - [`error`]: [`GatewayError`] and the JSON error body, including rich
 //!   `google.rpc` details.
-//! - `server`: [`Gateway`]: building, the handler, the upstream call,
-//!   metrics, access logs and draining shutdown.
+//! - `server`: [`Gateway`]: building, the handler, the edge checks in
+//!   order, the upstream call, metrics, access logs and draining shutdown.
+//! - [`limits`]: token buckets and quotas, in Redis or in process, with
+//!   the fallback between them and an injectable [`Clock`].
+//! - `policy`: API keys by hash and what each route demands.
+//! - `jwt`: the edge JWT authorizer and its JWKS cache.
+//! - `cors`: preflights and CORS response headers.
+//! - `client`: the client's address, scheme and request id behind
+//!   trusted proxies.
+//! - `validate`: `google.api.field_behavior = REQUIRED` checks.
+//! - [`openapi`]: the OpenAPI 3.1 document from the descriptors.
 
 #![forbid(unsafe_code)]
 
+mod client;
 pub mod codec;
 pub mod config;
+mod cors;
 pub mod error;
+mod jwt;
+pub mod limits;
+pub mod openapi;
+mod policy;
 mod routes;
 mod server;
 mod transcode;
+mod validate;
 
 pub use codec::DynamicCodec;
-pub use config::{GatewayConfig, Upstream};
+pub use config::{
+    ApiKey, ConfigError, CorsConfig, GatewayConfig, JwtConfig, RoutePolicy, Throttle, Upstream,
+    UsagePlan,
+};
 pub use error::GatewayError;
-pub use server::Gateway;
+pub use limits::{Clock, SystemClock};
+pub use openapi::{openapi, openapi_for};
+pub use server::{Gateway, descriptor_pool};

@@ -320,6 +320,17 @@ impl<T> RouteTable<T> {
         self.entries.iter().map(|(m, p, t)| (m, p, t))
     }
 
+    /// Every method some route takes on `path`, in table order.
+    pub(crate) fn methods(&self, path: &str) -> Vec<Method> {
+        let mut methods: Vec<Method> = Vec::new();
+        for (method, template, _) in &self.entries {
+            if !methods.contains(method) && template.matches(path).is_some() {
+                methods.push(method.clone());
+            }
+        }
+        methods
+    }
+
     pub(crate) fn find(&self, method: &Method, path: &str) -> Match<'_, T> {
         let mut allowed = Vec::new();
         for (route_method, template, target) in &self.entries {

@@ -1,5 +1,12 @@
 //! The gateway itself: building the route table from descriptors, the
 //! request handler, the upstream call and the serving loop.
+//!
+//! A request passes, in order: CORS preflight (answered here), route
+//! match (404/405), the API key (403), every applicable limit at once
+//! (client IP, route, key bucket and quotas: 429), the JWT authorizer
+//! (401/403), transcoding and required-field validation (400), then the
+//! upstream call. Limits come before token verification so that floods
+//! are refused before any RSA work is spent on them.
 
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
@@ -9,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use cloudsec_proto::google::api::{HttpRule, http_rule::Pattern};
@@ -31,11 +38,26 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tracing::Instrument;
 
+use crate::client::{ClientInfo, client_info};
 use crate::codec::DynamicCodec;
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, Throttle};
+use crate::cors::{self, Cors};
 use crate::error::{ApiError, GatewayError};
+use crate::jwt::{JwksSource, JwtAuthorizer};
+use crate::limits::{Clock, Decision, Limit, LimitKind, Limiter, LimiterMetrics, SystemClock};
+use crate::policy::{ApiKeys, RouteEdge};
 use crate::routes::{Match, PathTemplate, RouteTable};
 use crate::transcode::Binding;
+use crate::validate::{Validator, behavior_extension};
+
+/// The header that carries an API key.
+const API_KEY: &str = "x-api-key";
+
+/// Where the OpenAPI document is served.
+pub(crate) const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The service whose `GetJwks` feeds the JWT authorizer by default.
+const AUTH_SERVICE: &str = "cloudsec.auth.v1.AuthService";
 
 /// The route label of requests that matched no route, so that scanners
 /// cannot grow the metric families with made-up paths.
@@ -53,6 +75,8 @@ struct Target {
     binding: Binding,
     method: MethodDescriptor,
     channel: Channel,
+    /// What the route demands at the edge.
+    edge: RouteEdge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,11 +92,28 @@ struct ResponseLabels {
     status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThrottleLabels {
+    route: String,
+    method: String,
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    route: String,
+    method: String,
+    reason: String,
+}
+
 #[derive(Clone, Debug)]
 struct GatewayMetrics {
     requests: Family<RouteLabels, Counter>,
     responses: Family<ResponseLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    throttled: Family<ThrottleLabels, Counter>,
+    rejected: Family<RejectLabels, Counter>,
+    limiter: LimiterMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -87,6 +128,9 @@ impl GatewayMetrics {
             requests: Family::default(),
             responses: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            throttled: Family::default(),
+            rejected: Family::default(),
+            limiter: LimiterMetrics::default(),
         };
         metrics.register(
             "gateway_request",
@@ -103,7 +147,37 @@ impl GatewayMetrics {
             "time from request to response, by route template and HTTP method",
             this.latency.clone(),
         );
+        metrics.register(
+            "gateway_throttled",
+            "requests refused with 429, by route template, HTTP method and the limit reached",
+            this.throttled.clone(),
+        );
+        metrics.register(
+            "gateway_rejected",
+            "requests refused at the edge, by route template, HTTP method and reason",
+            this.rejected.clone(),
+        );
+        metrics.register(
+            "gateway_limiter_redis_up",
+            "1 while rate limits are kept in Redis, 0 while they are local (Redis unavailable or not configured)",
+            this.limiter.redis_up.clone(),
+        );
+        metrics.register(
+            "gateway_limiter_local_fallback",
+            "requests whose limits were decided locally because Redis was unavailable",
+            this.limiter.fallback.clone(),
+        );
         this
+    }
+
+    fn reject(&self, labels: &RouteLabels, reason: &str) {
+        self.rejected
+            .get_or_create(&RejectLabels {
+                route: labels.route.clone(),
+                method: labels.method.clone(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 }
 
@@ -115,6 +189,15 @@ struct Shared {
     request_timeout: Duration,
     reject_unknown_fields: bool,
     metrics: GatewayMetrics,
+    keys: ApiKeys,
+    limiter: Limiter,
+    client_ip_throttle: Option<Throttle>,
+    jwt: Option<Arc<JwtAuthorizer>>,
+    cors: Option<Cors>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    validator: Option<Validator>,
+    /// The OpenAPI document of the routes served, pre-rendered.
+    openapi: Option<Bytes>,
 }
 
 /// The REST gateway, built and bound but not yet serving.
@@ -139,7 +222,9 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-fn merge_pools(descriptor_sets: &[&[u8]]) -> Result<DescriptorPool, GatewayError> {
+/// One pool from several encoded `FileDescriptorSet`s, as the gateway
+/// reads them (for [`crate::openapi::openapi`] too).
+pub fn descriptor_pool(descriptor_sets: &[&[u8]]) -> Result<DescriptorPool, GatewayError> {
     let mut pool = DescriptorPool::new();
     for (index, set) in descriptor_sets.iter().enumerate() {
         // Decoding from bytes (not from prost_types) keeps the extension
@@ -195,11 +280,11 @@ fn pattern(rule: &HttpRule) -> Result<(Method, &str), String> {
     })
 }
 
-fn build_table(
+fn build_channels(
     pool: &DescriptorPool,
     config: &GatewayConfig,
     mesh: &MeshTls,
-) -> Result<RouteTable<Target>, GatewayError> {
+) -> Result<BTreeMap<String, Channel>, GatewayError> {
     let mut channels = BTreeMap::new();
     for (service, upstream) in &config.upstreams {
         if pool.get_service_by_name(service).is_none() {
@@ -216,9 +301,16 @@ fn build_table(
                 source,
             },
         })?;
-        channels.insert(service.as_str(), channel);
+        channels.insert(service.clone(), channel);
     }
+    Ok(channels)
+}
 
+fn build_table(
+    pool: &DescriptorPool,
+    config: &GatewayConfig,
+    channels: &BTreeMap<String, Channel>,
+) -> Result<RouteTable<Target>, GatewayError> {
     let mut table = RouteTable::default();
     let Some(extension) = pool.get_extension_by_name("google.api.http") else {
         tracing::warn!("no descriptor imports google/api/annotations.proto: no routes");
@@ -269,6 +361,7 @@ fn build_table(
                         binding,
                         method: method.clone(),
                         channel: channel.clone(),
+                        edge: RouteEdge::resolve(config, service.full_name(), method.name()),
                     },
                 );
             }
@@ -305,17 +398,96 @@ impl Gateway {
         descriptor_sets: &[&[u8]],
         mesh: MeshTls,
     ) -> Result<Self, GatewayError> {
-        let pool = merge_pools(descriptor_sets)?;
-        let table = build_table(&pool, config, &mesh)?;
+        Self::build_with_clock(config, descriptor_sets, mesh, Arc::new(SystemClock)).await
+    }
+
+    /// [`Gateway::build`] with the clock that rate limits and quota periods
+    /// read, so tests can cross a day without waiting.
+    pub async fn build_with_clock(
+        config: &GatewayConfig,
+        descriptor_sets: &[&[u8]],
+        mesh: MeshTls,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, GatewayError> {
+        config.validate()?;
+        let pool = descriptor_pool(descriptor_sets)?;
+        let channels = build_channels(&pool, config, &mesh)?;
+        let table = build_table(&pool, config, &channels)?;
+        let metrics = Metrics::new("gateway");
+        let gateway_metrics = GatewayMetrics::register(&metrics);
+        let limiter = Limiter::new(
+            config.redis_url.as_ref().map(|url| url.expose()),
+            &config.redis_prefix,
+            config.redis_timeout,
+            config.redis_retry,
+            clock,
+            gateway_metrics.limiter.clone(),
+        )
+        .map_err(|error| GatewayError::Redis(error.to_string()))?;
+        let jwt = match &config.jwt {
+            None => {
+                if table.iter().any(|(_, _, t)| !t.edge.scopes.is_empty()) {
+                    tracing::warn!(
+                        "routes list scopes but gateway.jwt is not set: scopes are not checked at the edge"
+                    );
+                }
+                None
+            }
+            Some(jwt) => {
+                let source = match (&jwt.jwks_url, channels.get(AUTH_SERVICE)) {
+                    (Some(url), _) => JwksSource::url(url).map_err(GatewayError::JwksUrl)?,
+                    (None, Some(channel)) => JwksSource::Auth(
+                        cloudsec_proto::auth::v1::auth_service_client::AuthServiceClient::new(
+                            channel.clone(),
+                        ),
+                    ),
+                    (None, None) => return Err(GatewayError::NoJwksSource(AUTH_SERVICE)),
+                };
+                Some(Arc::new(JwtAuthorizer::new(
+                    &jwt.issuer,
+                    &jwt.audience,
+                    source,
+                    jwt.refresh_interval,
+                    jwt.min_refresh_interval,
+                )))
+            }
+        };
+        let validator = config.validate_requests.then(|| {
+            Validator::new(
+                table.iter().map(|(_, _, t)| t.method.input()),
+                behavior_extension(&pool).as_ref(),
+            )
+        });
+        let openapi = if config.serve_openapi {
+            let services: Vec<String> = channels.keys().cloned().collect();
+            let document =
+                crate::openapi::openapi_for(&pool, |service| services.iter().any(|s| s == service));
+            Some(Bytes::from(serde_json::to_vec(&document).map_err(
+                |error| GatewayError::Template {
+                    method: String::new(),
+                    template: OPENAPI_PATH.to_owned(),
+                    reason: format!("cannot render the OpenAPI document: {error}"),
+                },
+            )?))
+        } else {
+            None
+        };
         let listener = bind(config.listen).await?;
         let admin_listener = bind(config.admin_listen).await?;
-        let metrics = Metrics::new("gateway");
         let shared = Shared {
             table,
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
             reject_unknown_fields: config.reject_unknown_fields,
-            metrics: GatewayMetrics::register(&metrics),
+            metrics: gateway_metrics,
+            keys: ApiKeys::from_config(config),
+            limiter,
+            client_ip_throttle: config.client_ip_throttle,
+            jwt,
+            cors: config.cors.as_ref().map(Cors::new),
+            trusted_proxies: config.trusted_proxies.clone(),
+            validator,
+            openapi,
         };
         Ok(Self {
             local_addr: local_addr(&listener, config.listen)?,
@@ -367,11 +539,22 @@ impl Gateway {
             .instrument(tracing::Span::current()),
         );
 
+        if let Some(jwt) = &self.shared.jwt {
+            tokio::spawn(
+                Arc::clone(jwt)
+                    .refresh_periodically(shutdown.clone())
+                    .instrument(tracing::Span::current()),
+            );
+        }
+
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&self.shared));
         let signal = shutdown.clone();
         let readiness = self.readiness.clone();
+        // The peer address is the client's unless a trusted proxy says
+        // otherwise.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {
                 signal.cancelled().await;
@@ -412,12 +595,30 @@ pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|s| {
-            (1..=MAX_REQUEST_ID).contains(&s.len())
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
+        .filter(|s| sane_request_id(s))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+fn sane_request_id(s: &str) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// API Gateway's HTTP API ids are base64 (`J4VkMhyRoAMEJIQ=`), so a
+/// trusted proxy's id may also carry `=`, `+` and `/`, still harmless in
+/// headers and logs.
+fn sane_proxy_request_id(s: &str) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:=+/".contains(&b))
+}
+
+/// Who the edge checks found the caller to be, for the access log.
+#[derive(Debug, Default)]
+struct Caller {
+    key_id: Option<String>,
+    subject: Option<String>,
 }
 
 /// 413 before reading when the client announces too much.
@@ -472,9 +673,25 @@ const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response {
     let started = Instant::now();
-    let request_id = request_id(request.headers());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    let client = client_info(
+        peer,
+        request.headers(),
+        &shared.trusted_proxies,
+        sane_proxy_request_id,
+    );
+    let request_id = client
+        .proxy_request_id
+        .clone()
+        .unwrap_or_else(|| request_id(request.headers()));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let preflight = shared.cors.is_some() && cors::is_preflight(&method, request.headers());
+    let mut caller = Caller::default();
 
     let matched = shared.table.find(&method, &path);
     let labels = match &matched {
@@ -500,20 +717,61 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
     };
     shared.metrics.requests.get_or_create(&labels).inc();
 
-    let mut response = match matched {
-        Match::NotFound => ApiError::not_found(&path).into_response(),
-        Match::MethodNotAllowed { allowed } => {
+    let mut response = match (matched, &shared.cors) {
+        (_, Some(cors)) if preflight => {
+            let methods = shared.table.methods(&path);
+            if methods.is_empty() {
+                ApiError::not_found(&path).into_response()
+            } else {
+                let response = cors.preflight(request.headers(), &methods);
+                if response.status() == StatusCode::FORBIDDEN {
+                    shared.metrics.reject(&labels, "cors");
+                }
+                response
+            }
+        }
+        (Match::NotFound, _) if path == OPENAPI_PATH && method == Method::GET => {
+            match &shared.openapi {
+                Some(document) => (
+                    StatusCode::OK,
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    document.clone(),
+                )
+                    .into_response(),
+                None => ApiError::not_found(&path).into_response(),
+            }
+        }
+        (Match::NotFound, _) => ApiError::not_found(&path).into_response(),
+        (Match::MethodNotAllowed { allowed }, _) => {
             ApiError::method_not_allowed(&method, allowed).into_response()
         }
-        Match::Found {
-            template,
-            target,
-            captures,
-        } => shared
-            .call(target, template, &captures, request, &request_id)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
+        (
+            Match::Found {
+                template,
+                target,
+                captures,
+            },
+            _,
+        ) => {
+            let context = CallContext {
+                request_id: &request_id,
+                client: &client,
+                labels: &labels,
+            };
+            shared
+                .call(target, template, &captures, request, &context, &mut caller)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        }
     };
+    if let Some(cors) = &shared.cors
+        && !preflight
+    {
+        cors.decorate(origin.as_ref(), &mut response);
+    }
 
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -541,31 +799,162 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
         route = %labels.route,
         status = status.as_u16(),
         latency_ms = elapsed.as_secs_f64() * 1000.0,
+        client_ip = %client.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        scheme = client.scheme.unwrap_or_default(),
+        key_id = caller.key_id.as_deref().unwrap_or_default(),
+        subject = caller.subject.as_deref().unwrap_or_default(),
         "request"
     );
     response
 }
 
+/// What a routed request carries into [`Shared::call`].
+struct CallContext<'a> {
+    request_id: &'a str,
+    client: &'a ClientInfo,
+    labels: &'a RouteLabels,
+}
+
 impl Shared {
+    /// The API key, the limits and the JWT authorizer, in that order.
+    async fn edge(
+        &self,
+        target: &Target,
+        template: &PathTemplate,
+        headers: &HeaderMap,
+        context: &CallContext<'_>,
+        caller: &mut Caller,
+    ) -> Result<(), ApiError> {
+        let labels = context.labels;
+        let key = if target.edge.api_key {
+            let Some(presented) = headers.get(API_KEY) else {
+                self.metrics.reject(labels, "api_key_missing");
+                return Err(ApiError::permission_denied(
+                    "this route requires an API key in the X-API-Key header",
+                ));
+            };
+            let Some(key) = self.keys.identify(presented.as_bytes()) else {
+                self.metrics.reject(labels, "api_key_invalid");
+                return Err(ApiError::permission_denied("the API key is not valid"));
+            };
+            caller.key_id = Some(key.id.clone());
+            Some(key)
+        } else {
+            None
+        };
+
+        let mut limits = Vec::new();
+        if let (Some(throttle), Some(ip)) = (&self.client_ip_throttle, context.client.ip) {
+            limits.push(Limit::Bucket {
+                key: format!("ip:{ip}"),
+                rate: throttle.rate,
+                burst: throttle.burst,
+                kind: LimitKind::ClientIp,
+            });
+        }
+        if let Some(throttle) = &target.edge.throttle {
+            limits.push(Limit::Bucket {
+                key: format!("route:{} {template}", labels.method),
+                rate: throttle.rate,
+                burst: throttle.burst,
+                kind: LimitKind::Route,
+            });
+        }
+        if let Some(key) = key {
+            limits.push(Limit::Bucket {
+                key: format!("key:{}", key.id),
+                rate: key.plan.rate,
+                burst: key.plan.burst,
+                kind: LimitKind::KeyRate,
+            });
+            limits.extend(crate::limits::quota_limits(
+                &key.id,
+                key.plan.quota_per_day,
+                key.plan.quota_per_month,
+                self.limiter.now(),
+            ));
+        }
+        if let Decision::Deny { retry_after, limit } = self.limiter.check(&limits).await {
+            self.metrics
+                .throttled
+                .get_or_create(&ThrottleLabels {
+                    route: labels.route.clone(),
+                    method: labels.method.clone(),
+                    limit: limit.as_str().to_owned(),
+                })
+                .inc();
+            self.metrics.reject(labels, "throttled");
+            let mut error = ApiError::too_many_requests(limit.as_str(), retry_after);
+            if limit.is_quota() {
+                let period = if limit == LimitKind::KeyDay {
+                    "day"
+                } else {
+                    "month"
+                };
+                error.details.push(serde_json::json!({
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [{
+                        "subject": format!("api_key:{}", caller.key_id.as_deref().unwrap_or_default()),
+                        "description": format!("the API key's quota for this {period} is used up"),
+                    }],
+                }));
+            }
+            return Err(error);
+        }
+
+        if let Some(jwt) = &self.jwt
+            && !target.edge.public
+        {
+            match jwt.authorize(headers, &target.edge.scopes).await {
+                Ok(claims) => caller.subject = Some(claims.sub),
+                Err(error) => {
+                    let reason = match error.status {
+                        StatusCode::UNAUTHORIZED => "unauthenticated",
+                        StatusCode::FORBIDDEN => "forbidden",
+                        _ => "jwks_unavailable",
+                    };
+                    self.metrics.reject(labels, reason);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn call(
         &self,
         target: &Target,
         template: &PathTemplate,
         captures: &[String],
         request: Request<Body>,
-        request_id: &str,
+        context: &CallContext<'_>,
+        caller: &mut Caller,
     ) -> Result<Response, ApiError> {
+        let request_id = context.request_id;
         let (parts, body) = request.into_parts();
-        check_content_length(&parts.headers, self.max_body_bytes)?;
-        let body = read_body(body, self.max_body_bytes).await?;
+        self.edge(target, template, &parts.headers, context, caller)
+            .await?;
+        let rejected = |reason: &str, error: ApiError| {
+            self.metrics.reject(context.labels, reason);
+            error
+        };
+        check_content_length(&parts.headers, self.max_body_bytes)
+            .map_err(|e| rejected("body_too_large", e))?;
+        let body = read_body(body, self.max_body_bytes)
+            .await
+            .map_err(|e| rejected("body_too_large", e))?;
         if !body.is_empty() {
             if !target.binding.has_body() {
-                return Err(ApiError::invalid_argument(format!(
-                    "{} {template} takes no request body",
-                    parts.method
-                )));
+                return Err(rejected(
+                    "invalid_request",
+                    ApiError::invalid_argument(format!(
+                        "{} {template} takes no request body",
+                        parts.method
+                    )),
+                ));
             }
-            check_content_type(&parts.headers)?;
+            check_content_type(&parts.headers)
+                .map_err(|e| rejected("unsupported_media_type", e))?;
         }
         let message = target
             .binding
@@ -575,7 +964,21 @@ impl Shared {
                 &body,
                 self.reject_unknown_fields,
             )
-            .map_err(ApiError::invalid_argument)?;
+            .map_err(|e| rejected("invalid_request", ApiError::invalid_argument(e)))?;
+        if let Some(validator) = &self.validator {
+            let violations = validator.violations(&message);
+            if !violations.is_empty() {
+                let names: Vec<&str> = violations.iter().map(|(f, _)| f.as_str()).collect();
+                let plural = if names.len() == 1 { "" } else { "s" };
+                return Err(rejected(
+                    "missing_required",
+                    ApiError::bad_request(
+                        format!("missing required field{plural}: {}", names.join(", ")),
+                        &violations,
+                    ),
+                ));
+            }
+        }
 
         let span = tracing::info_span!(
             "gateway.request",
@@ -587,7 +990,7 @@ impl Shared {
             request_id = %request_id,
         );
         telemetry::extract(&parts.headers, &span);
-        let reply = self
+        let (reply, reply_metadata) = self
             .upstream(target, message, &parts.headers, request_id, &span)
             .instrument(span.clone())
             .await?;
@@ -595,7 +998,7 @@ impl Shared {
             tracing::error!(%error, method = %target.full_method, "cannot render response");
             ApiError::internal()
         })?;
-        Ok((
+        let mut response = (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
@@ -603,7 +1006,11 @@ impl Shared {
             )],
             json,
         )
-            .into_response())
+            .into_response();
+        for (name, value) in metadata_headers(&reply_metadata) {
+            response.headers_mut().append(name, value);
+        }
+        Ok(response)
     }
 
     async fn upstream(
@@ -613,7 +1020,7 @@ impl Shared {
         headers: &HeaderMap,
         request_id: &str,
         span: &tracing::Span,
-    ) -> Result<DynamicMessage, ApiError> {
+    ) -> Result<(DynamicMessage, tonic::metadata::MetadataMap), ApiError> {
         // Metadata is built from an allowlist, so hop-by-hop headers
         // (connection, te, upgrade, ...) and anything else the client sent
         // never reach the service.
@@ -629,6 +1036,7 @@ impl Shared {
             }
             metadata.insert(header::AUTHORIZATION, authorization.clone());
         }
+        forward_grpc_metadata(headers, &mut metadata)?;
         if let Ok(value) = HeaderValue::from_str(request_id) {
             metadata.insert(REQUEST_ID, value);
         }
@@ -646,7 +1054,10 @@ impl Shared {
             grpc.unary(request, target.grpc_path.clone(), codec).await
         };
         match tokio::time::timeout(self.request_timeout, call).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Ok(response)) => {
+                let (metadata, message, _) = response.into_parts();
+                Ok((message, metadata))
+            }
             Ok(Err(status)) => Err(self.classify(target, status)),
             Err(_) => {
                 tracing::warn!(method = %target.full_method, "upstream timed out");
@@ -674,8 +1085,84 @@ impl Shared {
                 _ => ApiError::unavailable(),
             };
         }
-        ApiError::from_upstream(&status)
+        let mut error = ApiError::from_upstream(&status);
+        error.headers.extend(metadata_headers(status.metadata()));
+        error
     }
+}
+
+/// The most client metadata (`Grpc-Metadata-*`, names and values) sent
+/// upstream: services refuse large header blocks at the HTTP/2 layer.
+const MAX_FORWARDED_METADATA_BYTES: usize = 8 * 1024;
+
+const GRPC_METADATA: &str = "grpc-metadata-";
+
+/// Metadata the gateway sets itself or that belongs to the transport;
+/// a client cannot set it through `Grpc-Metadata-*`, and a service's is
+/// not echoed back as `Grpc-Metadata-*`.
+fn reserved_metadata(key: &str) -> bool {
+    key.starts_with("grpc-")
+        || key.ends_with("-bin")
+        || matches!(
+            key,
+            "authorization"
+                | "x-request-id"
+                | "traceparent"
+                | "tracestate"
+                | "content-type"
+                | "te"
+                | "user-agent"
+                | "host"
+                | "connection"
+                | "upgrade"
+                | "keep-alive"
+                | "proxy-authorization"
+                | "transfer-encoding"
+                | "date"
+                | "server"
+        )
+}
+
+/// `Grpc-Metadata-Foo: bar` becomes the metadata `foo: bar`, as in
+/// grpc-gateway; reserved keys are skipped.
+fn forward_grpc_metadata(headers: &HeaderMap, metadata: &mut HeaderMap) -> Result<(), ApiError> {
+    let mut total = 0usize;
+    for (name, value) in headers {
+        let Some(key) = name.as_str().strip_prefix(GRPC_METADATA) else {
+            continue;
+        };
+        if key.is_empty() || reserved_metadata(key) {
+            continue;
+        }
+        total = total.saturating_add(key.len() + value.len());
+        if total > MAX_FORWARDED_METADATA_BYTES {
+            return Err(ApiError::header_too_large(
+                "grpc-metadata-*",
+                MAX_FORWARDED_METADATA_BYTES,
+            ));
+        }
+        if let Ok(name) = http::HeaderName::from_bytes(key.as_bytes()) {
+            metadata.append(name, value.clone());
+        }
+    }
+    Ok(())
+}
+
+/// A service's response metadata as `Grpc-Metadata-<key>` headers.
+fn metadata_headers(
+    metadata: &tonic::metadata::MetadataMap,
+) -> Vec<(http::HeaderName, HeaderValue)> {
+    metadata
+        .clone()
+        .into_headers()
+        .iter()
+        .filter(|(name, _)| !reserved_metadata(name.as_str()))
+        .filter_map(|(name, value)| {
+            let name =
+                http::HeaderName::from_bytes(format!("{GRPC_METADATA}{name}").as_bytes()).ok()?;
+            Some((name, value.clone()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -692,6 +1179,38 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn grpc_metadata_headers_go_both_ways_except_reserved_ones() {
+        let h = headers(&[
+            ("grpc-metadata-tenant-hint", "acme"),
+            ("grpc-metadata-authorization", "Bearer forged"),
+            ("grpc-metadata-grpc-timeout", "1S"),
+            ("grpc-metadata-x-request-id", "forged"),
+            ("grpc-metadata-", "empty"),
+            ("x-other", "dropped"),
+        ]);
+        let mut out = HeaderMap::new();
+        forward_grpc_metadata(&h, &mut out).unwrap();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out["tenant-hint"], "acme");
+
+        let big = HeaderValue::from_str(&"x".repeat(9000)).unwrap();
+        let h: HeaderMap = [(http::HeaderName::from_static("grpc-metadata-big"), big)]
+            .into_iter()
+            .collect();
+        let error = forward_grpc_metadata(&h, &mut HeaderMap::new()).unwrap_err();
+        assert_eq!(error.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+
+        let md = tonic::metadata::MetadataMap::from_headers(headers(&[
+            ("x-served-by", "echo-1"),
+            ("content-type", "application/grpc"),
+            ("grpc-status", "0"),
+        ]));
+        let out = metadata_headers(&md);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, "grpc-metadata-x-served-by");
     }
 
     #[test]

@@ -392,6 +392,16 @@ pub(crate) fn parse_value(field: &FieldDescriptor, s: &str) -> Result<Value, Str
             // Well-known types (Timestamp, Duration, FieldMask, wrappers)
             // have JSON forms that are strings or plain values.
             let options = DeserializeOptions::new();
+            // A `google.protobuf.Value` is any JSON: `5` and `true` mean
+            // the number and the boolean, and text that is not JSON is a
+            // string.
+            if m.full_name() == "google.protobuf.Value"
+                && let Ok(json) = serde_json::from_str::<Json>(s)
+                && let Ok(message) =
+                    DynamicMessage::deserialize_with_options(m.clone(), json, &options)
+            {
+                return Ok(Value::Message(message));
+            }
             let as_string = DynamicMessage::deserialize_with_options(
                 m.clone(),
                 Json::String(s.to_owned()),

@@ -3,341 +3,14 @@
 //! here at run time, served by a generic echo server over mTLS, and reached
 //! through the gateway with plain HTTP/JSON.
 
-// clippy.toml allows unwrap in `#[test]` functions only; the harness and
-// the echo server below are test code too.
+// clippy.toml allows unwrap in `#[test]` functions only; the harness is
+// test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
+mod common;
 
-use cloudsec_gateway::{DynamicCodec, Gateway, GatewayConfig, GatewayError, Upstream};
-use cloudsec_identity::{Issuer, LocalCa, SpiffeId};
-use cloudsec_runtime::shutdown::Shutdown;
-use cloudsec_runtime::tls::MeshTls;
-use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
-use serde_json::{Value as Json, json};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tonic::server::NamedService;
-
-const ECHO_SERVICE: &str = "cloudsec.echo.v1.EchoService";
-/// 2^53 + 1: a JSON number would lose the last digit.
-const BIG: i64 = 9_007_199_254_740_993;
-const CLIENT_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-/// The echo contract, compiled with protox like the platform's own.
-fn echo_descriptor_set() -> Vec<u8> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut compiler =
-        protox::Compiler::new([root.join("tests/proto"), root.join("../proto")]).unwrap();
-    compiler.include_imports(true);
-    compiler
-        .open_files(["cloudsec/echo/v1/echo.proto"])
-        .unwrap();
-    // protox's own encoding keeps the google.api.http extension options.
-    compiler.encode_file_descriptor_set()
-}
-
-/// A gRPC server for any method of the echo contract, written against
-/// descriptors only: it decodes with the gateway's codec and answers with
-/// what it received.
-#[derive(Clone)]
-struct EchoServer {
-    pool: DescriptorPool,
-}
-
-impl NamedService for EchoServer {
-    const NAME: &'static str = ECHO_SERVICE;
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl tower::Service<http::Request<tonic::body::Body>> for EchoServer {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let name = req
-            .uri()
-            .path()
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let method = self
-            .pool
-            .get_service_by_name(ECHO_SERVICE)
-            .and_then(|s| s.methods().find(|m| m.name() == name));
-        Box::pin(async move {
-            let Some(method) = method else {
-                return Ok(tonic::Status::unimplemented(name).into_http());
-            };
-            let mut grpc = tonic::server::Grpc::new(DynamicCodec::new(method.input()));
-            let handler = tower::service_fn(move |request| echo(method.clone(), request));
-            Ok(grpc.unary(handler, req).await)
-        })
-    }
-}
-
-async fn echo(
-    method: MethodDescriptor,
-    request: tonic::Request<DynamicMessage>,
-) -> Result<tonic::Response<DynamicMessage>, tonic::Status> {
-    if method.name() == "Fail" {
-        let mut details = tonic_types::ErrorDetails::new();
-        details
-            .add_bad_request_violation("item.title", "must not be empty")
-            .set_error_info(
-                "EMPTY_TITLE",
-                "echo.cloudsec",
-                [("hint".to_owned(), "x".to_owned())],
-            );
-        return Err(
-            <tonic::Status as tonic_types::StatusExt>::with_error_details(
-                tonic::Code::InvalidArgument,
-                "invalid item",
-                details,
-            ),
-        );
-    }
-    let output = method.output();
-    let mut reply = DynamicMessage::new(output.clone());
-    reply.set_field_by_name("method", Value::String(method.name().to_owned()));
-    reply.set_field_by_name(
-        "request_json",
-        Value::String(serde_json::to_string(request.get_ref()).unwrap()),
-    );
-    let metadata = reply
-        .get_field_by_name_mut("metadata")
-        .unwrap()
-        .as_map_mut()
-        .unwrap();
-    for key in [
-        "authorization",
-        "x-request-id",
-        "grpc-timeout",
-        "traceparent",
-    ] {
-        if let Some(value) = request.metadata().get(key).and_then(|v| v.to_str().ok()) {
-            metadata.insert(
-                prost_reflect::MapKey::String(key.to_owned()),
-                Value::String(value.to_owned()),
-            );
-        }
-    }
-    reply.set_field_by_name("big", Value::I64(BIG));
-    reply.set_field_by_name("kind", Value::EnumNumber(2));
-    let input = request.into_inner();
-    if let Some(item) = input.get_field_by_name("item")
-        && input.has_field_by_name("item")
-    {
-        reply.set_field_by_name("item", item.into_owned());
-    } else if let Some(id) = input.get_field_by_name("id") {
-        let mut item = DynamicMessage::new(
-            output
-                .get_field_by_name("item")
-                .unwrap()
-                .kind()
-                .as_message()
-                .unwrap()
-                .clone(),
-        );
-        item.set_field_by_name("id", id.into_owned());
-        item.set_field_by_name("size_bytes", Value::I64(BIG));
-        reply.set_field_by_name("item", Value::Message(item));
-    }
-    Ok(tonic::Response::new(reply))
-}
-
-async fn mesh_cert(ca: &LocalCa, name: &str) -> (SpiffeId, MeshTls) {
-    let id = SpiffeId::new("cloudsec.local", "default", name).unwrap();
-    let tls = ca
-        .issue(&id, Duration::from_secs(3600))
-        .await
-        .unwrap()
-        .mesh_tls();
-    (id, tls)
-}
-
-/// A gateway in front of the echo server, both on port 0.
-struct Harness {
-    base: String,
-    admin: SocketAddr,
-    routes: Vec<String>,
-    http: reqwest::Client,
-    shutdown: Shutdown,
-    gateway: JoinHandle<Result<(), GatewayError>>,
-    echo: JoinHandle<()>,
-}
-
-impl Harness {
-    async fn start(upstream_down: bool) -> Self {
-        // An OTLP endpoint that nothing serves: spans get real trace ids
-        // (so `traceparent` is injected) and are never exported, as the
-        // tests end before the first batch.
-        let _ = cloudsec_runtime::telemetry::init(
-            "gateway-test",
-            cloudsec_runtime::telemetry::LogFormat::Test,
-            Some("http://127.0.0.1:9".to_owned()),
-        );
-        let descriptors = echo_descriptor_set();
-        let ca = LocalCa::generate().unwrap();
-        let (echo_id, echo_tls) = mesh_cert(&ca, "echo").await;
-        let (_, gateway_tls) = mesh_cert(&ca, "gateway").await;
-
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let echo_addr = listener.local_addr().unwrap();
-        let echo = if upstream_down {
-            // Nothing listens on the address any more.
-            drop(listener);
-            tokio::spawn(async {})
-        } else {
-            let pool = DescriptorPool::decode(descriptors.as_slice()).unwrap();
-            let routes = tonic::service::Routes::new(EchoServer { pool });
-            let server = tonic::transport::Server::builder()
-                .tls_config(echo_tls.server_config())
-                .unwrap()
-                .add_routes(routes)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
-            tokio::spawn(async move { server.await.unwrap() })
-        };
-
-        let mut config = GatewayConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            max_body_bytes: 64 * 1024,
-            request_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(5),
-            ..GatewayConfig::default()
-        };
-        config.upstreams.insert(
-            ECHO_SERVICE.to_owned(),
-            Upstream {
-                uri: format!("https://{echo_addr}"),
-                server_name: echo_id.dns_name(),
-            },
-        );
-        let gateway = Gateway::build(
-            &config,
-            &[cloudsec_proto::FILE_DESCRIPTOR_SET, descriptors.as_slice()],
-            gateway_tls,
-        )
-        .await
-        .unwrap();
-        let base = format!("http://{}", gateway.local_addr());
-        let admin = gateway.admin_addr();
-        let routes = gateway.routes();
-        let shutdown = Shutdown::new();
-        let gateway = tokio::spawn(gateway.run_until_stopped(shutdown.clone()));
-
-        let http = reqwest::Client::new();
-        // Bounded polling of readiness, not a sleep.
-        let mut ready = false;
-        for _ in 0..200 {
-            if let Ok(r) = http.get(format!("http://{admin}/ready")).send().await
-                && r.status() == 200
-            {
-                ready = true;
-                break;
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(ready, "gateway never became ready");
-        Self {
-            base,
-            admin,
-            routes,
-            http,
-            shutdown,
-            gateway,
-            echo,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.gateway)
-            .await
-            .expect("gateway drained in time")
-            .unwrap()
-            .unwrap();
-        // The admin listener closes after the drain (a fresh client, so
-        // no pooled connection is reused).
-        assert!(
-            reqwest::Client::new()
-                .get(format!("http://{}/ready", self.admin))
-                .send()
-                .await
-                .is_err()
-        );
-        self.echo.abort();
-    }
-}
-
-/// Status, `x-request-id` and the JSON body of a response.
-async fn parts(response: reqwest::Response) -> (u16, Option<String>, Json) {
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/json"),
-        "status {status}"
-    );
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = response.json::<Json>().await.unwrap();
-    (status, request_id, body)
-}
-
-/// Sends `body` with `Transfer-Encoding: chunked` over raw HTTP/1.1 and
-/// returns the response's status line.
-async fn chunked_post(base: &str, path: &str, body: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-    );
-    let mut request = head.into_bytes();
-    for chunk in body.chunks(8192) {
-        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        request.extend_from_slice(chunk);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"0\r\n\r\n");
-    // The gateway may answer and close before reading everything.
-    let _ = stream.write_all(&request).await;
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response).await;
-    String::from_utf8_lossy(&response)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn request_of(reply: &Json) -> Json {
-    serde_json::from_str(reply["requestJson"].as_str().unwrap()).unwrap()
-}
+use common::{CLIENT_TRACEPARENT, Harness, chunked_post, parts, request_of};
+use serde_json::json;
 
 #[tokio::test]
 async fn annotated_rpcs_appear_on_rest() {
@@ -684,5 +357,98 @@ async fn unreachable_upstream_is_503() {
     assert_eq!(body["code"], 14);
     // The transport's own error text stays in the log.
     assert!(!body["message"].as_str().unwrap().contains("tcp"), "{body}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn well_known_types_round_trip_in_bodies_and_queries() {
+    let h = Harness::start(false).await;
+    let all = json!({
+        "time": "2025-01-02T03:04:05.123Z",
+        "duration": "1.500s",
+        "mask": "title,sizeBytes",
+        "int64Value": "9007199254740993",
+        "uint64Value": "18446744073709551615",
+        "int32Value": -7,
+        "uint32Value": 7,
+        "boolValue": false,
+        "stringValue": "",
+        "bytesValue": "aGk=",
+        "doubleValue": 0.25,
+        "floatValue": 1.5,
+        "structValue": {"a": [1.5, "b", null, {"c": true}]},
+        "value": "any JSON",
+        "listValue": [2.5, "two"],
+        "empty": {},
+        "any": {"@type": "type.googleapis.com/google.protobuf.Duration", "value": "2s"},
+        "times": ["2025-01-02T03:04:05Z", "1970-01-01T00:00:00Z"],
+    });
+    let response = h
+        .http
+        .post(h.url("/v1/well-known"))
+        .json(&all)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, reply) = parts(response).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(request_of(&reply), all);
+
+    // The same types as query parameters, in their JSON string forms.
+    let query = "time=2025-01-02T03:04:05.123Z&duration=1.5s&mask=title,sizeBytes\
+        &int64Value=9007199254740993&uint64_value=18446744073709551615&int32Value=-7\
+        &uint32Value=7&boolValue=true&stringValue=s&bytesValue=aGk%3D&doubleValue=0.25\
+        &floatValue=1.5&value=%22text%22&times=2025-01-02T03:04:05Z&times=1970-01-01T00:00:00Z";
+    let response = h
+        .http
+        .get(h.url(&format!("/v1/well-known?{query}")))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, reply) = parts(response).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        request_of(&reply),
+        json!({
+            "time": "2025-01-02T03:04:05.123Z", "duration": "1.500s", "mask": "title,sizeBytes",
+            "int64Value": "9007199254740993", "uint64Value": "18446744073709551615",
+            "int32Value": -7, "uint32Value": 7, "boolValue": true, "stringValue": "s",
+            "bytesValue": "aGk=", "doubleValue": 0.25, "floatValue": 1.5, "value": "text",
+            "times": ["2025-01-02T03:04:05Z", "1970-01-01T00:00:00Z"],
+        })
+    );
+    // A bad value names the field.
+    let response = h
+        .http
+        .get(h.url("/v1/well-known?duration=soon"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("duration"),
+        "{body}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_metadata_headers_go_both_ways() {
+    let h = Harness::start(false).await;
+    let response = h
+        .http
+        .get(h.url("/v1/items/x"))
+        .header("grpc-metadata-tenant-hint", "acme")
+        .header("grpc-metadata-authorization", "Bearer forged")
+        .header("connection", "keep-alive")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["grpc-metadata-x-served-by"], "echo");
+    let (status, _, reply) = parts(response).await;
+    assert_eq!(status, 200);
+    assert_eq!(reply["metadata"]["tenant-hint"], "acme");
+    assert!(reply["metadata"].get("authorization").is_none(), "{reply}");
     h.stop().await;
 }

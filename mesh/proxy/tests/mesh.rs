@@ -673,3 +673,45 @@ async fn rotation_under_load_drops_no_request() {
     }
     assert_eq!(load.await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_destinations_resolve_and_balance() {
+    let ca = LocalCa::generate().unwrap();
+    let r = replica(&ca, open()).await;
+    let (state, _) = tls(&ca, "client").await;
+    let mut destinations = BTreeMap::new();
+    destinations.insert(
+        ECHO.to_owned(),
+        DestinationConfig {
+            endpoints: Vec::new(),
+            dns: Some(format!("localhost:{}", r.inbound.port())),
+            dns_refresh: Duration::from_millis(200),
+            identity: id("echo").to_string(),
+        },
+    );
+    let config = ProxyConfig {
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+        inbound: None,
+        outbound: Some(OutboundConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            destinations,
+            // `localhost` may also answer ::1, where nothing listens: the
+            // retry and the breaker route around it.
+            routes: toml::from_str(RETRYABLE).unwrap(),
+            queue_capacity: 100,
+            failfast_timeout: Duration::from_secs(2),
+            balancer: Default::default(),
+        }),
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let proxy = Proxy::build(&config, state).await.unwrap();
+    let outbound = proxy.outbound_addr().unwrap();
+    let stop = StopOnDrop(Shutdown::new());
+    tokio::spawn(proxy.run_until_stopped(stop.0.clone()));
+    let mut s = connect(outbound).await;
+    for _ in 0..20 {
+        assert_eq!(call(&mut s, "/test.Echo/Call", &[]).await, Code::Ok);
+    }
+    assert_eq!(r.app.calls(), 20);
+}

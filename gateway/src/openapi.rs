@@ -1,0 +1,800 @@
+//! OpenAPI 3.1 generated from the descriptors: one operation per
+//! `google.api.http` rule (additional bindings included), with the same
+//! mapping the gateway applies at run time.
+//!
+//! - Path variables become path parameters (`{document.id}` keeps its
+//!   dotted name; `{name=shelves/*}` becomes `{name}`).
+//! - Fields not bound by the path or body become query parameters, by
+//!   JSON name, nested singular messages flattened with dots; maps are
+//!   left out, as they cannot be set from a query.
+//! - Messages become `components.schemas` keyed by full name, with the
+//!   proto3 JSON types: 64-bit integers as strings, enums by name, bytes
+//!   as base64, the well-known types in their JSON forms.
+//! - `field_behavior`: `REQUIRED` fields are `required`, `OUTPUT_ONLY`
+//!   ones `readOnly`, `INPUT_ONLY` ones `writeOnly`; `IMMUTABLE` and
+//!   `IDENTIFIER` are noted in the description.
+//! - A oneof allows at most one of its members; a proto3 `optional`
+//!   field is marked `x-proto3-optional`.
+//! - Leading comments become descriptions and summaries.
+//! - Every operation's error answer is the gateway's error body.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cloudsec_proto::google::api::{HttpRule, http_rule::Pattern};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, EnumDescriptor, ExtensionDescriptor, FieldDescriptor, Kind,
+    MessageDescriptor, MethodDescriptor,
+};
+use serde_json::{Map, Value, json};
+
+use crate::validate::{behavior, behavior_extension, field_behaviors};
+
+/// The document for every annotated RPC in `pool`.
+pub fn openapi(pool: &DescriptorPool) -> Value {
+    openapi_for(pool, |_| true)
+}
+
+/// The document for the annotated RPCs of the services `include` accepts
+/// (by full name), e.g. those the gateway has an upstream for.
+pub fn openapi_for(pool: &DescriptorPool, include: impl Fn(&str) -> bool) -> Value {
+    let mut generator = Generator {
+        behavior: behavior_extension(pool),
+        comments: Comments::new(pool),
+        schemas: BTreeMap::new(),
+        pending: Vec::new(),
+    };
+    let http = pool.get_extension_by_name("google.api.http");
+    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut tags = Vec::new();
+    for service in pool.services() {
+        if !include(service.full_name()) {
+            continue;
+        }
+        let mut any = false;
+        for method in service.methods() {
+            if method.is_client_streaming() || method.is_server_streaming() {
+                continue;
+            }
+            let Some(rules) = http.as_ref().map(|ext| rules(&method, ext)) else {
+                continue;
+            };
+            for (index, rule) in rules.iter().enumerate() {
+                let Some((verb, template)) = pattern(rule) else {
+                    continue;
+                };
+                let Some(operation) = generator.operation(&method, rule, template, index) else {
+                    continue;
+                };
+                any = true;
+                paths
+                    .entry(openapi_path(template))
+                    .or_default()
+                    .insert(verb, operation);
+            }
+        }
+        if any {
+            let mut tag = json!({"name": service.name()});
+            if let Some(text) = generator
+                .comments
+                .of(service.parent_file().name(), service.path())
+            {
+                tag["description"] = json!(text);
+            }
+            tags.push(tag);
+        }
+    }
+    generator.drain();
+
+    let mut schemas: Map<String, Value> = generator.schemas.into_iter().collect();
+    schemas.insert("cloudsec.gateway.Error".to_owned(), error_schema());
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "cloudsec API",
+            "version": "v1",
+            "description": "Generated from the protobuf contracts' google.api.http annotations; the gateway serves exactly these routes.",
+        },
+        "tags": tags,
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                "Error": {
+                    "description": "An error: the HTTP status follows the gRPC code in `code`",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/cloudsec.gateway.Error"}}},
+                },
+            },
+        },
+    })
+}
+
+/// The gateway's error body, `{"code", "message", "details"}`.
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "A google.rpc.Status in grpc-gateway's JSON shape.",
+        "properties": {
+            "code": {"type": "integer", "format": "int32", "description": "The gRPC status code."},
+            "message": {"type": "string"},
+            "details": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"@type": {"type": "string"}},
+                    "required": ["@type"],
+                    "additionalProperties": true,
+                },
+            },
+        },
+        "required": ["code", "message", "details"],
+    })
+}
+
+fn rules(method: &MethodDescriptor, extension: &ExtensionDescriptor) -> Vec<HttpRule> {
+    let options = method.options();
+    if !options.has_extension(extension) {
+        return Vec::new();
+    }
+    let Some(Ok(rule)) = options
+        .get_extension(extension)
+        .as_message()
+        .map(DynamicMessage::transcode_to::<HttpRule>)
+    else {
+        return Vec::new();
+    };
+    let mut all = vec![rule.clone()];
+    all.extend(rule.additional_bindings);
+    all
+}
+
+fn pattern(rule: &HttpRule) -> Option<(String, &str)> {
+    Some(match rule.pattern.as_ref()? {
+        Pattern::Get(p) => ("get".to_owned(), p),
+        Pattern::Put(p) => ("put".to_owned(), p),
+        Pattern::Post(p) => ("post".to_owned(), p),
+        Pattern::Delete(p) => ("delete".to_owned(), p),
+        Pattern::Patch(p) => ("patch".to_owned(), p),
+        Pattern::Custom(c) => {
+            let kind = c.kind.to_ascii_lowercase();
+            // OpenAPI has no place for other methods.
+            if !["head", "options", "trace"].contains(&kind.as_str()) {
+                return None;
+            }
+            (kind, &c.path)
+        }
+    })
+}
+
+/// `/v1/{name=shelves/*}/x:verb` as OpenAPI writes it: `/v1/{name}/x:verb`.
+fn openapi_path(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            break;
+        };
+        let inner = &after[..close];
+        let name = inner.split_once('=').map_or(inner, |(n, _)| n);
+        out.push('{');
+        out.push_str(name);
+        out.push('}');
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `(field path, segment pattern)` for each variable of a template.
+fn variables(template: &str) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            break;
+        };
+        let inner = &after[..close];
+        match inner.split_once('=') {
+            Some((name, pattern)) => out.push((name.to_owned(), Some(pattern.to_owned()))),
+            None => out.push((inner.to_owned(), None)),
+        }
+        rest = &after[close + 1..];
+    }
+    out
+}
+
+/// Leading comments by file and descriptor path.
+struct Comments {
+    by_location: HashMap<(String, Vec<i32>), String>,
+}
+
+impl Comments {
+    fn new(pool: &DescriptorPool) -> Self {
+        let mut by_location = HashMap::new();
+        for file in pool.files() {
+            let proto = file.file_descriptor_proto();
+            let Some(info) = &proto.source_code_info else {
+                continue;
+            };
+            for location in &info.location {
+                let text = location.leading_comments().trim();
+                if !text.is_empty() {
+                    by_location.insert(
+                        (file.name().to_owned(), location.path.clone()),
+                        text.lines().map(str::trim).collect::<Vec<_>>().join("\n"),
+                    );
+                }
+            }
+        }
+        Self { by_location }
+    }
+
+    fn of(&self, file: &str, path: &[i32]) -> Option<&str> {
+        self.by_location
+            .get(&(file.to_owned(), path.to_vec()))
+            .map(String::as_str)
+    }
+}
+
+struct Generator {
+    behavior: Option<ExtensionDescriptor>,
+    comments: Comments,
+    schemas: BTreeMap<String, Value>,
+    /// Messages and enums referenced but not yet described.
+    pending: Vec<Referenced>,
+}
+
+enum Referenced {
+    Message(MessageDescriptor),
+    Enum(EnumDescriptor),
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// A JSON form of a well-known type, or `None` for other messages.
+fn well_known(message: &MessageDescriptor) -> Option<Value> {
+    let int64 = json!({"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"});
+    let uint64 = json!({"type": "string", "format": "uint64", "pattern": "^[0-9]+$"});
+    let nullable = |mut schema: Value| {
+        let kind = schema["type"].clone();
+        schema["type"] = json!([kind, "null"]);
+        schema
+    };
+    Some(match message.full_name() {
+        "google.protobuf.Timestamp" => json!({"type": "string", "format": "date-time"}),
+        "google.protobuf.Duration" => {
+            json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"})
+        }
+        "google.protobuf.FieldMask" => {
+            json!({"type": "string", "description": "Comma-separated field paths in lowerCamelCase."})
+        }
+        "google.protobuf.Empty" => {
+            json!({"type": "object", "properties": {}, "additionalProperties": false})
+        }
+        "google.protobuf.Struct" => json!({"type": "object", "additionalProperties": true}),
+        "google.protobuf.Value" => json!({}),
+        "google.protobuf.ListValue" => json!({"type": "array", "items": {}}),
+        "google.protobuf.Any" => json!({
+            "type": "object",
+            "properties": {"@type": {"type": "string"}},
+            "required": ["@type"],
+            "additionalProperties": true,
+        }),
+        "google.protobuf.DoubleValue" | "google.protobuf.FloatValue" => {
+            nullable(json!({"type": "number"}))
+        }
+        "google.protobuf.Int64Value" => nullable(int64),
+        "google.protobuf.UInt64Value" => nullable(uint64),
+        "google.protobuf.Int32Value" => nullable(json!({"type": "integer", "format": "int32"})),
+        "google.protobuf.UInt32Value" => {
+            nullable(json!({"type": "integer", "minimum": 0, "maximum": 4_294_967_295_u64}))
+        }
+        "google.protobuf.BoolValue" => nullable(json!({"type": "boolean"})),
+        "google.protobuf.StringValue" => nullable(json!({"type": "string"})),
+        "google.protobuf.BytesValue" => {
+            nullable(json!({"type": "string", "contentEncoding": "base64"}))
+        }
+        _ => return None,
+    })
+}
+
+impl Generator {
+    /// The schema of one value of `kind` (not repeated).
+    fn kind_schema(&mut self, kind: &Kind) -> Value {
+        match kind {
+            Kind::Double | Kind::Float => json!({"type": "number"}),
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+                json!({"type": "integer", "format": "int32"})
+            }
+            Kind::Uint32 | Kind::Fixed32 => {
+                json!({"type": "integer", "minimum": 0, "maximum": 4_294_967_295_u64})
+            }
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                json!({"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"})
+            }
+            Kind::Uint64 | Kind::Fixed64 => {
+                json!({"type": "string", "format": "uint64", "pattern": "^[0-9]+$"})
+            }
+            Kind::Bool => json!({"type": "boolean"}),
+            Kind::String => json!({"type": "string"}),
+            Kind::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
+            Kind::Enum(e) => {
+                if e.full_name() == "google.protobuf.NullValue" {
+                    return json!({"type": "null"});
+                }
+                if !self.schemas.contains_key(e.full_name()) {
+                    self.pending.push(Referenced::Enum(e.clone()));
+                }
+                schema_ref(e.full_name())
+            }
+            Kind::Message(m) => {
+                if let Some(schema) = well_known(m) {
+                    return schema;
+                }
+                if !self.schemas.contains_key(m.full_name()) {
+                    self.pending.push(Referenced::Message(m.clone()));
+                }
+                schema_ref(m.full_name())
+            }
+        }
+    }
+
+    /// The schema of a field, lists and maps included.
+    fn field_schema(&mut self, field: &FieldDescriptor) -> Value {
+        if field.is_map() {
+            let value = match field.kind() {
+                Kind::Message(entry) => self.kind_schema(&entry.map_entry_value_field().kind()),
+                _ => json!({}),
+            };
+            return json!({"type": "object", "additionalProperties": value});
+        }
+        let one = self.kind_schema(&field.kind());
+        if field.is_list() {
+            json!({"type": "array", "items": one})
+        } else {
+            one
+        }
+    }
+
+    /// A field's schema with its comment and field behaviours.
+    fn property(&mut self, field: &FieldDescriptor) -> (Value, bool) {
+        let mut schema = self.field_schema(field);
+        let behaviors = field_behaviors(field, self.behavior.as_ref());
+        let mut notes: Vec<String> = self
+            .comments
+            .of(field.parent_file().name(), field.path())
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        if behaviors.contains(&behavior::IMMUTABLE) {
+            notes.push("Immutable: set on creation only.".to_owned());
+        }
+        if behaviors.contains(&behavior::IDENTIFIER) {
+            notes.push("The resource's identifier.".to_owned());
+        }
+        if behaviors.contains(&behavior::OPTIONAL) {
+            notes.push("Optional.".to_owned());
+        }
+        // `$ref` siblings are fine in 3.1, so annotations can sit beside it.
+        if let Some(object) = schema.as_object_mut() {
+            if !notes.is_empty() {
+                object.insert("description".to_owned(), json!(notes.join("\n\n")));
+            }
+            if behaviors.contains(&behavior::OUTPUT_ONLY) {
+                object.insert("readOnly".to_owned(), json!(true));
+            }
+            if behaviors.contains(&behavior::INPUT_ONLY) {
+                object.insert("writeOnly".to_owned(), json!(true));
+            }
+            if field.field_descriptor_proto().proto3_optional() {
+                object.insert("x-proto3-optional".to_owned(), json!(true));
+            }
+        }
+        (schema, behaviors.contains(&behavior::REQUIRED))
+    }
+
+    /// An object schema for `message`, leaving out `skip` fields.
+    fn message_schema(&mut self, message: &MessageDescriptor, skip: &[String]) -> Value {
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        for field in message.fields() {
+            if skip.iter().any(|s| s == field.name()) {
+                continue;
+            }
+            let (schema, is_required) = self.property(&field);
+            if is_required {
+                required.push(json!(field.json_name()));
+            }
+            properties.insert(field.json_name().to_owned(), schema);
+        }
+        let mut schema = json!({
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": false,
+        });
+        if !required.is_empty() {
+            schema["required"] = json!(required);
+        }
+        if let Some(text) = self
+            .comments
+            .of(message.parent_file().name(), message.path())
+        {
+            schema["description"] = json!(text);
+        }
+        // At most one member of each oneof: one branch per member, plus
+        // one for none of them.
+        let mut all_of = Vec::new();
+        for oneof in message.oneofs().filter(|o| !o.is_synthetic()) {
+            let members: Vec<Value> = oneof
+                .fields()
+                .filter(|f| !skip.iter().any(|s| s == f.name()))
+                .map(|f| json!({"required": [f.json_name()]}))
+                .collect();
+            if members.len() < 2 {
+                continue;
+            }
+            let mut branches = members.clone();
+            branches.push(json!({"not": {"anyOf": members}}));
+            all_of.push(json!({"oneOf": branches}));
+        }
+        if !all_of.is_empty() {
+            schema["allOf"] = json!(all_of);
+        }
+        schema
+    }
+
+    fn enum_schema(&self, e: &EnumDescriptor) -> Value {
+        let names: Vec<String> = e.values().map(|v| v.name().to_owned()).collect();
+        let mut schema = json!({"type": "string", "enum": names});
+        let mut notes: Vec<String> = self
+            .comments
+            .of(e.parent_file().name(), e.path())
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        for value in e.values() {
+            if let Some(text) = self.comments.of(value.parent_file().name(), value.path()) {
+                notes.push(format!("- `{}`: {text}", value.name()));
+            }
+        }
+        if !notes.is_empty() {
+            schema["description"] = json!(notes.join("\n"));
+        }
+        schema
+    }
+
+    /// Describes everything referenced so far, and what that references.
+    fn drain(&mut self) {
+        while let Some(next) = self.pending.pop() {
+            match next {
+                Referenced::Message(m) => {
+                    if self.schemas.contains_key(m.full_name()) {
+                        continue;
+                    }
+                    // A placeholder first, so recursive types terminate.
+                    self.schemas.insert(m.full_name().to_owned(), json!({}));
+                    let schema = self.message_schema(&m, &[]);
+                    self.schemas.insert(m.full_name().to_owned(), schema);
+                }
+                Referenced::Enum(e) => {
+                    let schema = self.enum_schema(&e);
+                    self.schemas.insert(e.full_name().to_owned(), schema);
+                }
+            }
+        }
+    }
+
+    /// Query parameters for the fields of `message` not in `bound`, with
+    /// nested singular messages flattened.
+    fn query_parameters(
+        &mut self,
+        message: &MessageDescriptor,
+        prefix: &str,
+        proto_prefix: &[String],
+        bound: &[Vec<String>],
+        seen: &mut Vec<String>,
+        out: &mut Vec<Value>,
+    ) {
+        if seen.iter().any(|s| s == message.full_name()) {
+            return;
+        }
+        seen.push(message.full_name().to_owned());
+        for field in message.fields() {
+            let name = if prefix.is_empty() {
+                field.json_name().to_owned()
+            } else {
+                format!("{prefix}.{}", field.json_name())
+            };
+            let mut proto_path = proto_prefix.to_vec();
+            proto_path.push(field.name().to_owned());
+            // Anything overlapping a path or body binding is not a
+            // parameter, as the transcoder refuses it.
+            if bound.iter().any(|b| {
+                let n = b.len().min(proto_path.len());
+                b[..n] == proto_path[..n]
+            }) {
+                continue;
+            }
+            let behaviors = field_behaviors(&field, self.behavior.as_ref());
+            if behaviors.contains(&behavior::OUTPUT_ONLY) || field.is_map() {
+                continue;
+            }
+            match field.kind() {
+                Kind::Message(m) if !field.is_list() && well_known(&m).is_none() => {
+                    self.query_parameters(&m, &name, &proto_path, bound, seen, out);
+                }
+                Kind::Message(m) if field.is_list() && well_known(&m).is_none() => {
+                    // Repeated messages cannot be given in a query.
+                }
+                _ => {
+                    let (schema, _) = self.property(&field);
+                    let mut parameter = json!({
+                        "name": name,
+                        "in": "query",
+                        "schema": schema,
+                    });
+                    if field.is_list() {
+                        parameter["style"] = json!("form");
+                        parameter["explode"] = json!(true);
+                    }
+                    out.push(parameter);
+                }
+            }
+        }
+        seen.pop();
+    }
+
+    fn operation(
+        &mut self,
+        method: &MethodDescriptor,
+        rule: &HttpRule,
+        template: &str,
+        index: usize,
+    ) -> Option<Value> {
+        let input = method.input();
+        let mut parameters = Vec::new();
+        let mut bound: Vec<Vec<String>> = Vec::new();
+        for (path, segments) in variables(template) {
+            let names: Vec<String> = path.split('.').map(str::to_owned).collect();
+            let leaf = resolve(&input, &names)?;
+            let (mut schema, _) = self.property(&leaf);
+            if let (Some(segments), Some(object)) = (&segments, schema.as_object_mut()) {
+                let note = format!("Matches `{segments}`.");
+                let description = match object.get("description").and_then(Value::as_str) {
+                    Some(text) => format!("{text}\n\n{note}"),
+                    None => note,
+                };
+                object.insert("description".to_owned(), json!(description));
+            }
+            if let Some(object) = schema.as_object_mut() {
+                object.remove("readOnly");
+            }
+            parameters.push(json!({
+                "name": path,
+                "in": "path",
+                "required": true,
+                "schema": schema,
+            }));
+            bound.push(names);
+        }
+
+        let request_body = match rule.body.as_str() {
+            "" => {
+                self.query_parameters(&input, "", &[], &bound, &mut Vec::new(), &mut parameters);
+                None
+            }
+            "*" => {
+                let top: Vec<String> = bound
+                    .iter()
+                    .filter(|b| b.len() == 1)
+                    .map(|b| b[0].clone())
+                    .collect();
+                let schema = if top.is_empty() {
+                    self.kind_schema(&Kind::Message(input.clone()))
+                } else {
+                    // Fields the path binds are left out of the body.
+                    self.message_schema(&input, &top)
+                };
+                Some(schema)
+            }
+            field_name => {
+                let field = input.get_field_by_name(field_name)?;
+                bound.push(vec![field_name.to_owned()]);
+                self.query_parameters(&input, "", &[], &bound, &mut Vec::new(), &mut parameters);
+                Some(self.field_schema(&field))
+            }
+        };
+
+        let response = match rule.response_body.as_str() {
+            "" => self.kind_schema(&Kind::Message(method.output())),
+            name => {
+                let field = method.output().get_field_by_name(name)?;
+                self.field_schema(&field)
+            }
+        };
+
+        let service = method.parent_service();
+        let operation_id = if index == 0 {
+            format!("{}_{}", service.name(), method.name())
+        } else {
+            format!("{}_{}{index}", service.name(), method.name())
+        };
+        let mut operation = json!({
+            "operationId": operation_id,
+            "tags": [service.name()],
+            "x-grpc-method": format!("{}/{}", service.full_name(), method.name()),
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": response}},
+                },
+                "default": {"$ref": "#/components/responses/Error"},
+            },
+        });
+        if let Some(text) = self.comments.of(method.parent_file().name(), method.path()) {
+            let summary = text.lines().next().unwrap_or_default();
+            operation["summary"] = json!(summary);
+            operation["description"] = json!(text);
+        }
+        if !parameters.is_empty() {
+            operation["parameters"] = json!(parameters);
+        }
+        if let Some(schema) = request_body {
+            operation["requestBody"] = json!({
+                "required": false,
+                "content": {"application/json": {"schema": schema}},
+            });
+        }
+        Some(operation)
+    }
+}
+
+/// The leaf field of a dotted path of proto names.
+fn resolve(message: &MessageDescriptor, path: &[String]) -> Option<FieldDescriptor> {
+    let (last, parents) = path.split_last()?;
+    let mut current = message.clone();
+    for name in parents {
+        current = current
+            .get_field_by_name(name)?
+            .kind()
+            .as_message()?
+            .clone();
+    }
+    current.get_field_by_name(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform() -> Value {
+        let pool = DescriptorPool::decode(cloudsec_proto::FILE_DESCRIPTOR_SET).unwrap();
+        openapi(&pool)
+    }
+
+    #[test]
+    fn converts_templates() {
+        assert_eq!(
+            openapi_path("/v1/{name=shelves/*}/x:publish"),
+            "/v1/{name}/x:publish"
+        );
+        assert_eq!(
+            openapi_path("/v1/documents/{document.id}"),
+            "/v1/documents/{document.id}"
+        );
+        assert_eq!(
+            variables("/v1/{a.b=x/*}/{c}"),
+            vec![
+                ("a.b".to_owned(), Some("x/*".to_owned())),
+                ("c".to_owned(), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn every_annotated_platform_rpc_is_an_operation() {
+        let doc = platform();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, verb, id) in [
+            ("/v1/auth:signUp", "post", "AuthService_SignUp"),
+            ("/v1/auth:login", "post", "AuthService_Login"),
+            ("/.well-known/jwks.json", "get", "AuthService_GetJwks"),
+            ("/v1/documents", "post", "DocumentService_CreateDocument"),
+            ("/v1/documents", "get", "DocumentService_ListDocuments"),
+            ("/v1/documents/{id}", "get", "DocumentService_GetDocument"),
+            (
+                "/v1/documents/{id}",
+                "delete",
+                "DocumentService_DeleteDocument",
+            ),
+            (
+                "/v1/documents/{document.id}",
+                "patch",
+                "DocumentService_UpdateDocument",
+            ),
+        ] {
+            assert_eq!(paths[path][verb]["operationId"], id, "{path} {verb}");
+        }
+    }
+
+    #[test]
+    fn schemas_honour_the_json_mapping_and_field_behavior() {
+        let doc = platform();
+        let schemas = &doc["components"]["schemas"];
+        let document = &schemas["cloudsec.documents.v1.Document"];
+        assert_eq!(document["required"], json!(["title", "classification"]));
+        let props = &document["properties"];
+        assert_eq!(props["sizeBytes"]["type"], "string");
+        assert_eq!(props["sizeBytes"]["readOnly"], true);
+        assert_eq!(props["createTime"]["format"], "date-time");
+        assert_eq!(props["labels"]["type"], "object");
+        assert_eq!(
+            props["classification"]["$ref"],
+            "#/components/schemas/cloudsec.documents.v1.Classification"
+        );
+        assert_eq!(props["title"]["description"], "1 to 200 characters.");
+        let classification = &schemas["cloudsec.documents.v1.Classification"];
+        assert_eq!(classification["enum"][1], "PUBLIC");
+        let signup = &schemas["cloudsec.auth.v1.SignUpRequest"];
+        assert_eq!(signup["properties"]["password"]["writeOnly"], true);
+        assert_eq!(signup["required"], json!(["email", "password", "tenant"]));
+        assert!(schemas["cloudsec.gateway.Error"]["properties"]["details"].is_object());
+    }
+
+    #[test]
+    fn parameters_and_bodies_follow_the_rules() {
+        let doc = platform();
+        let list = &doc["paths"]["/v1/documents"]["get"];
+        let names: Vec<&str> = list["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["pageSize", "pageToken", "classification", "label"]);
+        assert!(list.get("requestBody").is_none());
+        assert_eq!(
+            list["summary"],
+            "Lists the caller's tenant's documents, newest first."
+        );
+
+        let update = &doc["paths"]["/v1/documents/{document.id}"]["patch"];
+        let params = update["parameters"].as_array().unwrap();
+        assert_eq!(params[0]["name"], "document.id");
+        assert_eq!(params[0]["in"], "path");
+        assert_eq!(params[1]["name"], "updateMask");
+        assert_eq!(params[1]["in"], "query");
+        assert_eq!(
+            update["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/cloudsec.documents.v1.Document"
+        );
+        let create = &doc["paths"]["/v1/auth:signUp"]["post"];
+        assert_eq!(
+            create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/cloudsec.auth.v1.SignUpRequest"
+        );
+        assert_eq!(
+            create["responses"]["default"]["$ref"],
+            "#/components/responses/Error"
+        );
+    }
+
+    #[test]
+    fn only_included_services_are_documented() {
+        let pool = DescriptorPool::decode(cloudsec_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let doc = openapi_for(&pool, |s| s == "cloudsec.auth.v1.AuthService");
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.contains_key("/v1/auth:login"));
+        assert!(!paths.contains_key("/v1/documents"));
+        assert!(
+            doc["components"]["schemas"]
+                .get("cloudsec.documents.v1.Document")
+                .is_none()
+        );
+    }
+}
