@@ -350,33 +350,14 @@ async fn proxy(cfg: PlatformConfig) -> Result<(), Fatal> {
     let c = cfg
         .proxy
         .ok_or_else(|| missing("proxy", "section required to run the sidecar"))?;
-    c.validate()?;
-    let files = c.tls.clone().ok_or_else(|| {
-        missing(
-            "proxy.tls",
-            "required: the workload certificate, key and mesh CA",
-        )
-    })?;
-    let material = files
-        .load()
-        .map_err(|e| missing("proxy.tls", &e.to_string()))?;
-    let state = cloudsec_proxy::TlsState::new(&material)
-        .map_err(|e| missing("proxy.tls", &e.to_string()))?;
     let shutdown = Shutdown::new();
     shutdown::cancel_on_signal(shutdown.clone());
-    // Certificates rotated on disk (by cert-manager, a Vault agent, ...)
-    // are picked up without a restart.
-    state.follow(cloudsec_proxy::tls::watch_files(files, shutdown.clone()));
-    let sidecar = cloudsec_proxy::Proxy::build(&c, state)
+    cloudsec_proxy::Proxy::run_from_files(&c, shutdown)
         .await
-        .map_err(fatal)?;
-    tracing::info!(
-        inbound = ?sidecar.inbound_addr(),
-        outbound = ?sidecar.outbound_addr(),
-        admin = %sidecar.admin_addr(),
-        "proxy serving"
-    );
-    sidecar.run_until_stopped(shutdown).await.map_err(fatal)
+        .map_err(|e| match e {
+            cloudsec_proxy::ProxyError::Config(c) => c.into(),
+            other => fatal(other),
+        })
 }
 
 async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {

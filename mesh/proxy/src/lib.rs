@@ -126,6 +126,39 @@ impl Proxy {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// Loads the certificate files named in `config.tls`, follows them as
+    /// they are rotated on disk, and serves until `shutdown`.
+    pub async fn run_from_files(
+        config: &ProxyConfig,
+        shutdown: Shutdown,
+    ) -> Result<(), ProxyError> {
+        config.validate()?;
+        let files = config
+            .tls
+            .clone()
+            .ok_or_else(|| cloudsec_runtime::ConfigError {
+                key: "proxy.tls".into(),
+                message: "required: the workload certificate, key and mesh CA".into(),
+            })?;
+        let bad_tls = |message: String| cloudsec_runtime::ConfigError {
+            key: "proxy.tls".into(),
+            message,
+        };
+        let material = files.load().map_err(|e| bad_tls(e.to_string()))?;
+        let state = TlsState::new(&material).map_err(|e| bad_tls(e.to_string()))?;
+        // Certificates rotated on disk (cert-manager, a Vault agent, ...)
+        // are picked up without a restart.
+        state.follow(tls::watch_files(files, shutdown.clone()));
+        let sidecar = Self::build(config, state).await?;
+        tracing::info!(
+            inbound = ?sidecar.inbound_addr(),
+            outbound = ?sidecar.outbound_addr(),
+            admin = %sidecar.admin_addr(),
+            "proxy serving"
+        );
+        sidecar.run_until_stopped(shutdown).await
+    }
+
     /// Serves until `shutdown`; `/ready` fails first, then listeners close
     /// and open streams finish within the grace period.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), ProxyError> {

@@ -317,14 +317,26 @@ impl Outbound {
         let path = request.uri().path().to_owned();
         let route = self.route(&authority, destination, &path);
         let request = request.map(|b| b.map_err(Into::into).boxed_unsync());
-        let mut service = self.traffic.layer().layer(route);
+        // Errors become gRPC answers inside the metrics layer, so synthetic
+        // answers are counted like any other response.
+        let identity = destination.identity.clone();
+        let rescue_identity = identity.clone();
+        let rescued = route.map_result(move |result: Result<Rsp, BoxError>| {
+            Ok::<_, BoxError>(match result {
+                Ok(response) => response,
+                Err(error) => rescue(&rescue_identity, &error),
+            })
+        });
+        let mut service = self.traffic.layer().layer(rescued);
         let result = match service.ready().await {
             Ok(s) => s.call(request).await,
             Err(e) => Err(e),
         };
         match result {
             Ok(response) => response.map(|b| b.boxed_unsync()),
-            Err(error) => rescue(&destination.identity, &error),
+            // Only readiness can still fail here; the stack's own errors
+            // were answered above.
+            Err(error) => rescue(&identity, &error),
         }
     }
 }

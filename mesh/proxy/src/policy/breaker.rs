@@ -15,9 +15,12 @@
 //!
 //! A failure is an error, an HTTP 5xx, or a `grpc-status` in
 //! `failure_codes` found in the response headers (where servers put error
-//! statuses). A request dropped before it is answered also counts as a
-//! failure: the proxy's own timeout cancels requests by dropping them, and an
-//! endpoint that black-holes requests only ever shows up that way.
+//! statuses). A request dropped before it is answered (the caller went away,
+//! a deadline fired) counts neither way, since clients cancel for their own
+//! reasons; only a dropped probe counts as failed, so that half-open always
+//! ends. An endpoint that black-holes requests is therefore not caught by
+//! the breaker but by the route timeout and peak-EWMA, which steers traffic
+//! away from it.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -559,8 +562,12 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        if !self.done {
-            self.shared.record(true, self.probe);
+        // A request dropped unanswered was cancelled by its caller (a client
+        // going away, a deadline): no evidence against the endpoint, and
+        // counting it let ordinary cancellations open breakers. A cancelled
+        // probe is the exception: it must end the half-open state one way.
+        if !self.done && self.probe {
+            self.shared.record(true, true);
         }
     }
 }

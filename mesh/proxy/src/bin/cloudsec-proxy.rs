@@ -1,0 +1,79 @@
+//! `cloudsec-proxy`: the sidecar alone, in a binary much smaller than the
+//! full `cloudsec` CLI, so that an idle sidecar maps few pages.
+//! `cloudsec-proxy --config FILE` reads the same `[proxy]` section as
+//! `cloudsec proxy`.
+
+use std::process::ExitCode;
+
+use cloudsec_proxy::{Proxy, ProxyConfig, ProxyError};
+use cloudsec_runtime::config::{self, EXIT_CONFIG};
+use cloudsec_runtime::telemetry::{self, LogFormat};
+use cloudsec_runtime::{Shutdown, shutdown};
+use serde::Deserialize;
+
+/// The configuration file; sections for other components are tolerated so
+/// that one file can serve a whole pod.
+#[derive(Debug, Deserialize)]
+struct File {
+    proxy: Option<ProxyConfig>,
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: cloudsec-proxy --config FILE");
+    ExitCode::from(EXIT_CONFIG as u8)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = match args.as_slice() {
+        [flag, path] if flag == "--config" => Some(path.clone()),
+        [] => std::env::var("CLOUDSEC_CONFIG").ok(),
+        _ => return usage(),
+    };
+    let text = match path.as_deref().map(std::fs::read_to_string).transpose() {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot read configuration file: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let file: File = match config::load(text.as_deref(), &config::process_env()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let Some(proxy) = file.proxy else {
+        eprintln!("error: invalid configuration at `proxy`: section required");
+        return ExitCode::from(EXIT_CONFIG as u8);
+    };
+    // Two threads are plenty for a sidecar and keep its footprint small.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let _guard = telemetry::init("cloudsec-proxy", LogFormat::Json, None);
+        let stop = Shutdown::new();
+        shutdown::cancel_on_signal(stop.clone());
+        match Proxy::run_from_files(&proxy, stop).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(ProxyError::Config(e)) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG as u8)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
