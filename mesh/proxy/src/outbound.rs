@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tower::discover::Change;
 use tower::util::BoxCloneSyncService as BoxCloneService;
@@ -31,8 +31,8 @@ use tower::{Layer, Service, ServiceExt};
 use crate::config::{DestinationConfig, OutboundConfig};
 use crate::io::{Handler, MeshConnector, TcpMetrics};
 use crate::policy::{
-    BoxError, BreakerLayer, BreakerOpen, ConnectError, PolicyMetrics, ProxyBody, RetryLayer,
-    RoutePolicies, Shed, TimeoutLayer, grpc_error,
+    BoxError, BreakerLayer, BreakerOpen, BreakerPolicy, ConnectError, PolicyMetrics, ProxyBody,
+    RetryLayer, RoutePolicies, Shed, TimeoutLayer, grpc_error,
 };
 use crate::tls::TlsState;
 
@@ -165,11 +165,27 @@ where
     }
 }
 
-/// A destination: its endpoints and its per-route stacks.
+/// A destination: its endpoints, its balancers and its per-route stacks.
 struct Destination {
+    name: String,
     identity: SpiffeId,
-    balanced: RouteService,
+    /// The current endpoint addresses, fed by discovery.
+    endpoints: watch::Receiver<Vec<SocketAddr>>,
+    /// One balancer per breaker policy: the default's, and one for every
+    /// route that sets its own breaker, each over the same endpoints.
+    balancers: Mutex<HashMap<String, RouteService>>,
     routes: Mutex<HashMap<String, RouteService>>,
+}
+
+/// What building a balancer needs besides the breaker policy.
+#[derive(Clone)]
+struct BalancerContext {
+    tls: Arc<TlsState>,
+    tcp: TcpMetrics,
+    queue_capacity: usize,
+    failfast_timeout: Duration,
+    balancer: crate::config::BalancerConfig,
+    shutdown: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -178,6 +194,7 @@ pub(crate) struct Outbound {
     policies: Arc<RoutePolicies>,
     traffic: cloudsec_runtime::metrics::Traffic,
     policy_metrics: PolicyMetrics,
+    context: BalancerContext,
 }
 
 fn endpoint_service(
@@ -186,7 +203,7 @@ fn endpoint_service(
     tls: &Arc<TlsState>,
     tcp: &TcpMetrics,
     breaker: &BreakerLayer,
-) -> BoxCloneService<Req, Rsp, BoxError> {
+) -> RouteService {
     let connector = MeshConnector {
         addr,
         identity: identity.clone(),
@@ -201,6 +218,72 @@ fn endpoint_service(
     BoxCloneService::new(breaker.layer(Endpoint { client }))
 }
 
+/// A P2C peak-EWMA balancer over the destination's endpoints, each behind
+/// a breaker of `breaker`, with a bounded queue, load shedding and fail-fast.
+fn balancer(
+    destination: &Destination,
+    breaker: BreakerLayer,
+    cx: &BalancerContext,
+) -> RouteService {
+    let (tx, rx) = mpsc::channel::<Discovered>(64);
+    let mut endpoints = destination.endpoints.clone();
+    let identity = destination.identity.clone();
+    let cx2 = cx.clone();
+    tokio::spawn(async move {
+        let mut known: HashSet<SocketAddr> = HashSet::new();
+        loop {
+            let now: HashSet<SocketAddr> = endpoints.borrow_and_update().iter().copied().collect();
+            for addr in now.difference(&known) {
+                let svc = endpoint_service(*addr, &identity, &cx2.tls, &cx2.tcp, &breaker);
+                if tx.send(Ok(Change::Insert(*addr, svc))).await.is_err() {
+                    return;
+                }
+            }
+            for addr in known.difference(&now) {
+                if tx.send(Ok(Change::Remove(*addr))).await.is_err() {
+                    return;
+                }
+            }
+            known = now;
+            // Holding the sender keeps the balancer's discovery open.
+            tokio::select! {
+                () = cx2.shutdown.cancelled() => return,
+                changed = endpoints.changed() => if changed.is_err() {
+                    cx2.shutdown.cancelled().await;
+                    return;
+                },
+            }
+        }
+    });
+    let discover = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let ewma = tower::load::PeakEwmaDiscover::new(
+        discover,
+        cx.balancer.default_rtt,
+        cx.balancer.decay,
+        tower::load::CompleteOnResponse::default(),
+    );
+    let balance = tower::balance::p2c::Balance::new(ewma).map_err(|e: BoxError| e);
+    let failfast = FailFastService(Box::pin(FailFast::new(balance, cx.failfast_timeout)));
+    let (buffer, worker) = tower::buffer::Buffer::pair(failfast, cx.queue_capacity);
+    tokio::spawn(worker);
+    let shed = tower::load_shed::LoadShed::new(buffer).map_err(|e: BoxError| {
+        if e.is::<tower::load_shed::error::Overloaded>() {
+            Box::new(Shed::new("queue full")) as BoxError
+        } else {
+            e
+        }
+    });
+    BoxCloneService::new(shed)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        // Every update is an insert into a cache; a poisoned one is intact.
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 impl Outbound {
     pub(crate) fn new(
         config: &OutboundConfig,
@@ -213,47 +296,15 @@ impl Outbound {
         let mut destinations = BTreeMap::new();
         for (name, d) in &config.destinations {
             let identity = SpiffeId::parse(&d.identity).map_err(|e| e.to_string())?;
-            // Breakers are per endpoint and shared by every route of the
-            // destination; their settings come from the default route.
-            let breaker = BreakerLayer::new(
-                config.routes.default.breaker.clone().unwrap_or_default(),
-                &policy_metrics.breaker,
-                vec![("dst".to_owned(), name.clone())],
-            );
-            let (tx, rx) = mpsc::channel::<Discovered>(64);
-            spawn_discovery(
-                d,
-                identity.clone(),
-                Arc::clone(tls),
-                tcp.clone(),
-                breaker,
-                tx,
-                shutdown.clone(),
-            );
-            let discover = tokio_stream::wrappers::ReceiverStream::new(rx);
-            let ewma = tower::load::PeakEwmaDiscover::new(
-                discover,
-                config.balancer.default_rtt,
-                config.balancer.decay,
-                tower::load::CompleteOnResponse::default(),
-            );
-            let balance = tower::balance::p2c::Balance::new(ewma).map_err(|e: BoxError| e);
-            let failfast =
-                FailFastService(Box::pin(FailFast::new(balance, config.failfast_timeout)));
-            let (buffer, worker) = tower::buffer::Buffer::pair(failfast, config.queue_capacity);
-            tokio::spawn(worker);
-            let shed = tower::load_shed::LoadShed::new(buffer).map_err(|e: BoxError| {
-                if e.is::<tower::load_shed::error::Overloaded>() {
-                    Box::new(Shed::new("queue full")) as BoxError
-                } else {
-                    e
-                }
-            });
+            let (tx, rx) = watch::channel(Vec::new());
+            spawn_discovery(d, tx, shutdown.clone());
             destinations.insert(
                 name.clone(),
                 Arc::new(Destination {
+                    name: name.clone(),
                     identity,
-                    balanced: BoxCloneService::new(shed),
+                    endpoints: rx,
+                    balancers: Mutex::new(HashMap::new()),
                     routes: Mutex::new(HashMap::new()),
                 }),
             );
@@ -263,35 +314,78 @@ impl Outbound {
             policies: Arc::new(config.routes.clone()),
             traffic: metrics.traffic("outbound"),
             policy_metrics,
+            context: BalancerContext {
+                tls: Arc::clone(tls),
+                tcp: tcp.clone(),
+                queue_capacity: config.queue_capacity,
+                failfast_timeout: config.failfast_timeout,
+                balancer: config.balancer,
+                shutdown: shutdown.clone(),
+            },
         })
+    }
+
+    /// The balancer whose breakers follow `key`'s breaker policy: routes
+    /// without one of their own share the default's.
+    fn balanced(
+        &self,
+        destination: &Destination,
+        key: &str,
+        own: Option<&BreakerPolicy>,
+    ) -> RouteService {
+        let (key, policy) = match own {
+            Some(policy) => (key, policy.clone()),
+            None => (
+                "*",
+                self.policies.default.breaker.clone().unwrap_or_default(),
+            ),
+        };
+        lock(&destination.balancers)
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                let breaker = BreakerLayer::new(
+                    policy,
+                    &self.policy_metrics.breaker,
+                    vec![
+                        ("dst".to_owned(), destination.name.clone()),
+                        ("route".to_owned(), key.to_owned()),
+                    ],
+                );
+                balancer(destination, breaker, &self.context)
+            })
+            .clone()
     }
 
     /// The stack of the route `path` on `destination`, built on first use
     /// and shared afterwards so that its retry budget is shared too.
-    fn route(&self, name: &str, destination: &Destination, path: &str) -> RouteService {
+    fn route(&self, destination: &Destination, path: &str) -> RouteService {
         // Keyed by the configured route, a bounded set, so stacks and
         // metric labels cannot grow with arbitrary paths.
         let (key, policy) = self.policies.resolve(path);
-        let mut routes = match destination.routes.lock() {
-            Ok(r) => r,
-            Err(poisoned) => poisoned.into_inner(),
+        if let Some(stack) = lock(&destination.routes).get(key) {
+            return stack.clone();
+        }
+        let own_breaker = if key == "*" {
+            None
+        } else {
+            policy.breaker.as_ref()
         };
-        routes
+        let balanced = self.balanced(destination, key, own_breaker);
+        let labels = vec![
+            ("dst".to_owned(), destination.name.clone()),
+            ("route".to_owned(), key.to_owned()),
+        ];
+        let retry = RetryLayer::new(
+            policy.retry.clone(),
+            &self.policy_metrics.retry,
+            labels.clone(),
+        );
+        let timeout =
+            TimeoutLayer::new(policy.timeout).with_metrics(&self.policy_metrics.timeout, labels);
+        let stack = BoxCloneService::new(timeout.layer(retry.layer(balanced)));
+        lock(&destination.routes)
             .entry(key.to_owned())
-            .or_insert_with(|| {
-                let labels = vec![
-                    ("dst".to_owned(), name.to_owned()),
-                    ("route".to_owned(), key.to_owned()),
-                ];
-                let retry = RetryLayer::new(
-                    policy.retry.clone(),
-                    &self.policy_metrics.retry,
-                    labels.clone(),
-                );
-                let timeout = TimeoutLayer::new(policy.timeout)
-                    .with_metrics(&self.policy_metrics.timeout, labels);
-                BoxCloneService::new(timeout.layer(retry.layer(destination.balanced.clone())))
-            })
+            .or_insert(stack)
             .clone()
     }
 
@@ -315,7 +409,7 @@ impl Outbound {
             );
         };
         let path = request.uri().path().to_owned();
-        let route = self.route(&authority, destination, &path);
+        let route = self.route(destination, &path);
         let request = request.map(|b| b.map_err(Into::into).boxed_unsync());
         // Errors become gRPC answers inside the metrics layer, so synthetic
         // answers are counted like any other response.
@@ -374,56 +468,38 @@ impl Handler for Outbound {
     }
 }
 
-/// Feeds the balancer: static endpoints once, or DNS answers on every
-/// refresh (adding new addresses, removing vanished ones).
+/// Publishes the destination's endpoints: static ones once, or DNS answers
+/// on every refresh. A failed lookup keeps the last answer: a resolver
+/// hiccup must not empty the balancers.
 fn spawn_discovery(
     config: &DestinationConfig,
-    identity: SpiffeId,
-    tls: Arc<TlsState>,
-    tcp: TcpMetrics,
-    breaker: BreakerLayer,
-    tx: mpsc::Sender<Discovered>,
+    tx: watch::Sender<Vec<SocketAddr>>,
     shutdown: CancellationToken,
 ) {
     let fixed = config.endpoints.clone();
     let dns = config.dns.clone();
     let refresh = config.dns_refresh;
     tokio::spawn(async move {
-        let make = |addr| endpoint_service(addr, &identity, &tls, &tcp, &breaker);
-        if dns.is_none() {
-            for addr in fixed {
-                if tx.send(Ok(Change::Insert(addr, make(addr)))).await.is_err() {
-                    return;
-                }
-            }
-            // Holding the sender keeps the balancer's discovery open.
+        let Some(host) = dns else {
+            tx.send_replace(fixed);
+            // Holding the sender keeps the endpoint set open.
             shutdown.cancelled().await;
             return;
-        }
-        let Some(host) = dns else { return };
-        let mut known: HashSet<SocketAddr> = HashSet::new();
+        };
         loop {
             match tokio::net::lookup_host(host.as_str()).await {
                 Ok(addrs) => {
-                    let now: HashSet<SocketAddr> = addrs.collect();
-                    for addr in now.difference(&known) {
-                        if tx
-                            .send(Ok(Change::Insert(*addr, make(*addr))))
-                            .await
-                            .is_err()
-                        {
-                            return;
+                    let mut now: Vec<SocketAddr> = addrs.collect();
+                    now.sort();
+                    now.dedup();
+                    tx.send_if_modified(|current| {
+                        let changed = *current != now;
+                        if changed {
+                            *current = now;
                         }
-                    }
-                    for addr in known.difference(&now) {
-                        if tx.send(Ok(Change::Remove(*addr))).await.is_err() {
-                            return;
-                        }
-                    }
-                    known = now;
+                        changed
+                    });
                 }
-                // Keep the last answer: a resolver hiccup must not empty
-                // the balancer.
                 Err(error) => tracing::warn!(%host, %error, "dns resolution failed"),
             }
             tokio::select! {

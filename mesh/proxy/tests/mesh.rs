@@ -715,3 +715,46 @@ async fn dns_destinations_resolve_and_balance() {
     }
     assert_eq!(r.app.calls(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_may_have_its_own_breaker() {
+    let ca = LocalCa::generate().unwrap();
+    let r = replica(&ca, open()).await;
+    r.app.set(Mode::Unavailable);
+    let routes = r#"
+[default]
+timeout = "5s"
+[default.breaker]
+consecutive_failures = 0
+[routes."test.Echo/Fragile"]
+timeout = "5s"
+[routes."test.Echo/Fragile".breaker]
+consecutive_failures = 2
+[routes."test.Echo/Fragile".breaker.probation]
+base = "10s"
+max = "20s"
+"#;
+    let c = client(&ca, vec![r.inbound], "echo", routes).await;
+    let mut s = connect(c.outbound).await;
+    for _ in 0..2 {
+        assert_eq!(
+            call(&mut s, "/test.Echo/Fragile", &[]).await,
+            Code::Unavailable
+        );
+    }
+    assert_eq!(r.app.calls(), 2);
+    // The fragile route's breaker is open: it sheds without reaching the app.
+    assert_eq!(
+        call(&mut s, "/test.Echo/Fragile", &[]).await,
+        Code::Unavailable
+    );
+    assert_eq!(r.app.calls(), 2);
+    // Other routes have their own (here: no) breaker and still get through.
+    for _ in 0..3 {
+        assert_eq!(
+            call(&mut s, "/test.Echo/Call", &[]).await,
+            Code::Unavailable
+        );
+    }
+    assert_eq!(r.app.calls(), 5);
+}
