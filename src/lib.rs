@@ -317,7 +317,7 @@ fn sidecar_config(
                 })
                 .collect(),
             routes: Default::default(),
-            queue_capacity: 100,
+            queue_capacity: 10_000,
             failfast_timeout: Duration::from_secs(1),
             balancer: Default::default(),
         }),

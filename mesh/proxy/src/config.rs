@@ -127,8 +127,10 @@ fn default_grace() -> Duration {
     Duration::from_secs(10)
 }
 
+/// Linkerd's outbound queue capacity: deep enough that ordinary bursts
+/// wait instead of being shed; fail-fast still bounds the wait.
 fn default_queue() -> usize {
-    100
+    10_000
 }
 
 fn default_failfast() -> Duration {
