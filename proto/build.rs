@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "cloudsec/auth/v1/auth.proto",
         "cloudsec/documents/v1/documents.proto",
+        "cloudsec/events/v1/events.proto",
     ];
     let mut compiler = protox::Compiler::new([&root])?;
     compiler.include_imports(true).include_source_info(true);

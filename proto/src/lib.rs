@@ -30,3 +30,9 @@ pub mod documents {
         include!(concat!(env!("OUT_DIR"), "/cloudsec.documents.v1.rs"));
     }
 }
+
+pub mod events {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/cloudsec.events.v1.rs"));
+    }
+}

@@ -1,0 +1,7 @@
+//! The bus against real backends: SQLite files, fresh PostgreSQL databases
+//! and a moto server (SNS, SQS, EventBridge).
+
+mod aws;
+mod embedded;
+mod relay;
+mod support;
