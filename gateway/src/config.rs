@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cloudsec_runtime::Secret;
@@ -94,6 +95,20 @@ pub struct GatewayConfig {
     /// Serve the OpenAPI 3.1 document at `/openapi.json`.
     #[serde(default = "default_true")]
     pub serve_openapi: bool,
+    /// Terminate TLS on the REST listener with this certificate. Unset:
+    /// plain HTTP (a load balancer or API Gateway terminates TLS).
+    #[serde(default)]
+    pub listen_tls: Option<ListenTls>,
+}
+
+/// The REST listener's own certificate, read once at start.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenTls {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// What an API key on this plan may do. Quotas count allowed requests per
@@ -147,6 +162,39 @@ pub struct RoutePolicy {
     /// One bucket for the route, shared by every client.
     #[serde(default)]
     pub throttle: Option<Throttle>,
+    /// HTTP statuses for what the service answered, by gRPC code name,
+    /// replacing the status table for these methods: e.g.
+    /// `{ NOT_FOUND = 200 }` makes deleting a missing resource succeed
+    /// with `{}`. A 2xx for an error code answers `{}` (nothing for 204);
+    /// `OK` may only map to another 2xx.
+    #[serde(default)]
+    pub status_overrides: Option<BTreeMap<String, u16>>,
+}
+
+/// The gRPC code named as in `google.rpc.Code` (`NOT_FOUND`), for
+/// `status_overrides`.
+pub(crate) fn grpc_code(name: &str) -> Option<tonic::Code> {
+    use tonic::Code;
+    Some(match name {
+        "OK" => Code::Ok,
+        "CANCELLED" => Code::Cancelled,
+        "UNKNOWN" => Code::Unknown,
+        "INVALID_ARGUMENT" => Code::InvalidArgument,
+        "DEADLINE_EXCEEDED" => Code::DeadlineExceeded,
+        "NOT_FOUND" => Code::NotFound,
+        "ALREADY_EXISTS" => Code::AlreadyExists,
+        "PERMISSION_DENIED" => Code::PermissionDenied,
+        "RESOURCE_EXHAUSTED" => Code::ResourceExhausted,
+        "FAILED_PRECONDITION" => Code::FailedPrecondition,
+        "ABORTED" => Code::Aborted,
+        "OUT_OF_RANGE" => Code::OutOfRange,
+        "UNIMPLEMENTED" => Code::Unimplemented,
+        "INTERNAL" => Code::Internal,
+        "UNAVAILABLE" => Code::Unavailable,
+        "DATA_LOSS" => Code::DataLoss,
+        "UNAUTHENTICATED" => Code::Unauthenticated,
+        _ => return None,
+    })
 }
 
 /// The edge JWT authorizer.
@@ -307,6 +355,7 @@ impl Default for GatewayConfig {
             trusted_proxies: Vec::new(),
             validate_requests: true,
             serve_openapi: true,
+            listen_tls: None,
         }
     }
 }
@@ -430,6 +479,24 @@ impl GatewayConfig {
             if let Some(throttle) = &policy.throttle {
                 throttle.check(&format!("{key}.throttle"))?;
             }
+            for (name, status) in policy.status_overrides.iter().flatten() {
+                let at = format!("{key}.status_overrides.{name}");
+                let Some(code) = grpc_code(name) else {
+                    return Err(invalid(
+                        at,
+                        "not a gRPC code name such as NOT_FOUND or FAILED_PRECONDITION",
+                    ));
+                };
+                let Ok(status) = http::StatusCode::from_u16(*status) else {
+                    return Err(invalid(at, "not an HTTP status"));
+                };
+                if !(200..=599).contains(&status.as_u16()) {
+                    return Err(invalid(at, "must be from 200 to 599"));
+                }
+                if code == tonic::Code::Ok && !status.is_success() {
+                    return Err(invalid(at, "OK may only become another 2xx status"));
+                }
+            }
             if policy.api_key == Some(true) && self.api_keys.is_empty() {
                 tracing::warn!(%selector, "routes require an API key but none is configured");
             }
@@ -516,14 +583,20 @@ mod tests {
                 "*": {"api_key": true},
                 "cloudsec.documents.v1.DocumentService/DeleteDocument": {
                     "scopes": ["tenant:admin"], "throttle": {"rate": 1.0, "burst": 2},
+                    "status_overrides": {"NOT_FOUND": 204},
                 },
             },
             "client_ip_throttle": {"rate": 50.0, "burst": 100},
             "jwt": {"refresh_interval": "1m"},
             "cors": {"allowed_origins": ["https://app.example.com"], "max_age": "1h"},
             "trusted_proxies": ["10.0.0.0/8", "2001:db8::/32"],
+            "listen_tls": {"cert_file": "/etc/gw/cert.pem", "key_file": "/etc/gw/key.pem"},
         }))
         .unwrap();
+        assert_eq!(
+            config.listen_tls.as_ref().unwrap().cert_file,
+            PathBuf::from("/etc/gw/cert.pem")
+        );
         config.validate().unwrap();
         assert!(
             !format!("{config:?}").contains("pw@"),
@@ -576,6 +649,22 @@ mod tests {
             (
                 serde_json::json!({"cors": {"allowed_origins": ["app.example.com"]}}),
                 "gateway.cors.allowed_origins",
+            ),
+            (
+                serde_json::json!({"routes": {"a.v1.S/M": {"status_overrides": {"NOPE": 200}}}}),
+                "gateway.routes.\"a.v1.S/M\".status_overrides.NOPE",
+            ),
+            (
+                serde_json::json!({"routes": {"a.v1.S/M": {"status_overrides": {"OK": 404}}}}),
+                "gateway.routes.\"a.v1.S/M\".status_overrides.OK",
+            ),
+            (
+                serde_json::json!({"routes": {"a.v1.S/M": {"status_overrides": {"NOT_FOUND": 99}}}}),
+                "gateway.routes.\"a.v1.S/M\".status_overrides.NOT_FOUND",
+            ),
+            (
+                serde_json::json!({"routes": {"a.v1.S/M": {"status_overrides": {"NOT_FOUND": 600}}}}),
+                "gateway.routes.\"a.v1.S/M\".status_overrides.NOT_FOUND",
             ),
         ];
         for (json, key) in cases {

@@ -59,6 +59,10 @@ pub enum GatewayError {
     NoJwksSource(&'static str),
     #[error("invalid gateway.jwt.jwks_url: {0}")]
     JwksUrl(#[source] reqwest::Error),
+    #[error(transparent)]
+    FieldRules(#[from] crate::validate::RuleError),
+    #[error("cannot use gateway.listen_tls: {0}")]
+    ListenTls(#[from] crate::tls::ListenTlsError),
 }
 
 /// A failed request as the client sees it.
@@ -268,6 +272,31 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// A failed upstream call as the client sees it. A status with a source
+/// was made here (connect, TLS or h2 failure), not sent by the service: its
+/// text is for the log, not the client.
+pub(crate) fn upstream_failure(
+    method: &str,
+    timeout: Duration,
+    status: &tonic::Status,
+) -> ApiError {
+    use std::error::Error as _;
+    if let Some(cause) = status.source() {
+        tracing::warn!(
+            %method,
+            code = ?status.code(),
+            error = %status.message(),
+            %cause,
+            "upstream call failed"
+        );
+        return match status.code() {
+            Code::DeadlineExceeded | Code::Cancelled => ApiError::deadline_exceeded(timeout),
+            _ => ApiError::unavailable(),
+        };
+    }
+    ApiError::from_upstream(status)
 }
 
 const TYPE_PREFIX: &str = "type.googleapis.com/google.rpc.";

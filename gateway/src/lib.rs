@@ -27,7 +27,10 @@
 //! - `cors`: preflights and CORS response headers.
 //! - `client`: the client's address, scheme and request id behind
 //!   trusted proxies.
-//! - `validate`: `google.api.field_behavior = REQUIRED` checks.
+//! - `validate`: `google.api.field_behavior = REQUIRED` and
+//!   `cloudsec.api.v1.field_rules` checks.
+//! - `stream`: server-streaming responses as NDJSON or Server-Sent Events.
+//! - `tls`: optional TLS termination on the REST listener.
 //! - [`openapi`]: the OpenAPI 3.1 document from the descriptors.
 
 #![forbid(unsafe_code)]
@@ -37,21 +40,30 @@ pub mod codec;
 pub mod config;
 mod cors;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod jwt;
 pub mod limits;
 pub mod openapi;
 mod policy;
 mod routes;
 mod server;
+mod stream;
+#[cfg(test)]
+mod test_support;
+mod tls;
 mod transcode;
 mod validate;
 
 pub use codec::DynamicCodec;
 pub use config::{
-    ApiKey, ConfigError, CorsConfig, GatewayConfig, JwtConfig, RoutePolicy, Throttle, Upstream,
-    UsagePlan,
+    ApiKey, ConfigError, CorsConfig, GatewayConfig, JwtConfig, ListenTls, RoutePolicy, Throttle,
+    Upstream, UsagePlan,
 };
 pub use error::GatewayError;
 pub use limits::{Clock, SystemClock};
 pub use openapi::{openapi, openapi_for};
 pub use server::{Gateway, descriptor_pool};
+pub use tls::ListenTlsError;
+pub use validate::RuleError;

@@ -2,8 +2,11 @@
 //! `google.api.http` rule (additional bindings included), with the same
 //! mapping the gateway applies at run time.
 //!
-//! - Path variables become path parameters (`{document.id}` keeps its
-//!   dotted name; `{name=shelves/*}` becomes `{name}`).
+//! - Path variables become path parameters: `{name=shelves/*}` becomes
+//!   `{name}`, and a nested field's dots become underscores
+//!   (`{document.id}` is `{document_id}`), since tools such as
+//!   Schemathesis read a dot in a path template as attribute access; the
+//!   parameter's `x-field-path` keeps the field path.
 //! - Fields not bound by the path or body become query parameters, by
 //!   JSON name, nested singular messages flattened with dots; maps are
 //!   left out, as they cannot be set from a query.
@@ -16,6 +19,11 @@
 //! - A oneof allows at most one of its members; a proto3 `optional`
 //!   field is marked `x-proto3-optional`.
 //! - Leading comments become descriptions and summaries.
+//! - `cloudsec.api.v1.field_rules` become `minLength`, `maxLength`,
+//!   `pattern`, `minItems`, `maxItems`, `minimum` and `maximum`;
+//!   `cloudsec.api.v1.required_scopes` becomes `x-required-scopes`.
+//! - Server-streaming methods answer `application/x-ndjson` (one
+//!   `{"result"}` or `{"error"}` object per line) or `text/event-stream`.
 //! - Every operation's error answer is the gateway's error body.
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +35,10 @@ use prost_reflect::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::validate::{behavior, behavior_extension, field_behaviors};
+use crate::policy::{option_scopes, scopes_extension};
+use crate::validate::{
+    behavior, behavior_extension, field_behaviors, field_rules, rules_extension,
+};
 
 /// The document for every annotated RPC in `pool`.
 pub fn openapi(pool: &DescriptorPool) -> Value {
@@ -39,6 +50,8 @@ pub fn openapi(pool: &DescriptorPool) -> Value {
 pub fn openapi_for(pool: &DescriptorPool, include: impl Fn(&str) -> bool) -> Value {
     let mut generator = Generator {
         behavior: behavior_extension(pool),
+        rules: rules_extension(pool),
+        scopes: scopes_extension(pool),
         comments: Comments::new(pool),
         schemas: BTreeMap::new(),
         pending: Vec::new(),
@@ -52,7 +65,8 @@ pub fn openapi_for(pool: &DescriptorPool, include: impl Fn(&str) -> bool) -> Val
         }
         let mut any = false;
         for method in service.methods() {
-            if method.is_client_streaming() || method.is_server_streaming() {
+            // The gateway routes no client-streaming method.
+            if method.is_client_streaming() {
                 continue;
             }
             let Some(rules) = http.as_ref().map(|ext| rules(&method, ext)) else {
@@ -178,12 +192,17 @@ fn openapi_path(template: &str) -> String {
         let inner = &after[..close];
         let name = inner.split_once('=').map_or(inner, |(n, _)| n);
         out.push('{');
-        out.push_str(name);
+        out.push_str(&parameter_name(name));
         out.push('}');
         rest = &after[close + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// A path parameter's name for a variable's field path.
+fn parameter_name(field_path: &str) -> String {
+    field_path.replace('.', "_")
 }
 
 /// `(field path, segment pattern)` for each variable of a template.
@@ -240,6 +259,8 @@ impl Comments {
 
 struct Generator {
     behavior: Option<ExtensionDescriptor>,
+    rules: Option<ExtensionDescriptor>,
+    scopes: Option<ExtensionDescriptor>,
     comments: Comments,
     schemas: BTreeMap<String, Value>,
     /// Messages and enums referenced but not yet described.
@@ -394,7 +415,60 @@ impl Generator {
                 object.insert("x-proto3-optional".to_owned(), json!(true));
             }
         }
+        self.constrain(field, &mut schema);
         (schema, behaviors.contains(&behavior::REQUIRED))
+    }
+
+    /// The field's `cloudsec.api.v1.field_rules` as JSON Schema keywords,
+    /// on the items of a list for the per-value rules.
+    fn constrain(&self, field: &FieldDescriptor, schema: &mut Value) {
+        let Some(rules) = field_rules(field, self.rules.as_ref()) else {
+            return;
+        };
+        if (field.is_list() || field.is_map())
+            && let Some(object) = schema.as_object_mut()
+        {
+            let (min, max) = if field.is_list() {
+                ("minItems", "maxItems")
+            } else {
+                ("minProperties", "maxProperties")
+            };
+            if let Some(n) = rules.min_items {
+                object.insert(min.to_owned(), json!(n));
+            }
+            if let Some(n) = rules.max_items {
+                object.insert(max.to_owned(), json!(n));
+            }
+        }
+        let target = if field.is_list() {
+            schema.get_mut("items")
+        } else if field.is_map() {
+            None
+        } else {
+            Some(schema)
+        };
+        let Some(object) = target.and_then(Value::as_object_mut) else {
+            return;
+        };
+        if let Some(n) = rules.min_length {
+            object.insert("minLength".to_owned(), json!(n));
+        }
+        if let Some(n) = rules.max_length {
+            object.insert("maxLength".to_owned(), json!(n));
+        }
+        if !rules.pattern.is_empty() {
+            object.insert("pattern".to_owned(), json!(rules.pattern));
+        }
+        // 64-bit integers are strings in JSON, where number bounds mean
+        // nothing; the gateway still checks them.
+        if object.get("type") != Some(&json!("string")) {
+            if let Some(n) = rules.minimum {
+                object.insert("minimum".to_owned(), json!(n));
+            }
+            if let Some(n) = rules.maximum {
+                object.insert("maximum".to_owned(), json!(n));
+            }
+        }
     }
 
     /// An object schema for `message`, leaving out `skip` fields.
@@ -573,12 +647,16 @@ impl Generator {
             if let Some(object) = schema.as_object_mut() {
                 object.remove("readOnly");
             }
-            parameters.push(json!({
-                "name": path,
+            let mut parameter = json!({
+                "name": parameter_name(&path),
                 "in": "path",
                 "required": true,
                 "schema": schema,
-            }));
+            });
+            if path.contains('.') {
+                parameter["x-field-path"] = json!(path);
+            }
+            parameters.push(parameter);
             bound.push(names);
         }
 
@@ -616,6 +694,24 @@ impl Generator {
                 self.field_schema(&field)
             }
         };
+        let content = if method.is_server_streaming() {
+            json!({
+                "application/x-ndjson": {"schema": {
+                    "description": "One object per line: each message as `result`, a failure after the first message as `error`.",
+                    "type": "object",
+                    "properties": {
+                        "result": response,
+                        "error": {"$ref": "#/components/schemas/cloudsec.gateway.Error"},
+                    },
+                }},
+                "text/event-stream": {"schema": {
+                    "description": "With `Accept: text/event-stream`: each message as a `data:` event, a failure as an `error` event.",
+                    "type": "string",
+                }},
+            })
+        } else {
+            json!({"application/json": {"schema": response}})
+        };
 
         let service = method.parent_service();
         let operation_id = if index == 0 {
@@ -630,7 +726,7 @@ impl Generator {
             "responses": {
                 "200": {
                     "description": "OK",
-                    "content": {"application/json": {"schema": response}},
+                    "content": content,
                 },
                 "default": {"$ref": "#/components/responses/Error"},
             },
@@ -642,6 +738,10 @@ impl Generator {
         }
         if !parameters.is_empty() {
             operation["parameters"] = json!(parameters);
+        }
+        let scopes = option_scopes(method, self.scopes.as_ref());
+        if !scopes.is_empty() {
+            operation["x-required-scopes"] = json!(scopes);
         }
         if let Some(schema) = request_body {
             operation["requestBody"] = json!({
@@ -684,7 +784,7 @@ mod tests {
         );
         assert_eq!(
             openapi_path("/v1/documents/{document.id}"),
-            "/v1/documents/{document.id}"
+            "/v1/documents/{document_id}"
         );
         assert_eq!(
             variables("/v1/{a.b=x/*}/{c}"),
@@ -713,7 +813,7 @@ mod tests {
                 "DocumentService_DeleteDocument",
             ),
             (
-                "/v1/documents/{document.id}",
+                "/v1/documents/{document_id}",
                 "patch",
                 "DocumentService_UpdateDocument",
             ),
@@ -763,9 +863,10 @@ mod tests {
             "Lists the caller's tenant's documents, newest first."
         );
 
-        let update = &doc["paths"]["/v1/documents/{document.id}"]["patch"];
+        let update = &doc["paths"]["/v1/documents/{document_id}"]["patch"];
         let params = update["parameters"].as_array().unwrap();
-        assert_eq!(params[0]["name"], "document.id");
+        assert_eq!(params[0]["name"], "document_id");
+        assert_eq!(params[0]["x-field-path"], "document.id");
         assert_eq!(params[0]["in"], "path");
         assert_eq!(params[1]["name"], "updateMask");
         assert_eq!(params[1]["in"], "query");

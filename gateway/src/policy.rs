@@ -1,8 +1,12 @@
 //! Edge policy: which API keys exist and what each route demands (a key,
-//! a token with scopes, a shared throttle), resolved once per route at
-//! build time from the configuration's method selectors.
+//! a token with scopes, a shared throttle, status overrides), resolved once
+//! per route at build time from the configuration's method selectors and
+//! the method's `cloudsec.api.v1.required_scopes` option.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use http::StatusCode;
+use prost_reflect::{DescriptorPool, ExtensionDescriptor, MethodDescriptor, Value};
 
 use sha2::{Digest, Sha256};
 
@@ -76,8 +80,40 @@ pub(crate) struct RouteEdge {
     pub(crate) api_key: bool,
     /// Needs no bearer token even with the JWT authorizer on.
     pub(crate) public: bool,
+    /// The method option's scopes and the configured ones, together.
     pub(crate) scopes: Vec<String>,
     pub(crate) throttle: Option<Throttle>,
+    /// HTTP status by gRPC code for what the service answered.
+    pub(crate) status_overrides: BTreeMap<i32, StatusCode>,
+}
+
+/// The `cloudsec.api.v1.required_scopes` extension, when some descriptor
+/// imports `cloudsec/api/v1/options.proto`.
+pub(crate) fn scopes_extension(pool: &DescriptorPool) -> Option<ExtensionDescriptor> {
+    pool.get_extension_by_name("cloudsec.api.v1.required_scopes")
+}
+
+/// The scopes the contract demands for `method`.
+pub(crate) fn option_scopes(
+    method: &MethodDescriptor,
+    extension: Option<&ExtensionDescriptor>,
+) -> Vec<String> {
+    let Some(extension) = extension else {
+        return Vec::new();
+    };
+    let options = method.options();
+    if !options.has_extension(extension) {
+        return Vec::new();
+    }
+    match options.get_extension(extension).as_ref() {
+        Value::List(values) => values
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// How well `selector` names `service/method`: `None` when it does not,
@@ -108,8 +144,15 @@ pub(crate) fn selected(selectors: &[String], service: &str, method: &str) -> boo
 
 impl RouteEdge {
     /// The settings of `service/method`: per setting, the most specific
-    /// selector that sets it.
-    pub(crate) fn resolve(config: &GatewayConfig, service: &str, method: &str) -> Self {
+    /// selector that sets it. Scopes are the contract's (`contract_scopes`)
+    /// plus the configured ones: configuration can add scopes, not drop
+    /// what the contract demands (only `jwt.public` lifts the token check).
+    pub(crate) fn resolve(
+        config: &GatewayConfig,
+        service: &str,
+        method: &str,
+        contract_scopes: &[String],
+    ) -> Self {
         let mut matching: Vec<(u8, &crate::config::RoutePolicy)> = config
             .routes
             .iter()
@@ -122,15 +165,36 @@ impl RouteEdge {
         let api_key = matching.iter().find_map(|(_, p)| p.api_key);
         let scopes = matching.iter().find_map(|(_, p)| p.scopes.clone());
         let throttle = matching.iter().find_map(|(_, p)| p.throttle);
+        let overrides = matching
+            .iter()
+            .find_map(|(_, p)| p.status_overrides.as_ref());
         let public = config
             .jwt
             .as_ref()
             .is_some_and(|jwt| selected(&jwt.public, service, method));
+        let mut all_scopes: Vec<String> = contract_scopes.to_vec();
+        for scope in scopes.unwrap_or_default() {
+            if !all_scopes.contains(&scope) {
+                all_scopes.push(scope);
+            }
+        }
+        // Validated at start: names are codes and numbers statuses, so
+        // anything left out here was never accepted.
+        let status_overrides = overrides
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, status)| {
+                let code = crate::config::grpc_code(name)?;
+                let status = StatusCode::from_u16(*status).ok()?;
+                Some((code as i32, status))
+            })
+            .collect();
         Self {
             api_key: api_key.unwrap_or(false),
             public,
-            scopes: scopes.unwrap_or_default(),
+            scopes: all_scopes,
             throttle,
+            status_overrides,
         }
     }
 }
@@ -193,7 +257,7 @@ mod tests {
             RoutePolicy {
                 api_key: Some(true),
                 scopes: Some(vec!["base".into()]),
-                throttle: None,
+                ..RoutePolicy::default()
             },
         );
         config.routes.insert(
@@ -217,24 +281,72 @@ mod tests {
         });
         config.validate().unwrap();
 
-        let open = RouteEdge::resolve(&config, "a.v1.S", "Open");
+        let open = RouteEdge::resolve(&config, "a.v1.S", "Open", &[]);
         assert!(!open.api_key);
         assert!(open.public);
         assert_eq!(open.scopes, ["s"]);
         assert_eq!(open.throttle, Some(throttle));
 
-        let other = RouteEdge::resolve(&config, "a.v1.S", "Other");
+        let other = RouteEdge::resolve(&config, "a.v1.S", "Other", &[]);
         assert!(other.api_key && !other.public);
 
-        let elsewhere = RouteEdge::resolve(&config, "b.v1.T", "Open");
+        let elsewhere = RouteEdge::resolve(&config, "b.v1.T", "Open", &[]);
         assert!(elsewhere.api_key);
         assert_eq!(elsewhere.scopes, ["base"]);
         assert_eq!(elsewhere.throttle, None);
 
         // No routes table: nothing is demanded.
         assert_eq!(
-            RouteEdge::resolve(&GatewayConfig::default(), "a.v1.S", "Open"),
+            RouteEdge::resolve(&GatewayConfig::default(), "a.v1.S", "Open", &[]),
             RouteEdge::default()
+        );
+    }
+
+    #[test]
+    fn contract_scopes_are_kept_and_configured_ones_added() {
+        let mut config = config();
+        config.routes.insert(
+            "a.v1.S/*".into(),
+            RoutePolicy {
+                scopes: Some(vec!["extra".into(), "items:write".into()]),
+                ..RoutePolicy::default()
+            },
+        );
+        let contract = ["items:write".to_owned()];
+        let edge = RouteEdge::resolve(&config, "a.v1.S", "M", &contract);
+        assert_eq!(edge.scopes, ["items:write", "extra"]);
+        let edge = RouteEdge::resolve(&config, "b.v1.T", "M", &contract);
+        assert_eq!(edge.scopes, ["items:write"]);
+    }
+
+    #[test]
+    fn status_overrides_resolve_by_code() {
+        let mut config = config();
+        config.routes.insert(
+            "a.v1.S/Delete".into(),
+            RoutePolicy {
+                status_overrides: Some(
+                    [("NOT_FOUND".to_owned(), 200), ("ABORTED".to_owned(), 412)]
+                        .into_iter()
+                        .collect(),
+                ),
+                ..RoutePolicy::default()
+            },
+        );
+        config.validate().unwrap();
+        let edge = RouteEdge::resolve(&config, "a.v1.S", "Delete", &[]);
+        assert_eq!(
+            edge.status_overrides.get(&(tonic::Code::NotFound as i32)),
+            Some(&StatusCode::OK)
+        );
+        assert_eq!(
+            edge.status_overrides.get(&(tonic::Code::Aborted as i32)),
+            Some(&StatusCode::PRECONDITION_FAILED)
+        );
+        assert!(
+            RouteEdge::resolve(&config, "a.v1.S", "Get", &[])
+                .status_overrides
+                .is_empty()
         );
     }
 
@@ -245,13 +357,16 @@ mod tests {
             ..GatewayConfig::default()
         };
         for method in ["SignUp", "Login", "GetJwks"] {
-            assert!(RouteEdge::resolve(&config, "cloudsec.auth.v1.AuthService", method).public);
+            assert!(
+                RouteEdge::resolve(&config, "cloudsec.auth.v1.AuthService", method, &[]).public
+            );
         }
         assert!(
             !RouteEdge::resolve(
                 &config,
                 "cloudsec.documents.v1.DocumentService",
-                "GetDocument"
+                "GetDocument",
+                &[]
             )
             .public
         );

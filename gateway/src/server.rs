@@ -28,7 +28,7 @@ use cloudsec_runtime::telemetry;
 use cloudsec_runtime::tls::MeshTls;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -42,13 +42,15 @@ use crate::client::{ClientInfo, client_info};
 use crate::codec::DynamicCodec;
 use crate::config::{GatewayConfig, Throttle};
 use crate::cors::{self, Cors};
-use crate::error::{ApiError, GatewayError};
+use crate::error::{ApiError, GatewayError, upstream_failure};
 use crate::jwt::{JwksSource, JwtAuthorizer};
 use crate::limits::{Clock, Decision, Limit, LimitKind, Limiter, LimiterMetrics, SystemClock};
-use crate::policy::{ApiKeys, RouteEdge};
+use crate::policy::{ApiKeys, RouteEdge, option_scopes, scopes_extension};
 use crate::routes::{Match, PathTemplate, RouteTable};
+use crate::stream::{self, Format};
+use crate::tls::{PeerAddr, PublicListener};
 use crate::transcode::Binding;
-use crate::validate::{Validator, behavior_extension};
+use crate::validate::{Validator, Violation, behavior_extension, rules_extension};
 
 /// The header that carries an API key.
 const API_KEY: &str = "x-api-key";
@@ -72,11 +74,24 @@ struct Target {
     /// `pkg.Service/Method`, for logs and the route listing.
     full_method: String,
     grpc_path: PathAndQuery,
-    binding: Binding,
+    binding: Arc<Binding>,
     method: MethodDescriptor,
+    /// Server streaming: answered as NDJSON or Server-Sent Events.
+    streaming: bool,
     channel: Channel,
     /// What the route demands at the edge.
     edge: RouteEdge,
+}
+
+impl Target {
+    /// The HTTP status of a successful call: 200 unless overridden.
+    fn ok_status(&self) -> StatusCode {
+        self.edge
+            .status_overrides
+            .get(&(tonic::Code::Ok as i32))
+            .copied()
+            .unwrap_or(StatusCode::OK)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -198,6 +213,8 @@ struct Shared {
     validator: Option<Validator>,
     /// The OpenAPI document of the routes served, pre-rendered.
     openapi: Option<Bytes>,
+    /// Whether the REST listener terminates TLS.
+    tls: bool,
 }
 
 /// The REST gateway, built and bound but not yet serving.
@@ -210,6 +227,8 @@ pub struct Gateway {
     metrics: Metrics,
     readiness: Readiness,
     shutdown_grace: Duration,
+    /// `listen_tls`, loaded.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -237,7 +256,7 @@ pub fn descriptor_pool(descriptor_sets: &[&[u8]]) -> Result<DescriptorPool, Gate
 
 /// The method's `google.api.http` rule and its additional bindings (whose
 /// own additional bindings are ignored, as http.proto says).
-fn http_rules(
+pub(crate) fn http_rules(
     method: &MethodDescriptor,
     extension: &ExtensionDescriptor,
 ) -> Result<Vec<HttpRule>, GatewayError> {
@@ -264,7 +283,7 @@ fn http_rules(
     Ok(rules)
 }
 
-fn pattern(rule: &HttpRule) -> Result<(Method, &str), String> {
+pub(crate) fn pattern(rule: &HttpRule) -> Result<(Method, &str), String> {
     Ok(match &rule.pattern {
         Some(Pattern::Get(p)) => (Method::GET, p),
         Some(Pattern::Put(p)) => (Method::PUT, p),
@@ -316,6 +335,7 @@ fn build_table(
         tracing::warn!("no descriptor imports google/api/annotations.proto: no routes");
         return Ok(table);
     };
+    let scopes = scopes_extension(pool);
     for service in pool.services() {
         let channel = channels.get(service.full_name());
         let mut unrouted = 0;
@@ -328,13 +348,17 @@ fn build_table(
                 unrouted += 1;
                 continue;
             };
-            if method.is_client_streaming() || method.is_server_streaming() {
+            if method.is_client_streaming() {
+                // HTTP/JSON has no agreed way to send a stream of requests
+                // (grpc-gateway's newline-delimited bodies are not
+                // supported here).
                 tracing::warn!(
                     method = method.full_name(),
-                    "streaming methods are not transcoded: no route"
+                    "client-streaming methods are not transcoded: no route"
                 );
                 continue;
             }
+            let contract_scopes = option_scopes(&method, scopes.as_ref());
             let full_method = format!("{}/{}", service.full_name(), method.name());
             let grpc_path = PathAndQuery::from_maybe_shared(Bytes::from(format!("/{full_method}")))
                 .map_err(|error| GatewayError::Template {
@@ -350,18 +374,30 @@ fn build_table(
                 };
                 let (http_method, path) = pattern(&rule).map_err(|r| bad("", r))?;
                 let template = PathTemplate::parse(path).map_err(|e| bad(path, e.to_string()))?;
-                let binding = Binding::new(&method, &template, &rule.body, &rule.response_body)
-                    .map_err(|r| bad(path, r))?;
+                let binding = Binding::new(
+                    &method,
+                    &http_method,
+                    &template,
+                    &rule.body,
+                    &rule.response_body,
+                )
+                .map_err(|r| bad(path, r))?;
                 table.insert(
                     http_method,
                     template,
                     Target {
                         full_method: full_method.clone(),
                         grpc_path: grpc_path.clone(),
-                        binding,
+                        binding: Arc::new(binding),
                         method: method.clone(),
+                        streaming: method.is_server_streaming(),
                         channel: channel.clone(),
-                        edge: RouteEdge::resolve(config, service.full_name(), method.name()),
+                        edge: RouteEdge::resolve(
+                            config,
+                            service.full_name(),
+                            method.name(),
+                            &contract_scopes,
+                        ),
                     },
                 );
             }
@@ -452,12 +488,20 @@ impl Gateway {
                 )))
             }
         };
-        let validator = config.validate_requests.then(|| {
-            Validator::new(
+        let validator = if config.validate_requests {
+            Some(Validator::new(
                 table.iter().map(|(_, _, t)| t.method.input()),
                 behavior_extension(&pool).as_ref(),
-            )
-        });
+                rules_extension(&pool).as_ref(),
+            )?)
+        } else {
+            None
+        };
+        let tls = config
+            .listen_tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         let openapi = if config.serve_openapi {
             let services: Vec<String> = channels.keys().cloned().collect();
             let document =
@@ -488,6 +532,7 @@ impl Gateway {
             trusted_proxies: config.trusted_proxies.clone(),
             validator,
             openapi,
+            tls: tls.is_some(),
         };
         Ok(Self {
             local_addr: local_addr(&listener, config.listen)?,
@@ -498,6 +543,7 @@ impl Gateway {
             metrics,
             readiness: Readiness::default(),
             shutdown_grace: config.shutdown_grace,
+            tls,
         })
     }
 
@@ -554,8 +600,9 @@ impl Gateway {
         let readiness = self.readiness.clone();
         // The peer address is the client's unless a trusted proxy says
         // otherwise.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, app)
+        let app = app.into_make_service_with_connect_info::<PeerAddr>();
+        let listener = PublicListener::new(self.listener, self.local_addr, self.tls.clone());
+        let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 signal.cancelled().await;
                 readiness.set(false);
@@ -564,6 +611,7 @@ impl Gateway {
         self.readiness.set(true);
         tracing::info!(
             addr = %self.local_addr,
+            tls = self.tls.is_some(),
             admin = %self.admin_addr,
             routes = self.shared.table.iter().count(),
             "gateway serving"
@@ -654,16 +702,58 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Reads at most `limit` bytes, whatever Content-Length said.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::payload_too_large(limit))
+/// How much of an oversized body the gateway reads and throws away before
+/// answering 413. An HTTP/1.1 client that writes its whole body before it
+/// reads (most do) would otherwise see a broken pipe instead of the 413;
+/// beyond this the connection is closed, so a hostile upload costs at most
+/// this much bandwidth and no memory.
+const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Reads at most `limit` bytes, whatever Content-Length said. Past the
+/// limit (or when Content-Length already announced too much) the rest, up
+/// to [`DISCARD_LIMIT`], is read and dropped so the client gets the 413.
+async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if check_content_length(headers, limit).is_err() {
+        if announced.is_some_and(|n| n <= DISCARD_LIMIT) {
+            discard(body, DISCARD_LIMIT).await;
         }
-        Err(error) => {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
             tracing::debug!(%error, "cannot read request body");
-            Err(ApiError::invalid_argument("cannot read the request body"))
+            ApiError::invalid_argument("cannot read the request body")
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buffer.len() + data.len() > limit {
+            discard(
+                body,
+                DISCARD_LIMIT.saturating_sub((buffer.len() + data.len()) as u64),
+            )
+            .await;
+            return Err(ApiError::payload_too_large(limit));
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer.freeze())
+}
+
+/// Reads and drops up to `budget` bytes of `body`.
+async fn discard(mut body: Body, budget: u64) {
+    let mut seen = 0u64;
+    while seen <= budget {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
         }
     }
 }
@@ -675,8 +765,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
     let started = Instant::now();
     let peer = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0);
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|info| info.0.0);
     let client = client_info(
         peer,
         request.headers(),
@@ -800,7 +890,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
         status = status.as_u16(),
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         client_ip = %client.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-        scheme = client.scheme.unwrap_or_default(),
+        scheme = client
+            .scheme
+            .or(shared.tls.then_some("https"))
+            .unwrap_or_default(),
         key_id = caller.key_id.as_deref().unwrap_or_default(),
         subject = caller.subject.as_deref().unwrap_or_default(),
         "request"
@@ -938,9 +1031,7 @@ impl Shared {
             self.metrics.reject(context.labels, reason);
             error
         };
-        check_content_length(&parts.headers, self.max_body_bytes)
-            .map_err(|e| rejected("body_too_large", e))?;
-        let body = read_body(body, self.max_body_bytes)
+        let body = read_body(&parts.headers, body, self.max_body_bytes)
             .await
             .map_err(|e| rejected("body_too_large", e))?;
         if !body.is_empty() {
@@ -968,15 +1059,12 @@ impl Shared {
         if let Some(validator) = &self.validator {
             let violations = validator.violations(&message);
             if !violations.is_empty() {
-                let names: Vec<&str> = violations.iter().map(|(f, _)| f.as_str()).collect();
-                let plural = if names.len() == 1 { "" } else { "s" };
-                return Err(rejected(
-                    "missing_required",
-                    ApiError::bad_request(
-                        format!("missing required field{plural}: {}", names.join(", ")),
-                        &violations,
-                    ),
-                ));
+                let reason = if violations.iter().any(|v| v.missing) {
+                    "missing_required"
+                } else {
+                    "invalid_field"
+                };
+                return Err(rejected(reason, invalid_fields(&violations)));
             }
         }
 
@@ -990,37 +1078,39 @@ impl Shared {
             request_id = %request_id,
         );
         telemetry::extract(&parts.headers, &span);
-        let (reply, reply_metadata) = self
-            .upstream(target, message, &parts.headers, request_id, &span)
-            .instrument(span.clone())
-            .await?;
-        let json = target.binding.response(&reply).map_err(|error| {
-            tracing::error!(%error, method = %target.full_method, "cannot render response");
-            ApiError::internal()
-        })?;
-        let mut response = (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            json,
-        )
-            .into_response();
-        for (name, value) in metadata_headers(&reply_metadata) {
-            response.headers_mut().append(name, value);
+        let request = self.grpc_request(message, &parts.headers, request_id, &span)?;
+        if target.streaming {
+            let format = Format::from_accept(&parts.headers);
+            return self
+                .server_streaming(target, request, format)
+                .instrument(span)
+                .await;
         }
-        Ok(response)
+        match self.unary(target, request).instrument(span).await? {
+            Ok(response) => {
+                let (metadata, reply, _) = response.into_parts();
+                let json = target.binding.response(&reply).map_err(|error| {
+                    tracing::error!(%error, method = %target.full_method, "cannot render response");
+                    ApiError::internal()
+                })?;
+                let status = target.ok_status();
+                let mut response = json_response(status, json);
+                append_metadata(&mut response, &metadata);
+                Ok(response)
+            }
+            Err(status) => self.failure(target, status),
+        }
     }
 
-    async fn upstream(
+    /// The upstream request: the message with the metadata the service
+    /// may see and the deadline.
+    fn grpc_request(
         &self,
-        target: &Target,
         message: DynamicMessage,
         headers: &HeaderMap,
         request_id: &str,
         span: &tracing::Span,
-    ) -> Result<(DynamicMessage, tonic::metadata::MetadataMap), ApiError> {
+    ) -> Result<tonic::Request<DynamicMessage>, ApiError> {
         // Metadata is built from an allowlist, so hop-by-hop headers
         // (connection, te, upgrade, ...) and anything else the client sent
         // never reach the service.
@@ -1044,7 +1134,17 @@ impl Shared {
         let mut request = tonic::Request::new(message);
         *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(metadata);
         request.set_timeout(self.request_timeout);
+        Ok(request)
+    }
 
+    /// A unary call: the outer error is the gateway's own (the call took
+    /// longer than `request_timeout`), the inner one what the call
+    /// returned.
+    async fn unary(
+        &self,
+        target: &Target,
+        request: tonic::Request<DynamicMessage>,
+    ) -> Result<Result<tonic::Response<DynamicMessage>, tonic::Status>, ApiError> {
         let mut grpc = tonic::client::Grpc::new(target.channel.clone());
         let codec = DynamicCodec::new(target.method.output());
         let call = async {
@@ -1053,42 +1153,159 @@ impl Shared {
                 .map_err(|error| tonic::Status::from_error(Box::new(error)))?;
             grpc.unary(request, target.grpc_path.clone(), codec).await
         };
-        match tokio::time::timeout(self.request_timeout, call).await {
-            Ok(Ok(response)) => {
-                let (metadata, message, _) = response.into_parts();
-                Ok((message, metadata))
-            }
-            Ok(Err(status)) => Err(self.classify(target, status)),
+        tokio::time::timeout(self.request_timeout, call)
+            .await
+            .map_err(|_| {
+                tracing::warn!(method = %target.full_method, "upstream timed out");
+                ApiError::deadline_exceeded(self.request_timeout)
+            })
+    }
+
+    /// A server-streaming call: the status and headers once the service
+    /// has answered, then the messages as they come.
+    async fn server_streaming(
+        &self,
+        target: &Target,
+        request: tonic::Request<DynamicMessage>,
+        format: Format,
+    ) -> Result<Response, ApiError> {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut grpc = tonic::client::Grpc::new(target.channel.clone());
+        let codec = DynamicCodec::new(target.method.output());
+        let call = async {
+            grpc.ready()
+                .await
+                .map_err(|error| tonic::Status::from_error(Box::new(error)))?;
+            grpc.server_streaming(request, target.grpc_path.clone(), codec)
+                .await
+        };
+        let started = match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(started)) => started,
+            Ok(Err(status)) => return self.failure(target, status),
             Err(_) => {
                 tracing::warn!(method = %target.full_method, "upstream timed out");
-                Err(ApiError::deadline_exceeded(self.request_timeout))
+                return Err(ApiError::deadline_exceeded(self.request_timeout));
             }
+        };
+        let (metadata, messages, _) = started.into_parts();
+        let body = stream::body(stream::Upstream {
+            messages,
+            binding: Arc::clone(&target.binding),
+            format,
+            deadline,
+            timeout: self.request_timeout,
+            method: target.full_method.clone(),
+        });
+        let mut response = Response::new(body);
+        // A stream always has a body, which 204 and 205 forbid.
+        *response.status_mut() = match target.ok_status() {
+            StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT => StatusCode::OK,
+            status => status,
+        };
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        if format == Format::Sse {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
+        append_metadata(&mut response, &metadata);
+        Ok(response)
+    }
+
+    /// The answer to a failed call: the route's status override for what
+    /// the service said, else the status table. A 2xx override turns the
+    /// failure into an empty success (`{}`, or nothing for 204).
+    fn failure(&self, target: &Target, status: tonic::Status) -> Result<Response, ApiError> {
+        use std::error::Error as _;
+        let from_service = status.source().is_none();
+        let overridden = target
+            .edge
+            .status_overrides
+            .get(&(status.code() as i32))
+            .filter(|_| from_service);
+        match overridden {
+            Some(http) if http.is_success() => {
+                let mut response = json_response(*http, b"{}".to_vec());
+                append_metadata(&mut response, status.metadata());
+                Ok(response)
+            }
+            Some(http) => {
+                let mut error = self.classify(target, status);
+                error.status = *http;
+                Err(error)
+            }
+            None => Err(self.classify(target, status)),
         }
     }
 
-    /// A status with a source was made here (connect, TLS or h2 failure),
-    /// not sent by the service: its text is for the log, not the client.
     fn classify(&self, target: &Target, status: tonic::Status) -> ApiError {
         use std::error::Error as _;
-        if let Some(cause) = status.source() {
-            tracing::warn!(
-                method = %target.full_method,
-                code = ?status.code(),
-                error = %status.message(),
-                %cause,
-                "upstream call failed"
-            );
-            return match status.code() {
-                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-                    ApiError::deadline_exceeded(self.request_timeout)
-                }
-                _ => ApiError::unavailable(),
-            };
+        let mut error = upstream_failure(&target.full_method, self.request_timeout, &status);
+        if status.source().is_none() {
+            error.headers.extend(metadata_headers(status.metadata()));
         }
-        let mut error = ApiError::from_upstream(&status);
-        error.headers.extend(metadata_headers(status.metadata()));
         error
     }
+}
+
+/// A JSON response; 204 and 205 carry no body (nor a content type), as
+/// HTTP requires.
+fn json_response(status: StatusCode, json: Vec<u8>) -> Response {
+    if status == StatusCode::NO_CONTENT || status == StatusCode::RESET_CONTENT {
+        return status.into_response();
+    }
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response()
+}
+
+fn append_metadata(response: &mut Response, metadata: &tonic::metadata::MetadataMap) {
+    for (name, value) in metadata_headers(metadata) {
+        response.headers_mut().append(name, value);
+    }
+}
+
+/// The 400 for fields that break the contract: one message naming them,
+/// and every violation as `BadRequest` details.
+fn invalid_fields(violations: &[Violation]) -> ApiError {
+    let names = |missing: bool| -> Vec<&str> {
+        violations
+            .iter()
+            .filter(|v| v.missing == missing)
+            .map(|v| v.field.as_str())
+            .collect()
+    };
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let mut parts = Vec::new();
+    let missing = names(true);
+    if !missing.is_empty() {
+        parts.push(format!(
+            "missing required field{}: {}",
+            plural(missing.len()),
+            missing.join(", ")
+        ));
+    }
+    let invalid = names(false);
+    if !invalid.is_empty() {
+        parts.push(format!(
+            "invalid field{}: {}",
+            plural(invalid.len()),
+            invalid.join(", ")
+        ));
+    }
+    let pairs: Vec<(String, String)> = violations
+        .iter()
+        .map(|v| (v.field.clone(), v.description.clone()))
+        .collect();
+    ApiError::bad_request(parts.join("; "), &pairs)
 }
 
 /// The most client metadata (`Grpc-Metadata-*`, names and values) sent
@@ -1223,9 +1440,16 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_are_cut_off_at_the_limit_whatever_the_headers_say() {
-        let error = read_body(Body::from(vec![b'x'; 11]), 10).await.unwrap_err();
+        let error = read_body(&HeaderMap::new(), Body::from(vec![b'x'; 11]), 10)
+            .await
+            .unwrap_err();
         assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(read_body(Body::from("{}"), 10).await.unwrap(), "{}");
+        assert_eq!(
+            read_body(&HeaderMap::new(), Body::from("{}"), 10)
+                .await
+                .unwrap(),
+            "{}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use prost_reflect::{
 use serde_json::Value as Json;
 
 use crate::routes::{PathTemplate, decode};
+use crate::validate::{behavior, field_behaviors, mask_paths, update_mask_field};
 
 /// Where the HTTP body goes in the request message.
 #[derive(Debug, Clone)]
@@ -29,10 +30,15 @@ pub(crate) enum BodyRule {
 #[derive(Debug, Clone)]
 pub(crate) struct Binding {
     input: MessageDescriptor,
+    output: MessageDescriptor,
     body: BodyRule,
     response_body: Option<FieldDescriptor>,
     /// One field path per template variable, in capture order.
     path_fields: Vec<Vec<FieldDescriptor>>,
+    /// PATCH with a message body field and an `update_mask` FieldMask:
+    /// the mask field, filled from the body's JSON keys when the request
+    /// leaves it empty (grpc-gateway's behaviour).
+    patch_mask: Option<FieldDescriptor>,
 }
 
 /// Resolves a dotted path of proto field names (and, for query
@@ -70,6 +76,7 @@ impl Binding {
     /// error says which part of the rule is wrong.
     pub(crate) fn new(
         method: &MethodDescriptor,
+        http_method: &http::Method,
         template: &PathTemplate,
         body: &str,
         response_body: &str,
@@ -105,12 +112,37 @@ impl Binding {
                 )
             })?),
         };
+        let patch_mask = match &body {
+            BodyRule::Field(field)
+                if *http_method == http::Method::PATCH
+                    && field.kind().as_message().is_some()
+                    && !field.is_list()
+                    && !field.is_map() =>
+            {
+                update_mask_field(&input).filter(|mask| mask != field)
+            }
+            _ => None,
+        };
         Ok(Self {
             input,
+            output: method.output(),
             body,
             response_body,
             path_fields,
+            patch_mask,
         })
+    }
+
+    /// The request message type.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn input(&self) -> MessageDescriptor {
+        self.input.clone()
+    }
+
+    /// The response message type.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn output(&self) -> MessageDescriptor {
+        self.output.clone()
     }
 
     /// Whether the route takes a request body at all.
@@ -156,7 +188,66 @@ impl Binding {
         if let Some(query) = query {
             self.apply_query(&mut message, query, deny_unknown)?;
         }
+        if let (Some(mask_field), BodyRule::Field(body_field)) = (&self.patch_mask, &self.body)
+            && mask_paths(&message, mask_field).is_empty()
+        {
+            self.fill_mask(&mut message, mask_field, body_field, body)?;
+        }
         Ok(message)
+    }
+
+    /// Sets `update_mask` to the fields the PATCH body names: JSON keys as
+    /// proto field names, nested objects as dotted paths, sorted. A list,
+    /// a map, a well-known type or an empty object ends a path, as in
+    /// grpc-gateway. Fields the path binds (the resource's id), output-only
+    /// and identifier fields and a top-level `etag` (AIP-154: a
+    /// precondition, not a change) are left out, so that echoing a resource
+    /// back does not name fields the service refuses to update.
+    fn fill_mask(
+        &self,
+        message: &mut DynamicMessage,
+        mask_field: &FieldDescriptor,
+        body_field: &FieldDescriptor,
+        body: &[u8],
+    ) -> Result<(), String> {
+        let Kind::Message(resource) = body_field.kind() else {
+            return Ok(());
+        };
+        let Kind::Message(mask_type) = mask_field.kind() else {
+            return Ok(());
+        };
+        // The body parsed as the field already, so this cannot fail on
+        // syntax; it is parsed again only for PATCH without a mask.
+        let json: Json =
+            serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+        let bound: Vec<String> = self
+            .path_fields
+            .iter()
+            .filter_map(|fields| match fields.split_first() {
+                Some((first, rest)) if first == body_field && !rest.is_empty() => Some(
+                    rest.iter()
+                        .map(FieldDescriptor::name)
+                        .collect::<Vec<_>>()
+                        .join("."),
+                ),
+                _ => None,
+            })
+            .collect();
+        let mut paths = Vec::new();
+        mask_from_json(&resource, &json, "", &mut paths);
+        paths.retain(|p| !bound.contains(p) && p != "etag");
+        paths.sort();
+        paths.dedup();
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let mut mask = DynamicMessage::new(mask_type);
+        mask.set_field_by_name(
+            "paths",
+            Value::List(paths.into_iter().map(Value::String).collect()),
+        );
+        message.set_field(mask_field, Value::Message(mask));
+        Ok(())
     }
 
     fn apply_query(
@@ -265,6 +356,45 @@ impl Binding {
             },
         }
         Ok(out.into_inner())
+    }
+}
+
+/// The FieldMask paths a JSON object names in `message`, with `prefix`.
+fn mask_from_json(message: &MessageDescriptor, json: &Json, prefix: &str, out: &mut Vec<String>) {
+    let Json::Object(members) = json else {
+        return;
+    };
+    let behavior = message
+        .parent_pool()
+        .get_extension_by_name("google.api.field_behavior");
+    for (key, value) in members {
+        // Unknown keys were refused while parsing, or are being ignored.
+        let Some(field) = message
+            .get_field_by_json_name(key)
+            .or_else(|| message.get_field_by_name(key))
+        else {
+            continue;
+        };
+        let behaviors = field_behaviors(&field, behavior.as_ref());
+        if behaviors.contains(&behavior::OUTPUT_ONLY) || behaviors.contains(&behavior::IDENTIFIER) {
+            continue;
+        }
+        let path = if prefix.is_empty() {
+            field.name().to_owned()
+        } else {
+            format!("{prefix}.{}", field.name())
+        };
+        match (field.kind(), value) {
+            (Kind::Message(inner), Json::Object(members))
+                if !field.is_list()
+                    && !field.is_map()
+                    && !members.is_empty()
+                    && !inner.full_name().starts_with("google.protobuf.") =>
+            {
+                mask_from_json(&inner, value, &path, out);
+            }
+            _ => out.push(path),
+        }
     }
 }
 
@@ -537,6 +667,7 @@ mod tests {
             .unwrap();
         Binding::new(
             &method,
+            &http::Method::POST,
             &PathTemplate::parse(template).unwrap(),
             body,
             response_body,
@@ -697,6 +828,7 @@ mod tests {
         let rule = |template: &str, body: &str, response: &str| {
             Binding::new(
                 &method,
+                &http::Method::GET,
                 &PathTemplate::parse(template).unwrap(),
                 body,
                 response,
@@ -720,5 +852,96 @@ mod tests {
         let b = binding("/v1/{name}", "", "tags");
         let m = b.request(&["n".into()], Some("tags=a"), b"", true).unwrap();
         assert_eq!(json(&b, &m), serde_json::json!(["a"]));
+    }
+
+    fn echo_binding(
+        method: &str,
+        http_method: http::Method,
+        template: &str,
+        body: &str,
+    ) -> Binding {
+        let pool = crate::test_support::echo_pool();
+        let method = pool
+            .get_service_by_name("cloudsec.echo.v1.EchoService")
+            .unwrap()
+            .methods()
+            .find(|m| m.name() == method)
+            .unwrap();
+        Binding::new(
+            &method,
+            &http_method,
+            &PathTemplate::parse(template).unwrap(),
+            body,
+            "",
+        )
+        .unwrap()
+    }
+
+    fn request_json(binding: &Binding, captures: &[&str], query: Option<&str>, body: &str) -> Json {
+        let captures: Vec<String> = captures.iter().map(|c| (*c).to_owned()).collect();
+        let message = binding
+            .request(&captures, query, body.as_bytes(), true)
+            .unwrap();
+        serde_json::to_value(&message).unwrap()
+    }
+
+    #[test]
+    fn patch_fills_an_empty_update_mask_from_the_body_keys() {
+        let b = echo_binding(
+            "UpdateItem",
+            http::Method::PATCH,
+            "/v1/items/{item.id}",
+            "item",
+        );
+        // Nested keys become dotted paths in proto names, sorted; the id
+        // bound by the path and the etag are not changes.
+        let m = request_json(
+            &b,
+            &["p1"],
+            None,
+            r#"{"title": "t", "sizeBytes": "3", "owner": {"displayName": "Ann"}, "labels": ["a"], "id": "x", "etag": "e1"}"#,
+        );
+        assert_eq!(m["updateMask"], "labels,owner.displayName,sizeBytes,title");
+        assert_eq!(m["item"]["id"], "p1");
+        // An empty object, null and a well-known type end the path.
+        let m = request_json(
+            &b,
+            &["p1"],
+            None,
+            r#"{"owner": {}, "content": null, "expireTime": "2025-01-01T00:00:00Z", "createTime": "2025-01-01T00:00:00Z"}"#,
+        );
+        // createTime is OUTPUT_ONLY: never a change.
+        assert_eq!(m["updateMask"], "content,expireTime,owner");
+        // A mask from the query wins.
+        let m = request_json(
+            &b,
+            &["p1"],
+            Some("update_mask=title"),
+            r#"{"title": "t", "kind": 1}"#,
+        );
+        assert_eq!(m["updateMask"], "title");
+        // An empty body leaves the mask empty.
+        let m = request_json(&b, &["p1"], None, "");
+        assert!(m.get("updateMask").is_none(), "{m}");
+        // Only PATCH: a PUT with the same rule keeps the mask empty.
+        let put = echo_binding(
+            "UpdateItem",
+            http::Method::PUT,
+            "/v1/items/{item.id}",
+            "item",
+        );
+        let m = request_json(&put, &["p1"], None, r#"{"title": "t"}"#);
+        assert!(m.get("updateMask").is_none(), "{m}");
+        // Unknown keys are ignored when unknown fields are allowed.
+        let message = b
+            .request(
+                &["p1".to_owned()],
+                None,
+                br#"{"title": "t", "bogus": {"x": 1}}"#,
+                false,
+            )
+            .unwrap();
+        let m = serde_json::to_value(&message).unwrap();
+        assert_eq!(m["updateMask"], "title");
     }
 }

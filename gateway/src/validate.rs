@@ -1,6 +1,7 @@
-//! Request validation from the contracts: every field marked
-//! `(google.api.field_behavior) = REQUIRED` must be present before the
-//! call leaves the gateway.
+//! Request validation from the contracts, before the call leaves the
+//! gateway: every field marked `(google.api.field_behavior) = REQUIRED`
+//! must be present, and every value set must keep its field's
+//! `(cloudsec.api.v1.field_rules)`.
 //!
 //! "Present" follows proto3: a field with presence (a message, `optional`,
 //! a oneof member) must be set; a repeated or map field must be non-empty;
@@ -10,18 +11,26 @@
 //! `items[2].name`, in proto field names like the services' own
 //! violations.
 //!
+//! Field rules are a small set (string length and pattern, list and map
+//! sizes, number bounds) and apply only to values that are present by the
+//! same definition, so that "required" stays the one way to demand
+//! presence and a partial update is not refused for fields it leaves out.
+//!
 //! Updates follow AIP-134: when the request carries a
-//! `google.protobuf.FieldMask`, required fields inside the resource are
-//! checked only where the mask names them, and not at all when the mask is
-//! empty (the service decides what an empty mask means). Required fields
-//! of the request itself are always checked.
+//! `google.protobuf.FieldMask`, fields inside the resource are checked only
+//! where the mask names them, and not at all when the mask is empty (the
+//! service decides what an empty mask means). The request's own fields are
+//! always checked.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
+use cloudsec_proto::api::v1::FieldRules;
 use prost_reflect::{
     DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MapKey,
     MessageDescriptor, ReflectMessage, Value,
 };
+use regex::Regex;
 
 /// `google.api.FieldBehavior` numbers.
 pub(crate) mod behavior {
@@ -59,11 +68,244 @@ pub(crate) fn behavior_extension(pool: &DescriptorPool) -> Option<ExtensionDescr
     pool.get_extension_by_name("google.api.field_behavior")
 }
 
+/// The `cloudsec.api.v1.field_rules` extension, when some descriptor
+/// imports `cloudsec/api/v1/options.proto`.
+pub(crate) fn rules_extension(pool: &DescriptorPool) -> Option<ExtensionDescriptor> {
+    pool.get_extension_by_name("cloudsec.api.v1.field_rules")
+}
+
+/// The field's `cloudsec.api.v1.field_rules`, if it has any.
+pub(crate) fn field_rules(
+    field: &FieldDescriptor,
+    extension: Option<&ExtensionDescriptor>,
+) -> Option<FieldRules> {
+    let extension = extension?;
+    let options = field.options();
+    if !options.has_extension(extension) {
+        return None;
+    }
+    options
+        .get_extension(extension)
+        .as_message()
+        .and_then(|m| m.transcode_to::<FieldRules>().ok())
+}
+
+/// A field rule that cannot apply to its field; refused at start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cloudsec.api.v1.field_rules on `{field}`: {reason}")]
+pub struct RuleError {
+    /// The field's full name, e.g. `cloudsec.echo.v1.Owner.display_name`.
+    pub field: String,
+    pub reason: String,
+}
+
+/// One field's rules, checked and compiled once.
+#[derive(Debug)]
+struct Rules {
+    min_length: Option<usize>,
+    max_length: Option<usize>,
+    pattern: Option<Regex>,
+    min_items: Option<usize>,
+    max_items: Option<usize>,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+}
+
+fn is_number(kind: &Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Double
+            | Kind::Float
+            | Kind::Int32
+            | Kind::Sint32
+            | Kind::Sfixed32
+            | Kind::Int64
+            | Kind::Sint64
+            | Kind::Sfixed64
+            | Kind::Uint32
+            | Kind::Fixed32
+            | Kind::Uint64
+            | Kind::Fixed64
+    )
+}
+
+/// The largest compiled pattern; contracts are trusted, but a typo such
+/// as `.{1000000}` should fail at start rather than eat memory.
+const MAX_PATTERN_BYTES: usize = 1 << 20;
+
+impl Rules {
+    fn compile(field: &FieldDescriptor, rules: &FieldRules) -> Result<Self, RuleError> {
+        let bad = |reason: String| RuleError {
+            field: field.full_name().to_owned(),
+            reason,
+        };
+        let kind = field.kind();
+        let collection = field.is_list() || field.is_map();
+        let string_rules =
+            rules.min_length.is_some() || rules.max_length.is_some() || !rules.pattern.is_empty();
+        if string_rules && (field.is_map() || !matches!(kind, Kind::String)) {
+            return Err(bad(
+                "min_length, max_length and pattern apply to string fields only".to_owned(),
+            ));
+        }
+        if (rules.min_items.is_some() || rules.max_items.is_some()) && !collection {
+            return Err(bad(
+                "min_items and max_items apply to repeated and map fields only".to_owned(),
+            ));
+        }
+        if (rules.minimum.is_some() || rules.maximum.is_some())
+            && (field.is_map() || !is_number(&kind))
+        {
+            return Err(bad(
+                "minimum and maximum apply to number fields only".to_owned()
+            ));
+        }
+        let pattern = if rules.pattern.is_empty() {
+            None
+        } else {
+            Some(
+                regex::RegexBuilder::new(&rules.pattern)
+                    .size_limit(MAX_PATTERN_BYTES)
+                    .build()
+                    .map_err(|error| bad(format!("bad pattern: {error}")))?,
+            )
+        };
+        let size = |n: Option<u32>| n.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        Ok(Self {
+            min_length: size(rules.min_length),
+            max_length: size(rules.max_length),
+            pattern,
+            min_items: size(rules.min_items),
+            max_items: size(rules.max_items),
+            minimum: rules.minimum,
+            maximum: rules.maximum,
+        })
+    }
+
+    /// Checks one present field, pushing what is wrong.
+    fn check(&self, value: &Value, path: &str, out: &mut Vec<Violation>) {
+        match value {
+            Value::List(items) => {
+                self.check_count(items.len(), path, out);
+                for (i, item) in items.iter().enumerate() {
+                    self.check_scalar(item, &format!("{path}[{i}]"), out);
+                }
+            }
+            Value::Map(entries) => self.check_count(entries.len(), path, out),
+            scalar => self.check_scalar(scalar, path, out),
+        }
+    }
+
+    fn check_count(&self, n: usize, path: &str, out: &mut Vec<Violation>) {
+        if let Some(min) = self.min_items
+            && n < min
+        {
+            out.push(Violation::invalid(
+                path,
+                format!("must have at least {min} items"),
+            ));
+        }
+        if let Some(max) = self.max_items
+            && n > max
+        {
+            out.push(Violation::invalid(
+                path,
+                format!("must have at most {max} items"),
+            ));
+        }
+    }
+
+    fn check_scalar(&self, value: &Value, path: &str, out: &mut Vec<Violation>) {
+        if let Value::String(s) = value {
+            // Only count characters when a length rule needs them.
+            if self.min_length.is_some() || self.max_length.is_some() {
+                let n = s.chars().count();
+                if let Some(min) = self.min_length
+                    && n < min
+                {
+                    out.push(Violation::invalid(
+                        path,
+                        format!("must be at least {min} characters"),
+                    ));
+                }
+                if let Some(max) = self.max_length
+                    && n > max
+                {
+                    out.push(Violation::invalid(
+                        path,
+                        format!("must be at most {max} characters"),
+                    ));
+                }
+            }
+            if let Some(pattern) = &self.pattern
+                && !pattern.is_match(s)
+            {
+                out.push(Violation::invalid(
+                    path,
+                    format!("must match `{}`", pattern.as_str()),
+                ));
+            }
+            return;
+        }
+        let number = match value {
+            Value::I32(n) => f64::from(*n),
+            Value::U32(n) => f64::from(*n),
+            // Bounds are doubles: beyond 2^53 the comparison is approximate,
+            // which only matters for bounds that large.
+            Value::I64(n) => *n as f64,
+            Value::U64(n) => *n as f64,
+            Value::F32(n) => f64::from(*n),
+            Value::F64(n) => *n,
+            _ => return,
+        };
+        // NaN is within no bounds.
+        if let Some(min) = self.minimum
+            && (number.is_nan() || number < min)
+        {
+            out.push(Violation::invalid(path, format!("must be at least {min}")));
+        }
+        if let Some(max) = self.maximum
+            && (number.is_nan() || number > max)
+        {
+            out.push(Violation::invalid(path, format!("must be at most {max}")));
+        }
+    }
+}
+
+/// One field that breaks the contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Violation {
+    /// The proto path, e.g. `owner.id` or `deputies[1].id`.
+    pub(crate) field: String,
+    pub(crate) description: String,
+    /// A missing required field rather than a value breaking a rule.
+    pub(crate) missing: bool,
+}
+
+impl Violation {
+    fn missing(field: String) -> Self {
+        Self {
+            field,
+            description: "is required".to_owned(),
+            missing: true,
+        }
+    }
+
+    fn invalid(field: &str, description: String) -> Self {
+        Self {
+            field: field.to_owned(),
+            description,
+            missing: false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct MessageRules {
     required: Vec<FieldDescriptor>,
+    constrained: Vec<(FieldDescriptor, Arc<Rules>)>,
     /// Message-typed fields (singular, repeated or map values) whose type
-    /// has required fields somewhere below.
+    /// has something to check somewhere below.
     nested: Vec<FieldDescriptor>,
     /// An `update_mask` FieldMask, which makes the other message fields
     /// partial.
@@ -87,13 +329,32 @@ fn message_kind(field: &FieldDescriptor) -> Option<MessageDescriptor> {
     field.kind().as_message().cloned()
 }
 
+/// The `update_mask` field of a request, if it has a FieldMask one.
+pub(crate) fn update_mask_field(message: &MessageDescriptor) -> Option<FieldDescriptor> {
+    message.fields().find(|f| {
+        f.name() == "update_mask"
+            && !f.is_list()
+            && f.kind()
+                .as_message()
+                .is_some_and(|m| m.full_name() == FIELD_MASK)
+    })
+}
+
+type Direct = (
+    MessageDescriptor,
+    Vec<FieldDescriptor>,
+    Vec<(FieldDescriptor, Arc<Rules>)>,
+);
+
 impl Validator {
-    /// Rules for `inputs` and everything reachable from them.
+    /// Rules for `inputs` and everything reachable from them; a field rule
+    /// that cannot apply to its field is an error.
     pub(crate) fn new(
         inputs: impl IntoIterator<Item = MessageDescriptor>,
-        extension: Option<&ExtensionDescriptor>,
-    ) -> Self {
-        let mut direct: HashMap<String, (MessageDescriptor, Vec<FieldDescriptor>)> = HashMap::new();
+        behavior: Option<&ExtensionDescriptor>,
+        rules: Option<&ExtensionDescriptor>,
+    ) -> Result<Self, RuleError> {
+        let mut direct: HashMap<String, Direct> = HashMap::new();
         let mut stack: Vec<MessageDescriptor> = inputs.into_iter().collect();
         while let Some(message) = stack.pop() {
             if direct.contains_key(message.full_name()) {
@@ -101,70 +362,70 @@ impl Validator {
             }
             let required = message
                 .fields()
-                .filter(|f| field_behaviors(f, extension).contains(&behavior::REQUIRED))
+                .filter(|f| field_behaviors(f, behavior).contains(&behavior::REQUIRED))
                 .collect();
+            let mut constrained = Vec::new();
             for field in message.fields() {
+                if let Some(found) = field_rules(&field, rules) {
+                    constrained.push((field.clone(), Arc::new(Rules::compile(&field, &found)?)));
+                }
                 if let Some(child) = message_kind(&field) {
                     stack.push(child);
                 }
             }
-            direct.insert(message.full_name().to_owned(), (message, required));
+            direct.insert(
+                message.full_name().to_owned(),
+                (message, required, constrained),
+            );
         }
 
-        // Which messages have a required field anywhere below: grow the set
-        // until it stops changing, which also handles recursive types.
-        let mut has_required: BTreeSet<String> = direct
+        // Which messages have something to check anywhere below: grow the
+        // set until it stops changing, which also handles recursive types.
+        let mut has_checks: BTreeSet<String> = direct
             .iter()
-            .filter(|(_, (_, req))| !req.is_empty())
+            .filter(|(_, (_, req, con))| !req.is_empty() || !con.is_empty())
             .map(|(name, _)| name.clone())
             .collect();
         loop {
-            let before = has_required.len();
-            for (name, (message, _)) in &direct {
-                if !has_required.contains(name)
+            let before = has_checks.len();
+            for (name, (message, _, _)) in &direct {
+                if !has_checks.contains(name)
                     && message.fields().any(|f| {
-                        message_kind(&f).is_some_and(|m| has_required.contains(m.full_name()))
+                        message_kind(&f).is_some_and(|m| has_checks.contains(m.full_name()))
                     })
                 {
-                    has_required.insert(name.clone());
+                    has_checks.insert(name.clone());
                 }
             }
-            if has_required.len() == before {
+            if has_checks.len() == before {
                 break;
             }
         }
 
         let rules = direct
             .into_iter()
-            .map(|(name, (message, required))| {
+            .map(|(name, (message, required, constrained))| {
                 let nested = message
                     .fields()
-                    .filter(|f| {
-                        message_kind(f).is_some_and(|m| has_required.contains(m.full_name()))
-                    })
+                    .filter(|f| message_kind(f).is_some_and(|m| has_checks.contains(m.full_name())))
                     .collect();
-                let mask = message.fields().find(|f| {
-                    f.name() == "update_mask"
-                        && !f.is_list()
-                        && f.kind()
-                            .as_message()
-                            .is_some_and(|m| m.full_name() == FIELD_MASK)
-                });
+                let mask = update_mask_field(&message);
                 (
                     name,
                     MessageRules {
                         required,
+                        constrained,
                         nested,
                         mask,
                     },
                 )
             })
             .collect();
-        Self { rules }
+        Ok(Self { rules })
     }
 
-    /// Every missing required field as `(path, description)`.
-    pub(crate) fn violations(&self, request: &DynamicMessage) -> Vec<(String, String)> {
+    /// Every missing required field and every value breaking a rule.
+    pub(crate) fn violations(&self, request: &DynamicMessage) -> Vec<Violation> {
         let mut out = Vec::new();
         let mask = self
             .rules
@@ -181,7 +442,7 @@ impl Validator {
         prefix: &str,
         mask: Option<&[String]>,
         top: bool,
-        out: &mut Vec<(String, String)>,
+        out: &mut Vec<Violation>,
     ) {
         let Some(rules) = self.rules.get(message.descriptor().full_name()) else {
             return;
@@ -189,12 +450,17 @@ impl Validator {
         // The request's own fields are always checked; below it a mask,
         // when there is one, selects the fields.
         let filter = if top { None } else { mask };
+        let selected = |field: &FieldDescriptor| {
+            filter.is_none_or(|paths| paths.iter().any(|p| p == field.name()))
+        };
         for field in &rules.required {
-            if filter.is_some_and(|paths| !paths.iter().any(|p| p == field.name())) {
-                continue;
+            if selected(field) && !present(message, field) {
+                out.push(Violation::missing(join(prefix, field.name())));
             }
-            if !present(message, field) {
-                out.push((join(prefix, field.name()), "is required".to_owned()));
+        }
+        for (field, field_rules) in &rules.constrained {
+            if selected(field) && present(message, field) {
+                field_rules.check(&message.get_field(field), &join(prefix, field.name()), out);
             }
         }
         for field in &rules.nested {
@@ -255,7 +521,7 @@ impl Validator {
 }
 
 /// The paths of a FieldMask field; empty when it is unset.
-fn mask_paths(message: &DynamicMessage, field: &FieldDescriptor) -> Vec<String> {
+pub(crate) fn mask_paths(message: &DynamicMessage, field: &FieldDescriptor) -> Vec<String> {
     let value = message.get_field(field);
     let Some(mask) = value.as_message() else {
         return Vec::new();
@@ -314,15 +580,20 @@ mod tests {
         let inputs = pool
             .services()
             .flat_map(|s| s.methods().map(|m| m.input()).collect::<Vec<_>>());
-        Validator::new(inputs, behavior_extension(pool).as_ref())
+        Validator::new(
+            inputs,
+            behavior_extension(pool).as_ref(),
+            rules_extension(pool).as_ref(),
+        )
+        .unwrap()
     }
 
     fn message(pool: &DescriptorPool, name: &str, json: serde_json::Value) -> DynamicMessage {
         DynamicMessage::deserialize(pool.get_message_by_name(name).unwrap(), json).unwrap()
     }
 
-    fn fields(v: Vec<(String, String)>) -> Vec<String> {
-        v.into_iter().map(|(f, _)| f).collect()
+    fn fields(v: Vec<Violation>) -> Vec<String> {
+        v.into_iter().map(|v| v.field).collect()
     }
 
     #[test]
@@ -416,5 +687,89 @@ mod tests {
             serde_json::json!({}),
         );
         assert!(v.violations(&m).is_empty());
+    }
+
+    fn rules_pool(source: &'static str) -> (DescriptorPool, MessageDescriptor) {
+        let pool = crate::test_support::compile(source);
+        let message = pool.get_message_by_name("t.M").unwrap();
+        (pool, message)
+    }
+
+    #[test]
+    fn field_rules_check_only_present_values() {
+        let (pool, m) = rules_pool(
+            r#"syntax = "proto3"; package t;
+            import "cloudsec/api/v1/options.proto";
+            message M {
+              string s = 1 [(cloudsec.api.v1.field_rules) = {min_length: 2, max_length: 3, pattern: "^a"}];
+              repeated int64 n = 2 [(cloudsec.api.v1.field_rules) = {min_items: 2, maximum: 10}];
+              map<string, string> m = 3 [(cloudsec.api.v1.field_rules) = {max_items: 1}];
+              double d = 4 [(cloudsec.api.v1.field_rules) = {minimum: 0}];
+            }"#,
+        );
+        let v = Validator::new([m.clone()], None, rules_extension(&pool).as_ref()).unwrap();
+        let check = |json: serde_json::Value| -> Vec<(String, String)> {
+            let message = DynamicMessage::deserialize(m.clone(), json).unwrap();
+            v.violations(&message)
+                .into_iter()
+                .map(|v| {
+                    assert!(!v.missing);
+                    (v.field, v.description)
+                })
+                .collect()
+        };
+        let pair = |f: &str, d: &str| (f.to_owned(), d.to_owned());
+        // Nothing set, nothing to check: presence is REQUIRED's business.
+        assert!(check(serde_json::json!({})).is_empty());
+        assert!(check(serde_json::json!({"s": "abc", "n": ["1", "10"], "d": 0.5})).is_empty());
+        // Characters, not bytes.
+        assert_eq!(
+            check(serde_json::json!({"s": "é"})),
+            [
+                pair("s", "must be at least 2 characters"),
+                pair("s", "must match `^a`")
+            ]
+        );
+        assert_eq!(
+            check(serde_json::json!({"s": "abcd"})),
+            [pair("s", "must be at most 3 characters")]
+        );
+        assert_eq!(
+            check(serde_json::json!({"n": ["11"]})),
+            [
+                pair("n", "must have at least 2 items"),
+                pair("n[0]", "must be at most 10")
+            ]
+        );
+        assert_eq!(
+            check(serde_json::json!({"m": {"a": "1", "b": "2"}})),
+            [pair("m", "must have at most 1 items")]
+        );
+        for d in [serde_json::json!(-0.5), serde_json::json!("NaN")] {
+            assert_eq!(
+                check(serde_json::json!({"d": d})),
+                [pair("d", "must be at least 0")]
+            );
+        }
+    }
+
+    #[test]
+    fn rules_that_cannot_apply_are_refused_at_start() {
+        for source in [
+            r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
+               message M { int32 n = 1 [(cloudsec.api.v1.field_rules) = {max_length: 3}]; }"#,
+            r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
+               message M { string n = 1 [(cloudsec.api.v1.field_rules) = {minimum: 1}]; }"#,
+            r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
+               message M { string n = 1 [(cloudsec.api.v1.field_rules) = {max_items: 2}]; }"#,
+            r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
+               message M { string n = 1 [(cloudsec.api.v1.field_rules) = {pattern: "("}]; }"#,
+            r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
+               message M { map<string, string> n = 1 [(cloudsec.api.v1.field_rules) = {max_length: 2}]; }"#,
+        ] {
+            let (pool, m) = rules_pool(source);
+            let error = Validator::new([m], None, rules_extension(&pool).as_ref()).unwrap_err();
+            assert_eq!(error.field, "t.M.n", "{error}");
+        }
     }
 }

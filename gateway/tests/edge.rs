@@ -484,7 +484,7 @@ async fn the_openapi_document_is_served() {
     let paths = doc["paths"].as_object().unwrap();
     for path in [
         "/v1/items/{id}",
-        "/v1/items/{item.id}",
+        "/v1/items/{item_id}",
         "/v1/files/{path}",
         "/v1/registrations",
     ] {
@@ -517,5 +517,167 @@ async fn the_openapi_document_is_served() {
             .status(),
         404
     );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn scopes_come_from_the_contract_and_the_configuration() {
+    let signer = Signer::generate().unwrap();
+    let h = Harness::with(Options {
+        auth: true,
+        jwks: Jwks {
+            keys: vec![signer.jwk().clone()],
+        },
+        configure: Box::new(|c: &mut GatewayConfig| {
+            c.jwt = Some(jwt_config());
+            // ArchiveItem's contract demands `items:archive`; the
+            // configuration adds one for CreateItem only.
+            c.routes.insert(
+                "cloudsec.echo.v1.EchoService/CreateItem".into(),
+                RoutePolicy {
+                    scopes: Some(vec!["items:create".into()]),
+                    ..RoutePolicy::default()
+                },
+            );
+            c.routes.insert(
+                "cloudsec.echo.v1.EchoService/*".into(),
+                RoutePolicy {
+                    scopes: Some(vec!["echo".into()]),
+                    ..RoutePolicy::default()
+                },
+            );
+        }),
+        ..Options::default()
+    })
+    .await;
+    let archive = |scope: &str| {
+        let token = signer.sign(&claims(scope)).unwrap();
+        h.http
+            .post(h.url("/v1/items/a1:archive"))
+            .bearer_auth(token)
+            .json(&json!({}))
+            .send()
+    };
+    expect(archive("echo").await.unwrap(), 403, 7, "items:archive").await;
+    // The configured scope is required as well as the contract's.
+    expect(archive("items:archive").await.unwrap(), 403, 7, "echo").await;
+    let (status, _, reply) = parts(archive("echo items:archive").await.unwrap()).await;
+    assert_eq!(status, 200, "{reply}");
+
+    // Without the option only the configuration counts.
+    let token = signer.sign(&claims("echo")).unwrap();
+    let response = h
+        .http
+        .post(h.url("/v1/items"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    expect(response, 403, 7, "items:create").await;
+    let token = signer.sign(&claims("items:create")).unwrap();
+    let response = h
+        .http
+        .post(h.url("/v1/items"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // The OpenAPI document names the contract's scopes.
+    let (_, _, doc) = parts(h.http.get(h.url("/openapi.json")).send().await.unwrap()).await;
+    assert_eq!(
+        doc["paths"]["/v1/items/{id}:archive"]["post"]["x-required-scopes"],
+        json!(["items:archive"])
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn field_rules_are_checked_before_the_call() {
+    let h = Harness::start(false).await;
+    let post = |body: Json| h.http.post(h.url("/v1/registrations")).json(&body).send();
+    let valid =
+        json!({"name": "reg-1", "owner": {"id": "o", "displayName": "Ann"}, "kind": "KIND_SMALL"});
+    let (status, _, reply) = parts(post(valid.clone()).await.unwrap()).await;
+    assert_eq!(status, 200, "{reply}");
+
+    for (change, field, description) in [
+        (
+            json!({"name": "Reg 1"}),
+            "name",
+            "must match `^[a-z][a-z0-9-]*$`",
+        ),
+        (
+            json!({"name": "a-name-that-is-too-long"}),
+            "name",
+            "must be at most 16 characters",
+        ),
+        (json!({"age": 151}), "age", "must be at most 150"),
+        (json!({"age": -1}), "age", "must be at least 0"),
+        (
+            json!({"deputies": [{"id": "1"}, {"id": "2"}, {"id": "3"}, {"id": "4"}]}),
+            "deputies",
+            "must have at most 3 items",
+        ),
+        (
+            json!({"tags": ["ok", "too-long"]}),
+            "tags[1]",
+            "must be at most 5 characters",
+        ),
+        (
+            json!({"owner": {"id": "o", "displayName": "A"}}),
+            "owner.display_name",
+            "must be at least 2 characters",
+        ),
+    ] {
+        let mut body = valid.clone();
+        for (key, value) in change.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        let body = expect(post(body).await.unwrap(), 400, 3, "invalid field").await;
+        assert_eq!(
+            body["details"][0]["fieldViolations"],
+            json!([{"field": field, "description": description}]),
+            "{change}"
+        );
+    }
+    // Missing and invalid fields are reported together.
+    let body = expect(
+        post(json!({"name": "Bad", "owner": {"id": "o"}}))
+            .await
+            .unwrap(),
+        400,
+        3,
+        "missing required field: kind; invalid field: name",
+    )
+    .await;
+    assert_eq!(
+        body["details"][0]["fieldViolations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(h.metrics().await.contains(r#"reason="invalid_field""#));
+
+    // The OpenAPI document carries the same constraints.
+    let (_, _, doc) = parts(h.http.get(h.url("/openapi.json")).send().await.unwrap()).await;
+    let schemas = &doc["components"]["schemas"];
+    let register = &schemas["cloudsec.echo.v1.RegisterRequest"]["properties"];
+    assert_eq!(register["name"]["maxLength"], 16);
+    assert_eq!(register["name"]["pattern"], "^[a-z][a-z0-9-]*$");
+    assert_eq!(register["deputies"]["maxItems"], 3);
+    assert_eq!(register["age"]["minimum"], 0.0);
+    assert_eq!(register["age"]["maximum"], 150.0);
+    assert_eq!(register["tags"]["items"]["maxLength"], 5);
+    let owner = &schemas["cloudsec.echo.v1.Owner"]["properties"];
+    assert_eq!(owner["displayName"]["minLength"], 2);
+    // A streaming operation describes both framings.
+    let watch = &doc["paths"]["/v1/items:watch"]["get"]["responses"]["200"]["content"];
+    assert!(watch["application/x-ndjson"].is_object(), "{watch}");
+    assert!(watch["text/event-stream"].is_object(), "{watch}");
     h.stop().await;
 }

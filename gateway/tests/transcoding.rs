@@ -9,7 +9,8 @@
 
 mod common;
 
-use common::{CLIENT_TRACEPARENT, Harness, chunked_post, parts, request_of};
+use cloudsec_gateway::{GatewayConfig, RoutePolicy};
+use common::{CLIENT_TRACEPARENT, Harness, Options, chunked_post, parts, request_of};
 use serde_json::json;
 
 #[tokio::test]
@@ -450,5 +451,267 @@ async fn grpc_metadata_headers_go_both_ways() {
     assert_eq!(status, 200);
     assert_eq!(reply["metadata"]["tenant-hint"], "acme");
     assert!(reply["metadata"].get("authorization").is_none(), "{reply}");
+    h.stop().await;
+}
+
+fn lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn server_streams_as_ndjson_or_server_sent_events() {
+    let h = Harness::start(false).await;
+    assert!(
+        h.routes
+            .contains(&"GET /v1/items:watch -> cloudsec.echo.v1.EchoService/WatchItems".to_owned()),
+        "{:#?}",
+        h.routes
+    );
+
+    // Newline-delimited JSON by default, one `result` per message.
+    let response = h
+        .http
+        .get(h.url("/v1/items:watch?count=3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    assert!(response.headers().contains_key("x-request-id"));
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with('\n'), "{text:?}");
+    let got = lines(&text);
+    assert_eq!(got.len(), 3, "{text}");
+    assert_eq!(
+        got[0],
+        json!({"result": {"id": "i0", "title": "title 0", "sizeBytes": "9007199254740993"}})
+    );
+    assert_eq!(got[2]["result"]["id"], "i2");
+
+    // A failure after the status went out ends the stream with an error.
+    let text = h
+        .http
+        .get(h.url("/v1/items:watch?count=2&fail=true"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let got = lines(&text);
+    assert_eq!(got.len(), 3, "{text}");
+    assert_eq!(got[1]["result"]["id"], "i1");
+    assert_eq!(
+        got[2],
+        json!({"error": {"code": 9, "message": "watch broken", "details": []}})
+    );
+
+    // A failure before the first message is an ordinary error response.
+    let response = h
+        .http
+        .get(h.url("/v1/items:watch?missing=true"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["message"], "nothing to watch");
+
+    // Server-Sent Events when the client accepts them.
+    let response = h
+        .http
+        .get(h.url("/v1/items:watch?count=2&fail=true"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    let text = response.text().await.unwrap();
+    let events: Vec<&str> = text.split_terminator("\n\n").collect();
+    assert_eq!(events.len(), 3, "{text:?}");
+    let data: serde_json::Value =
+        serde_json::from_str(events[0].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(data["id"], "i0");
+    let error = events[2].strip_prefix("event: error\ndata: ").unwrap();
+    let error: serde_json::Value = serde_json::from_str(error).unwrap();
+    assert_eq!(error["code"], 9);
+
+    // response_body applies to every message.
+    let text = h
+        .http
+        .get(h.url("/v1/items:watchTitles?count=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "{\"result\":\"title 0\"}\n{\"result\":\"title 1\"}\n");
+
+    // Messages go out as they come: the first arrives while the service
+    // is still pausing before the second.
+    let mut response = h
+        .http
+        .get(h.url("/v1/items:watch?count=2&pause_ms=3000"))
+        .send()
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(2), response.chunk())
+        .await
+        .expect("the first message was held back")
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8(first.to_vec()).unwrap();
+    assert!(
+        first.contains("\"i0\"") && !first.contains("\"i1\""),
+        "{first}"
+    );
+    drop(response);
+
+    // The request is validated like any other.
+    let response = h
+        .http
+        .get(h.url("/v1/items:watch?count=101"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("count"),
+        "{body}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn patch_without_a_mask_takes_it_from_the_body() {
+    let h = Harness::start(false).await;
+    let response = h
+        .http
+        .patch(h.url("/v1/items/p-8"))
+        .json(&json!({"title": "new", "owner": {"displayName": "Ann"}, "etag": "e1", "createTime": "2025-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, reply) = parts(response).await;
+    assert_eq!(status, 200, "{reply}");
+    // Nested keys become dotted paths; the path's id, the etag and an
+    // output-only field are not changes. The required `owner.id` is not
+    // checked, as the mask does not name it.
+    assert_eq!(
+        request_of(&reply),
+        json!({
+            "item": {"id": "p-8", "title": "new", "owner": {"displayName": "Ann"}, "etag": "e1", "createTime": "2025-01-01T00:00:00Z"},
+            "updateMask": "owner.displayName,title",
+        })
+    );
+
+    // What the mask names is validated, nested rules included.
+    let response = h
+        .http
+        .patch(h.url("/v1/items/p-8"))
+        .json(&json!({"owner": {"displayName": "A"}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["details"][0]["fieldViolations"],
+        json!([{"field": "item.owner.display_name", "description": "must be at least 2 characters"}])
+    );
+    h.stop().await;
+}
+
+fn overrides(pairs: &[(&str, u16)]) -> RoutePolicy {
+    RoutePolicy {
+        status_overrides: Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()),
+        ..RoutePolicy::default()
+    }
+}
+
+#[tokio::test]
+async fn status_overrides_replace_the_table_per_method() {
+    let h = Harness::with(Options {
+        configure: Box::new(|c: &mut GatewayConfig| {
+            let echo = "cloudsec.echo.v1.EchoService";
+            c.routes.insert(
+                format!("{echo}/DeleteItem"),
+                overrides(&[("NOT_FOUND", 200)]),
+            );
+            c.routes
+                .insert(format!("{echo}/GetItem"), overrides(&[("NOT_FOUND", 410)]));
+            c.routes
+                .insert(format!("{echo}/CreateItem"), overrides(&[("OK", 201)]));
+            c.routes
+                .insert(format!("{echo}/ArchiveItem"), overrides(&[("OK", 204)]));
+        }),
+        ..Options::default()
+    })
+    .await;
+
+    // Deleting what is not there succeeds, with an empty object.
+    let response = h
+        .http
+        .delete(h.url("/v1/items/missing"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({}));
+
+    // Another status for an error keeps the error body.
+    let response = h.http.get(h.url("/v1/items/missing")).send().await.unwrap();
+    let (status, _, body) = parts(response).await;
+    assert_eq!(status, 410);
+    assert_eq!(body["code"], 5);
+    assert_eq!(body["message"], "no such item");
+
+    // Methods without overrides follow the table.
+    let response = h
+        .http
+        .get(h.url("/v1/items/missing/item"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
+    // OK may become another success status, with the reply...
+    let response = h
+        .http
+        .post(h.url("/v1/items"))
+        .json(&json!({"note": "n"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, reply) = parts(response).await;
+    assert_eq!(status, 201);
+    assert_eq!(reply["method"], "CreateItem");
+    // ... or 204, which has no body.
+    let response = h
+        .http
+        .post(h.url("/v1/items/a1:archive"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(response.headers().get("content-type").is_none());
+    assert!(response.bytes().await.unwrap().is_empty());
+
+    // The gateway's own answers are never overridden.
+    let response = h
+        .http
+        .delete(h.url("/v1/items/x?bogus=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
     h.stop().await;
 }

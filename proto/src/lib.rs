@@ -19,6 +19,14 @@ pub mod google {
     }
 }
 
+/// cloudsec's own options (`cloudsec.api.v1.required_scopes`,
+/// `cloudsec.api.v1.field_rules`), read by the gateway.
+pub mod api {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/cloudsec.api.v1.rs"));
+    }
+}
+
 pub mod auth {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/cloudsec.auth.v1.rs"));

@@ -86,10 +86,66 @@ impl tower::Service<http::Request<tonic::body::Body>> for EchoServer {
                 return Ok(tonic::Status::unimplemented(name).into_http());
             };
             let mut grpc = tonic::server::Grpc::new(DynamicCodec::new(method.input()));
+            if method.is_server_streaming() {
+                let handler = tower::service_fn(move |request| watch(method.clone(), request));
+                return Ok(grpc.server_streaming(handler, req).await);
+            }
             let handler = tower::service_fn(move |request| echo(method.clone(), request));
             Ok(grpc.unary(handler, req).await)
         })
     }
+}
+
+type ItemStream =
+    Pin<Box<dyn futures::Stream<Item = Result<DynamicMessage, tonic::Status>> + Send>>;
+
+/// `WatchItems`: `count` items (`i0`, `i1`, ...), a pause of `pause_ms`
+/// after the first, then OK, or FAILED_PRECONDITION with `fail`; NOT_FOUND
+/// before anything with `missing`.
+async fn watch(
+    method: MethodDescriptor,
+    request: tonic::Request<DynamicMessage>,
+) -> Result<tonic::Response<ItemStream>, tonic::Status> {
+    let input = request.into_inner();
+    let int = |name: &str| {
+        input
+            .get_field_by_name(name)
+            .and_then(|v| v.as_i32())
+            .unwrap_or(0)
+    };
+    let flag = |name: &str| {
+        input
+            .get_field_by_name(name)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    };
+    if flag("missing") {
+        return Err(tonic::Status::not_found("nothing to watch"));
+    }
+    let (count, fail) = (int("count"), flag("fail"));
+    let pause = Duration::from_millis(u64::try_from(int("pause_ms")).unwrap_or(0));
+    let output = method.output();
+    let items = futures::stream::unfold(0, move |i| {
+        let output = output.clone();
+        async move {
+            if i == count && fail {
+                let status = tonic::Status::failed_precondition("watch broken");
+                return Some((Err(status), i + 1));
+            }
+            if i >= count {
+                return None;
+            }
+            if i == 1 {
+                tokio::time::sleep(pause).await;
+            }
+            let mut item = DynamicMessage::new(output);
+            item.set_field_by_name("id", Value::String(format!("i{i}")));
+            item.set_field_by_name("title", Value::String(format!("title {i}")));
+            item.set_field_by_name("size_bytes", Value::I64(BIG));
+            Some((Ok(item), i + 1))
+        }
+    });
+    Ok(tonic::Response::new(Box::pin(items) as ItemStream))
 }
 
 async fn echo(
@@ -112,6 +168,13 @@ async fn echo(
                 details,
             ),
         );
+    }
+    if request
+        .get_ref()
+        .get_field_by_name("id")
+        .is_some_and(|id| id.as_str() == Some("missing"))
+    {
+        return Err(tonic::Status::not_found("no such item"));
     }
     let output = method.output();
     let mut reply = DynamicMessage::new(output.clone());
