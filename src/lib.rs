@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudsec_auth::{Auth, AuthConfig, TokenSettings};
+use cloudsec_bus::{Bus, BusConfig};
 use cloudsec_documents::{Documents, DocumentsConfig};
 use cloudsec_gateway::{Gateway, GatewayConfig, Upstream};
 use cloudsec_identity::{DEFAULT_LIFETIME, Issuer, LocalCa, SpiffeId, WorkloadIdentity};
@@ -34,6 +35,9 @@ pub struct PlatformConfig {
     pub tokens: TokensConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The event bus every service publishes to and subscribers read.
+    #[serde(default)]
+    pub events: BusConfig,
     pub auth: Option<AuthConfig>,
     pub documents: Option<DocumentsConfig>,
     pub gateway: Option<GatewayConfig>,
@@ -150,6 +154,8 @@ pub enum PlatformError {
     Documents(#[from] cloudsec_documents::DocumentsError),
     #[error("gateway: {0}")]
     Gateway(#[from] cloudsec_gateway::GatewayError),
+    #[error("events: {0}")]
+    Events(#[from] cloudsec_bus::BusError),
     #[error("{0}")]
     Grpc(#[from] cloudsec_runtime::grpc::GrpcError),
     #[error("data directory {path}: {source}")]
@@ -240,7 +246,8 @@ pub fn local_config(
     })?;
     let sqlite = |name: &str| toml_str(&format!("sqlite://{}", data_dir.join(name).display()));
     let defaults = format!(
-        "[auth]\ndatabase_url = {auth}\n\n[documents]\ndatabase_url = {docs}\npage_token_key = {key}\n\n[gateway]\n",
+        "[events]\ndatabase_url = {bus}\n\n[auth]\ndatabase_url = {auth}\n\n[documents]\ndatabase_url = {docs}\npage_token_key = {key}\n\n[gateway]\n",
+        bus = sqlite("bus.db"),
         auth = sqlite("auth.db"),
         docs = sqlite("documents.db"),
         key = toml_str(page_token_key(data_dir)?.expose()),
@@ -261,6 +268,9 @@ pub struct LocalPlatform {
     gateway: Gateway,
     sidecars: Vec<(&'static str, Proxy)>,
     identities: Vec<Arc<WorkloadIdentity>>,
+    /// The one bus connection of the process, so that in-process
+    /// subscribers wake at commit.
+    bus: Bus,
     ca: Arc<LocalCa>,
     mesh: MeshConfig,
 }
@@ -410,9 +420,27 @@ impl LocalPlatform {
         )
         .await?;
 
+        let bus = match (&config.events.transport, &config.events.database_url) {
+            (cloudsec_bus::TransportKind::Embedded, None) => {
+                let mut events = config.events.clone();
+                events.database_url = Some(Secret::new(format!(
+                    "sqlite://{}",
+                    dir.join("bus.db").display()
+                )));
+                Bus::connect(&events, None).await?
+            }
+            _ => Bus::connect(&config.events, None).await?,
+        };
+
         let mut app_auth = auth_config.clone();
         app_auth.grpc_listen = loopback_any();
-        let auth = Auth::build(&app_auth, config.tokens.settings()).await?;
+        let auth = Auth::build(
+            &app_auth,
+            config.tokens.settings(),
+            &config.events,
+            Some(&bus),
+        )
+        .await?;
         auth_sidecar.set_inbound_app(auth.grpc_addr())?;
 
         let documents_outbound = documents_sidecar
@@ -430,7 +458,8 @@ impl LocalPlatform {
         ));
         let mut app_documents = documents_config.clone();
         app_documents.grpc_listen = loopback_any();
-        let documents = Documents::build(&app_documents, verifier).await?;
+        let documents =
+            Documents::build(&app_documents, verifier, &config.events, Some(&bus)).await?;
         documents_sidecar.set_inbound_app(documents.grpc_addr())?;
 
         let gateway_outbound = gateway_sidecar
@@ -465,6 +494,7 @@ impl LocalPlatform {
                 ("gateway-sidecar", gateway_sidecar),
             ],
             identities,
+            bus,
             ca,
             mesh,
         })
@@ -488,6 +518,11 @@ impl LocalPlatform {
             documents_sidecar_admin: self.sidecar_admin("documents-sidecar"),
             gateway_sidecar_admin: self.sidecar_admin("gateway-sidecar"),
         }
+    }
+
+    /// The event bus the services publish to.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
     }
 
     /// The REST routes the gateway serves.

@@ -369,7 +369,7 @@ async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
                 .auth
                 .ok_or_else(|| missing("auth", "section required to serve auth"))?;
             let tls = tls(c.tls.as_ref(), "auth.tls")?;
-            let auth = cloudsec_auth::Auth::build(&c, cfg.tokens.settings())
+            let auth = cloudsec_auth::Auth::build(&c, cfg.tokens.settings(), &cfg.events, None)
                 .await
                 .map_err(fatal)?;
             tracing::info!(grpc = %auth.grpc_addr(), admin = %auth.admin_addr(), "auth serving");
@@ -399,7 +399,7 @@ async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
                 &cfg.tokens.audience,
                 channel,
             ));
-            let documents = cloudsec_documents::Documents::build(&c, verifier)
+            let documents = cloudsec_documents::Documents::build(&c, verifier, &cfg.events, None)
                 .await
                 .map_err(fatal)?;
             tracing::info!(grpc = %documents.grpc_addr(), admin = %documents.admin_addr(), "documents serving");

@@ -17,6 +17,8 @@
 //! # Layout
 //! - [`envelope`]: the CloudEvents envelope, binary and structured modes,
 //!   and the [`DomainEvent`] types of `cloudsec.events.v1`.
+//! - [`config`]: the `[events]` section and [`Bus`], the connected
+//!   transport that hands out the relay's publisher and subscribers' queues.
 //! - [`outbox`]: appending within a transaction, the commit signal.
 //! - [`relay`]: publishing the outbox (`SKIP LOCKED` shards on PostgreSQL,
 //!   a lease on SQLite), backoff, wake-ups.
@@ -34,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod inbox;
@@ -46,6 +49,7 @@ pub mod trace;
 pub mod transport;
 
 pub use backoff::Backoff;
+pub use config::{Bus, BusConfig, TransportKind};
 pub use envelope::{DomainEvent, Envelope};
 pub use error::{BusError, Result};
 pub use inbox::Inbox;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use cloudsec_bus::{Envelope, Outbox};
 use cloudsec_proto::auth::v1::Jwks;
+use cloudsec_proto::events::v1::UserSignedUp;
 use cloudsec_runtime::FieldViolations;
 use cloudsec_runtime::token::{Claims, Signer};
 use sea_orm::{
@@ -44,6 +46,7 @@ pub struct AuthCore {
     signer: Arc<Signer>,
     jwks: Jwks,
     tokens: TokenSettings,
+    outbox: Outbox,
 }
 
 /// Lowercased and checked; violations are recorded on `field`.
@@ -93,6 +96,7 @@ impl AuthCore {
         db: DatabaseConnection,
         hasher: Hasher,
         tokens: TokenSettings,
+        outbox: Outbox,
     ) -> Result<Self> {
         let keys = signing_key::Entity::find()
             .order_by_desc(signing_key::Column::CreatedAt)
@@ -133,6 +137,7 @@ impl AuthCore {
             signer: Arc::new(signer),
             jwks,
             tokens,
+            outbox,
         })
     }
 
@@ -193,11 +198,31 @@ impl AuthCore {
             .insert(&txn)
             .await
             .map_err(|e| unique_to(e, AuthError::EmailTaken))?;
+            let event = UserSignedUp {
+                user_id: id.to_string(),
+                tenant: tenant.to_owned(),
+                email: email.clone(),
+                tenant_created: true,
+                sign_up_time: Some(prost_types::Timestamp {
+                    seconds: now.timestamp(),
+                    // Below one billion by construction.
+                    nanos: now.timestamp_subsec_nanos() as i32,
+                }),
+            };
+            self.outbox
+                .append(
+                    &txn,
+                    &Envelope::new(crate::EVENT_SOURCE, &event).with_current_trace(),
+                )
+                .await?;
             Ok::<_, AuthError>(())
         }
         .await;
         match result {
-            Ok(()) => txn.commit().await?,
+            Ok(()) => {
+                txn.commit().await?;
+                self.outbox.committed();
+            }
             Err(e) => {
                 txn.rollback().await?;
                 return Err(e);

@@ -24,6 +24,9 @@ pub enum AuthError {
     Key(#[from] cloudsec_runtime::token::SignerError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The outbox or the event bus.
+    #[error("event bus: {0}")]
+    Events(#[from] cloudsec_bus::BusError),
 }
 
 impl AuthError {
@@ -33,9 +36,10 @@ impl AuthError {
             AuthError::EmailTaken | AuthError::TenantTaken(_) => ErrorKind::AlreadyExists,
             AuthError::BadCredentials => ErrorKind::Unauthenticated,
             AuthError::Busy => ErrorKind::Unavailable,
-            AuthError::Database(_) | AuthError::Key(_) | AuthError::Internal(_) => {
-                ErrorKind::Internal
-            }
+            AuthError::Database(_)
+            | AuthError::Key(_)
+            | AuthError::Internal(_)
+            | AuthError::Events(_) => ErrorKind::Internal,
         }
     }
 }

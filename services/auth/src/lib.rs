@@ -20,6 +20,7 @@ pub mod password;
 
 use std::net::SocketAddr;
 
+use cloudsec_bus::{Bus, BusConfig, Outbox, Relay};
 use cloudsec_proto::auth::v1::Jwks;
 use cloudsec_proto::auth::v1::auth_service_server::AuthServiceServer;
 use cloudsec_runtime::Shutdown;
@@ -39,7 +40,11 @@ const MAX_MESSAGE: usize = 64 * 1024;
 pub struct Auth {
     host: ServiceHost,
     jwks: Jwks,
+    relay: Relay,
 }
+
+/// The CloudEvents `source` of the service's events.
+pub const EVENT_SOURCE: &str = "/cloudsec/auth";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -49,20 +54,33 @@ pub enum BuildError {
     Host(#[from] HostError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error("event bus: {0}")]
+    Events(#[from] cloudsec_bus::BusError),
+    #[error("event bus migrations: {0}")]
+    EventsMigrate(#[from] sea_orm::DbErr),
 }
 
 impl Auth {
+    /// Connects and migrates (its tables and the outbox), loads or
+    /// creates the signing key, connects the event bus (`shared` when the
+    /// process has one, else as `events` says) and binds the listeners.
     pub async fn build(
         config: &AuthConfig,
         tokens: TokenSettings,
+        events: &BusConfig,
+        shared: Option<&Bus>,
     ) -> std::result::Result<Self, BuildError> {
         let db = cloudsec_runtime::db::connect::<migration::Migrator>(config.database_url.expose())
             .await?;
+        cloudsec_bus::migration::migrate(&db).await?;
+        let bus = Bus::for_service(events, shared, &db).await?;
+        let outbox = Outbox::new();
+        let relay = Relay::new(db.clone(), bus.publisher(), &outbox, events.relay.clone())?;
         let concurrency = config
             .hash_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let hasher = password::Hasher::new(concurrency).await?;
-        let core = AuthCore::new(db, hasher, tokens).await?;
+        let core = AuthCore::new(db, hasher, tokens, outbox).await?;
         let jwks = core.jwks().clone();
         let mut host = ServiceHost::bind(
             "auth",
@@ -76,7 +94,7 @@ impl Auth {
             AuthServiceServer::new(grpc::AuthGrpc::new(core))
                 .max_decoding_message_size(MAX_MESSAGE),
         );
-        Ok(Self { host, jwks })
+        Ok(Self { host, jwks, relay })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -92,11 +110,20 @@ impl Auth {
         &self.jwks
     }
 
+    /// Serves until `shutdown`, then drains; the outbox relay stops last
+    /// so that events of calls finishing in the drain go out too.
     pub async fn run_until_stopped(
         self,
         tls: Option<&MeshTls>,
         shutdown: Shutdown,
     ) -> std::result::Result<(), HostError> {
-        self.host.run_until_stopped(tls, shutdown).await
+        let relay_stop = Shutdown::new();
+        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
+        let served = self.host.run_until_stopped(tls, shutdown).await;
+        relay_stop.cancel();
+        if let Err(error) = relay.await {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+        served
     }
 }

@@ -28,6 +28,9 @@ pub enum DocumentsError {
     Connect(#[from] DbError),
     #[error(transparent)]
     Host(#[from] HostError),
+    /// The outbox or the event bus.
+    #[error("event bus: {0}")]
+    Events(#[from] cloudsec_bus::BusError),
 }
 
 impl From<FieldViolations> for DocumentsError {
@@ -47,9 +50,10 @@ impl DocumentsError {
             | DocumentsError::Database(sea_orm::DbErr::Conn(_))
             | DocumentsError::Connect(_) => ErrorKind::Unavailable,
             DocumentsError::PageTokenKey(_) => ErrorKind::FailedPrecondition,
-            DocumentsError::Database(_) | DocumentsError::Corrupt(_) | DocumentsError::Host(_) => {
-                ErrorKind::Internal
-            }
+            DocumentsError::Database(_)
+            | DocumentsError::Corrupt(_)
+            | DocumentsError::Host(_)
+            | DocumentsError::Events(_) => ErrorKind::Internal,
         }
     }
 }

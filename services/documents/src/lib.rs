@@ -5,7 +5,9 @@
 //! (with a field mask and an optional etag) and deletes documents. Every
 //! call carries an access token; its tenant scopes every query, so another
 //! tenant's document is indistinguishable from a missing one. Metadata and
-//! text content live in SQLite or PostgreSQL.
+//! text content live in SQLite or PostgreSQL. Every change writes its
+//! domain event (`cloudsec.events.v1.Document*`) to the transactional
+//! outbox in the same transaction; the service's relay publishes them.
 //!
 //! # Layout
 //! - [`config`]: [`DocumentsConfig`], the service's configuration.
@@ -34,6 +36,7 @@ pub mod store;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cloudsec_bus::{Bus, BusConfig, Outbox, Relay};
 use cloudsec_runtime::Shutdown;
 use cloudsec_runtime::host::{HostError, ServiceHost};
 use cloudsec_runtime::tls::MeshTls;
@@ -54,15 +57,30 @@ pub const NAME: &str = "documents";
 #[derive(Debug)]
 pub struct Documents {
     host: ServiceHost,
+    relay: Relay,
 }
+
+/// The CloudEvents `source` of the service's events.
+pub const EVENT_SOURCE: &str = "/cloudsec/documents";
 
 impl Documents {
     /// Checks the page token key, connects to the database and applies
-    /// migrations, then binds both listeners (port 0 picks a free one).
-    pub async fn build(config: &DocumentsConfig, verifier: Arc<TokenVerifier>) -> Result<Self> {
+    /// its migrations and the outbox's, connects the event bus (`shared`
+    /// when the process has one, else as `events` says), then binds both
+    /// listeners (port 0 picks a free one).
+    pub async fn build(
+        config: &DocumentsConfig,
+        verifier: Arc<TokenVerifier>,
+        events: &BusConfig,
+        shared: Option<&Bus>,
+    ) -> Result<Self> {
         // Checked first, so a bad key fails before any connection is made.
         let tokens = PageTokenKey::new(config.page_token_key.expose().as_bytes())?;
         let db = cloudsec_runtime::db::connect::<Migrator>(config.database_url.expose()).await?;
+        cloudsec_bus::migration::migrate(&db).await?;
+        let bus = Bus::for_service(events, shared, &db).await?;
+        let outbox = Outbox::new();
+        let relay = Relay::new(db.clone(), bus.publisher(), &outbox, events.relay.clone())?;
         let mut host = ServiceHost::bind(
             NAME,
             config.grpc_listen,
@@ -71,8 +89,10 @@ impl Documents {
             config.shutdown_grace,
         )
         .await?;
-        host.add_service(DocumentsGrpc::new(Store::new(db, tokens), verifier).into_server());
-        Ok(Self { host })
+        host.add_service(
+            DocumentsGrpc::new(Store::new(db, tokens, outbox), verifier).into_server(),
+        );
+        Ok(Self { host, relay })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -84,11 +104,20 @@ impl Documents {
     }
 
     /// Serves over mutual TLS until `shutdown` is cancelled, then drains.
+    /// The outbox relay runs alongside and stops last, so that events of
+    /// calls that finish during the drain are published too.
     pub async fn run_until_stopped(
         self,
         tls: Option<&MeshTls>,
         shutdown: Shutdown,
     ) -> Result<(), HostError> {
-        self.host.run_until_stopped(tls, shutdown).await
+        let relay_stop = Shutdown::new();
+        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
+        let served = self.host.run_until_stopped(tls, shutdown).await;
+        relay_stop.cancel();
+        if let Err(error) = relay.await {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+        served
     }
 }

@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use cloudsec_bus::{DomainEvent, Envelope, Outbox};
+use cloudsec_proto::events::v1 as events;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     AccessMode, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
@@ -23,11 +25,13 @@ use crate::entity::{document, document_label};
 use crate::error::{DocumentsError, Result};
 use crate::page_token::{Cursor, PageTokenKey};
 
-/// The documents tables and the key that seals page tokens.
+/// The documents tables, the key that seals page tokens and the outbox
+/// that every change writes its event to.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
     tokens: PageTokenKey,
+    outbox: Outbox,
 }
 
 /// A list row: everything but the content.
@@ -47,9 +51,18 @@ struct Summary {
 }
 
 impl Store {
-    /// A store over `db`, whose migrations must have run.
-    pub fn new(db: DatabaseConnection, tokens: PageTokenKey) -> Self {
-        Self { db, tokens }
+    /// A store over `db`, whose migrations (its own and the bus's) must
+    /// have run.
+    pub fn new(db: DatabaseConnection, tokens: PageTokenKey, outbox: Outbox) -> Self {
+        Self { db, tokens, outbox }
+    }
+
+    /// Writes `event` into the outbox as part of `txn`, carrying the trace
+    /// of the request being served.
+    async fn emit<E: DomainEvent>(&self, txn: &DatabaseTransaction, event: &E) -> Result<()> {
+        let envelope = Envelope::new(crate::EVENT_SOURCE, event).with_current_trace();
+        self.outbox.append(txn, &envelope).await?;
+        Ok(())
     }
 
     pub fn page_tokens(&self) -> &PageTokenKey {
@@ -117,7 +130,24 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         insert_labels(&txn, document.id, &document.labels).await?;
+        self.emit(
+            &txn,
+            &events::DocumentCreated {
+                document_id: document.id.to_string(),
+                tenant: document.tenant.clone(),
+                actor: caller.user.clone(),
+                title: document.title.clone(),
+                classification: document.classification.number(),
+                labels: document.labels.clone().into_iter().collect(),
+                content_type: document.content_type.clone(),
+                size_bytes: document.size_bytes,
+                etag: document.etag.clone(),
+                create_time: Some(timestamp(document.create_time)),
+            },
+        )
+        .await?;
         txn.commit().await?;
+        self.outbox.committed();
         tracing::info!(document_id = %document.id, tenant = %caller.tenant, "document created");
         Ok(document)
     }
@@ -224,6 +254,16 @@ impl Store {
 
     /// Applies `patch`; when it carries an etag, only to that version.
     pub async fn update(&self, caller: &Caller, patch: DocumentPatch) -> Result<Document> {
+        let changed_fields: Vec<String> = [
+            ("title", patch.title.is_some()),
+            ("classification", patch.classification.is_some()),
+            ("labels", patch.labels.is_some()),
+            ("content", patch.content.is_some()),
+            ("content_type", patch.content_type.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then(|| name.to_owned()))
+        .collect();
         let mut update = document::Entity::update_many()
             .col_expr(document::Column::Etag, Expr::value(new_etag()))
             .col_expr(document::Column::UpdateTime, Expr::value(now()))
@@ -266,7 +306,25 @@ impl Store {
             insert_labels(&txn, patch.id, labels).await?;
         }
         let document = load(&txn, caller, patch.id).await?;
+        self.emit(
+            &txn,
+            &events::DocumentUpdated {
+                document_id: document.id.to_string(),
+                tenant: document.tenant.clone(),
+                actor: caller.user.clone(),
+                changed_fields,
+                title: document.title.clone(),
+                classification: document.classification.number(),
+                labels: document.labels.clone().into_iter().collect(),
+                content_type: document.content_type.clone(),
+                size_bytes: document.size_bytes,
+                etag: document.etag.clone(),
+                update_time: Some(timestamp(document.update_time)),
+            },
+        )
+        .await?;
         txn.commit().await?;
+        self.outbox.committed();
         tracing::info!(document_id = %document.id, tenant = %caller.tenant, "document updated");
         Ok(document)
     }
@@ -290,7 +348,18 @@ impl Store {
             .filter(document_label::Column::DocumentId.eq(id))
             .exec(&txn)
             .await?;
+        self.emit(
+            &txn,
+            &events::DocumentDeleted {
+                document_id: id.to_string(),
+                tenant: caller.tenant.clone(),
+                actor: caller.user.clone(),
+                delete_time: Some(timestamp(now())),
+            },
+        )
+        .await?;
         txn.commit().await?;
+        self.outbox.committed();
         tracing::info!(document_id = %id, tenant = %caller.tenant, "document deleted");
         Ok(())
     }
@@ -386,6 +455,14 @@ fn classification(stored: &str) -> Result<Classification> {
 
 /// Now, cut to whole microseconds: PostgreSQL keeps no more, and a cursor
 /// must compare equal to the row it came from on every database.
+fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        // Below one billion by construction, so the cast is lossless.
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
 fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)

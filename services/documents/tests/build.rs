@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cloudsec_bus::BusConfig;
 use cloudsec_documents::{Documents, DocumentsConfig, DocumentsError};
 use cloudsec_runtime::Secret;
 use cloudsec_runtime::token::TokenVerifier;
@@ -27,9 +28,14 @@ fn verifier() -> Arc<TokenVerifier> {
 #[tokio::test]
 async fn short_page_token_keys_are_refused_before_connecting() {
     // The database URL is unusable too: the key is checked first.
-    let error = Documents::build(&config("nope://", "too short"), verifier())
-        .await
-        .unwrap_err();
+    let error = Documents::build(
+        &config("nope://", "too short"),
+        verifier(),
+        &BusConfig::default(),
+        None,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(error, DocumentsError::PageTokenKey(_)),
         "{error:?}"
@@ -42,9 +48,14 @@ async fn short_page_token_keys_are_refused_before_connecting() {
 
 #[tokio::test]
 async fn bad_database_urls_are_reported() {
-    let error = Documents::build(&config("mysql://x", &"k".repeat(32)), verifier())
-        .await
-        .unwrap_err();
+    let error = Documents::build(
+        &config("mysql://x", &"k".repeat(32)),
+        verifier(),
+        &BusConfig::default(),
+        None,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(error, DocumentsError::Connect(_)), "{error:?}");
 }
 
@@ -52,9 +63,14 @@ async fn bad_database_urls_are_reported() {
 async fn builds_on_sqlite_and_binds_free_ports() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("d.db").display());
-    let documents = Documents::build(&config(&url, &"k".repeat(32)), verifier())
-        .await
-        .unwrap();
+    let documents = Documents::build(
+        &config(&url, &"k".repeat(32)),
+        verifier(),
+        &BusConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_ne!(documents.grpc_addr().port(), 0);
     assert_ne!(documents.admin_addr().port(), 0);
     assert_ne!(documents.grpc_addr(), documents.admin_addr());
@@ -62,7 +78,12 @@ async fn builds_on_sqlite_and_binds_free_ports() {
     drop(documents);
 
     // Migrations are idempotent: a second start on the same file works.
-    Documents::build(&config(&url, &"k".repeat(32)), verifier())
-        .await
-        .unwrap();
+    Documents::build(
+        &config(&url, &"k".repeat(32)),
+        verifier(),
+        &BusConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
 }

@@ -49,4 +49,5 @@ on_both_backends!(
     oversized_content_is_rejected,
     delete_removes_labels,
     over_the_wire,
+    every_change_writes_its_event_atomically,
 );

@@ -1269,3 +1269,107 @@ pub(crate) async fn over_the_wire(h: Harness) {
     assert_eq!(page.documents.len(), 1);
     serving.abort();
 }
+
+/// The outbox's events, oldest first.
+async fn outbox(h: &Harness) -> Vec<cloudsec_bus::Envelope> {
+    use sea_orm::ConnectionTrait;
+    let rows =
+        h.db.query_all_raw(sea_orm::Statement::from_string(
+            h.db.get_database_backend(),
+            "SELECT envelope FROM bus_outbox ORDER BY seq",
+        ))
+        .await
+        .expect("read the outbox");
+    rows.iter()
+        .map(|row| {
+            let json: String = row.try_get("", "envelope").expect("envelope column");
+            cloudsec_bus::Envelope::from_json(&json).expect("a valid envelope")
+        })
+        .collect()
+}
+
+pub(crate) async fn every_change_writes_its_event_atomically(h: Harness) {
+    use cloudsec_proto::events::v1 as ev;
+    let created = create(&h, doc("plan", C::Internal, &[("team", "red")])).await;
+    let mut changed = created.clone();
+    changed.title = "plan v2".into();
+    changed.labels.insert("phase".into(), "2".into());
+    let updated = update(&h, changed, &["title", "labels"])
+        .await
+        .expect("update");
+
+    // Failed writes leave no event: a stale etag, another tenant, bad input.
+    let mut stale = created.clone();
+    stale.title = "lost".into();
+    assert_eq!(
+        update(&h, stale, &["title"]).await.unwrap_err().code(),
+        Code::Aborted
+    );
+    let denied = h
+        .api
+        .delete_document(mallory(pb::DeleteDocumentRequest {
+            id: created.id.clone(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::NotFound);
+    assert!(
+        h.api
+            .create_document(alice(pb::CreateDocumentRequest {
+                document: Some(doc("", C::Public, &[])),
+            }))
+            .await
+            .is_err()
+    );
+    assert_eq!(outbox(&h).await.len(), 2, "only the two changes so far");
+
+    h.api
+        .delete_document(alice(pb::DeleteDocumentRequest {
+            id: created.id.clone(),
+            etag: updated.etag.clone(),
+        }))
+        .await
+        .expect("delete");
+
+    let events = outbox(&h).await;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "cloudsec.events.v1.DocumentCreated",
+            "cloudsec.events.v1.DocumentUpdated",
+            "cloudsec.events.v1.DocumentDeleted",
+        ]
+    );
+    for event in &events {
+        assert_eq!(event.source, "/cloudsec/documents");
+        assert_eq!(event.tenant, "acme");
+        assert_eq!(event.subject.as_deref(), Some(created.id.as_str()));
+    }
+    let c: ev::DocumentCreated = events[0].decode().expect("DocumentCreated");
+    assert_eq!(
+        (c.actor.as_str(), c.title.as_str(), c.etag.as_str()),
+        ("alice", "plan", created.etag.as_str())
+    );
+    assert_eq!(c.classification, C::Internal as i32);
+    assert_eq!(c.labels.get("team").map(String::as_str), Some("red"));
+    assert_eq!(c.size_bytes, created.size_bytes);
+    let u: ev::DocumentUpdated = events[1].decode().expect("DocumentUpdated");
+    assert_eq!(u.changed_fields, ["title", "labels"]);
+    assert_eq!(
+        (u.title.as_str(), u.etag.as_str()),
+        ("plan v2", updated.etag.as_str())
+    );
+    assert_eq!(u.labels.len(), 2);
+    let d: ev::DocumentDeleted = events[2].decode().expect("DocumentDeleted");
+    assert_eq!(
+        (d.document_id.as_str(), d.actor.as_str()),
+        (created.id.as_str(), "alice")
+    );
+    // Events carry metadata only, never the content.
+    for event in &events {
+        let payload = String::from_utf8_lossy(&event.data);
+        assert!(!payload.contains("content of plan"), "{payload}");
+    }
+}

@@ -99,7 +99,10 @@ pub(crate) fn verifier() -> Arc<TokenVerifier> {
 
 pub(crate) fn harness(db: DatabaseConnection, backend: Backend) -> Harness {
     let key = PageTokenKey::new(b"0123456789abcdef0123456789abcdef").expect("32-byte key");
-    let api = DocumentsGrpc::new(Store::new(db.clone(), key), verifier());
+    let api = DocumentsGrpc::new(
+        Store::new(db.clone(), key, cloudsec_bus::Outbox::new()),
+        verifier(),
+    );
     Harness { api, db, backend }
 }
 
@@ -146,6 +149,9 @@ where
             let db = cloudsec_runtime::db::connect::<Migrator>(&url)
                 .await
                 .expect("open and migrate sqlite");
+            cloudsec_bus::migration::migrate(&db)
+                .await
+                .expect("bus migrations");
             let outcome = tokio::spawn(scenario(harness(db.clone(), backend))).await;
             let _ = db.close().await;
             drop(dir);
@@ -165,6 +171,9 @@ where
             let url = database_url(&name);
             let outcome = match cloudsec_runtime::db::connect::<Migrator>(&url).await {
                 Ok(db) => {
+                    cloudsec_bus::migration::migrate(&db)
+                        .await
+                        .expect("bus migrations");
                     let outcome = tokio::spawn(scenario(harness(db.clone(), backend))).await;
                     let _ = db.close().await;
                     outcome.map_err(|e| e.into_panic())
