@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let files = [
         "cloudsec/api/v1/options.proto",
+        "cloudsec/audit/v1/audit.proto",
         "cloudsec/auth/v1/auth.proto",
         "cloudsec/documents/v1/documents.proto",
         "cloudsec/events/v1/events.proto",

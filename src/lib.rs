@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cloudsec_audit::{Audit, AuditConfig};
 use cloudsec_auth::{Auth, AuthConfig, TokenSettings};
 use cloudsec_bus::{Bus, BusConfig};
 use cloudsec_documents::{Documents, DocumentsConfig};
@@ -40,6 +41,7 @@ pub struct PlatformConfig {
     pub events: BusConfig,
     pub auth: Option<AuthConfig>,
     pub documents: Option<DocumentsConfig>,
+    pub audit: Option<AuditConfig>,
     pub gateway: Option<GatewayConfig>,
     /// For `cloudsec proxy`, the sidecar.
     pub proxy: Option<ProxyConfig>,
@@ -156,6 +158,8 @@ pub enum PlatformError {
     Gateway(#[from] cloudsec_gateway::GatewayError),
     #[error("events: {0}")]
     Events(#[from] cloudsec_bus::BusError),
+    #[error("audit: {0}")]
+    Audit(#[from] cloudsec_audit::AuditError),
     #[error("{0}")]
     Grpc(#[from] cloudsec_runtime::grpc::GrpcError),
     #[error("data directory {path}: {source}")]
@@ -246,10 +250,11 @@ pub fn local_config(
     })?;
     let sqlite = |name: &str| toml_str(&format!("sqlite://{}", data_dir.join(name).display()));
     let defaults = format!(
-        "[events]\ndatabase_url = {bus}\n\n[auth]\ndatabase_url = {auth}\n\n[documents]\ndatabase_url = {docs}\npage_token_key = {key}\n\n[gateway]\n",
+        "[events]\ndatabase_url = {bus}\n\n[auth]\ndatabase_url = {auth}\n\n[documents]\ndatabase_url = {docs}\npage_token_key = {key}\n\n[audit]\ndatabase_url = {audit}\n\n[gateway]\n",
         bus = sqlite("bus.db"),
         auth = sqlite("auth.db"),
         docs = sqlite("documents.db"),
+        audit = sqlite("audit.db"),
         key = toml_str(page_token_key(data_dir)?.expose()),
     );
     let mut layers = vec![defaults.as_str()];
@@ -257,7 +262,7 @@ pub fn local_config(
     Ok(cloudsec_runtime::config::load_layers(&layers, env)?)
 }
 
-/// Auth, documents and the gateway in one process, each with its own
+/// Auth, documents, audit and the gateway in one process, each with its own
 /// workload identity and its own sidecar: applications listen in plaintext
 /// on loopback, and every call between them goes app → outbound sidecar →
 /// mTLS → inbound sidecar → app, exactly as on Kubernetes.
@@ -265,6 +270,7 @@ pub fn local_config(
 pub struct LocalPlatform {
     auth: Auth,
     documents: Documents,
+    audit: Audit,
     gateway: Gateway,
     sidecars: Vec<(&'static str, Proxy)>,
     identities: Vec<Arc<WorkloadIdentity>>,
@@ -286,8 +292,12 @@ pub struct Addresses {
     /// The documents service's mTLS address (its inbound sidecar).
     pub documents: SocketAddr,
     pub documents_admin: SocketAddr,
+    /// The audit service's mTLS address (its inbound sidecar).
+    pub audit: SocketAddr,
+    pub audit_admin: SocketAddr,
     pub auth_sidecar_admin: SocketAddr,
     pub documents_sidecar_admin: SocketAddr,
+    pub audit_sidecar_admin: SocketAddr,
     pub gateway_sidecar_admin: SocketAddr,
 }
 
@@ -346,7 +356,8 @@ impl LocalPlatform {
         let mesh = config.mesh.clone();
         let ca = Arc::new(LocalCa::load_or_create(&dir.join("pki"))?);
         let id = |sa: &str| SpiffeId::new(&mesh.trust_domain, &mesh.namespace, sa);
-        let (auth_id, documents_id, gateway_id) = (id("auth")?, id("documents")?, id("gateway")?);
+        let (auth_id, documents_id, audit_id, gateway_id) =
+            (id("auth")?, id("documents")?, id("audit")?, id("gateway")?);
         let issuer: Arc<dyn cloudsec_identity::Issuer> = ca.clone();
         let mut identities = Vec::new();
         let mut tls_of = async |sid: &SpiffeId| -> Result<(Arc<TlsState>, MeshTls), PlatformError> {
@@ -372,6 +383,7 @@ impl LocalPlatform {
         };
         let (auth_tls, _) = tls_of(&auth_id).await?;
         let (documents_tls, documents_pem) = tls_of(&documents_id).await?;
+        let (audit_tls, audit_pem) = tls_of(&audit_id).await?;
         let (gateway_tls, gateway_pem) = tls_of(&gateway_id).await?;
 
         let auth_config = config.auth.as_ref().ok_or(PlatformError::Missing("auth"))?;
@@ -379,6 +391,10 @@ impl LocalPlatform {
             .documents
             .as_ref()
             .ok_or(PlatformError::Missing("documents"))?;
+        let audit_config = config
+            .audit
+            .as_ref()
+            .ok_or(PlatformError::Missing("audit"))?;
         let gateway_config = config
             .gateway
             .as_ref()
@@ -410,10 +426,26 @@ impl LocalPlatform {
         let documents_inbound = documents_sidecar
             .inbound_addr()
             .ok_or(PlatformError::Missing("documents sidecar"))?;
+        let mut audit_sidecar = Proxy::build(
+            &sidecar_config(
+                Some(audit_config.grpc_listen),
+                &[(&auth_id, auth_inbound)],
+                audit_config.shutdown_grace,
+            ),
+            audit_tls,
+        )
+        .await?;
+        let audit_inbound = audit_sidecar
+            .inbound_addr()
+            .ok_or(PlatformError::Missing("audit sidecar"))?;
         let gateway_sidecar = Proxy::build(
             &sidecar_config(
                 None,
-                &[(&auth_id, auth_inbound), (&documents_id, documents_inbound)],
+                &[
+                    (&auth_id, auth_inbound),
+                    (&documents_id, documents_inbound),
+                    (&audit_id, audit_inbound),
+                ],
                 gateway_config.shutdown_grace,
             ),
             gateway_tls,
@@ -462,6 +494,29 @@ impl LocalPlatform {
             Documents::build(&app_documents, verifier, &config.events, Some(&bus)).await?;
         documents_sidecar.set_inbound_app(documents.grpc_addr())?;
 
+        let audit_outbound = audit_sidecar
+            .outbound_addr()
+            .ok_or(PlatformError::Missing("audit sidecar outbound"))?;
+        let audit_verifier = Arc::new(TokenVerifier::from_auth(
+            &config.tokens.issuer,
+            &config.tokens.audience,
+            cloudsec_runtime::grpc::channel(
+                &format!("http://{audit_outbound}"),
+                &auth_id.dns_name(),
+                &audit_pem,
+            )?,
+        ));
+        let audit_queue = bus
+            .queue(
+                &cloudsec_audit::queue_spec(audit_config),
+                config.events.provisioning,
+            )
+            .await?;
+        let mut app_audit = audit_config.clone();
+        app_audit.grpc_listen = loopback_any();
+        let audit = Audit::build(&app_audit, audit_verifier, audit_queue).await?;
+        audit_sidecar.set_inbound_app(audit.grpc_addr())?;
+
         let gateway_outbound = gateway_sidecar
             .outbound_addr()
             .ok_or(PlatformError::Missing("gateway sidecar outbound"))?;
@@ -469,6 +524,7 @@ impl LocalPlatform {
         for (service, sid) in [
             ("cloudsec.auth.v1.AuthService", &auth_id),
             ("cloudsec.documents.v1.DocumentService", &documents_id),
+            ("cloudsec.audit.v1.AuditService", &audit_id),
         ] {
             gateway_config.upstreams.insert(
                 service.into(),
@@ -487,10 +543,12 @@ impl LocalPlatform {
         Ok(Self {
             auth,
             documents,
+            audit,
             gateway,
             sidecars: vec![
                 ("auth-sidecar", auth_sidecar),
                 ("documents-sidecar", documents_sidecar),
+                ("audit-sidecar", audit_sidecar),
                 ("gateway-sidecar", gateway_sidecar),
             ],
             identities,
@@ -514,8 +572,14 @@ impl LocalPlatform {
                 .and_then(Proxy::inbound_addr)
                 .unwrap_or(self.documents.grpc_addr()),
             documents_admin: self.documents.admin_addr(),
+            audit: self
+                .sidecar("audit-sidecar")
+                .and_then(Proxy::inbound_addr)
+                .unwrap_or(self.audit.grpc_addr()),
+            audit_admin: self.audit.admin_addr(),
             auth_sidecar_admin: self.sidecar_admin("auth-sidecar"),
             documents_sidecar_admin: self.sidecar_admin("documents-sidecar"),
+            audit_sidecar_admin: self.sidecar_admin("audit-sidecar"),
             gateway_sidecar_admin: self.sidecar_admin("gateway-sidecar"),
         }
     }
@@ -566,6 +630,7 @@ impl LocalPlatform {
         let Self {
             auth,
             documents,
+            audit,
             gateway,
             sidecars,
             identities,
@@ -604,6 +669,18 @@ impl LocalPlatform {
                 (
                     "documents",
                     documents
+                        .run_until_stopped(None, s)
+                        .await
+                        .map_err(|e| e.to_string()),
+                )
+            });
+        }
+        {
+            let s = shutdown.clone();
+            tasks.spawn(async move {
+                (
+                    "audit",
+                    audit
                         .run_until_stopped(None, s)
                         .await
                         .map_err(|e| e.to_string()),

@@ -93,6 +93,7 @@ enum Command {
 enum Component {
     Auth,
     Documents,
+    Audit,
     Gateway,
 }
 
@@ -100,6 +101,7 @@ enum Component {
 enum DbComponent {
     Auth,
     Documents,
+    Audit,
 }
 
 /// A failure that ends the process, with its exit code.
@@ -227,6 +229,7 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             let name = match component {
                 Component::Auth => "cloudsec-auth",
                 Component::Documents => "cloudsec-documents",
+                Component::Audit => "cloudsec-audit",
                 Component::Gateway => "cloudsec-gateway",
             };
             let _guard = telemetry::init(
@@ -301,11 +304,21 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
                     let c = cfg
                         .documents
                         .ok_or_else(|| missing("documents", "section required"))?;
-                    cloudsec_runtime::db::connect::<cloudsec_documents::migration::Migrator>(
-                        c.database_url.expose(),
-                    )
-                    .await
-                    .map_err(fatal)?;
+                    let db =
+                        cloudsec_runtime::db::connect::<cloudsec_documents::migration::Migrator>(
+                            c.database_url.expose(),
+                        )
+                        .await
+                        .map_err(fatal)?;
+                    cloudsec_bus::migration::migrate(&db).await.map_err(fatal)?;
+                }
+                DbComponent::Audit => {
+                    let c = cfg
+                        .audit
+                        .ok_or_else(|| missing("audit", "section required"))?;
+                    cloudsec_audit::connect(c.database_url.expose())
+                        .await
+                        .map_err(fatal)?;
                 }
             }
             println!("migrations applied");
@@ -323,8 +336,8 @@ async fn up(data_dir: PathBuf, cfg: PlatformConfig) -> Result<(), Fatal> {
     println!(
         "\ncloudsec is up (data in {dir})\n\
          \n  REST gateway   {base}\
-         \n  admin          http://{ga}/metrics (gateway)  http://{aa}/metrics (auth)  http://{da}/metrics (documents)\
-         \n  gRPC (mTLS)    auth {auth}  documents {docs}\
+         \n  admin          http://{ga}/metrics (gateway)  http://{aa}/metrics (auth)  http://{da}/metrics (documents)  http://{ua}/metrics (audit)\
+         \n  gRPC (mTLS)    auth {auth}  documents {docs}  audit {audit}\
          \n\nTry it:\n\
          \n  curl -s {base}/v1/auth:signUp -H 'content-type: application/json' \\\
          \n    -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse battery\",\"tenant\":\"acme\"}}'\
@@ -333,17 +346,44 @@ async fn up(data_dir: PathBuf, cfg: PlatformConfig) -> Result<(), Fatal> {
          \n  curl -s {base}/v1/documents -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\
          \n    -d '{{\"title\":\"Hello\",\"classification\":\"INTERNAL\",\"content\":\"first document\"}}'\
          \n  curl -s {base}/v1/documents -H \"authorization: Bearer $TOKEN\"\
+         \n  curl -s {base}/v1/audit/records -H \"authorization: Bearer $TOKEN\"\
+         \n  curl -s {base}/v1/audit/chain:verify -H \"authorization: Bearer $TOKEN\"\
          \n\nPress ctrl-c to stop.\n",
         dir = data_dir.display(),
         ga = a.gateway_admin,
         aa = a.auth_admin,
         da = a.documents_admin,
+        ua = a.audit_admin,
+        audit = a.audit,
         auth = a.auth,
         docs = a.documents,
     );
     let shutdown = Shutdown::new();
     shutdown::cancel_on_signal(shutdown.clone());
     platform.run_until_stopped(shutdown).await.map_err(fatal)
+}
+
+/// A token verifier that fetches the JWKS from the auth service named in
+/// `[tokens]`, over mTLS with `tls`.
+fn verifier(cfg: &PlatformConfig, tls: &MeshTls) -> Result<Arc<TokenVerifier>, Fatal> {
+    let uri = cfg
+        .tokens
+        .auth_uri
+        .as_deref()
+        .ok_or_else(|| missing("tokens.auth_uri", "required: where to fetch the JWKS"))?;
+    let name = cfg.tokens.auth_server_name.as_deref().ok_or_else(|| {
+        missing(
+            "tokens.auth_server_name",
+            "required: the auth service's certificate name",
+        )
+    })?;
+    let channel = cloudsec_runtime::grpc::channel(uri, name, tls)
+        .map_err(|e| missing("tokens.auth_uri", &e.to_string()))?;
+    Ok(Arc::new(TokenVerifier::from_auth(
+        &cfg.tokens.issuer,
+        &cfg.tokens.audience,
+        channel,
+    )))
 }
 
 async fn proxy(cfg: PlatformConfig) -> Result<(), Fatal> {
@@ -380,30 +420,38 @@ async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
         Component::Documents => {
             let c = cfg
                 .documents
+                .clone()
                 .ok_or_else(|| missing("documents", "section required to serve documents"))?;
             let tls = tls(c.tls.as_ref(), "documents.tls")?;
-            let uri =
-                cfg.tokens.auth_uri.as_deref().ok_or_else(|| {
-                    missing("tokens.auth_uri", "required: where to fetch the JWKS")
-                })?;
-            let name = cfg.tokens.auth_server_name.as_deref().ok_or_else(|| {
-                missing(
-                    "tokens.auth_server_name",
-                    "required: the auth service's certificate name",
-                )
-            })?;
-            let channel = cloudsec_runtime::grpc::channel(uri, name, &tls)
-                .map_err(|e| missing("tokens.auth_uri", &e.to_string()))?;
-            let verifier = Arc::new(TokenVerifier::from_auth(
-                &cfg.tokens.issuer,
-                &cfg.tokens.audience,
-                channel,
-            ));
+            let verifier = verifier(&cfg, &tls)?;
             let documents = cloudsec_documents::Documents::build(&c, verifier, &cfg.events, None)
                 .await
                 .map_err(fatal)?;
             tracing::info!(grpc = %documents.grpc_addr(), admin = %documents.admin_addr(), "documents serving");
             documents
+                .run_until_stopped(Some(&tls), shutdown)
+                .await
+                .map_err(fatal)
+        }
+        Component::Audit => {
+            let c = cfg
+                .audit
+                .clone()
+                .ok_or_else(|| missing("audit", "section required to serve audit"))?;
+            let tls = tls(c.tls.as_ref(), "audit.tls")?;
+            let verifier = verifier(&cfg, &tls)?;
+            let bus = cloudsec_bus::Bus::connect(&cfg.events, None)
+                .await
+                .map_err(|e| missing("events", &e.to_string()))?;
+            let queue = bus
+                .queue(&cloudsec_audit::queue_spec(&c), cfg.events.provisioning)
+                .await
+                .map_err(fatal)?;
+            let audit = cloudsec_audit::Audit::build(&c, verifier, queue)
+                .await
+                .map_err(fatal)?;
+            tracing::info!(grpc = %audit.grpc_addr(), admin = %audit.admin_addr(), "audit serving");
+            audit
                 .run_until_stopped(Some(&tls), shutdown)
                 .await
                 .map_err(fatal)

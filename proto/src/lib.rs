@@ -27,6 +27,12 @@ pub mod api {
     }
 }
 
+pub mod audit {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/cloudsec.audit.v1.rs"));
+    }
+}
+
 pub mod auth {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/cloudsec.auth.v1.rs"));

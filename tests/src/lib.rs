@@ -157,9 +157,16 @@ impl Sandbox {
         let db = pg.map_or(String::new(), |pg| {
             format!("database_url = \"{}\"\n", pg.url)
         });
+        // On PostgreSQL the embedded bus lives there too (every table set
+        // has its own names, so one database holds them all).
+        let events = if db.is_empty() {
+            String::new()
+        } else {
+            format!("[events]\n{db}\n")
+        };
         let listeners = "grpc_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n";
         format!(
-            "[auth]\n{listeners}{db}\n[documents]\n{listeners}{db}\n\
+            "{events}[auth]\n{listeners}{db}\n[documents]\n{listeners}{db}\n[audit]\n{listeners}{db}\n\
              [gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n"
         )
     }
@@ -205,6 +212,7 @@ impl Sandbox {
             self.addrs.gateway_admin,
             self.addrs.auth_admin,
             self.addrs.documents_admin,
+            self.addrs.audit_admin,
         ] {
             let url = format!("http://{admin}/ready");
             let ready = eventually(Duration::from_secs(20), || async {

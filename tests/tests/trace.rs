@@ -1,6 +1,8 @@
-//! One trace spans the gateway and the service: the gateway's span is the
-//! parent of the service's, across the mTLS gRPC hop, as seen by an OTLP
-//! receiver run inside the test.
+//! One trace spans the gateway, the service and the event's subscriber: the
+//! gateway's span is the parent of the service's, across the mTLS gRPC hop,
+//! and the audit service's handling of the event the request caused
+//! continues the same trace, as seen by an OTLP receiver run inside the
+//! test.
 //!
 //! Its own test binary, because the trace exporter is process-global.
 
@@ -102,5 +104,33 @@ async fn one_trace_spans_gateway_and_service() {
         "the JWKS fetch joins the trace"
     );
     assert_eq!(jwks.parent_span_id, server.span_id);
+
+    // The event the create wrote to the outbox carries the trace through
+    // the relay and the bus: the audit service's handling of it is part of
+    // the same trace, below the service span that caused it.
+    let handled = eventually(Duration::from_secs(20), || async {
+        telemetry::flush();
+        let spans = receiver.spans.lock().unwrap().clone();
+        spans
+            .iter()
+            .find(|s| s.name == "audit.handle" && s.trace_id == server.trace_id)
+            .cloned()
+    })
+    .await
+    .expect("the audit handling span joined the request's trace");
+    let mut ancestor = handled.parent_span_id.clone();
+    let spans = receiver.spans.lock().unwrap().clone();
+    let mut chain = Vec::new();
+    while let Some(parent) = spans.iter().find(|s| s.span_id == ancestor) {
+        chain.push(parent.name.clone());
+        if parent.span_id == server.span_id {
+            break;
+        }
+        ancestor = parent.parent_span_id.clone();
+    }
+    assert!(
+        ancestor == server.span_id,
+        "audit.handle descends from the service span; ancestors seen: {chain:?}"
+    );
     sb.stop().await;
 }

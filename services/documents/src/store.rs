@@ -262,7 +262,8 @@ impl Store {
             ("content_type", patch.content_type.is_some()),
         ]
         .into_iter()
-        .filter_map(|(name, set)| set.then(|| name.to_owned()))
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name.to_owned())
         .collect();
         let mut update = document::Entity::update_many()
             .col_expr(document::Column::Etag, Expr::value(new_etag()))

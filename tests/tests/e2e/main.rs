@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
+mod events;
 mod grpc;
 mod mtls;
 mod ops;
@@ -62,6 +63,7 @@ on_both_backends! {
     mtls::refuses_clients_without_mesh_certificate => mtls_refuses_outsiders,
     ops::health_reflection_and_metrics => ops_health_reflection_and_metrics,
     ops::restart_reuses_data => ops_restart_reuses_data,
+    events::changes_reach_the_audit_log => events_changes_reach_the_audit_log,
 }
 
 /// Asserts a JSON error body in the gateway's shape and returns it.

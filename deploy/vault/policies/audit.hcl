@@ -1,0 +1,32 @@
+# Vault policy for the audit service (cloudsec-audit), the event subscriber
+# that keeps the append-only audit log.
+#
+# Least privilege: its own KV secrets (e.g. the key of its tamper-evident
+# hash chain), dynamic database credentials for its own role and
+# certificates for its own SPIFFE id. It never sees document data keys.
+# docs/security.md explains the mounts, roles and paths.
+
+path "secret/data/cloudsec/audit" {
+  capabilities = ["read"]
+}
+
+path "database/creds/audit" {
+  capabilities = ["read"]
+}
+
+path "pki/issue/mesh-audit" {
+  capabilities = ["update"]
+}
+path "pki/cert/ca_chain" {
+  capabilities = ["read"]
+}
+
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "sys/leases/renew" {
+  capabilities = ["update"]
+}

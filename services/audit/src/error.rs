@@ -1,0 +1,128 @@
+//! The one error type of the audit service and its mapping to gRPC.
+
+use cloudsec_bus::BusError;
+use cloudsec_runtime::db::DbError;
+use cloudsec_runtime::host::HostError;
+use cloudsec_runtime::{ErrorKind, FieldViolations};
+
+use crate::ADMIN_SCOPE;
+use crate::page_token::BadKey;
+
+pub type Result<T, E = AuditError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("invalid request: {0}")]
+    Invalid(FieldViolations),
+    /// A valid token without the tenant admin scope.
+    #[error("the audit log needs the `{ADMIN_SCOPE}` scope")]
+    NotAdmin,
+    #[error("database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// A stored row that the code cannot read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("stored page token key: {0}")]
+    PageTokenKey(#[from] BadKey),
+    /// The contracts compiled into the binary do not decode: a build bug.
+    #[error("descriptor set: {0}")]
+    Descriptors(#[from] prost_reflect::DescriptorError),
+    #[error(transparent)]
+    Connect(#[from] DbError),
+    #[error("event subscriber: {0}")]
+    Bus(#[from] BusError),
+    #[error("event subscriber stopped: {0}")]
+    SubscriberStopped(String),
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+impl From<FieldViolations> for AuditError {
+    fn from(violations: FieldViolations) -> Self {
+        AuditError::Invalid(violations)
+    }
+}
+
+impl AuditError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AuditError::Invalid(_) => ErrorKind::InvalidArgument,
+            AuditError::NotAdmin => ErrorKind::PermissionDenied,
+            // The pool could not reach the database: worth a retry.
+            AuditError::Database(sea_orm::DbErr::ConnectionAcquire(_))
+            | AuditError::Database(sea_orm::DbErr::Conn(_))
+            | AuditError::Connect(_) => ErrorKind::Unavailable,
+            AuditError::Database(_)
+            | AuditError::Corrupt(_)
+            | AuditError::PageTokenKey(_)
+            | AuditError::Descriptors(_)
+            | AuditError::Bus(_)
+            | AuditError::SubscriberStopped(_)
+            | AuditError::Host(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<AuditError> for tonic::Status {
+    fn from(error: AuditError) -> Self {
+        let kind = error.kind();
+        match error {
+            AuditError::Invalid(violations) => violations.into_status(),
+            AuditError::NotAdmin => tonic::Status::new(kind.grpc_code(), error.to_string()),
+            // The cause may name tables, hosts or data: log it, and give
+            // the client only the request id to quote.
+            other => {
+                let request_id = cloudsec_runtime::grpc::current_request_id();
+                tracing::error!(error = %other, request_id = request_id.as_deref(), "request failed");
+                let message = match kind {
+                    ErrorKind::Unavailable => "service temporarily unavailable, retry later",
+                    _ => "internal error",
+                };
+                let message = match request_id {
+                    Some(id) => format!("{message} (request id {id})"),
+                    None => message.to_owned(),
+                };
+                tonic::Status::new(kind.grpc_code(), message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_to_the_status_table() {
+        let status = tonic::Status::from(AuditError::NotAdmin);
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            status.message(),
+            "the audit log needs the `tenant:admin` scope"
+        );
+        assert_eq!(AuditError::NotAdmin.kind().http_status().as_u16(), 403);
+        let mut v = FieldViolations::new();
+        v.add("page_size", "must be between 0 and 500");
+        assert_eq!(
+            tonic::Status::from(AuditError::from(v)).code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            AuditError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                "down".into()
+            )))
+            .kind(),
+            ErrorKind::Unavailable
+        );
+    }
+
+    #[test]
+    fn database_errors_stay_opaque() {
+        let error = AuditError::Database(sea_orm::DbErr::Custom(
+            "relation \"audit_record\" secret detail".into(),
+        ));
+        let status = tonic::Status::from(error);
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal error");
+    }
+}

@@ -1,0 +1,176 @@
+//! cloudsec's audit service: every domain event, recorded once in an
+//! append-only, tamper-evident log per tenant.
+//!
+//! The service drains its queue on the event bus (all event types) and
+//! appends each event to its tenant's chain: records numbered 1, 2, 3, ...
+//! per tenant, each carrying the SHA-256 hash of its own fields and of the
+//! record before it, in its own database. A redelivered event is recorded
+//! once (the bus inbox, written in the append's transaction). Over gRPC
+//! (and REST through the gateway) a tenant admin lists the tenant's records
+//! and has the chain verified: a changed, deleted or inserted record is
+//! reported with the first bad `seq`.
+//!
+//! # Layout
+//! - [`config`]: [`AuditConfig`], the service's configuration.
+//! - [`error`]: [`AuditError`], its error kinds and gRPC statuses.
+//! - [`chain`]: records, the hash formula and the chain check; knows
+//!   nothing of tonic or the database.
+//! - [`summary`]: what a record says about an event's payload.
+//! - [`store`]: [`AuditLog`], the append transaction, listing and
+//!   verification on the database.
+//! - [`subscriber`]: the queue spec and the event handler.
+//! - [`page_token`]: HMAC-sealed page tokens bound to tenant and filters.
+//! - [`grpc`]: the thin adapter from the generated trait to the log.
+//! - [`metrics`]: the service's own counters.
+//! - [`entity`], [`migration`]: the sea-orm entities and the `Migrator`.
+//!
+//! [`Audit::build`] connects, migrates and binds; [`Audit::run_until_stopped`]
+//! serves gRPC and runs the subscriber until shutdown, then drains both.
+
+#![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod config;
+pub mod entity;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod migration;
+pub mod page_token;
+pub mod store;
+pub mod subscriber;
+pub mod summary;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cloudsec_bus::{Inbox, Queue, Subscriber, SubscriberConfig};
+use cloudsec_runtime::Shutdown;
+use cloudsec_runtime::host::ServiceHost;
+use cloudsec_runtime::tls::MeshTls;
+use cloudsec_runtime::token::TokenVerifier;
+use sea_orm::DatabaseConnection;
+use tracing::Instrument;
+
+pub use config::AuditConfig;
+pub use error::{AuditError, Result};
+pub use migration::Migrator;
+pub use store::AuditLog;
+pub use subscriber::{handler, queue_spec};
+
+use crate::grpc::AuditGrpc;
+use crate::metrics::AuditMetrics;
+
+/// The component name, in metrics and health.
+pub const NAME: &str = "audit";
+
+/// The token scope of a tenant's admins (the auth service gives it to a
+/// tenant's first user); the audit log is theirs alone.
+pub const ADMIN_SCOPE: &str = "tenant:admin";
+
+/// Opens the audit database at `url` and applies the service's and the
+/// bus's migrations (the inbox lives next to the records, so an append
+/// and its inbox entry commit together).
+pub async fn connect(url: &str) -> Result<DatabaseConnection> {
+    let db = cloudsec_runtime::db::connect::<Migrator>(url).await?;
+    cloudsec_bus::migration::migrate(&db)
+        .await
+        .map_err(|source| cloudsec_runtime::db::DbError::Migrate {
+            url: cloudsec_runtime::db::redact(url),
+            source,
+        })?;
+    Ok(db)
+}
+
+/// An audit service whose listeners are bound, database migrated and
+/// subscriber ready to run.
+#[derive(Debug)]
+pub struct Audit {
+    host: ServiceHost,
+    subscriber: Subscriber,
+    log: AuditLog,
+}
+
+impl Audit {
+    /// Connects to the database and applies migrations, binds both
+    /// listeners (port 0 picks a free one) and sets up the subscriber on
+    /// `queue`, which should have been provisioned from [`queue_spec`].
+    pub async fn build(
+        config: &AuditConfig,
+        verifier: Arc<TokenVerifier>,
+        queue: Arc<dyn Queue>,
+    ) -> Result<Self> {
+        let db = connect(config.database_url.expose()).await?;
+        let mut host = ServiceHost::bind(
+            NAME,
+            config.grpc_listen,
+            config.admin_listen,
+            cloudsec_proto::FILE_DESCRIPTOR_SET,
+            config.shutdown_grace,
+        )
+        .await?;
+        let metrics = AuditMetrics::register(host.metrics());
+        let log = AuditLog::open(db.clone(), config.queue.clone(), metrics).await?;
+        let subscriber_config = SubscriberConfig {
+            shutdown_grace: config.shutdown_grace,
+            ..SubscriberConfig::default()
+        };
+        let subscriber =
+            Subscriber::from_arcs(queue, Arc::new(handler(log.clone())), subscriber_config)?
+                // Skips known duplicates before the append takes the write
+                // lock; the append's own inbox entry is what guarantees once.
+                .with_inbox(Inbox::new(db, config.queue.clone()));
+        host.add_service(AuditGrpc::new(log.clone(), verifier).into_server());
+        Ok(Self {
+            host,
+            subscriber,
+            log,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.host.grpc_addr()
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.host.admin_addr()
+    }
+
+    /// The log the service appends to and reads from.
+    pub fn log(&self) -> &AuditLog {
+        &self.log
+    }
+
+    /// Serves gRPC (over mutual TLS unless `tls` is `None`, which is for
+    /// loopback) and runs the subscriber until `shutdown` is cancelled,
+    /// then drains both. If either stops on its own, the other is stopped
+    /// too: a service that cannot record, or cannot be read, is down.
+    pub async fn run_until_stopped(self, tls: Option<&MeshTls>, shutdown: Shutdown) -> Result<()> {
+        let stop = shutdown.child_token();
+        let mut subscribing = tokio::spawn(
+            self.subscriber
+                .run(stop.clone())
+                .instrument(tracing::info_span!("audit.subscriber")),
+        );
+        let serving = self.host.run_until_stopped(tls, stop.clone());
+        tokio::pin!(serving);
+        let (served, subscribed) = tokio::select! {
+            served = &mut serving => {
+                stop.cancel();
+                (served, (&mut subscribing).await)
+            }
+            subscribed = &mut subscribing => {
+                if !stop.is_cancelled() {
+                    tracing::error!("event subscriber stopped before shutdown; stopping the service");
+                }
+                stop.cancel();
+                (serving.await, subscribed)
+            }
+        };
+        served?;
+        match subscribed {
+            Ok(result) => Ok(result?),
+            Err(join) => Err(AuditError::SubscriberStopped(join.to_string())),
+        }
+    }
+}

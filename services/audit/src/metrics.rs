@@ -1,0 +1,71 @@
+//! The audit service's own counters, next to the runtime's gRPC metrics on
+//! the admin port's `/metrics`.
+
+use cloudsec_runtime::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
+
+/// Records appended and verifications that found a broken chain.
+#[derive(Clone, Debug, Default)]
+pub struct AuditMetrics {
+    appended: Counter,
+    verify_failures: Counter,
+}
+
+impl AuditMetrics {
+    /// Counters registered in `metrics` as `audit_records_appended_total`
+    /// and `audit_chain_verify_failures_total`.
+    pub fn register(metrics: &Metrics) -> Self {
+        let this = Self::default();
+        metrics.register(
+            "audit_records_appended",
+            "audit records appended",
+            this.appended.clone(),
+        );
+        metrics.register(
+            "audit_chain_verify_failures",
+            "chain verifications that found a missing or altered record",
+            this.verify_failures.clone(),
+        );
+        this
+    }
+
+    pub(crate) fn record_appended(&self) {
+        self.appended.inc();
+    }
+
+    pub(crate) fn record_verify_failure(&self) {
+        self.verify_failures.inc();
+    }
+
+    pub fn appended(&self) -> u64 {
+        self.appended.get()
+    }
+
+    pub fn verify_failures(&self) -> u64 {
+        self.verify_failures.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_exposed() {
+        let registry = Metrics::new("audit");
+        let metrics = AuditMetrics::register(&registry);
+        metrics.record_appended();
+        metrics.record_appended();
+        metrics.record_verify_failure();
+        let text = registry.encode();
+        assert!(
+            text.contains("audit_records_appended_total{component=\"audit\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("audit_chain_verify_failures_total{component=\"audit\"} 1"),
+            "{text}"
+        );
+        assert_eq!(metrics.appended(), 2);
+    }
+}
