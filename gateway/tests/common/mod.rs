@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use cloudsec_gateway::{Clock, DynamicCodec, Gateway, GatewayConfig, GatewayError, Upstream};
 use cloudsec_identity::{Issuer, LocalCa, SpiffeId};
+use cloudsec_proto::auth::v1 as pb_auth;
 use cloudsec_proto::auth::v1::auth_service_server::{AuthService, AuthServiceServer};
 use cloudsec_proto::auth::v1::{
     GetJwksRequest, Jwks, LoginRequest, LoginResponse, SignUpRequest, SignUpResponse,
@@ -304,6 +305,34 @@ impl AuthService for TestAuth {
         _: tonic::Request<LoginRequest>,
     ) -> Result<tonic::Response<LoginResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("login"))
+    }
+
+    async fn refresh(
+        &self,
+        _: tonic::Request<pb_auth::RefreshRequest>,
+    ) -> Result<tonic::Response<pb_auth::RefreshResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("refresh"))
+    }
+
+    async fn logout(
+        &self,
+        _: tonic::Request<pb_auth::LogoutRequest>,
+    ) -> Result<tonic::Response<pb_auth::LogoutResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("logout"))
+    }
+
+    async fn global_sign_out(
+        &self,
+        _: tonic::Request<pb_auth::GlobalSignOutRequest>,
+    ) -> Result<tonic::Response<pb_auth::GlobalSignOutResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("global sign-out"))
+    }
+
+    async fn admin_global_sign_out(
+        &self,
+        _: tonic::Request<pb_auth::AdminGlobalSignOutRequest>,
+    ) -> Result<tonic::Response<pb_auth::AdminGlobalSignOutResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("admin global sign-out"))
     }
 
     async fn get_jwks(

@@ -24,6 +24,60 @@ pub struct AuthConfig {
     pub tls: Option<TlsFiles>,
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a login's refresh tokens live, counted from the login:
+    /// rotation does not extend it.
+    #[serde(default = "default_refresh_ttl", with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// The app client tokens are issued to (`client_id`), until app clients
+    /// can be registered.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub lockout: LockoutConfig,
+}
+
+/// Progressive lockout: after `threshold` consecutive failed logins for an
+/// email, it is locked for `base`, doubling with each further failure up to
+/// `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutConfig {
+    #[serde(default = "default_lockout_threshold")]
+    pub threshold: u32,
+    #[serde(default = "default_lockout_base", with = "humantime_serde")]
+    pub base: Duration,
+    #[serde(default = "default_lockout_max", with = "humantime_serde")]
+    pub max: Duration,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        Self {
+            threshold: default_lockout_threshold(),
+            base: default_lockout_base(),
+            max: default_lockout_max(),
+        }
+    }
+}
+
+fn default_refresh_ttl() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+
+fn default_client_id() -> String {
+    "cloudsec".to_owned()
+}
+
+fn default_lockout_threshold() -> u32 {
+    5
+}
+
+fn default_lockout_base() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_lockout_max() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 fn default_grpc_listen() -> SocketAddr {
@@ -48,6 +102,45 @@ impl AuthConfig {
             hash_concurrency: None,
             tls: None,
             shutdown_grace: default_grace(),
+            refresh_token_ttl: default_refresh_ttl(),
+            client_id: default_client_id(),
+            lockout: LockoutConfig::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Wrapper {
+        auth: AuthConfig,
+    }
+
+    #[test]
+    fn session_settings_default_and_parse() {
+        let w: Wrapper = toml::from_str("[auth]\ndatabase_url = \"sqlite://x\"\n").unwrap();
+        assert_eq!(
+            w.auth.refresh_token_ttl,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        assert_eq!(w.auth.client_id, "cloudsec");
+        assert_eq!(w.auth.lockout, LockoutConfig::default());
+
+        let w: Wrapper = toml::from_str(
+            "[auth]\ndatabase_url = \"sqlite://x\"\nrefresh_token_ttl = \"7d\"\n\
+             [auth.lockout]\nthreshold = 3\nmax = \"1h\"\n",
+        )
+        .unwrap();
+        assert_eq!(w.auth.refresh_token_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(w.auth.lockout.threshold, 3);
+        assert_eq!(w.auth.lockout.base, Duration::from_secs(30));
+        assert_eq!(w.auth.lockout.max, Duration::from_secs(3600));
+
+        let bad = toml::from_str::<Wrapper>(
+            "[auth]\ndatabase_url = \"sqlite://x\"\n[auth.lockout]\nthreshhold = 3\n",
+        );
+        assert!(bad.is_err(), "unknown keys are refused");
     }
 }

@@ -1,23 +1,30 @@
-//! The auth domain: sign-up, login and the published keys. It knows
-//! nothing of gRPC.
+//! The auth domain: sign-up, login, refresh and sign-out, and the
+//! published keys. It knows nothing of gRPC.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cloudsec_bus::{Envelope, Outbox};
 use cloudsec_proto::auth::v1::Jwks;
 use cloudsec_proto::events::v1::UserSignedUp;
 use cloudsec_runtime::FieldViolations;
-use cloudsec_runtime::token::{Claims, Signer};
+use cloudsec_runtime::token::{AccessClaims, Claims, Signer, TokenVerifier};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
     SqlErr, TransactionTrait,
 };
 
+use crate::clock::{Clock, SystemClock};
+use crate::config::{AuthConfig, LockoutConfig};
 use crate::entity::{signing_key, tenant, user};
 use crate::error::{AuthError, Result};
+use crate::lockout;
 use crate::password::{self, Hasher};
+use crate::session::{self, Grant, Rotation};
+
+/// The scope that makes a user their tenant's admin.
+pub const ADMIN_SCOPE: &str = "tenant:admin";
 
 /// What the tokens say about who issued them and for whom.
 #[derive(Debug, Clone)]
@@ -33,10 +40,42 @@ pub struct NewUser {
     pub tenant: String,
 }
 
+/// How long logins last, whom tokens are for, and the lockout rule.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub refresh_ttl: Duration,
+    pub client_id: String,
+    pub lockout: LockoutConfig,
+}
+
+impl SessionSettings {
+    pub fn from_config(config: &AuthConfig) -> Self {
+        Self {
+            refresh_ttl: config.refresh_token_ttl,
+            client_id: config.client_id.clone(),
+            lockout: config.lockout,
+        }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self::from_config(&AuthConfig::with_database(""))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessToken {
     pub token: String,
     pub expires_in: Duration,
+}
+
+/// What a login or a refresh hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    pub access: AccessToken,
+    /// Opaque; shown once.
+    pub refresh_token: String,
 }
 
 #[derive(Debug, Clone)]
@@ -44,9 +83,13 @@ pub struct AuthCore {
     db: DatabaseConnection,
     hasher: Hasher,
     signer: Arc<Signer>,
+    /// Checks this service's own access tokens, for the sign-out calls.
+    verifier: Arc<TokenVerifier>,
     jwks: Jwks,
     tokens: TokenSettings,
+    sessions: SessionSettings,
     outbox: Outbox,
+    clock: Arc<dyn Clock>,
 }
 
 /// Lowercased and checked; violations are recorded on `field`.
@@ -96,6 +139,7 @@ impl AuthCore {
         db: DatabaseConnection,
         hasher: Hasher,
         tokens: TokenSettings,
+        sessions: SessionSettings,
         outbox: Outbox,
     ) -> Result<Self> {
         let keys = signing_key::Entity::find()
@@ -131,14 +175,25 @@ impl AuthCore {
                 }
             }
         }
+        let verifier = TokenVerifier::fixed(&tokens.issuer, &tokens.audience);
+        verifier.set_keys(&jwks);
         Ok(Self {
             db,
             hasher,
             signer: Arc::new(signer),
+            verifier: Arc::new(verifier),
             jwks,
             tokens,
+            sessions,
             outbox,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same core reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn jwks(&self) -> &Jwks {
@@ -177,7 +232,7 @@ impl AuthCore {
 
         let hash = self.hasher.hash(password.to_owned()).await?;
         let id = uuid::Uuid::now_v7();
-        let now = Utc::now();
+        let now = self.clock.now();
         let txn = self.db.begin().await?;
         let result = async {
             tenant::ActiveModel {
@@ -235,9 +290,10 @@ impl AuthCore {
         })
     }
 
-    /// Checks the password and issues an access token. Unknown email and
-    /// wrong password give the same error after the same work.
-    pub async fn login(&self, email: &str, password: &str) -> Result<AccessToken> {
+    /// Checks the password and issues an access token and a refresh token.
+    /// Unknown email and wrong password give the same error after the same
+    /// work; so does a locked email, known or not.
+    pub async fn login(&self, email: &str, password: &str) -> Result<Tokens> {
         let mut v = FieldViolations::new();
         if email.trim().is_empty() {
             v.add("email", "is required");
@@ -253,39 +309,187 @@ impl AuthCore {
         }
         v.check()?;
         let email = email.trim().to_lowercase();
+        let key = lockout::email_key(&email);
+        lockout::check(&self.db, &key, self.clock.now()).await?;
         let found = user::Entity::find()
             .filter(user::Column::Email.eq(&email))
             .one(&self.db)
             .await?;
         let phc = found.as_ref().map(|u| u.password_hash.clone());
-        if !self.hasher.verify(password.to_owned(), phc).await? {
-            tracing::info!("login refused");
-            return Err(AuthError::BadCredentials);
-        }
-        let user = found.ok_or(AuthError::BadCredentials)?;
-        let now = Utc::now().timestamp();
-        let ttl = self.tokens.access_ttl;
-        let claims = Claims {
-            iss: self.tokens.issuer.clone(),
-            sub: user.id.to_string(),
-            aud: self.tokens.audience.clone(),
-            exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
-            iat: now,
-            nbf: Some(now),
-            jti: uuid::Uuid::new_v4().to_string(),
-            tenant: user.tenant.clone(),
-            scope: if user.is_tenant_admin {
-                "documents tenant:admin".into()
-            } else {
-                "documents".into()
-            },
+        let verified = self.hasher.verify(password.to_owned(), phc).await?;
+        // Read after hashing: the check above may be a while ago.
+        let now = self.clock.now();
+        let user = match found {
+            Some(user) if verified => user,
+            _ => {
+                let failures =
+                    lockout::record_failure(&self.db, &self.sessions.lockout, &key, now).await?;
+                tracing::info!(failures, "login refused");
+                return Err(AuthError::BadCredentials);
+            }
         };
-        let token = self.signer.sign(&claims)?;
+        lockout::reset(&self.db, &key).await?;
+        let grant = Grant {
+            user_id: user.id,
+            tenant: user.tenant.clone(),
+            client_id: self.sessions.client_id.clone(),
+            auth_time: now,
+            expires_at: now
+                .checked_add_signed(to_chrono(self.sessions.refresh_ttl))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        };
+        let access = self.access_token(&user, &grant, now)?;
+        let refresh_token = session::issue(&self.db, &grant, now).await?;
+        tracing::info!(user_id = %user.id, "login");
+        Ok(Tokens {
+            access,
+            refresh_token,
+        })
+    }
+
+    /// Spends `refresh_token` for a new access token and its successor.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens> {
+        required("refresh_token", refresh_token)?;
+        let Some(hash) = session::presented_hash(refresh_token) else {
+            tracing::info!(reason = "malformed", "refresh refused");
+            return Err(AuthError::BadRefreshToken);
+        };
+        let now = self.clock.now();
+        let txn = session::begin_write(&self.db).await?;
+        let result = async {
+            match session::rotate(&txn, &hash, now).await? {
+                Rotation::Rotated { user, grant, token } => {
+                    let access = self.access_token(&user, &grant, now)?;
+                    Ok(Ok(Tokens {
+                        access,
+                        refresh_token: token,
+                    }))
+                }
+                Rotation::Refused(reason) => Ok(Err(reason)),
+            }
+        }
+        .await;
+        match result {
+            Ok(outcome) => {
+                // A refusal commits too: reuse detection revokes as it refuses.
+                txn.commit().await?;
+                outcome.map_err(|reason| {
+                    tracing::info!(reason, "refresh refused");
+                    AuthError::BadRefreshToken
+                })
+            }
+            Err(e) => {
+                txn.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends the login `refresh_token` belongs to. Unknown and revoked
+    /// tokens succeed too (RFC 7009), so the answer reveals nothing.
+    pub async fn logout(&self, refresh_token: &str) -> Result<()> {
+        required("refresh_token", refresh_token)?;
+        let Some(hash) = session::presented_hash(refresh_token) else {
+            return Ok(());
+        };
+        if let Some(family) = session::family_of(&self.db, &hash).await? {
+            let revoked = session::revoke_family(&self.db, family, self.clock.now()).await?;
+            tracing::info!(family_id = %family, revoked, "logout");
+        }
+        Ok(())
+    }
+
+    /// Checks an access token issued by this service.
+    pub async fn authenticate(&self, access_token: &str) -> Result<AccessClaims> {
+        Ok(self.verifier.verify_access(access_token).await?)
+    }
+
+    /// Ends every login of the user the access token names.
+    pub async fn global_sign_out(&self, caller: &AccessClaims) -> Result<()> {
+        let user_id = uuid::Uuid::parse_str(&caller.base.sub)
+            .map_err(|_| cloudsec_runtime::token::TokenError::Malformed)?;
+        let revoked = session::revoke_user(&self.db, user_id, self.clock.now()).await?;
+        tracing::info!(%user_id, revoked, "global sign-out");
+        Ok(())
+    }
+
+    /// Ends every login of `user_id`, a user of the admin's own tenant.
+    pub async fn admin_global_sign_out(&self, caller: &AccessClaims, user_id: &str) -> Result<()> {
+        if !caller
+            .base
+            .scope
+            .split_whitespace()
+            .any(|s| s == ADMIN_SCOPE)
+        {
+            return Err(AuthError::NotAdmin);
+        }
+        required("user_id", user_id)?;
+        let Ok(id) = uuid::Uuid::parse_str(user_id) else {
+            let mut v = FieldViolations::new();
+            v.add("user_id", "must be a user id (a UUID)");
+            return Err(v.into());
+        };
+        // Another tenant's user must look exactly like a missing one.
+        let target = user::Entity::find_by_id(id)
+            .filter(user::Column::Tenant.eq(&caller.base.tenant))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AuthError::UserNotFound(user_id.to_owned()))?;
+        let revoked = session::revoke_user(&self.db, target.id, self.clock.now()).await?;
+        tracing::info!(user_id = %target.id, admin = %caller.base.sub, revoked, "admin global sign-out");
+        Ok(())
+    }
+
+    fn access_token(
+        &self,
+        user: &user::Model,
+        grant: &Grant,
+        now: DateTime<Utc>,
+    ) -> Result<AccessToken> {
+        let now = now.timestamp();
+        let ttl = self.tokens.access_ttl;
+        let claims = AccessClaims {
+            base: Claims {
+                iss: self.tokens.issuer.clone(),
+                sub: user.id.to_string(),
+                aud: self.tokens.audience.clone(),
+                exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2)),
+                iat: now,
+                nbf: Some(now),
+                jti: uuid::Uuid::new_v4().to_string(),
+                tenant: user.tenant.clone(),
+                // Read from the user at every refresh, so a demoted admin
+                // loses the scope with the next access token.
+                scope: if user.is_tenant_admin {
+                    format!("documents {ADMIN_SCOPE}")
+                } else {
+                    "documents".into()
+                },
+            },
+            token_use: "access".into(),
+            client_id: grant.client_id.clone(),
+            auth_time: Some(grant.auth_time.timestamp()),
+            groups: Vec::new(),
+        };
+        let token = self.signer.sign_claims(&claims)?;
         Ok(AccessToken {
             token,
             expires_in: ttl,
         })
     }
+}
+
+fn required(field: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        let mut v = FieldViolations::new();
+        v.add(field, "is required");
+        return Err(v.into());
+    }
+    Ok(())
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 fn unique_to(error: sea_orm::DbErr, conflict: AuthError) -> AuthError {

@@ -1,6 +1,10 @@
 //! The auth service's one error type and its mapping to gRPC.
 
+use std::time::Duration;
+
+use cloudsec_runtime::token::TokenError;
 use cloudsec_runtime::{ErrorKind, FieldViolations};
+use tonic_types::{ErrorDetails, StatusExt};
 
 pub type Result<T> = std::result::Result<T, AuthError>;
 
@@ -16,6 +20,21 @@ pub enum AuthError {
     /// the response does not reveal which accounts exist.
     #[error("invalid email or password")]
     BadCredentials,
+    /// One answer for unknown, expired, revoked and reused refresh tokens:
+    /// which of them it was is logged, never told.
+    #[error("invalid refresh token")]
+    BadRefreshToken,
+    /// Given for an email after repeated failures, whether or not an
+    /// account has it, so that the lockout does not reveal accounts.
+    #[error("too many failed attempts, try again in {} s", retry_after.as_secs().max(1))]
+    LockedOut { retry_after: Duration },
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("this needs the tenant:admin scope")]
+    NotAdmin,
+    /// Also for users of other tenants, which must look missing.
+    #[error("user `{0}` not found")]
+    UserNotFound(String),
     #[error("password hashing is saturated, try again")]
     Busy,
     #[error("database error: {0}")]
@@ -34,7 +53,12 @@ impl AuthError {
         match self {
             AuthError::Invalid(_) => ErrorKind::InvalidArgument,
             AuthError::EmailTaken | AuthError::TenantTaken(_) => ErrorKind::AlreadyExists,
-            AuthError::BadCredentials => ErrorKind::Unauthenticated,
+            AuthError::BadCredentials | AuthError::BadRefreshToken => ErrorKind::Unauthenticated,
+            AuthError::LockedOut { .. } => ErrorKind::ResourceExhausted,
+            AuthError::Token(TokenError::KeysUnavailable) => ErrorKind::Unavailable,
+            AuthError::Token(_) => ErrorKind::Unauthenticated,
+            AuthError::NotAdmin => ErrorKind::PermissionDenied,
+            AuthError::UserNotFound(_) => ErrorKind::NotFound,
             AuthError::Busy => ErrorKind::Unavailable,
             AuthError::Database(_)
             | AuthError::Key(_)
@@ -54,6 +78,12 @@ impl From<AuthError> for tonic::Status {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::Invalid(violations) => violations.into_status(),
+            // RetryInfo lets the gateway and clients wait the right time.
+            AuthError::LockedOut { retry_after } => tonic::Status::with_error_details(
+                error.kind().grpc_code(),
+                error.to_string(),
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
             AuthError::Database(ref cause) if is_unavailable(cause) => {
                 tracing::error!(%error, "database unavailable");
                 tonic::Status::unavailable("database unavailable, try again")

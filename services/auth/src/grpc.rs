@@ -2,11 +2,15 @@
 
 use cloudsec_proto::auth::v1::auth_service_server::AuthService;
 use cloudsec_proto::auth::v1::{
-    GetJwksRequest, Jwks, LoginRequest, LoginResponse, SignUpRequest, SignUpResponse,
+    AdminGlobalSignOutRequest, AdminGlobalSignOutResponse, GetJwksRequest, GlobalSignOutRequest,
+    GlobalSignOutResponse, Jwks, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse,
+    RefreshRequest, RefreshResponse, SignUpRequest, SignUpResponse,
 };
+use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
 
-use crate::core::AuthCore;
+use crate::core::{AuthCore, Tokens};
+use crate::error::AuthError;
 
 #[derive(Debug, Clone)]
 pub struct AuthGrpc {
@@ -17,6 +21,23 @@ impl AuthGrpc {
     pub fn new(core: AuthCore) -> Self {
         Self { core }
     }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<AccessClaims, AuthError> {
+        let token = bearer(request.metadata()).ok_or(TokenError::Missing)?;
+        let claims = self.core.authenticate(token).await?;
+        tracing::Span::current().record("sub", claims.base.sub.as_str());
+        Ok(claims)
+    }
+}
+
+fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
+    let value = metadata.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn seconds(d: std::time::Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
 }
 
 #[tonic::async_trait]
@@ -38,12 +59,63 @@ impl AuthService for AuthGrpc {
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
         let r = request.into_inner();
-        let token = self.core.login(&r.email, &r.password).await?;
+        let Tokens {
+            access,
+            refresh_token,
+        } = self.core.login(&r.email, &r.password).await?;
         Ok(Response::new(LoginResponse {
-            access_token: token.token,
+            access_token: access.token,
             token_type: "Bearer".into(),
-            expires_in: i32::try_from(token.expires_in.as_secs()).unwrap_or(i32::MAX),
+            expires_in: seconds(access.expires_in),
+            refresh_token,
         }))
+    }
+
+    async fn refresh(
+        &self,
+        request: Request<RefreshRequest>,
+    ) -> Result<Response<RefreshResponse>, Status> {
+        let r = request.into_inner();
+        let Tokens {
+            access,
+            refresh_token,
+        } = self.core.refresh(&r.refresh_token).await?;
+        Ok(Response::new(RefreshResponse {
+            access_token: access.token,
+            token_type: "Bearer".into(),
+            expires_in: seconds(access.expires_in),
+            refresh_token,
+        }))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<LogoutRequest>,
+    ) -> Result<Response<LogoutResponse>, Status> {
+        self.core
+            .logout(&request.into_inner().refresh_token)
+            .await?;
+        Ok(Response::new(LogoutResponse {}))
+    }
+
+    async fn global_sign_out(
+        &self,
+        request: Request<GlobalSignOutRequest>,
+    ) -> Result<Response<GlobalSignOutResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        self.core.global_sign_out(&caller).await?;
+        Ok(Response::new(GlobalSignOutResponse {}))
+    }
+
+    async fn admin_global_sign_out(
+        &self,
+        request: Request<AdminGlobalSignOutRequest>,
+    ) -> Result<Response<AdminGlobalSignOutResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        self.core
+            .admin_global_sign_out(&caller, &request.into_inner().user_id)
+            .await?;
+        Ok(Response::new(AdminGlobalSignOutResponse {}))
     }
 
     async fn get_jwks(&self, _request: Request<GetJwksRequest>) -> Result<Response<Jwks>, Status> {

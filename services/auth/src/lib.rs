@@ -4,19 +4,25 @@
 //!
 //! # Layout
 //! - [`config`]: the `[auth]` configuration section.
-//! - [`core`]: sign-up, login and keys; no gRPC in here.
+//! - [`core`]: sign-up, login, refresh, sign-out and keys; no gRPC in here.
+//! - [`session`]: refresh tokens: minting, rotation, reuse detection.
+//! - [`lockout`]: progressive lockout after failed logins.
+//! - [`clock`]: the time source, replaceable in tests.
 //! - [`password`]: the password policy and argon2id on a bounded pool.
 //! - [`grpc`]: the adapter from the generated trait to the core.
 //! - [`entity`], [`migration`]: the tables and their migrations.
 //! - [`error`]: the one error type and its gRPC mapping.
 
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod entity;
 pub mod error;
 pub mod grpc;
+pub(crate) mod lockout;
 pub mod migration;
 pub mod password;
+pub(crate) mod session;
 
 use std::net::SocketAddr;
 
@@ -28,10 +34,10 @@ use cloudsec_runtime::host::{HostError, ServiceHost};
 use cloudsec_runtime::tls::MeshTls;
 
 pub use crate::config::AuthConfig;
-pub use crate::core::{AuthCore, TokenSettings};
+pub use crate::core::{AuthCore, SessionSettings, TokenSettings};
 pub use crate::error::{AuthError, Result};
 
-/// Largest accepted request; sign-up and login messages are tiny.
+/// Largest accepted request; every auth message is tiny.
 const MAX_MESSAGE: usize = 64 * 1024;
 
 /// A running-to-be auth service: database migrated, key loaded, listeners
@@ -80,7 +86,8 @@ impl Auth {
             .hash_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let hasher = password::Hasher::new(concurrency).await?;
-        let core = AuthCore::new(db, hasher, tokens, outbox).await?;
+        let sessions = SessionSettings::from_config(config);
+        let core = AuthCore::new(db, hasher, tokens, sessions, outbox).await?;
         let jwks = core.jwks().clone();
         let mut host = ServiceHost::bind(
             "auth",

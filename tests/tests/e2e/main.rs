@@ -10,6 +10,7 @@ mod grpc;
 mod mtls;
 mod ops;
 mod rest;
+mod sessions;
 mod tokens;
 
 use cloudsec_tests::{Backend, Sandbox};
@@ -64,6 +65,8 @@ on_both_backends! {
     ops::health_reflection_and_metrics => ops_health_reflection_and_metrics,
     ops::restart_reuses_data => ops_restart_reuses_data,
     events::changes_reach_the_audit_log => events_changes_reach_the_audit_log,
+    sessions::refresh_rotates_and_reuse_revokes => sessions_refresh_rotates_and_reuse_revokes,
+    sessions::lockout_answers_known_and_unknown_alike => sessions_lockout_answers_known_and_unknown_alike,
 }
 
 /// Asserts a JSON error body in the gateway's shape and returns it.

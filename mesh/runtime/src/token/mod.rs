@@ -46,6 +46,29 @@ pub struct Claims {
     pub scope: String,
 }
 
+/// [`Claims`] plus the claims Amazon Cognito puts in its access tokens, so
+/// that Cognito-aware clients and libraries read cloudsec tokens too. Every
+/// added claim has a default: tokens issued before they existed still
+/// verify, and [`TokenVerifier::verify`] simply ignores them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    #[serde(flatten)]
+    pub base: Claims,
+    /// `"access"` for access tokens; empty in tokens older than the claim.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token_use: String,
+    /// The app client the token was issued to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_id: String,
+    /// When the user last presented a password (seconds since the epoch);
+    /// refreshed tokens keep the original time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// Cognito's name for the user's groups; `groups` is read too.
+    #[serde(default, rename = "cognito:groups", alias = "groups")]
+    pub groups: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("missing bearer token")]
@@ -176,6 +199,18 @@ impl TokenVerifier {
 
     /// Checks a compact JWS and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.decode(token).await
+    }
+
+    /// Like [`TokenVerifier::verify`], with the Cognito-style claims.
+    pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        self.decode(token).await
+    }
+
+    async fn decode<T: serde::de::DeserializeOwned + HasSubject>(
+        &self,
+        token: &str,
+    ) -> Result<T, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::RS256 {
             return Err(TokenError::Algorithm);
@@ -188,20 +223,8 @@ impl TokenVerifier {
                 self.key(&kid).ok_or(TokenError::UnknownKey)?
             }
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(|e| {
-            match e.kind() {
-                JwtErrorKind::ExpiredSignature => TokenError::Expired,
-                JwtErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                JwtErrorKind::InvalidIssuer => TokenError::Issuer,
-                JwtErrorKind::InvalidAudience => TokenError::Audience,
-                JwtErrorKind::InvalidSignature => TokenError::Signature,
-                JwtErrorKind::InvalidAlgorithm => TokenError::Algorithm,
-                _ => TokenError::Malformed,
-            }
-        })?;
-        if data.claims.tenant.is_empty() || data.claims.sub.is_empty() {
-            return Err(TokenError::Malformed);
-        }
+        let data = jsonwebtoken::decode::<T>(token, &key, &self.validation).map_err(token_error)?;
+        check_subject(data.claims.base())?;
         Ok(data.claims)
     }
 
@@ -215,6 +238,42 @@ impl TokenVerifier {
         tracing::Span::current().record("sub", claims.sub.as_str());
         Ok(claims)
     }
+}
+
+fn token_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    match e.kind() {
+        JwtErrorKind::ExpiredSignature => TokenError::Expired,
+        JwtErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        JwtErrorKind::InvalidIssuer => TokenError::Issuer,
+        JwtErrorKind::InvalidAudience => TokenError::Audience,
+        JwtErrorKind::InvalidSignature => TokenError::Signature,
+        JwtErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+        _ => TokenError::Malformed,
+    }
+}
+
+/// What every accepted token must name: whom it is for and their tenant.
+trait HasSubject {
+    fn base(&self) -> &Claims;
+}
+
+impl HasSubject for Claims {
+    fn base(&self) -> &Claims {
+        self
+    }
+}
+
+impl HasSubject for AccessClaims {
+    fn base(&self) -> &Claims {
+        &self.base
+    }
+}
+
+fn check_subject(claims: &Claims) -> Result<(), TokenError> {
+    if claims.tenant.is_empty() || claims.sub.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    Ok(())
 }
 
 fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {

@@ -94,6 +94,12 @@ impl Signer {
 
     /// A compact JWS of `claims` with `kid` in the header.
     pub fn sign(&self, claims: &Claims) -> Result<String, SignerError> {
+        self.sign_claims(claims)
+    }
+
+    /// Like [`Signer::sign`], for any claim set such as
+    /// [`AccessClaims`](super::AccessClaims).
+    pub fn sign_claims<C: serde::Serialize>(&self, claims: &C) -> Result<String, SignerError> {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding)
@@ -154,5 +160,46 @@ mod tests {
         nbf.nbf = Some(chrono_now() + 300);
         let early = signer.sign(&nbf).unwrap();
         assert_eq!(verifier.verify(&early).await, Err(TokenError::NotYetValid));
+    }
+
+    #[tokio::test]
+    async fn access_claims_are_additive_both_ways() {
+        let signer = Signer::generate().unwrap();
+        let verifier = TokenVerifier::fixed("iss", "aud");
+        verifier.set_keys(&Jwks {
+            keys: vec![signer.jwk().clone()],
+        });
+
+        // A token from before the Cognito claims reads with their defaults.
+        let original = claims(60, "aud");
+        let old = signer.sign(&original).unwrap();
+        let read = verifier.verify_access(&old).await.unwrap();
+        assert_eq!(read.base, original);
+        assert_eq!(read.token_use, "");
+        assert_eq!(read.auth_time, None);
+        assert!(read.groups.is_empty());
+
+        // A new token still satisfies the plain verifier.
+        let access = crate::token::AccessClaims {
+            base: claims(60, "aud"),
+            token_use: "access".into(),
+            client_id: "cloudsec".into(),
+            auth_time: Some(1_700_000_000),
+            groups: Vec::new(),
+        };
+        let token = signer.sign_claims(&access).unwrap();
+        assert_eq!(verifier.verify(&token).await.unwrap().sub, "user");
+        let read = verifier.verify_access(&token).await.unwrap();
+        assert_eq!(read.token_use, "access");
+        assert_eq!(read.client_id, "cloudsec");
+        assert_eq!(read.auth_time, Some(1_700_000_000));
+
+        // Cognito's claim names on the wire.
+        let payload = token.split('.').nth(1).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(json["token_use"], "access");
+        assert_eq!(json["cognito:groups"], serde_json::json!([]));
+        assert_eq!(json["tenant"], "t");
     }
 }

@@ -1,0 +1,162 @@
+//! Progressive lockout of an email after repeated failed logins.
+//!
+//! Failures are counted per email string, not per account: an unknown
+//! email is locked after the same tries as a known one and gets the same
+//! answer, so the lockout cannot be used to find out which accounts exist.
+//! A locked email is refused before any password hash is computed, which
+//! also keeps a guessing storm from burning the hashing pool.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait};
+
+use crate::config::LockoutConfig;
+use crate::entity::login_attempt;
+use crate::error::{AuthError, Result};
+use crate::session::{begin_write, sha256_hex};
+
+/// The key of an email's counter: the hash of its normalized form.
+pub(crate) fn email_key(email: &str) -> String {
+    sha256_hex(email.trim().to_lowercase().as_bytes())
+}
+
+/// How long the `failures`-th consecutive failure locks the email: nothing
+/// below the threshold, then `base` doubling per failure, at most `max`.
+pub(crate) fn lock_for(rule: &LockoutConfig, failures: u32) -> Option<Duration> {
+    let over = failures.checked_sub(rule.threshold)?;
+    // 2^31 × base is past any sane `max`; the cap keeps the shift defined.
+    let factor = 1u32.checked_shl(Ord::min(over, 31)).unwrap_or(u32::MAX);
+    Some(rule.base.saturating_mul(factor).min(rule.max))
+}
+
+/// Whole seconds, rounded up, so "try again in N s" is never too early.
+fn ceil_secs(d: chrono::TimeDelta) -> Duration {
+    let ms = u64::try_from(d.num_milliseconds()).unwrap_or(0);
+    Duration::from_secs(ms.div_ceil(1000))
+}
+
+/// Refuses while `key` is locked.
+pub(crate) async fn check(db: &impl ConnectionTrait, key: &str, now: DateTime<Utc>) -> Result<()> {
+    let row = login_attempt::Entity::find_by_id(key.to_owned())
+        .one(db)
+        .await?;
+    match row.and_then(|r| r.locked_until) {
+        Some(until) if until > now => Err(AuthError::LockedOut {
+            retry_after: ceil_secs(until - now),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Counts one more failure and locks the email when the rule says so.
+/// Returns the new count.
+pub(crate) async fn record_failure(
+    db: &DatabaseConnection,
+    rule: &LockoutConfig,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<u32> {
+    let txn = begin_write(db).await?;
+    let result = async {
+        // One statement both creates and increments, so concurrent failures
+        // for the same email are all counted.
+        login_attempt::Entity::insert(login_attempt::ActiveModel {
+            email_hash: Set(key.to_owned()),
+            failures: Set(1),
+            locked_until: Set(None),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(login_attempt::Column::EmailHash)
+                .value(
+                    login_attempt::Column::Failures,
+                    Expr::col((login_attempt::Entity, login_attempt::Column::Failures)).add(1),
+                )
+                .value(login_attempt::Column::UpdatedAt, now)
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        let row = login_attempt::Entity::find_by_id(key.to_owned())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AuthError::Internal("login attempt row vanished".into()))?;
+        let failures = u32::try_from(row.failures).unwrap_or(0);
+        if let Some(lock) = lock_for(rule, failures) {
+            let until = chrono::Duration::from_std(lock)
+                .ok()
+                .and_then(|lock| now.checked_add_signed(lock))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            login_attempt::Entity::update(login_attempt::ActiveModel {
+                email_hash: Set(key.to_owned()),
+                locked_until: Set(Some(until)),
+                ..Default::default()
+            })
+            .exec(&txn)
+            .await?;
+            tracing::warn!(failures, lock_secs = lock.as_secs(), "login locked");
+        }
+        Ok::<_, AuthError>(failures)
+    }
+    .await;
+    match result {
+        Ok(failures) => {
+            txn.commit().await?;
+            Ok(failures)
+        }
+        Err(e) => {
+            txn.rollback().await?;
+            Err(e)
+        }
+    }
+}
+
+/// Forgets the failures after a successful login.
+pub(crate) async fn reset(db: &impl ConnectionTrait, key: &str) -> Result<()> {
+    login_attempt::Entity::delete_by_id(key.to_owned())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_from_the_threshold_up_to_the_cap() {
+        let rule = LockoutConfig::default();
+        let secs = |n| lock_for(&rule, n).map(|d| d.as_secs());
+        assert_eq!(secs(0), None);
+        assert_eq!(secs(4), None);
+        assert_eq!(secs(5), Some(30));
+        assert_eq!(secs(6), Some(60));
+        assert_eq!(secs(9), Some(480));
+        assert_eq!(secs(10), Some(900));
+        assert_eq!(secs(11), Some(900));
+        assert_eq!(secs(u32::MAX), Some(900));
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(ceil_secs(chrono::TimeDelta::milliseconds(1)).as_secs(), 1);
+        assert_eq!(ceil_secs(chrono::TimeDelta::seconds(30)).as_secs(), 30);
+        assert_eq!(
+            ceil_secs(chrono::TimeDelta::milliseconds(29_001)).as_secs(),
+            30
+        );
+        assert_eq!(ceil_secs(chrono::TimeDelta::seconds(-3)).as_secs(), 0);
+    }
+
+    #[test]
+    fn email_keys_ignore_case_and_spaces() {
+        assert_eq!(
+            email_key(" Alice@Example.com"),
+            email_key("alice@example.com")
+        );
+        assert_ne!(email_key("alice@example.com"), email_key("bob@example.com"));
+        assert_eq!(email_key("a@b.c").len(), 64);
+    }
+}

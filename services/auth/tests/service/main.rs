@@ -1,0 +1,51 @@
+//! Service tests: the `AuthService` adapter over a real database, called
+//! in process.
+//!
+//! Every scenario runs twice, on SQLite (a temp file) and on PostgreSQL (a
+//! fresh `auth_test_<random>` database, dropped afterwards; skipped with a
+//! notice when PostgreSQL is unreachable, failed when `CI=true`). Time is a
+//! manual clock, so expiry and lockouts are tested without sleeping.
+
+// Test helpers outside `#[test]` functions may panic on setup failures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod scenarios;
+mod support;
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::support::run(crate::support::Backend::Sqlite, crate::scenarios::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::support::run(crate::support::Backend::Postgres, crate::scenarios::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    sign_up_writes_its_event_in_the_same_transaction,
+    login_returns_a_refresh_token_stored_only_as_a_hash,
+    access_tokens_carry_cognito_claims,
+    refresh_rotates_and_keeps_the_login_time,
+    reusing_a_spent_token_revokes_the_whole_login,
+    bad_refresh_tokens_get_one_answer_and_change_nothing,
+    logins_expire_from_the_login_not_the_last_refresh,
+    concurrent_refreshes_of_one_token_cannot_both_succeed,
+    logout_revokes_the_login_and_reveals_nothing,
+    global_sign_out_revokes_every_login_of_the_caller,
+    admin_global_sign_out_is_for_admins_of_the_same_tenant,
+    lockout_after_five_failures_doubles_up_to_fifteen_minutes,
+    success_resets_the_failure_count,
+    unknown_emails_lock_exactly_like_known_ones,
+);

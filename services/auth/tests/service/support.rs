@@ -1,0 +1,347 @@
+//! The test harness: a real database (SQLite in a temp file, or a fresh
+//! PostgreSQL database that is dropped afterwards), the auth core on a
+//! manual clock, and the gRPC adapter over it.
+
+use std::future::Future;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use cloudsec_auth::clock::ManualClock;
+use cloudsec_auth::grpc::AuthGrpc;
+use cloudsec_auth::migration::Migrator;
+use cloudsec_auth::password::Hasher;
+use cloudsec_auth::{AuthCore, SessionSettings, TokenSettings};
+use cloudsec_proto::auth::v1 as pb;
+use cloudsec_proto::auth::v1::auth_service_server::AuthService;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, Statement};
+use tonic::Request;
+
+pub(crate) const ISSUER: &str = "https://auth.cloudsec.test";
+pub(crate) const AUDIENCE: &str = "cloudsec";
+pub(crate) const PASSWORD: &str = "correct horse battery";
+/// Where the tests find PostgreSQL unless `AUTH_TEST_POSTGRES_URL` says otherwise.
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What a scenario gets.
+#[derive(Clone)]
+pub(crate) struct Harness {
+    pub(crate) api: AuthGrpc,
+    pub(crate) db: DatabaseConnection,
+    pub(crate) clock: ManualClock,
+    pub(crate) hasher: Hasher,
+}
+
+/// A signed-up user.
+#[derive(Debug, Clone)]
+pub(crate) struct User {
+    pub(crate) email: String,
+    pub(crate) user_id: String,
+    pub(crate) tenant: String,
+}
+
+impl Harness {
+    pub(crate) async fn sign_up(&self, name: &str) -> User {
+        let email = format!("{name}@example.com");
+        let tenant = format!("t-{name}");
+        let r = self
+            .api
+            .sign_up(Request::new(pb::SignUpRequest {
+                email: email.clone(),
+                password: PASSWORD.into(),
+                tenant: tenant.clone(),
+            }))
+            .await
+            .expect("sign up")
+            .into_inner();
+        User {
+            email,
+            user_id: r.user_id,
+            tenant,
+        }
+    }
+
+    /// A user added to `tenant` who is not its admin (there is no API for
+    /// that yet, so straight into the table).
+    pub(crate) async fn add_member(&self, name: &str, tenant: &str) -> User {
+        let email = format!("{name}@example.com");
+        let id = uuid::Uuid::now_v7();
+        let hash = self.hasher.hash(PASSWORD.into()).await.unwrap();
+        cloudsec_auth::entity::user::Entity::insert(cloudsec_auth::entity::user::ActiveModel {
+            id: sea_orm::Set(id),
+            email: sea_orm::Set(email.clone()),
+            tenant: sea_orm::Set(tenant.into()),
+            password_hash: sea_orm::Set(hash),
+            is_tenant_admin: sea_orm::Set(false),
+            created_at: sea_orm::Set(Utc::now()),
+        })
+        .exec(&self.db)
+        .await
+        .unwrap();
+        User {
+            email,
+            user_id: id.to_string(),
+            tenant: tenant.into(),
+        }
+    }
+
+    pub(crate) async fn login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> tonic::Result<pb::LoginResponse> {
+        self.api
+            .login(Request::new(pb::LoginRequest {
+                email: email.into(),
+                password: password.into(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub(crate) async fn login_ok(&self, user: &User) -> pb::LoginResponse {
+        self.login(&user.email, PASSWORD).await.expect("login")
+    }
+
+    pub(crate) async fn refresh(&self, token: &str) -> tonic::Result<pb::RefreshResponse> {
+        self.api
+            .refresh(Request::new(pb::RefreshRequest {
+                refresh_token: token.into(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub(crate) async fn logout(&self, token: &str) -> tonic::Result<pb::LogoutResponse> {
+        self.api
+            .logout(Request::new(pb::LogoutRequest {
+                refresh_token: token.into(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// The manual clock's time, in seconds since the epoch.
+    pub(crate) fn core_now_secs(&self) -> i64 {
+        use cloudsec_auth::clock::Clock;
+        self.clock.now().timestamp()
+    }
+
+    /// The timestamp `sql` selects as `t`, in seconds since the epoch.
+    pub(crate) async fn db_timestamp(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<chrono::DateTime<Utc>>("", "t")
+            .unwrap()
+            .timestamp()
+    }
+
+    /// One column of each row a query returns, as text.
+    pub(crate) async fn strings(&self, sql: &str, column: &str) -> Vec<String> {
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String>("", column).unwrap())
+            .collect()
+    }
+
+    /// A count from `sql`, which must select `count(*) AS n`.
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+}
+
+/// `message` with `token` as its bearer.
+pub(crate) fn bearer<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii header"),
+    );
+    request
+}
+
+/// The payload of a JWT, unverified (tests check signatures separately).
+pub(crate) fn payload(jwt: &str) -> serde_json::Value {
+    let part = jwt.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+pub(crate) fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub(crate) fn init_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+async fn harness(db: DatabaseConnection) -> Harness {
+    // Two hashes at once is enough for the concurrency tests and keeps a
+    // two-core machine responsive.
+    let hasher = Hasher::new(2).await.expect("hasher");
+    let tokens = TokenSettings {
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        access_ttl: Duration::from_secs(900),
+    };
+    // Whole seconds, so timestamps survive every backend unchanged.
+    let start = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let clock = ManualClock::new(start);
+    let core = AuthCore::new(
+        db.clone(),
+        hasher.clone(),
+        tokens,
+        SessionSettings::default(),
+        cloudsec_bus::Outbox::new(),
+    )
+    .await
+    .expect("auth core")
+    .with_clock(Arc::new(clock.clone()));
+    Harness {
+        api: AuthGrpc::new(core),
+        db,
+        clock,
+        hasher,
+    }
+}
+
+/// Runs `scenario` against a fresh database of `backend`, then removes it,
+/// even when the scenario panics.
+pub(crate) async fn run<F, Fut>(backend: Backend, scenario: F)
+where
+    F: FnOnce(Harness) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    init_logs();
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+            let db = open(&url).await.expect("open and migrate sqlite");
+            let outcome = tokio::spawn(scenario(harness(db.clone()).await)).await;
+            let _ = db.close().await;
+            drop(dir);
+            if let Err(error) = outcome {
+                std::panic::resume_unwind(error.into_panic());
+            }
+        }
+        Backend::Postgres => {
+            let Some(admin) = postgres_admin().await else {
+                return;
+            };
+            let name = format!("auth_test_{}", uuid::Uuid::new_v4().simple());
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            let url = database_url(&name);
+            let outcome = match open(&url).await {
+                Ok(db) => {
+                    let outcome = tokio::spawn(scenario(harness(db.clone()).await)).await;
+                    let _ = db.close().await;
+                    outcome.map_err(|e| e.into_panic())
+                }
+                Err(error) => {
+                    let panic: Box<dyn std::any::Any + Send> =
+                        Box::new(format!("cannot migrate {name}: {error}"));
+                    Err(panic)
+                }
+            };
+            if let Err(error) = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+            {
+                eprintln!("could not drop test database {name}: {error}");
+            }
+            let _ = admin.close().await;
+            if let Err(panic) = outcome {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+async fn open(url: &str) -> Result<DatabaseConnection, String> {
+    let db = cloudsec_runtime::db::connect::<Migrator>(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    cloudsec_bus::migration::migrate(&db)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(db)
+}
+
+fn admin_url() -> String {
+    std::env::var("AUTH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())
+}
+
+/// The admin URL with its database replaced by `name`.
+fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+/// A connection to PostgreSQL's admin database, or `None` (with a notice)
+/// when it is unreachable outside CI. In CI a missing database fails.
+async fn postgres_admin() -> Option<DatabaseConnection> {
+    let url = admin_url();
+    let mut options = sea_orm::ConnectOptions::new(url.clone());
+    options
+        .max_connections(1)
+        .connect_timeout(Duration::from_secs(3))
+        .sqlx_logging(false);
+    match Database::connect(options).await {
+        Ok(db) => Some(db),
+        Err(error) => {
+            let shown = cloudsec_runtime::db::redact(&url);
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "PostgreSQL is required in CI but {shown} is unreachable: {error}; \
+                     start it or set AUTH_TEST_POSTGRES_URL"
+                );
+            }
+            eprintln!(
+                "SKIPPED: PostgreSQL test: {shown} is unreachable ({error}); \
+                 start PostgreSQL or set AUTH_TEST_POSTGRES_URL to run it"
+            );
+            None
+        }
+    }
+}
