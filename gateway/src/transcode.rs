@@ -272,7 +272,12 @@ impl Binding {
         // `page_size` and `pageSize` are one field, so count by field.
         let mut seen: Vec<Vec<FieldDescriptor>> = Vec::new();
         for (key, values) in params {
-            let path: Vec<&str> = key.split('.').collect();
+            // grpc-gateway's form for one map entry: `labels[team]=red`.
+            let (field_key, map_key) = match key.strip_suffix(']').and_then(|k| k.split_once('[')) {
+                Some((base, entry)) if !base.is_empty() => (base, Some(entry)),
+                _ => (key.as_str(), None),
+            };
+            let path: Vec<&str> = field_key.split('.').collect();
             let fields = match resolve(&self.input, &path, true) {
                 Ok(fields) => fields,
                 Err(_) if !deny_unknown => continue,
@@ -286,9 +291,38 @@ impl Binding {
             let (leaf, parents) = fields
                 .split_last()
                 .ok_or_else(|| format!("unknown query parameter `{key}`"))?;
+            if let Some(entry) = map_key {
+                let Kind::Message(entry_type) = leaf.kind() else {
+                    return Err(format!(
+                        "query parameter `{key}`: `{field_key}` is not a map"
+                    ));
+                };
+                if !leaf.is_map() {
+                    return Err(format!(
+                        "query parameter `{key}`: `{field_key}` is not a map"
+                    ));
+                }
+                let [value] = values.as_slice() else {
+                    return Err(format!("query parameter `{key}` is given more than once"));
+                };
+                let in_param = |e: String| format!("query parameter `{key}`: {e}");
+                let map_key = parse_value(&entry_type.map_entry_key_field(), entry)
+                    .map_err(in_param)?
+                    .into_map_key()
+                    .ok_or_else(|| format!("query parameter `{key}`: bad map key"))?;
+                let value =
+                    parse_value(&entry_type.map_entry_value_field(), value).map_err(in_param)?;
+                let parent = parent_mut(message, parents)?;
+                if let Some(map) = parent.get_field_mut(leaf).as_map_mut()
+                    && map.insert(map_key, value).is_some()
+                {
+                    return Err(format!("query parameter `{key}` is given more than once"));
+                }
+                continue;
+            }
             if leaf.is_map() {
                 return Err(format!(
-                    "query parameter `{key}` names a map field, which only a JSON body can set"
+                    "query parameter `{key}` names a map field: set one entry as `{key}[key]=value`"
                 ));
             }
             let parent = parent_mut(message, parents)?;
@@ -619,7 +653,20 @@ mod tests {
                         field("ratio", 8, Type::Double, one, ""),
                         field("raw", 9, Type::Bytes, one, ""),
                         field("counts", 10, Type::Uint32, many, ""),
+                        field("attrs", 11, Type::Message, many, ".t.Req.AttrsEntry"),
                     ],
+                    nested_type: vec![DescriptorProto {
+                        name: Some("AttrsEntry".into()),
+                        field: vec![
+                            field("key", 1, Type::String, one, ""),
+                            field("value", 2, Type::Int32, one, ""),
+                        ],
+                        options: Some(prost_types::MessageOptions {
+                            map_entry: Some(true),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 },
             ],
@@ -715,6 +762,31 @@ mod tests {
             .unwrap();
         assert_eq!(json(&b, &m)["color"], "RED");
         assert!(json(&b, &m).get("flag").is_none());
+    }
+
+    #[test]
+    fn map_entries_come_as_bracketed_keys() {
+        let b = binding("/v1/{name}", "", "");
+        let m = b
+            .request(
+                &["n".into()],
+                Some("attrs[a]=1&attrs%5Bb%20c%5D=2"),
+                b"",
+                true,
+            )
+            .unwrap();
+        assert_eq!(json(&b, &m)["attrs"], serde_json::json!({"a": 1, "b c": 2}));
+        for (query, error) in [
+            ("attrs=1", "attrs[key]=value"),
+            ("attrs[a]=1&attrs[a]=2", "more than once"),
+            ("attrs[a]=x", "attrs"),
+            ("flag[a]=1", "not a map"),
+        ] {
+            let m = b
+                .request(&["n".into()], Some(query), b"", true)
+                .unwrap_err();
+            assert!(m.contains(error), "{query}: {m}");
+        }
     }
 
     #[test]

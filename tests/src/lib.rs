@@ -151,7 +151,7 @@ impl Sandbox {
         Some(Self::launch(backend, dir, pg).await)
     }
 
-    fn overrides(pg: Option<&PgDatabase>) -> String {
+    fn overrides(pg: Option<&PgDatabase>, data_dir: &std::path::Path) -> String {
         // Both services may share one database: their tables and migration
         // tables have distinct names.
         let db = pg.map_or(String::new(), |pg| {
@@ -164,15 +164,27 @@ impl Sandbox {
         } else {
             format!("[events]\n{db}\n")
         };
+        // Without a SQLite file there is no directory to default to: the
+        // content objects and their keys go to the sandbox's directory.
+        let content = if db.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[documents.content.store]\nbackend = \"local\"\ndir = \"{}\"\n\
+                 [documents.content.keys]\nbackend = \"local\"\ndir = \"{}\"\n",
+                data_dir.join("objects").display(),
+                data_dir.join("documents-keys").display()
+            )
+        };
         let listeners = "grpc_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n";
         format!(
-            "{events}[auth]\n{listeners}{db}\n[documents]\n{listeners}{db}\n[audit]\n{listeners}{db}\n\
+            "{events}[auth]\n{listeners}{db}\n[documents]\n{listeners}{db}\n{content}[audit]\n{listeners}{db}\n\
              [gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n"
         )
     }
 
     async fn launch(backend: Backend, dir: tempfile::TempDir, pg: Option<PgDatabase>) -> Self {
-        let overrides = Self::overrides(pg.as_ref());
+        let overrides = Self::overrides(pg.as_ref(), dir.path());
         let config = cloudsec::local_config(dir.path(), Some(&overrides), &Default::default())
             .expect("sandbox configuration");
         let platform = LocalPlatform::build(dir.path(), &config)

@@ -2,10 +2,13 @@
 //! section of the platform file and `CLOUDSEC__DOCUMENTS__...` variables.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use cloudsec_bus::Provisioning;
 use cloudsec_runtime::Secret;
 use cloudsec_runtime::tls::TlsFiles;
+use cloudsec_secrets::{DataKeyCacheConfig, KeyPolicy, SecretsConfig};
 use serde::Deserialize;
 
 /// The shortest accepted `page_token_key`, in bytes: HMAC-SHA256 gains
@@ -30,6 +33,84 @@ pub struct DocumentsConfig {
     /// How long calls in flight may finish after shutdown starts.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Where document content goes and which keys seal it.
+    #[serde(default)]
+    pub content: ContentConfig,
+}
+
+/// The `[documents.content]` section. Everything is optional: with a
+/// SQLite database, objects default to `<database dir>/objects` and keys to
+/// the local keystore in `<database dir>/documents-keys`; with any other
+/// database, `store` and `keys` must be given (there is no data directory
+/// to default to, and a server should not guess where ciphertext lives).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentConfig {
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
+    /// The key service: `backend = "local"` (the embedded keystore) or
+    /// `backend = "vault"` (transit), as in a `[secrets]` section.
+    #[serde(default)]
+    pub keys: Option<SecretsConfig>,
+    /// Where transit is mounted (Vault only).
+    #[serde(default = "default_transit_mount")]
+    pub transit_mount: String,
+    /// Create the policy's transit keys at start if missing (development;
+    /// the production policy does not allow it). Otherwise every key must
+    /// exist, which is checked at start.
+    #[serde(default)]
+    pub create_keys: bool,
+    /// The key-encryption key of each classification.
+    #[serde(default)]
+    pub key_policy: KeyPolicy,
+    /// Bounds on keeping plaintext data keys in memory.
+    #[serde(default)]
+    pub data_key_cache: DataKeyCacheConfig,
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        Self {
+            store: None,
+            keys: None,
+            transit_mount: default_transit_mount(),
+            create_keys: false,
+            key_policy: KeyPolicy::default(),
+            data_key_cache: DataKeyCacheConfig::default(),
+        }
+    }
+}
+
+fn default_transit_mount() -> String {
+    "transit".into()
+}
+
+/// The object store that holds document content.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// A directory on the local file system.
+    Local { dir: PathBuf },
+    /// An S3 bucket (or an S3-compatible server such as moto or MinIO).
+    S3 {
+        bucket: String,
+        /// The SDK's usual sources when absent.
+        #[serde(default)]
+        region: Option<String>,
+        /// Another endpoint (moto, MinIO).
+        #[serde(default)]
+        endpoint_url: Option<String>,
+        /// `http://host/bucket/key` instead of `http://bucket.host/key`;
+        /// emulators need it.
+        #[serde(default)]
+        force_path_style: bool,
+        /// `create` makes the bucket at start; `existing` only checks it.
+        #[serde(default)]
+        provisioning: Provisioning,
+        /// Fixed dummy credentials, for emulators that check none.
+        #[serde(default)]
+        dummy_credentials: bool,
+    },
 }
 
 fn default_grpc_listen() -> SocketAddr {
@@ -60,6 +141,8 @@ mod tests {
         assert_eq!(config.admin_listen.port(), 9102);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
         assert!(config.tls.is_none());
+        assert!(config.content.store.is_none() && config.content.keys.is_none());
+        assert_eq!(config.content.transit_mount, "transit");
         assert!(!format!("{config:?}").contains("sqlite://x.db"));
 
         let err = cloudsec_runtime::config::load::<DocumentsConfig>(
@@ -78,5 +161,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.shutdown_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn content_section_parses_and_refuses_unknown_keys() {
+        let config: DocumentsConfig = cloudsec_runtime::config::load(
+            Some(
+                "database_url = \"x\"\npage_token_key = \"k\"\n\
+                 [content]\nkey_policy = { restricted = \"docs-top\" }\n\
+                 data_key_cache = { max_entries = 0 }\n\
+                 [content.store]\nbackend = \"s3\"\nbucket = \"docs\"\nregion = \"us-east-1\"\n\
+                 endpoint_url = \"http://127.0.0.1:5000\"\nforce_path_style = true\nprovisioning = \"existing\"\n\
+                 [content.keys]\nbackend = \"local\"\ndir = \"/tmp/keys\"\n",
+            ),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        match &config.content.store {
+            Some(StoreConfig::S3 {
+                bucket,
+                force_path_style,
+                provisioning,
+                ..
+            }) => {
+                assert_eq!(bucket, "docs");
+                assert!(*force_path_style);
+                assert_eq!(*provisioning, Provisioning::Existing);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(config.content.key_policy.restricted, "docs-top");
+        assert_eq!(config.content.key_policy.public, "docs-public");
+        assert_eq!(config.content.data_key_cache.max_entries, 0);
+        assert_eq!(config.content.data_key_cache.max_uses, 1);
+
+        for bad in [
+            "[content]\nencrypt = false\n",
+            "[content.store]\nbackend = \"local\"\ndir = \"/x\"\nbucket = \"b\"\n",
+            "[content.store]\nbackend = \"ftp\"\n",
+        ] {
+            let file = format!("database_url = \"x\"\npage_token_key = \"k\"\n{bad}");
+            assert!(
+                cloudsec_runtime::config::load::<DocumentsConfig>(Some(&file), &BTreeMap::new())
+                    .is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@ use cloudsec_runtime::db::DbError;
 use cloudsec_runtime::host::HostError;
 use cloudsec_runtime::{ErrorKind, FieldViolations};
 
+use crate::content::ContentError;
 use crate::page_token::KeyTooShort;
 
 pub type Result<T, E = DocumentsError> = std::result::Result<T, E>;
@@ -31,6 +32,10 @@ pub enum DocumentsError {
     /// The outbox or the event bus.
     #[error("event bus: {0}")]
     Events(#[from] cloudsec_bus::BusError),
+    /// The object store or the keys; tampered and shredded content land
+    /// here too and are answered as an internal error, never as content.
+    #[error("content: {0}")]
+    Content(#[from] ContentError),
 }
 
 impl From<FieldViolations> for DocumentsError {
@@ -49,11 +54,15 @@ impl DocumentsError {
             DocumentsError::Database(sea_orm::DbErr::ConnectionAcquire(_))
             | DocumentsError::Database(sea_orm::DbErr::Conn(_))
             | DocumentsError::Connect(_) => ErrorKind::Unavailable,
-            DocumentsError::PageTokenKey(_) => ErrorKind::FailedPrecondition,
+            DocumentsError::Content(e) if e.is_unavailable() => ErrorKind::Unavailable,
+            DocumentsError::PageTokenKey(_) | DocumentsError::Content(ContentError::Config(_)) => {
+                ErrorKind::FailedPrecondition
+            }
             DocumentsError::Database(_)
             | DocumentsError::Corrupt(_)
             | DocumentsError::Host(_)
-            | DocumentsError::Events(_) => ErrorKind::Internal,
+            | DocumentsError::Events(_)
+            | DocumentsError::Content(_) => ErrorKind::Internal,
         }
     }
 }
@@ -117,5 +126,19 @@ mod tests {
         let status = tonic::Status::from(error);
         assert_eq!(status.code(), tonic::Code::Internal);
         assert_eq!(status.message(), "internal error");
+    }
+
+    #[test]
+    fn tampered_content_is_an_opaque_internal_error() {
+        let error = DocumentsError::Content(ContentError::Keys(cloudsec_secrets::Error::Decrypt));
+        let status = tonic::Status::from(error);
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        let down = DocumentsError::Content(ContentError::Object {
+            operation: "read",
+            key: "k".into(),
+            reason: "connection refused".into(),
+        });
+        assert_eq!(down.kind(), ErrorKind::Unavailable);
     }
 }

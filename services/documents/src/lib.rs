@@ -4,8 +4,9 @@
 //! classification and label, with opaque keyset page tokens), updates
 //! (with a field mask and an optional etag) and deletes documents. Every
 //! call carries an access token; its tenant scopes every query, so another
-//! tenant's document is indistinguishable from a missing one. Metadata and
-//! text content live in SQLite or PostgreSQL. Every change writes its
+//! tenant's document is indistinguishable from a missing one. Metadata
+//! lives in SQLite or PostgreSQL, content in a directory or an S3 bucket,
+//! encrypted per document (envelope encryption). Every change writes its
 //! domain event (`cloudsec.events.v1.Document*`) to the transactional
 //! outbox in the same transaction; the service's relay publishes them.
 //!
@@ -15,6 +16,7 @@
 //! - [`domain`]: documents, validation rules and validated inputs; knows
 //!   nothing of tonic or the database.
 //! - [`store`]: the tenant-scoped queries and transactions.
+//! - [`content`]: the object store and the per-document encryption.
 //! - [`page_token`]: HMAC-sealed page tokens bound to tenant and filters.
 //! - [`grpc`]: the thin adapter from the generated trait to the domain.
 //! - [`entity`], [`migration`]: the sea-orm entities and the `Migrator`.
@@ -25,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod content;
 pub mod domain;
 pub mod entity;
 pub mod error;
@@ -46,6 +49,7 @@ pub use config::DocumentsConfig;
 pub use error::{DocumentsError, Result};
 pub use migration::Migrator;
 
+use crate::content::ContentStore;
 use crate::grpc::DocumentsGrpc;
 use crate::page_token::PageTokenKey;
 use crate::store::Store;
@@ -65,7 +69,8 @@ pub const EVENT_SOURCE: &str = "/cloudsec/documents";
 
 impl Documents {
     /// Checks the page token key, connects to the database and applies
-    /// its migrations and the outbox's, connects the event bus (`shared`
+    /// its migrations and the outbox's, opens the content store and its
+    /// keys (see [`content::ContentStore::from_config`]), connects the event bus (`shared`
     /// when the process has one, else as `events` says), then binds both
     /// listeners (port 0 picks a free one).
     pub async fn build(
@@ -77,6 +82,11 @@ impl Documents {
         // Checked first, so a bad key fails before any connection is made.
         let tokens = PageTokenKey::new(config.page_token_key.expose().as_bytes())?;
         let db = cloudsec_runtime::db::connect::<Migrator>(config.database_url.expose()).await?;
+        // Before anything listens, so a service that cannot seal content
+        // (no store configured, Vault down, a missing transit key) fails at
+        // start rather than at its first write.
+        let content =
+            ContentStore::from_config(&config.content, config.database_url.expose()).await?;
         cloudsec_bus::migration::migrate(&db).await?;
         let bus = Bus::for_service(events, shared, &db).await?;
         let outbox = Outbox::new();
@@ -90,7 +100,7 @@ impl Documents {
         )
         .await?;
         host.add_service(
-            DocumentsGrpc::new(Store::new(db, tokens, outbox), verifier).into_server(),
+            DocumentsGrpc::new(Store::new(db, tokens, outbox, content), verifier).into_server(),
         );
         Ok(Self { host, relay })
     }

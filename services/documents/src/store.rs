@@ -4,6 +4,25 @@
 //! document reads exactly like a missing one. Each write is one
 //! transaction; on SQLite it starts as `BEGIN IMMEDIATE`, so a writer takes
 //! the lock before it reads and never fails upgrading a read snapshot.
+//!
+//! # Content and the transaction
+//! Content lives in the [`ContentStore`], one generation per write, and the
+//! row points to its generation. The rule is that a committed row never
+//! points to a missing object:
+//! - create and update write the new generation *before* the row commits;
+//!   a rollback (etag conflict, error, crash) leaves an orphan generation,
+//!   which create and update shred at once on an error path and a crash
+//!   leaves for garbage collection; the previous generation is shredded
+//!   only after the commit;
+//! - delete takes the row first (the delete statement, with its etag
+//!   check), then shreds the generation, then commits. A commit that fails
+//!   after shredding leaves a row whose content reads as shredded; deleting
+//!   it again completes. The other order could leave a deleted row whose
+//!   key survives, which is not shredding.
+//!
+//! Rows from before content moved to objects (`content_storage = inline`)
+//! are read from their column; the first write of their content or
+//! classification moves them to an object and empties the column.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,6 +37,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::content::{ContentError, ContentStore, STORAGE_INLINE};
 use crate::domain::{
     Caller, Classification, Document, DocumentPatch, ListQuery, NewDocument, Page,
 };
@@ -32,6 +52,15 @@ pub struct Store {
     db: DatabaseConnection,
     tokens: PageTokenKey,
     outbox: Outbox,
+    content: ContentStore,
+}
+
+/// What a rewrap job did.
+#[derive(Debug, Default)]
+pub struct RewrapSummary {
+    pub rewrapped: usize,
+    pub unchanged: usize,
+    pub failed: Vec<(Uuid, ContentError)>,
 }
 
 /// A list row: everything but the content.
@@ -53,8 +82,29 @@ struct Summary {
 impl Store {
     /// A store over `db`, whose migrations (its own and the bus's) must
     /// have run.
-    pub fn new(db: DatabaseConnection, tokens: PageTokenKey, outbox: Outbox) -> Self {
-        Self { db, tokens, outbox }
+    pub fn new(
+        db: DatabaseConnection,
+        tokens: PageTokenKey,
+        outbox: Outbox,
+        content: ContentStore,
+    ) -> Self {
+        Self {
+            db,
+            tokens,
+            outbox,
+            content,
+        }
+    }
+
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    /// A document with its content, inside `txn`.
+    async fn load(&self, txn: &DatabaseTransaction, caller: &Caller, id: Uuid) -> Result<Document> {
+        let (mut document, row) = load_row(txn, caller, id).await?;
+        document.content = Some(self.content_of(&row).await?);
+        Ok(document)
     }
 
     /// Writes `event` into the outbox as part of `txn`, carrying the trace
@@ -112,19 +162,51 @@ impl Store {
             create_time: now,
             update_time: now,
         };
+        // Written before the transaction starts, so no lock is held for
+        // the object store's round trips.
+        let generation = self
+            .content
+            .put(
+                &document.tenant,
+                document.id,
+                document.classification,
+                document.content.as_deref().unwrap_or_default().as_bytes(),
+            )
+            .await?;
         let row = document::ActiveModel {
             id: Set(document.id),
             tenant: Set(document.tenant.clone()),
             owner: Set(document.owner.clone()),
             title: Set(document.title.clone()),
             classification: Set(document.classification.as_str().to_owned()),
-            content: Set(document.content.clone().unwrap_or_default()),
+            content: Set(String::new()),
+            content_generation: Set(Some(generation.clone())),
+            content_storage: Set(self.content.storage().to_owned()),
             content_type: Set(document.content_type.clone()),
             size_bytes: Set(document.size_bytes),
             etag: Set(document.etag.clone()),
             create_time: Set(document.create_time),
             update_time: Set(document.update_time),
         };
+        match self.insert(caller, &document, row).await {
+            Ok(()) => {
+                tracing::info!(document_id = %document.id, tenant = %caller.tenant, "document created");
+                Ok(document)
+            }
+            Err(error) => {
+                self.discard(&document.tenant, document.id, &generation)
+                    .await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn insert(
+        &self,
+        caller: &Caller,
+        document: &Document,
+        row: document::ActiveModel,
+    ) -> Result<()> {
         let txn = self.begin_write().await?;
         document::Entity::insert(row)
             .exec_without_returning(&txn)
@@ -148,15 +230,109 @@ impl Store {
         .await?;
         txn.commit().await?;
         self.outbox.committed();
-        tracing::info!(document_id = %document.id, tenant = %caller.tenant, "document created");
-        Ok(document)
+        Ok(())
+    }
+
+    /// Shreds a generation that no committed row points to (any more);
+    /// a failure leaves it for garbage collection.
+    async fn discard(&self, tenant: &str, id: Uuid, generation: &str) {
+        if let Err(error) = self.content.shred(tenant, id, generation).await {
+            tracing::warn!(%error, document_id = %id, generation, "orphan content generation left behind");
+        }
     }
 
     pub async fn get(&self, caller: &Caller, id: Uuid) -> Result<Document> {
-        let txn = self.begin_read().await?;
-        let document = load(&txn, caller, id).await?;
-        txn.commit().await?;
-        Ok(document)
+        // The content is fetched after the read transaction, so no
+        // snapshot is held across object-store round trips. An update that
+        // commits in between shreds the generation just read from the row:
+        // then the row is read again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let txn = self.begin_read().await?;
+            let (mut document, row) = load_row(&txn, caller, id).await?;
+            txn.commit().await?;
+            match self.content_of(&row).await {
+                Ok(content) => {
+                    document.content = Some(content);
+                    return Ok(document);
+                }
+                Err(DocumentsError::Content(e))
+                    if attempts < 3
+                        && (e.is_integrity() || matches!(e, ContentError::Missing(_))) =>
+                {
+                    let current = document::Entity::find_by_id(id)
+                        .select_only()
+                        .column(document::Column::ContentGeneration)
+                        .into_tuple::<Option<String>>()
+                        .one(&self.db)
+                        .await?;
+                    if current.as_ref() == Some(&row.content_generation) {
+                        return Err(e.into());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The row's content, from its column or its object.
+    async fn content_of(&self, row: &document::Model) -> Result<String> {
+        let generation = match (&row.content_generation, row.content_storage.as_str()) {
+            (_, STORAGE_INLINE) => return Ok(row.content.clone()),
+            (Some(generation), _) => generation,
+            (None, storage) => {
+                return Err(DocumentsError::Corrupt(format!(
+                    "content stored as `{storage}` without a generation"
+                )));
+            }
+        };
+        let plain = self
+            .content
+            .get(&row.tenant, row.id, generation, &row.content_storage)
+            .await?;
+        String::from_utf8(plain.to_vec())
+            .map_err(|_| DocumentsError::Corrupt("content is not UTF-8".into()))
+    }
+
+    /// The rewrap job: brings every sealed generation's data key to its
+    /// key's latest version (after `Envelope::rotate` or a rotation in
+    /// Vault). Failures are collected, not fatal.
+    pub async fn rewrap_all(&self) -> Result<RewrapSummary> {
+        let mut summary = RewrapSummary::default();
+        let mut after: Option<Uuid> = None;
+        loop {
+            let mut select = document::Entity::find()
+                .select_only()
+                .column(document::Column::Id)
+                .column(document::Column::Tenant)
+                .column(document::Column::ContentGeneration)
+                .filter(document::Column::ContentStorage.eq(self.content.storage()))
+                .filter(document::Column::ContentGeneration.is_not_null())
+                .order_by_asc(document::Column::Id)
+                .limit(256);
+            if let Some(after) = after {
+                select = select.filter(document::Column::Id.gt(after));
+            }
+            let rows = select
+                .into_tuple::<(Uuid, String, Option<String>)>()
+                .all(&self.db)
+                .await?;
+            let Some(last) = rows.last() else {
+                return Ok(summary);
+            };
+            after = Some(last.0);
+            for (id, tenant, generation) in rows {
+                let Some(generation) = generation else {
+                    continue;
+                };
+                match self.content.rewrap(&tenant, id, &generation).await {
+                    Ok(true) => summary.rewrapped += 1,
+                    Ok(false) => summary.unchanged += 1,
+                    Err(e) => summary.failed.push((id, e)),
+                }
+            }
+        }
     }
 
     /// One page of the caller's tenant's documents, newest first.
@@ -262,7 +438,7 @@ impl Store {
             ("content_type", patch.content_type.is_some()),
         ]
         .into_iter()
-        .filter(|(_, set)| *set)
+        .filter(|&(_, set)| set)
         .map(|(name, _)| name.to_owned())
         .collect();
         let mut update = document::Entity::update_many()
@@ -279,10 +455,8 @@ impl Store {
                 Expr::value(classification.as_str()),
             );
         }
-        if let Some(content) = patch.content {
-            update = update
-                .col_expr(document::Column::SizeBytes, Expr::value(size_of(&content)))
-                .col_expr(document::Column::Content, Expr::value(content));
+        if let Some(content) = &patch.content {
+            update = update.col_expr(document::Column::SizeBytes, Expr::value(size_of(content)));
         }
         if let Some(content_type) = patch.content_type {
             update = update.col_expr(document::Column::ContentType, Expr::value(content_type));
@@ -306,9 +480,111 @@ impl Store {
                 .await?;
             insert_labels(&txn, patch.id, labels).await?;
         }
-        let document = load(&txn, caller, patch.id).await?;
+        let (_, row) = load_row(&txn, caller, patch.id).await?;
+        let (old, new) = self
+            .write_content(
+                &txn,
+                &row,
+                patch.content.as_deref(),
+                patch.classification.is_some(),
+            )
+            .await?;
+        let committed = self
+            .finish_update(&txn, caller, &patch.id, changed_fields)
+            .await;
+        let committed = match committed {
+            Ok(document) => txn.commit().await.map(|()| document).map_err(Into::into),
+            Err(e) => Err(e),
+        };
+        match committed {
+            Ok(document) => {
+                self.outbox.committed();
+                if let (Some(old), Some(_)) = (&old, &new) {
+                    self.discard(&row.tenant, row.id, old).await;
+                }
+                tracing::info!(document_id = %document.id, tenant = %caller.tenant, "document updated");
+                Ok(document)
+            }
+            Err(e) => {
+                if let Some(new) = &new {
+                    self.discard(&row.tenant, row.id, new).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes a new content generation when the content changed, or when
+    /// the classification changed and the content must move to another
+    /// key (or off the inline column), and points the row to it. Returns
+    /// the previous and the new generation.
+    async fn write_content(
+        &self,
+        txn: &DatabaseTransaction,
+        row: &document::Model,
+        content: Option<&str>,
+        reclassified: bool,
+    ) -> Result<(Option<String>, Option<String>)> {
+        let classification = classification(&row.classification)?;
+        let inline = row.content_storage == STORAGE_INLINE;
+        let new = match (content, &row.content_generation) {
+            (Some(content), _) => Some(
+                self.content
+                    .put(&row.tenant, row.id, classification, content.as_bytes())
+                    .await?,
+            ),
+            (None, _) if reclassified && inline => Some(
+                self.content
+                    .put(&row.tenant, row.id, classification, row.content.as_bytes())
+                    .await?,
+            ),
+            (None, Some(generation))
+                if reclassified && row.content_storage == self.content.storage() =>
+            {
+                self.content
+                    .rekey(&row.tenant, row.id, generation, classification)
+                    .await?
+            }
+            _ => None,
+        };
+        let Some(new) = new else {
+            return Ok((None, None));
+        };
+        let pointed = document::Entity::update_many()
+            .col_expr(
+                document::Column::ContentGeneration,
+                Expr::value(new.clone()),
+            )
+            .col_expr(
+                document::Column::ContentStorage,
+                Expr::value(self.content.storage()),
+            )
+            .col_expr(document::Column::Content, Expr::value(String::new()))
+            .filter(document::Column::Id.eq(row.id))
+            .exec(txn)
+            .await;
+        if let Err(e) = pointed {
+            self.discard(&row.tenant, row.id, &new).await;
+            return Err(e.into());
+        }
+        let old = if inline {
+            None
+        } else {
+            row.content_generation.clone()
+        };
+        Ok((old, Some(new)))
+    }
+
+    async fn finish_update(
+        &self,
+        txn: &DatabaseTransaction,
+        caller: &Caller,
+        id: &Uuid,
+        changed_fields: Vec<String>,
+    ) -> Result<Document> {
+        let document = self.load(txn, caller, *id).await?;
         self.emit(
-            &txn,
+            txn,
             &events::DocumentUpdated {
                 document_id: document.id.to_string(),
                 tenant: document.tenant.clone(),
@@ -324,9 +600,6 @@ impl Store {
             },
         )
         .await?;
-        txn.commit().await?;
-        self.outbox.committed();
-        tracing::info!(document_id = %document.id, tenant = %caller.tenant, "document updated");
         Ok(document)
     }
 
@@ -340,8 +613,15 @@ impl Store {
             delete = delete.filter(document::Column::Etag.eq(etag));
         }
         let txn = self.begin_write().await?;
-        if delete.exec(&txn).await?.rows_affected == 0 {
+        let Some(row) = delete.exec_with_returning(&txn).await?.pop() else {
             return Err(why_unchanged(&txn, caller, id).await);
+        };
+        // Shredded while the row is taken and before the commit (see the
+        // module doc): a failure here rolls the delete back.
+        if row.content_storage != STORAGE_INLINE
+            && let Some(generation) = &row.content_generation
+        {
+            self.content.shred(&row.tenant, id, generation).await?;
         }
         // The foreign key cascades; this covers a connection opened
         // without foreign-key enforcement, so no label outlives its row.
@@ -384,27 +664,33 @@ async fn why_unchanged(txn: &DatabaseTransaction, caller: &Caller, id: Uuid) -> 
     }
 }
 
-async fn load(txn: &DatabaseTransaction, caller: &Caller, id: Uuid) -> Result<Document> {
+/// A document without its content, and its row.
+async fn load_row(
+    txn: &DatabaseTransaction,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<(Document, document::Model)> {
     let row = document::Entity::find_by_id(id)
         .filter(document::Column::Tenant.eq(caller.tenant.as_str()))
         .one(txn)
         .await?
         .ok_or(DocumentsError::NotFound)?;
     let labels = labels_of(txn, &[id]).await?.remove(&id).unwrap_or_default();
-    Ok(Document {
+    let document = Document {
         id: row.id,
-        tenant: row.tenant,
-        owner: row.owner,
-        title: row.title,
+        tenant: row.tenant.clone(),
+        owner: row.owner.clone(),
+        title: row.title.clone(),
         classification: classification(&row.classification)?,
         labels,
-        content: Some(row.content),
-        content_type: row.content_type,
+        content: None,
+        content_type: row.content_type.clone(),
         size_bytes: row.size_bytes,
-        etag: row.etag,
+        etag: row.etag.clone(),
         create_time: row.create_time,
         update_time: row.update_time,
-    })
+    };
+    Ok((document, row))
 }
 
 async fn labels_of(

@@ -18,6 +18,7 @@ fn config(database_url: &str, key: &str) -> DocumentsConfig {
         page_token_key: Secret::new(key),
         tls: None,
         shutdown_grace: Duration::from_secs(1),
+        content: Default::default(),
     }
 }
 
@@ -75,6 +76,9 @@ async fn builds_on_sqlite_and_binds_free_ports() {
     assert_ne!(documents.admin_addr().port(), 0);
     assert_ne!(documents.grpc_addr(), documents.admin_addr());
     assert!(format!("{documents:?}").contains("Documents"));
+    // Content defaults to directories next to the SQLite file.
+    assert!(dir.path().join("objects").is_dir());
+    assert!(dir.path().join("documents-keys/keystore.key").is_file());
     drop(documents);
 
     // Migrations are idempotent: a second start on the same file works.
@@ -86,4 +90,19 @@ async fn builds_on_sqlite_and_binds_free_ports() {
     )
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn without_sqlite_the_content_store_must_be_configured() {
+    let error = cloudsec_documents::content::ContentStore::from_config(
+        &Default::default(),
+        "postgres://db.internal/documents",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid content configuration: documents.content.store must be set when the \
+         database is not a SQLite file (there is no data directory to default to)"
+    );
 }

@@ -1,4 +1,4 @@
-//! One row per document: its metadata and text content.
+//! One row per document: its metadata and where its content is.
 
 use sea_orm::entity::prelude::*;
 
@@ -14,8 +14,16 @@ pub struct Model {
     /// The classification's name (`PUBLIC`, `INTERNAL`, ...), kept as text
     /// so that the column reads the same in both databases.
     pub classification: String,
+    /// Only rows written before content moved to object storage
+    /// (`content_storage = "inline"`) keep their content here; newer rows
+    /// leave it empty.
     #[sea_orm(column_type = "Text")]
     pub content: String,
+    /// The content's current generation in the object store (see
+    /// [`crate::content`]); `None` for inline content.
+    pub content_generation: Option<String>,
+    /// `inline`, `envelope-v1` or `plain`.
+    pub content_storage: String,
     pub content_type: String,
     pub size_bytes: i64,
     pub etag: String,

@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20250601_000001_create_documents;
 mod m20250601_000002_create_document_labels;
+mod m20250701_000003_content_objects;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250601_000001_create_documents::Migration),
             Box::new(m20250601_000002_create_document_labels::Migration),
+            Box::new(m20250701_000003_content_objects::Migration),
         ]
     }
 }
@@ -37,6 +39,8 @@ pub(crate) enum Documents {
     Etag,
     CreateTime,
     UpdateTime,
+    ContentGeneration,
+    ContentStorage,
 }
 
 #[derive(DeriveIden)]

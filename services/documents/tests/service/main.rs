@@ -7,6 +7,7 @@
 // Test helpers outside `#[test]` functions may panic on setup failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod content;
 mod scenarios;
 mod support;
 

@@ -650,6 +650,8 @@ pub(crate) async fn keyset_order_with_equal_and_ragged_timestamps(h: Harness) {
             etag: Set(format!("e{i}")),
             create_time: Set(*t),
             update_time: Set(*t),
+            // Rows as written before content moved to objects.
+            ..Default::default()
         })
         .exec_without_returning(&h.db)
         .await

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, Once};
 
 use cloudsec_documents::Migrator;
+use cloudsec_documents::content::{ContentStore, ObjectStore, Sealing};
 use cloudsec_documents::grpc::DocumentsGrpc;
 use cloudsec_documents::page_token::PageTokenKey;
 use cloudsec_documents::store::Store;
@@ -36,6 +37,8 @@ pub(crate) struct Harness {
     pub(crate) api: DocumentsGrpc,
     pub(crate) db: DatabaseConnection,
     pub(crate) backend: Backend,
+    /// The store behind `api`, for content-level checks.
+    pub(crate) store: Store,
 }
 
 pub(crate) fn init_logs() {
@@ -97,13 +100,33 @@ pub(crate) fn verifier() -> Arc<TokenVerifier> {
     Arc::new(verifier)
 }
 
-pub(crate) fn harness(db: DatabaseConnection, backend: Backend) -> Harness {
-    let key = PageTokenKey::new(b"0123456789abcdef0123456789abcdef").expect("32-byte key");
-    let api = DocumentsGrpc::new(
-        Store::new(db.clone(), key, cloudsec_bus::Outbox::new()),
-        verifier(),
+/// The content store of a harness: the local directory back end with the
+/// local keystore, both in `dir`.
+pub(crate) fn local_content(dir: &std::path::Path) -> ContentStore {
+    let keystore = cloudsec_secrets::LocalKeystore::open(&dir.join("keys")).expect("keystore");
+    let envelope = cloudsec_secrets::Envelope::new(
+        Arc::new(cloudsec_secrets::LocalKeys::new(Arc::new(keystore))),
+        cloudsec_secrets::DataKeyCacheConfig::default(),
     );
-    Harness { api, db, backend }
+    ContentStore::new(
+        ObjectStore::dir(&dir.join("objects")).expect("objects dir"),
+        Sealing::Envelope {
+            envelope: Arc::new(envelope),
+            policy: Arc::new(cloudsec_secrets::KeyPolicy::default()),
+        },
+    )
+}
+
+pub(crate) fn harness(db: DatabaseConnection, backend: Backend, content: ContentStore) -> Harness {
+    let key = PageTokenKey::new(b"0123456789abcdef0123456789abcdef").expect("32-byte key");
+    let store = Store::new(db.clone(), key, cloudsec_bus::Outbox::new(), content);
+    let api = DocumentsGrpc::new(store.clone(), verifier());
+    Harness {
+        api,
+        db,
+        backend,
+        store,
+    }
 }
 
 /// A document to send.
@@ -152,7 +175,8 @@ where
             cloudsec_bus::migration::migrate(&db)
                 .await
                 .expect("bus migrations");
-            let outcome = tokio::spawn(scenario(harness(db.clone(), backend))).await;
+            let content = local_content(dir.path());
+            let outcome = tokio::spawn(scenario(harness(db.clone(), backend, content))).await;
             let _ = db.close().await;
             drop(dir);
             if let Err(error) = outcome {
@@ -169,12 +193,15 @@ where
                 .await
                 .expect("create test database");
             let url = database_url(&name);
+            let dir = tempfile::tempdir().expect("temp dir");
             let outcome = match cloudsec_runtime::db::connect::<Migrator>(&url).await {
                 Ok(db) => {
                     cloudsec_bus::migration::migrate(&db)
                         .await
                         .expect("bus migrations");
-                    let outcome = tokio::spawn(scenario(harness(db.clone(), backend))).await;
+                    let content = local_content(dir.path());
+                    let outcome =
+                        tokio::spawn(scenario(harness(db.clone(), backend, content))).await;
                     let _ = db.close().await;
                     outcome.map_err(|e| e.into_panic())
                 }

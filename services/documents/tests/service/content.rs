@@ -1,0 +1,552 @@
+//! Content in object storage, sealed per document: round trips on the
+//! local directory (local keys) and on S3 (moto) with Vault transit
+//! (OpenBao), tampering, crypto-shredding, reclassification, legacy inline
+//! rows and Vault down at start.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cloudsec_documents::Migrator;
+use cloudsec_documents::config::{ContentConfig, StoreConfig};
+use cloudsec_documents::content::{ContentStore, STORAGE_ENVELOPE};
+use cloudsec_documents::entity::document;
+use cloudsec_documents::{DocumentsError, domain::Caller};
+use cloudsec_proto::documents::v1 as pb;
+use cloudsec_proto::documents::v1::document_service_server::DocumentService;
+use cloudsec_secrets::test_util::{TestVault, openbao};
+use cloudsec_secrets::{DataKeyCacheConfig, Envelope, Sealed, SecretsConfig, TransitKeys};
+use pb::Classification as C;
+use sea_orm::{ActiveValue::Set, EntityTrait};
+use uuid::Uuid;
+
+use crate::support::{Backend, Harness, alice, doc, harness, init_logs, local_content};
+
+/// A SQLite harness over `content`, kept alive with its directory.
+async fn sqlite(dir: &Path, content: ContentStore) -> Harness {
+    init_logs();
+    let url = format!("sqlite://{}", dir.join("documents.db").display());
+    let db = cloudsec_runtime::db::connect::<Migrator>(&url)
+        .await
+        .expect("open and migrate sqlite");
+    cloudsec_bus::migration::migrate(&db)
+        .await
+        .expect("bus migrations");
+    harness(db, Backend::Sqlite, content)
+}
+
+async fn create(h: &Harness, document: pb::Document) -> pb::Document {
+    h.api
+        .create_document(alice(pb::CreateDocumentRequest {
+            document: Some(document),
+        }))
+        .await
+        .expect("create")
+        .into_inner()
+}
+
+async fn get(h: &Harness, id: &str) -> Result<pb::Document, tonic::Status> {
+    h.api
+        .get_document(alice(pb::GetDocumentRequest { id: id.into() }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn delete(h: &Harness, id: &str) {
+    h.api
+        .delete_document(alice(pb::DeleteDocumentRequest {
+            id: id.into(),
+            etag: String::new(),
+        }))
+        .await
+        .expect("delete");
+}
+
+async fn row(h: &Harness, id: &str) -> Option<document::Model> {
+    document::Entity::find_by_id(Uuid::parse_str(id).unwrap())
+        .one(&h.db)
+        .await
+        .unwrap()
+}
+
+/// The content and key object names of a document's current generation.
+async fn objects_of(h: &Harness, id: &str) -> (String, String) {
+    let row = row(h, id).await.expect("row");
+    let generation = row.content_generation.expect("a generation");
+    (
+        ContentStore::object_key("acme", row.id, &generation),
+        ContentStore::key_object_key("acme", row.id, &generation),
+    )
+}
+
+async fn read_object(h: &Harness, key: &str) -> Option<Vec<u8>> {
+    h.store.content().objects().get(key).await.unwrap()
+}
+
+fn key_record(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+/// A `Sealed` rebuilt from a copied content object and some wrapped key,
+/// as an attacker holding the bucket would.
+fn sealed_from(content: &[u8], key_name: &str, wrapped_key: &str) -> Sealed {
+    Sealed {
+        version: 1,
+        key_name: key_name.into(),
+        wrapped_key: wrapped_key.into(),
+        nonce: content[1..13].to_vec(),
+        ciphertext: content[13..].to_vec(),
+    }
+}
+
+fn with_content(mut d: pb::Document, content: &str) -> pb::Document {
+    d.content = content.into();
+    d
+}
+
+#[tokio::test]
+async fn local_round_trip_is_sealed_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = sqlite(dir.path(), local_content(dir.path())).await;
+    let secret = "the quarterly numbers are down 12%";
+    let created = create(&h, with_content(doc("Q3", C::Internal, &[]), secret)).await;
+    assert_eq!(get(&h, &created.id).await.unwrap().content, secret);
+
+    let stored = row(&h, &created.id).await.unwrap();
+    assert_eq!(stored.content, "", "no plaintext in the database");
+    assert_eq!(stored.content_storage, STORAGE_ENVELOPE);
+    assert_eq!(stored.size_bytes, secret.len() as i64);
+    let (content_key, key_key) = objects_of(&h, &created.id).await;
+    let on_disk = std::fs::read(dir.path().join("objects").join(&content_key)).unwrap();
+    assert!(!on_disk.windows(9).any(|w| w == b"quarterly"));
+    let record = key_record(&std::fs::read(dir.path().join("objects").join(&key_key)).unwrap());
+    assert_eq!(record["key_name"], "docs-internal");
+    assert!(
+        record["wrapped_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("local:v1:")
+    );
+}
+
+#[tokio::test]
+async fn tampered_content_is_an_error_never_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = sqlite(dir.path(), local_content(dir.path())).await;
+    let victim = create(&h, with_content(doc("A", C::Confidential, &[]), "original")).await;
+    let other = create(
+        &h,
+        with_content(doc("B", C::Confidential, &[]), "other text"),
+    )
+    .await;
+    let (content_key, key_key) = objects_of(&h, &victim.id).await;
+    let path = dir.path().join("objects").join(&content_key);
+    let original = std::fs::read(&path).unwrap();
+
+    let rejected = |status: tonic::Status| {
+        assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+        assert!(!status.message().contains("original"));
+        assert!(!status.message().contains("other text"));
+    };
+    // A flipped bit in the ciphertext, and in the tag.
+    for at in [20, original.len() - 1] {
+        let mut bytes = original.clone();
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        rejected(get(&h, &victim.id).await.unwrap_err());
+    }
+    // Another document's (valid) content and key moved into its place.
+    let (other_content, other_key) = objects_of(&h, &other.id).await;
+    let objects = dir.path().join("objects");
+    std::fs::copy(objects.join(&other_content), &path).unwrap();
+    std::fs::copy(objects.join(&other_key), objects.join(&key_key)).unwrap();
+    rejected(get(&h, &victim.id).await.unwrap_err());
+    // The store's own error says what happened.
+    let caller = Caller {
+        tenant: "acme".into(),
+        user: "alice".into(),
+    };
+    match h
+        .store
+        .get(&caller, Uuid::parse_str(&victim.id).unwrap())
+        .await
+    {
+        Err(DocumentsError::Content(e)) => assert!(e.is_integrity(), "{e}"),
+        other => panic!("expected an integrity error, got {other:?}"),
+    }
+    // Untouched documents still read.
+    assert_eq!(get(&h, &other.id).await.unwrap().content, "other text");
+}
+
+#[tokio::test]
+async fn delete_shreds_the_content_on_the_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = sqlite(dir.path(), local_content(dir.path())).await;
+    let doomed = create(
+        &h,
+        with_content(doc("Plan", C::Restricted, &[]), "secret plan"),
+    )
+    .await;
+    let kept = create(&h, with_content(doc("Kept", C::Restricted, &[]), "kept")).await;
+    let (content_key, key_key) = objects_of(&h, &doomed.id).await;
+    let (_, kept_key) = objects_of(&h, &kept.id).await;
+    let copied = read_object(&h, &content_key).await.unwrap();
+
+    delete(&h, &doomed.id).await;
+    assert!(row(&h, &doomed.id).await.is_none());
+    assert!(
+        read_object(&h, &key_key).await.is_none(),
+        "wrapped key destroyed"
+    );
+    assert!(read_object(&h, &content_key).await.is_none());
+
+    // With the copied ciphertext, every wrapped key left in the store and
+    // the keystore itself, nothing opens it.
+    let envelope = h.store.content().envelope().unwrap().clone();
+    let ctx = cloudsec_secrets::document_context("acme", &doomed.id);
+    let kept_record = key_record(&read_object(&h, &kept_key).await.unwrap());
+    let guess = sealed_from(
+        &copied,
+        "docs-restricted",
+        kept_record["wrapped_key"].as_str().unwrap(),
+    );
+    assert!(matches!(
+        envelope.open(&guess, &ctx).await,
+        Err(cloudsec_secrets::Error::Decrypt)
+    ));
+    assert!(matches!(
+        envelope
+            .open(&sealed_from(&copied, "docs-restricted", ""), &ctx)
+            .await,
+        Err(cloudsec_secrets::Error::Shredded)
+    ));
+    assert_eq!(get(&h, &kept.id).await.unwrap().content, "kept");
+}
+
+#[tokio::test]
+async fn reclassification_rekeys_and_shreds_the_old_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = sqlite(dir.path(), local_content(dir.path())).await;
+    let created = create(&h, with_content(doc("Memo", C::Internal, &[]), "memo text")).await;
+    let (old_content, old_key) = objects_of(&h, &created.id).await;
+
+    let mut change = created.clone();
+    change.classification = C::Restricted as i32;
+    let updated = h
+        .api
+        .update_document(alice(pb::UpdateDocumentRequest {
+            document: Some(change),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["classification".into()],
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.content, "memo text");
+
+    let (new_content, new_key) = objects_of(&h, &created.id).await;
+    assert_ne!(new_key, old_key, "a new generation");
+    let record = key_record(&read_object(&h, &new_key).await.unwrap());
+    assert_eq!(record["key_name"], "docs-restricted");
+    assert!(read_object(&h, &old_key).await.is_none());
+    assert!(read_object(&h, &old_content).await.is_none());
+    assert!(read_object(&h, &new_content).await.is_some());
+    assert_eq!(get(&h, &created.id).await.unwrap().content, "memo text");
+
+    // A title change alone writes no new generation.
+    let mut retitle = updated.clone();
+    retitle.title = "Memo v2".into();
+    h.api
+        .update_document(alice(pb::UpdateDocumentRequest {
+            document: Some(retitle),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["title".into()],
+            }),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(objects_of(&h, &created.id).await.1, new_key);
+}
+
+#[tokio::test]
+async fn legacy_inline_rows_are_read_and_moved_on_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = sqlite(dir.path(), local_content(dir.path())).await;
+    let id = Uuid::now_v7();
+    let now = chrono::Utc::now();
+    document::Entity::insert(document::ActiveModel {
+        id: Set(id),
+        tenant: Set("acme".into()),
+        owner: Set("alice".into()),
+        title: Set("Old".into()),
+        classification: Set("INTERNAL".into()),
+        content: Set("written before objects".into()),
+        content_type: Set("text/plain".into()),
+        size_bytes: Set(22),
+        etag: Set("e1".into()),
+        create_time: Set(now),
+        update_time: Set(now),
+        // The migration's defaults: inline, no generation.
+        ..Default::default()
+    })
+    .exec_without_returning(&h.db)
+    .await
+    .unwrap();
+    let id = id.to_string();
+    assert_eq!(
+        get(&h, &id).await.unwrap().content,
+        "written before objects"
+    );
+
+    let mut change = get(&h, &id).await.unwrap();
+    change.content = "rewritten".into();
+    h.api
+        .update_document(alice(pb::UpdateDocumentRequest {
+            document: Some(change),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["content".into()],
+            }),
+        }))
+        .await
+        .unwrap();
+    let moved = row(&h, &id).await.unwrap();
+    assert_eq!(moved.content_storage, STORAGE_ENVELOPE);
+    assert_eq!(moved.content, "");
+    assert_eq!(get(&h, &id).await.unwrap().content, "rewritten");
+    delete(&h, &id).await;
+}
+
+#[tokio::test]
+async fn vault_down_at_start_is_a_clear_error() {
+    // A port that nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vault = cloudsec_secrets::VaultConfig::new(
+        format!("http://127.0.0.1:{port}"),
+        cloudsec_secrets::VaultAuth::Token {
+            token: cloudsec_secrets::Secret::new("t"),
+        },
+    );
+    vault.retry.attempts = 2;
+    vault.retry.initial_backoff = Duration::from_millis(10);
+    let config = ContentConfig {
+        keys: Some(SecretsConfig::Vault {
+            vault: Box::new(vault),
+            cache: Default::default(),
+        }),
+        ..Default::default()
+    };
+    let url = format!("sqlite://{}", dir.path().join("d.db").display());
+    let error = ContentStore::from_config(&config, &url)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&format!("127.0.0.1:{port} is unreachable after 2 attempts")),
+        "{error}"
+    );
+}
+
+// --- S3 (moto) with Vault transit (OpenBao) ---
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// moto's URL: `CLOUDSEC_TEST_MOTO_URL`, else a `moto_server` started for
+/// this process; `None` (SKIPPED) outside CI when neither works.
+fn moto_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("CLOUDSEC_TEST_MOTO_URL") {
+            return Some(url);
+        }
+        match start_moto() {
+            Ok(url) => Some(url),
+            Err(error) => {
+                assert!(
+                    !in_ci(),
+                    "moto is required in CI: set CLOUDSEC_TEST_MOTO_URL or install moto_server ({error})"
+                );
+                eprintln!("SKIPPED: no moto server ({error}); set CLOUDSEC_TEST_MOTO_URL");
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+fn start_moto() -> Result<String, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    // A watchdog shell stops moto once this test process is gone.
+    let script = format!(
+        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+         while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
+        parent = std::process::id()
+    );
+    std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start moto_server: {e}"))?;
+    // Polling for the listener, the one wait that has nothing to await.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(format!("http://127.0.0.1:{port}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err("moto_server did not listen within 30 s".into())
+}
+
+fn s3_vault_config(moto: &str, vault: &TestVault, mount: &str) -> ContentConfig {
+    ContentConfig {
+        store: Some(StoreConfig::S3 {
+            bucket: cloudsec_secrets::test_util::unique("docs"),
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(moto.into()),
+            force_path_style: true,
+            provisioning: cloudsec_bus::Provisioning::Create,
+            dummy_credentials: true,
+        }),
+        keys: Some(SecretsConfig::Vault {
+            vault: Box::new(vault.config_at(&vault.addr, &vault.token)),
+            cache: Default::default(),
+        }),
+        transit_mount: mount.into(),
+        create_keys: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_and_vault_transit_round_trip_and_shredding() {
+    let (Some(moto), Some(vault)) = (moto_url(), openbao()) else {
+        return;
+    };
+    let mount = vault.mount("transit").await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("documents.db").display());
+    let content = ContentStore::from_config(&s3_vault_config(&moto, &vault, &mount), &url)
+        .await
+        .expect("S3 bucket and transit keys");
+    let h = sqlite(dir.path(), content).await;
+
+    let public = create(&h, with_content(doc("Menu", C::Public, &[]), "lunch menu")).await;
+    let restricted = create(
+        &h,
+        with_content(doc("Merger", C::Restricted, &[]), "merger terms"),
+    )
+    .await;
+    assert_eq!(get(&h, &public.id).await.unwrap().content, "lunch menu");
+    assert_eq!(
+        get(&h, &restricted.id).await.unwrap().content,
+        "merger terms"
+    );
+
+    // The classification picked the transit key.
+    let (_, public_key) = objects_of(&h, &public.id).await;
+    let (secret_content, secret_key) = objects_of(&h, &restricted.id).await;
+    let public_record = key_record(&read_object(&h, &public_key).await.unwrap());
+    let secret_record = key_record(&read_object(&h, &secret_key).await.unwrap());
+    assert_eq!(public_record["key_name"], "docs-public");
+    assert_eq!(secret_record["key_name"], "docs-restricted");
+    assert!(
+        secret_record["wrapped_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("vault:v1:")
+    );
+    let copied = read_object(&h, &secret_content).await.unwrap();
+    assert!(!copied.windows(6).any(|w| w == b"merger"));
+
+    // Tampering in the bucket is rejected.
+    let mut tampered = copied.clone();
+    tampered[15] ^= 1;
+    h.store
+        .content()
+        .objects()
+        .put(&secret_content, tampered)
+        .await
+        .unwrap();
+    let status = get(&h, &restricted.id).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Internal);
+    assert!(!status.message().contains("merger"));
+    h.store
+        .content()
+        .objects()
+        .put(&secret_content, copied.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&h, &restricted.id).await.unwrap().content,
+        "merger terms"
+    );
+
+    // Shredding: the copied ciphertext stays unreadable even with Vault's
+    // root token and every wrapped key that still exists.
+    delete(&h, &restricted.id).await;
+    assert!(read_object(&h, &secret_key).await.is_none());
+    assert!(read_object(&h, &secret_content).await.is_none());
+    let root_transit = TransitKeys::new(vault.root().await, &mount);
+    let root = Envelope::new(
+        Arc::new(root_transit.clone()),
+        DataKeyCacheConfig::default(),
+    );
+    let ctx = cloudsec_secrets::document_context("acme", &restricted.id);
+    let fresh = {
+        use cloudsec_secrets::KeyService;
+        root_transit
+            .generate_data_key("docs-restricted")
+            .await
+            .unwrap()
+            .1
+    };
+    for (key_name, wrapped) in [
+        ("docs-restricted", fresh.as_str()),
+        (
+            "docs-public",
+            public_record["wrapped_key"].as_str().unwrap(),
+        ),
+    ] {
+        let result = root
+            .open(&sealed_from(&copied, key_name, wrapped), &ctx)
+            .await;
+        assert!(
+            matches!(result, Err(cloudsec_secrets::Error::Decrypt)),
+            "{key_name}: {result:?}"
+        );
+    }
+    assert!(matches!(
+        root.open(&sealed_from(&copied, "docs-restricted", ""), &ctx)
+            .await,
+        Err(cloudsec_secrets::Error::Shredded)
+    ));
+
+    // Rotation, then the rewrap job moves the remaining document to v2
+    // without touching its content.
+    {
+        use cloudsec_secrets::KeyService;
+        assert_eq!(root_transit.rotate("docs-public").await.unwrap(), 2);
+    }
+    let summary = h.store.rewrap_all().await.unwrap();
+    assert_eq!((summary.rewrapped, summary.unchanged), (1, 0));
+    assert!(summary.failed.is_empty());
+    let rewrapped = key_record(&read_object(&h, &public_key).await.unwrap());
+    assert!(
+        rewrapped["wrapped_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("vault:v2:")
+    );
+    assert_eq!(get(&h, &public.id).await.unwrap().content, "lunch menu");
+}
