@@ -85,6 +85,10 @@ pub struct Relay {
     listen_url: Option<String>,
 }
 
+/// How many batches one PostgreSQL round publishes under one shard lock
+/// and one commit.
+const BATCHES_PER_ROUND: usize = 10;
+
 /// What one round did.
 #[derive(Debug, PartialEq, Eq)]
 enum Round {
@@ -231,17 +235,47 @@ impl Relay {
             return Ok(Round::Idle);
         };
         let shard: i32 = row.try_get("", "shard")?;
-        let rows = load(
-            &txn,
-            "SELECT seq, envelope FROM bus_outbox \
-             WHERE shard = $1 AND published_at_ms IS NULL ORDER BY seq LIMIT $2",
-            vec![shard.into(), batch_limit(self.config.batch_size)],
-        )
-        .await?;
-        let round = self.publish_and_mark(&txn, rows).await;
+        // Several batches per shard lock: a commit costs a WAL flush, which
+        // at one batch per transaction, not the publishing, would bound the
+        // relay. Stops at the first batch that is short, refused or failed,
+        // so an aggregate's later events never overtake a refused one.
+        let mut total = 0;
+        let mut outcome = Ok(Round::Idle);
+        for _ in 0..BATCHES_PER_ROUND {
+            let rows = load(
+                &txn,
+                "SELECT seq, envelope FROM bus_outbox \
+                 WHERE shard = $1 AND published_at_ms IS NULL ORDER BY seq LIMIT $2",
+                vec![shard.into(), batch_limit(self.config.batch_size)],
+            )
+            .await?;
+            let full = rows.len() >= self.config.batch_size;
+            match self.publish_and_mark(&txn, rows).await {
+                Ok(Round::Published { count, refused }) => {
+                    total += count;
+                    outcome = Ok(Round::Published {
+                        count: total,
+                        refused,
+                    });
+                    if refused > 0 || !full {
+                        break;
+                    }
+                }
+                Ok(other) => {
+                    if total == 0 {
+                        outcome = Ok(other);
+                    }
+                    break;
+                }
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
         // The marks (or the failure counts) commit either way.
         txn.commit().await?;
-        round
+        outcome
     }
 
     /// Takes or renews the lease, then publishes the oldest batch. The
