@@ -22,6 +22,7 @@ use cloudsec_proxy::{Proxy, ProxyConfig, TlsState};
 use cloudsec_runtime::tls::MeshTls;
 use cloudsec_runtime::token::TokenVerifier;
 use cloudsec_runtime::{Secret, Shutdown};
+use cloudsec_secrets::{Secrets, SecretsConfig};
 use serde::Deserialize;
 
 /// The whole configuration file. Every section is optional; `cloudsec up`
@@ -45,6 +46,10 @@ pub struct PlatformConfig {
     pub gateway: Option<GatewayConfig>,
     /// For `cloudsec proxy`, the sidecar.
     pub proxy: Option<ProxyConfig>,
+    /// Where `vault:<mount>/<path>#<field>` references in this file are
+    /// read from (Vault, or the local keystore). `cloudsec up` defaults to
+    /// the keystore under its data directory.
+    pub secrets: Option<SecretsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +59,12 @@ pub struct MeshConfig {
     pub trust_domain: String,
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// Who signs the workload certificates of `cloudsec up`.
+    #[serde(default)]
+    pub issuer: IssuerConfig,
+    /// How long a workload certificate lives; it is renewed at two thirds.
+    #[serde(default = "default_certificate_lifetime", with = "humantime_serde")]
+    pub certificate_lifetime: Duration,
 }
 
 impl Default for MeshConfig {
@@ -61,8 +72,34 @@ impl Default for MeshConfig {
         Self {
             trust_domain: default_trust_domain(),
             namespace: default_namespace(),
+            issuer: IssuerConfig::default(),
+            certificate_lifetime: default_certificate_lifetime(),
         }
     }
+}
+
+/// The mesh's certificate authority.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum IssuerConfig {
+    /// The development CA under `<data dir>/pki`.
+    #[default]
+    Local,
+    /// Vault's PKI engine: `<mount>/issue/<role>`, through the `[secrets]`
+    /// Vault connection (`docs/security.md` has the role's settings).
+    Vault {
+        #[serde(default = "default_pki_mount")]
+        mount: String,
+        role: String,
+    },
+}
+
+fn default_pki_mount() -> String {
+    "pki".into()
+}
+
+fn default_certificate_lifetime() -> Duration {
+    DEFAULT_LIFETIME
 }
 
 fn default_trust_domain() -> String {
@@ -171,6 +208,8 @@ pub enum PlatformError {
     Proxy(#[from] cloudsec_proxy::ProxyError),
     #[error("sidecar TLS: {0}")]
     Tls(String),
+    #[error("secrets: {0}")]
+    Secrets(#[from] cloudsec_secrets::Error),
     #[error("configuration section `{0}` is missing")]
     Missing(&'static str),
     #[error("{component} stopped: {message}")]
@@ -222,13 +261,29 @@ fn page_token_key(dir: &Path) -> Result<Secret, PlatformError> {
     Ok(Secret::new(key))
 }
 
-/// Why `cloudsec up`'s configuration could not be made.
+/// Why a configuration could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalConfigError {
     #[error(transparent)]
     Config(#[from] cloudsec_runtime::ConfigError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// The secrets back end could not be opened or a reference could not be
+    /// read; [`LocalConfigError::is_unavailable`] tells an outage from a
+    /// mistake.
+    #[error("secrets: {0}")]
+    Secrets(#[from] cloudsec_secrets::Error),
+}
+
+impl LocalConfigError {
+    /// Whether the failure is a back end that is down (retrying later may
+    /// work) rather than a configuration mistake.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Secrets(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
 }
 
 /// Quotes `s` as a TOML basic string.
@@ -236,14 +291,144 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
+/// A loaded configuration and the secrets back end its references were
+/// read from (kept open for the services that need it: PKI, database
+/// credentials, signing keys).
+#[derive(Debug)]
+pub struct LoadedConfig {
+    pub config: PlatformConfig,
+    pub secrets: Option<Secrets>,
+}
+
+/// Merges `layers` and the `CLOUDSEC__...` variables, opens the `[secrets]`
+/// back end if there is one, replaces every `vault:` reference by its
+/// secret, then deserializes.
+///
+/// A reference with no `[secrets]` section is an error that names its key,
+/// never a literal `vault:...` string handed to a service. A local
+/// keystore without `dir` lives under `data_dir` (required then).
+pub async fn load_config(
+    layers: &[&str],
+    env: &std::collections::BTreeMap<String, String>,
+    data_dir: Option<&Path>,
+) -> Result<LoadedConfig, LocalConfigError> {
+    use cloudsec_runtime::config::{ConfigError, from_table, merge_layers};
+    let mut root = merge_layers(layers, env)?;
+    let secrets = match root.remove("secrets") {
+        Some(section) => {
+            let opened = open_secrets(&section, env, data_dir).await?;
+            let mut tree = toml::Value::Table(std::mem::take(&mut root));
+            cloudsec_secrets::resolve_toml(&mut tree, opened.provider().as_ref()).await?;
+            if let toml::Value::Table(t) = tree {
+                root = t;
+            }
+            root.insert("secrets".into(), section);
+            Some(opened)
+        }
+        None => {
+            if let Some(key) = first_reference(&root, "") {
+                return Err(ConfigError {
+                    key,
+                    message: "is a `vault:` secret reference, but there is no [secrets] \
+                              section saying where to read it"
+                        .into(),
+                }
+                .into());
+            }
+            None
+        }
+    };
+    Ok(LoadedConfig {
+        config: from_table(root, env)?,
+        secrets,
+    })
+}
+
+/// Opens the back end of a `[secrets]` section.
+async fn open_secrets(
+    section: &toml::Value,
+    env: &std::collections::BTreeMap<String, String>,
+    data_dir: Option<&Path>,
+) -> Result<Secrets, LocalConfigError> {
+    use cloudsec_runtime::config::{ConfigError, from_table};
+    let mut wrapper = toml::Table::new();
+    wrapper.insert("secrets".into(), section.clone());
+    #[derive(Deserialize)]
+    struct Only {
+        secrets: SecretsConfig,
+    }
+    let only: Only = from_table(wrapper, env)?;
+    if let (SecretsConfig::Local { dir: None }, None) = (&only.secrets, data_dir) {
+        return Err(ConfigError {
+            key: "secrets.dir".into(),
+            message: "required with backend = \"local\" outside `cloudsec up` \
+                      (where the keystore directory is)"
+                .into(),
+        }
+        .into());
+    }
+    Ok(Secrets::from_config(&only.secrets, data_dir.unwrap_or(Path::new("."))).await?)
+}
+
+fn first_reference(table: &toml::Table, prefix: &str) -> Option<String> {
+    fn walk(value: &toml::Value, key: String) -> Option<String> {
+        match value {
+            toml::Value::String(s) if s.starts_with(cloudsec_secrets::reference::PREFIX) => {
+                Some(key)
+            }
+            toml::Value::Table(t) => first_reference(t, &key),
+            toml::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, format!("{key}[{i}]"))),
+            _ => None,
+        }
+    }
+    table.iter().find_map(|(k, v)| {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        walk(v, key)
+    })
+}
+
 /// The configuration of `cloudsec up`: laptop defaults under `data_dir`
-/// (SQLite files, a generated page-token key), then the user's file, then
-/// `CLOUDSEC__...` variables.
-pub fn local_config(
+/// (SQLite files, a generated page-token key, the local keystore), then
+/// the user's file, then `CLOUDSEC__...` variables.
+pub async fn local_config(
     data_dir: &Path,
     file: Option<&str>,
     env: &std::collections::BTreeMap<String, String>,
-) -> Result<PlatformConfig, LocalConfigError> {
+) -> Result<LoadedConfig, LocalConfigError> {
+    let layers = local_layers(data_dir, file, env)?;
+    let layers: Vec<&str> = layers.iter().map(String::as_str).collect();
+    load_config(&layers, env, Some(data_dir)).await
+}
+
+/// Only the secrets back end of `cloudsec up`'s configuration, without
+/// resolving any reference (so a secret can be written before the
+/// configuration that reads it works).
+pub async fn local_secrets(
+    data_dir: &Path,
+    file: Option<&str>,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<Secrets>, LocalConfigError> {
+    let layers = local_layers(data_dir, file, env)?;
+    let layers: Vec<&str> = layers.iter().map(String::as_str).collect();
+    let root = cloudsec_runtime::config::merge_layers(&layers, env)?;
+    match root.get("secrets") {
+        Some(section) => Ok(Some(open_secrets(section, env, Some(data_dir)).await?)),
+        None => Ok(None),
+    }
+}
+
+fn local_layers(
+    data_dir: &Path,
+    file: Option<&str>,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<String>, LocalConfigError> {
     std::fs::create_dir_all(data_dir).map_err(|source| PlatformError::DataDir {
         path: data_dir.to_owned(),
         source,
@@ -257,9 +442,20 @@ pub fn local_config(
         audit = sqlite("audit.db"),
         key = toml_str(page_token_key(data_dir)?.expose()),
     );
-    let mut layers = vec![defaults.as_str()];
-    layers.extend(file);
-    Ok(cloudsec_runtime::config::load_layers(&layers, env)?)
+    let mut layers = vec![defaults];
+    layers.extend(file.map(str::to_owned));
+    // The keystore is the default only when nothing chose a back end: a
+    // user's `[secrets] backend = "vault"` must not merge with `dir`.
+    let chose = file.is_some_and(|f| {
+        f.parse::<toml::Table>()
+            .is_ok_and(|t| t.contains_key("secrets"))
+    }) || env
+        .keys()
+        .any(|k| k.to_ascii_uppercase().starts_with("CLOUDSEC__SECRETS__"));
+    if !chose {
+        layers.insert(1, "[secrets]\nbackend = \"local\"\n".to_owned());
+    }
+    Ok(layers)
 }
 
 /// Auth, documents, audit and the gateway in one process, each with its own
@@ -277,8 +473,10 @@ pub struct LocalPlatform {
     /// The one bus connection of the process, so that in-process
     /// subscribers wake at commit.
     bus: Bus,
-    ca: Arc<LocalCa>,
+    issuer: Arc<dyn Issuer>,
     mesh: MeshConfig,
+    /// Kept logged in (token renewal) while the platform runs.
+    vault: Option<cloudsec_secrets::VaultClient>,
 }
 
 /// Where a started platform listens.
@@ -348,21 +546,34 @@ fn sidecar_config(
 impl LocalPlatform {
     /// Creates what is missing under the data directory (CA, databases,
     /// keys), applies migrations and binds every listener.
-    pub async fn build(dir: &Path, config: &PlatformConfig) -> Result<Self, PlatformError> {
+    pub async fn build(dir: &Path, loaded: &LoadedConfig) -> Result<Self, PlatformError> {
+        let config = &loaded.config;
         std::fs::create_dir_all(dir).map_err(|source| PlatformError::DataDir {
             path: dir.to_owned(),
             source,
         })?;
         let mesh = config.mesh.clone();
-        let ca = Arc::new(LocalCa::load_or_create(&dir.join("pki"))?);
+        let vault = loaded.secrets.as_ref().and_then(Secrets::vault).cloned();
+        let issuer: Arc<dyn Issuer> = match &mesh.issuer {
+            IssuerConfig::Local => Arc::new(LocalCa::load_or_create(&dir.join("pki"))?),
+            IssuerConfig::Vault { mount, role } => {
+                let client = vault.clone().ok_or(PlatformError::Missing(
+                    "secrets (with backend = \"vault\", for mesh.issuer)",
+                ))?;
+                let pki = cloudsec_secrets::pki::VaultPkiConfig {
+                    mount: mount.clone(),
+                    role: role.clone(),
+                };
+                Arc::new(cloudsec_secrets::pki::VaultPki::new(client, &pki).await?)
+            }
+        };
         let id = |sa: &str| SpiffeId::new(&mesh.trust_domain, &mesh.namespace, sa);
         let (auth_id, documents_id, audit_id, gateway_id) =
             (id("auth")?, id("documents")?, id("audit")?, id("gateway")?);
-        let issuer: Arc<dyn cloudsec_identity::Issuer> = ca.clone();
+        let lifetime = mesh.certificate_lifetime;
         let mut identities = Vec::new();
         let mut tls_of = async |sid: &SpiffeId| -> Result<(Arc<TlsState>, MeshTls), PlatformError> {
-            let identity =
-                WorkloadIdentity::new(issuer.clone(), sid.clone(), DEFAULT_LIFETIME).await?;
+            let identity = WorkloadIdentity::new(issuer.clone(), sid.clone(), lifetime).await?;
             let tls = TlsState::new(&identity.current().mesh_tls())
                 .map_err(|e| PlatformError::Tls(e.to_string()))?;
             let (tx, rx) = tokio::sync::watch::channel(Arc::new(identity.current().mesh_tls()));
@@ -553,8 +764,9 @@ impl LocalPlatform {
             ],
             identities,
             bus,
-            ca,
+            issuer,
             mesh,
+            vault,
         })
     }
 
@@ -604,7 +816,11 @@ impl LocalPlatform {
             &self.mesh.namespace,
             service_account,
         )?;
-        Ok(self.ca.issue(&id, DEFAULT_LIFETIME).await?.mesh_tls())
+        Ok(self
+            .issuer
+            .issue(&id, self.mesh.certificate_lifetime)
+            .await?
+            .mesh_tls())
     }
 
     /// The DNS name in a workload's certificate.
@@ -634,9 +850,13 @@ impl LocalPlatform {
             gateway,
             sidecars,
             identities,
+            vault,
             ..
         } = self;
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some(vault) = &vault {
+            let _renewal = vault.spawn_token_renewal(shutdown.clone());
+        }
         for identity in &identities {
             let _rotation = identity.spawn_rotation(shutdown.clone());
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cloudsec::{LocalConfigError, LocalPlatform, LogFormatName, PlatformConfig};
+use cloudsec::{LoadedConfig, LocalConfigError, LocalPlatform, LogFormatName, PlatformConfig};
 use cloudsec_runtime::config::{self, ConfigError, EXIT_CONFIG};
 use cloudsec_runtime::telemetry::{self, LogFormat};
 use cloudsec_runtime::tls::{MeshTls, TlsFiles};
@@ -81,9 +81,31 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document of every annotated RPC.
     Openapi,
+    /// Manage the secrets that `vault:` references in the configuration
+    /// read: the local keystore of `cloudsec up`, or Vault KV v2.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
     /// Apply a component's database migrations and exit.
     Migrate {
         component: DbComponent,
+        #[arg(long, env = "CLOUDSEC_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsAction {
+    /// Set one field from standard input (one trailing newline is
+    /// dropped), e.g. `printf %s "$KEY" | cloudsec secrets put vault:secret/documents#page_token_key`.
+    Put {
+        /// `vault:<mount>/<path>#<field>`.
+        reference: String,
+        /// The keystore of this data directory, unless the configuration
+        /// names another back end.
+        #[arg(long, default_value = ".cloudsec")]
+        data_dir: PathBuf,
         #[arg(long, env = "CLOUDSEC_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -185,18 +207,41 @@ fn read_file(path: Option<&Path>) -> Result<Option<String>, Fatal> {
     .transpose()
 }
 
-/// The configuration `cloudsec up` runs with under `data_dir`.
-fn up_config(data_dir: &Path, path: Option<&Path>) -> Result<PlatformConfig, Fatal> {
-    let text = read_file(path)?;
-    cloudsec::local_config(data_dir, text.as_deref(), &config::process_env()).map_err(|e| match e {
+/// The exit code when a back end the configuration needs is down
+/// (`EX_UNAVAILABLE` from sysexits.h).
+const EXIT_UNAVAILABLE: u8 = 69;
+
+fn config_failure(e: LocalConfigError) -> Fatal {
+    match e {
         LocalConfigError::Config(e) => e.into(),
+        e if e.is_unavailable() => Fatal {
+            code: EXIT_UNAVAILABLE,
+            message: format!(
+                "{e}; start-up retries are set by secrets.vault.retry (attempts, initial_backoff, max_backoff)"
+            ),
+        },
+        LocalConfigError::Secrets(e) => Fatal {
+            code: EXIT_CONFIG as u8,
+            message: format!("secrets: {e}"),
+        },
         LocalConfigError::Platform(e) => fatal(e),
-    })
+    }
 }
 
-fn load_config(path: Option<&Path>) -> Result<PlatformConfig, Fatal> {
+/// The configuration `cloudsec up` runs with under `data_dir`.
+async fn up_config(data_dir: &Path, path: Option<&Path>) -> Result<LoadedConfig, Fatal> {
     let text = read_file(path)?;
-    Ok(config::load(text.as_deref(), &config::process_env())?)
+    cloudsec::local_config(data_dir, text.as_deref(), &config::process_env())
+        .await
+        .map_err(config_failure)
+}
+
+async fn load_config(path: Option<&Path>) -> Result<LoadedConfig, Fatal> {
+    let text = read_file(path)?;
+    let layers: Vec<&str> = text.as_deref().into_iter().collect();
+    cloudsec::load_config(&layers, &config::process_env(), None)
+        .await
+        .map_err(config_failure)
 }
 
 fn log_format(cfg: &PlatformConfig, default: LogFormat) -> LogFormat {
@@ -216,16 +261,17 @@ fn tls(files: Option<&TlsFiles>, key: &str) -> Result<MeshTls, Fatal> {
 async fn run(cli: Cli) -> Result<(), Fatal> {
     match cli.command {
         Command::Up { data_dir, config } => {
-            let cfg = up_config(&data_dir, config.as_deref())?;
+            let loaded = up_config(&data_dir, config.as_deref()).await?;
             let _guard = telemetry::init(
                 "cloudsec",
-                log_format(&cfg, LogFormat::Pretty),
-                cfg.telemetry.otlp_endpoint.clone(),
+                log_format(&loaded.config, LogFormat::Pretty),
+                loaded.config.telemetry.otlp_endpoint.clone(),
             );
-            up(data_dir, cfg).await
+            up(data_dir, loaded).await
         }
         Command::Serve { component, config } => {
-            let cfg = load_config(config.as_deref())?;
+            let loaded = load_config(config.as_deref()).await?;
+            let cfg = &loaded.config;
             let name = match component {
                 Component::Auth => "cloudsec-auth",
                 Component::Documents => "cloudsec-documents",
@@ -234,10 +280,10 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             };
             let _guard = telemetry::init(
                 name,
-                log_format(&cfg, LogFormat::Json),
+                log_format(cfg, LogFormat::Json),
                 cfg.telemetry.otlp_endpoint.clone(),
             );
-            serve(component, cfg).await
+            serve(component, loaded).await
         }
         Command::Call {
             method,
@@ -246,7 +292,7 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             data_dir,
             config,
         } => {
-            let cfg = up_config(&data_dir, config.as_deref())?;
+            let cfg = up_config(&data_dir, config.as_deref()).await?.config;
             let out = cloudsec::call::call(&data_dir, &cfg, &method, &request, token.as_deref())
                 .await
                 .map_err(fatal)?;
@@ -260,7 +306,7 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             data_dir,
             config,
         } => {
-            let cfg = up_config(&data_dir, config.as_deref())?;
+            let cfg = up_config(&data_dir, config.as_deref()).await?.config;
             cloudsec::call::export_cert(&data_dir, &cfg, &name, lifetime, &out)
                 .await
                 .map_err(fatal)?;
@@ -278,7 +324,7 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             Ok(())
         }
         Command::Proxy { config } => {
-            let cfg = load_config(config.as_deref())?;
+            let cfg = load_config(config.as_deref()).await?.config;
             let _guard = telemetry::init(
                 "cloudsec-proxy",
                 log_format(&cfg, LogFormat::Json),
@@ -286,8 +332,43 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             );
             proxy(cfg).await
         }
+        Command::Secrets {
+            action:
+                SecretsAction::Put {
+                    reference,
+                    data_dir,
+                    config,
+                },
+        } => {
+            let reference = cloudsec_secrets::SecretRef::parse(&reference).map_err(|e| Fatal {
+                code: EXIT_CONFIG as u8,
+                message: e.to_string(),
+            })?;
+            let mut value = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+                .map_err(|e| fatal(format!("cannot read the value from standard input: {e}")))?;
+            let value = value.strip_suffix('\n').unwrap_or(&value);
+            let value = value.strip_suffix('\r').unwrap_or(value);
+            if value.is_empty() {
+                return Err(fatal(
+                    "the value on standard input is empty; nothing was written",
+                ));
+            }
+            let text = read_file(config.as_deref())?;
+            let secrets =
+                cloudsec::local_secrets(&data_dir, text.as_deref(), &config::process_env())
+                    .await
+                    .map_err(config_failure)?
+                    .ok_or_else(|| missing("secrets", "no secrets back end is configured"))?;
+            secrets
+                .put(&reference, &cloudsec_runtime::Secret::new(value))
+                .await
+                .map_err(fatal)?;
+            println!("wrote {reference}");
+            Ok(())
+        }
         Command::Migrate { component, config } => {
-            let cfg = load_config(config.as_deref())?;
+            let cfg = load_config(config.as_deref()).await?.config;
             let _guard = telemetry::init("cloudsec", log_format(&cfg, LogFormat::Json), None);
             match component {
                 DbComponent::Auth => {
@@ -327,7 +408,7 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
     }
 }
 
-async fn up(data_dir: PathBuf, cfg: PlatformConfig) -> Result<(), Fatal> {
+async fn up(data_dir: PathBuf, cfg: LoadedConfig) -> Result<(), Fatal> {
     let platform = LocalPlatform::build(&data_dir, &cfg)
         .await
         .map_err(startup)?;
@@ -400,9 +481,17 @@ async fn proxy(cfg: PlatformConfig) -> Result<(), Fatal> {
         })
 }
 
-async fn serve(component: Component, cfg: PlatformConfig) -> Result<(), Fatal> {
+async fn serve(component: Component, loaded: LoadedConfig) -> Result<(), Fatal> {
     let shutdown = Shutdown::new();
     shutdown::cancel_on_signal(shutdown.clone());
+    if let Some(vault) = loaded
+        .secrets
+        .as_ref()
+        .and_then(cloudsec_secrets::Secrets::vault)
+    {
+        let _renewal = vault.spawn_token_renewal(shutdown.clone());
+    }
+    let cfg = loaded.config;
     match component {
         Component::Auth => {
             let c = cfg

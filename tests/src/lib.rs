@@ -122,6 +122,17 @@ pub struct Sandbox {
     task: Option<tokio::task::JoinHandle<Result<(), PlatformError>>>,
     dir: tempfile::TempDir,
     pg: Option<PgDatabase>,
+    extra: Extra,
+}
+
+/// Configuration a test adds on top of the sandbox's own.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// TOML appended to the sandbox's file; it may not repeat a table the
+    /// sandbox writes (`[auth]`, `[documents]`, ...): use `env` for those.
+    pub toml: String,
+    /// `CLOUDSEC__...` variables.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// One signed-up user.
@@ -148,7 +159,18 @@ impl Sandbox {
             Backend::Sqlite => None,
             Backend::Postgres => Some(PgDatabase::create().await?),
         };
-        Some(Self::launch(backend, dir, pg).await)
+        Some(Self::launch(backend, dir, pg, Extra::default()).await)
+    }
+
+    /// Starts a SQLite platform with `extra` configuration.
+    pub async fn start_with(extra: Extra) -> Self {
+        let _ = cloudsec_runtime::telemetry::init(
+            "cloudsec-tests",
+            cloudsec_runtime::telemetry::LogFormat::Test,
+            None,
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(Backend::Sqlite, dir, None, extra).await
     }
 
     fn overrides(pg: Option<&PgDatabase>, data_dir: &std::path::Path) -> String {
@@ -183,9 +205,15 @@ impl Sandbox {
         )
     }
 
-    async fn launch(backend: Backend, dir: tempfile::TempDir, pg: Option<PgDatabase>) -> Self {
-        let overrides = Self::overrides(pg.as_ref(), dir.path());
-        let config = cloudsec::local_config(dir.path(), Some(&overrides), &Default::default())
+    async fn launch(
+        backend: Backend,
+        dir: tempfile::TempDir,
+        pg: Option<PgDatabase>,
+        extra: Extra,
+    ) -> Self {
+        let overrides = Self::overrides(pg.as_ref(), dir.path()) + &extra.toml;
+        let config = cloudsec::local_config(dir.path(), Some(&overrides), &extra.env)
+            .await
             .expect("sandbox configuration");
         let platform = LocalPlatform::build(dir.path(), &config)
             .await
@@ -214,6 +242,7 @@ impl Sandbox {
             task: Some(task),
             dir,
             pg,
+            extra,
         };
         sandbox.wait_ready().await;
         sandbox
@@ -405,7 +434,7 @@ impl Sandbox {
         self.stop_platform().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let pg = self.pg.take();
-        Self::launch(self.backend, dir, pg).await
+        Self::launch(self.backend, dir, pg, self.extra.clone()).await
     }
 
     async fn stop_platform(&mut self) {

@@ -44,6 +44,17 @@ pub fn load_layers<T: DeserializeOwned>(
     layers: &[&str],
     env: &BTreeMap<String, String>,
 ) -> Result<T, ConfigError> {
+    from_table(merge_layers(layers, env)?, env)
+}
+
+/// The first half of [`load_layers`]: the layers and the environment
+/// merged into one table, before typed deserialization. Callers that must
+/// rewrite values first (resolving `vault:` references) use this, then
+/// [`from_table`].
+pub fn merge_layers(
+    layers: &[&str],
+    env: &BTreeMap<String, String>,
+) -> Result<toml::Table, ConfigError> {
     let mut root = toml::Table::new();
     for text in layers {
         let layer = text.parse::<toml::Table>().map_err(|e| ConfigError {
@@ -52,28 +63,27 @@ pub fn load_layers<T: DeserializeOwned>(
         })?;
         merge(&mut root, layer);
     }
-
-    let mut guessed: HashSet<String> = HashSet::new();
-    for (name, raw) in env {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-            continue;
-        };
-        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-        if path.iter().any(String::is_empty) {
-            return Err(ConfigError {
-                key: name.clone(),
-                message: "empty segment in environment variable name".into(),
-            });
-        }
-        let value = guess_scalar(raw);
-        if !value.is_str() {
-            guessed.insert(path.join("."));
-        }
-        insert(&mut root, &path, value).map_err(|message| ConfigError {
+    for (path, raw) in env_entries(env)? {
+        insert(&mut root, &path, guess_scalar(raw)).map_err(|message| ConfigError {
             key: path.join("."),
             message,
         })?;
     }
+    Ok(root)
+}
+
+/// The second half of [`load_layers`]: deserializes a merged table into
+/// `T`. `env` is the map the table was merged with, so that a value taken
+/// as a number or boolean can be retried as text where `T` wants a string.
+pub fn from_table<T: DeserializeOwned>(
+    mut root: toml::Table,
+    env: &BTreeMap<String, String>,
+) -> Result<T, ConfigError> {
+    let mut guessed: HashSet<String> = env_entries(env)?
+        .into_iter()
+        .filter(|(_, raw)| !guess_scalar(raw).is_str())
+        .map(|(path, _)| path.join("."))
+        .collect();
 
     // A guessed number or boolean that the target wants as a string is
     // retried as the original text; each retry fixes one key.
@@ -101,6 +111,25 @@ pub fn load_layers<T: DeserializeOwned>(
         key: ".".into(),
         message: "configuration could not be resolved".into(),
     })
+}
+
+/// The `CLOUDSEC__...` variables of `env` as lowercase key paths.
+fn env_entries(env: &BTreeMap<String, String>) -> Result<Vec<(Vec<String>, &str)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError {
+                key: name.clone(),
+                message: "empty segment in environment variable name".into(),
+            });
+        }
+        out.push((path, raw.as_str()));
+    }
+    Ok(out)
 }
 
 /// Reads the process environment into a map for [`load`].

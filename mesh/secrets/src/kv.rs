@@ -63,6 +63,54 @@ impl VaultSecrets {
         Ok(meta.version)
     }
 
+    /// Sets one field of `<mount>/<path>`, keeping its other fields (a
+    /// read, then a check-and-set write of the next version, so a
+    /// concurrent writer is refused instead of overwritten).
+    pub async fn put_field(&self, reference: &SecretRef, value: &Secret) -> Result<u64> {
+        let (mount, path) = (reference.mount.as_str(), reference.path.as_str());
+        let op = format!("read {mount}/{path}");
+        let current = self
+            .client
+            .call(&op, |s| async move {
+                vaultrs::kv2::read_metadata(&s.api, mount, path).await
+            })
+            .await;
+        let (mut fields, version) = match current {
+            Ok(meta) => {
+                let fields = match self.read(mount, path).await {
+                    Ok(f) => (*f).clone(),
+                    Err(Error::NotFound { .. }) => HashMap::new(),
+                    Err(e) => return Err(e),
+                };
+                (
+                    fields,
+                    u32::try_from(meta.current_version).unwrap_or(u32::MAX),
+                )
+            }
+            Err(Error::Vault { status: 404, .. }) => (HashMap::new(), 0),
+            Err(e) => return Err(e),
+        };
+        fields.insert(reference.field.clone(), value.clone());
+        let body: HashMap<&str, &str> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
+        let op = format!("write {mount}/{path}");
+        let meta = self
+            .client
+            .call(&op, |s| {
+                let body = &body;
+                async move {
+                    let opts =
+                        vaultrs::api::kv2::requests::SetSecretRequestOptions { cas: version };
+                    vaultrs::kv2::set_with_options(&s.api, mount, path, body, opts).await
+                }
+            })
+            .await?;
+        self.cache.invalidate(&reference.location());
+        Ok(meta.version)
+    }
+
     async fn read(&self, mount: &str, path: &str) -> Result<Fields> {
         let op = format!("read {mount}/{path}");
         let data: HashMap<String, serde_json::Value> = self

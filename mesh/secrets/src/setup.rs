@@ -58,6 +58,19 @@ impl Secrets {
         }
     }
 
+    /// Sets one field: in the keystore, or as a new KV v2 version that
+    /// keeps the secret's other fields (`cloudsec secrets put`).
+    pub async fn put(
+        &self,
+        reference: &crate::reference::SecretRef,
+        value: &crate::Secret,
+    ) -> Result<()> {
+        match self {
+            Self::Local(store) => store.put(reference, value),
+            Self::Vault { provider, .. } => provider.put_field(reference, value).await.map(|_| ()),
+        }
+    }
+
     /// The Vault client, when running against Vault (PKI, database
     /// credentials, token renewal).
     pub fn vault(&self) -> Option<&VaultClient> {

@@ -12,6 +12,7 @@ mod ops;
 mod rest;
 mod sessions;
 mod tokens;
+mod vault;
 
 use cloudsec_tests::{Backend, Sandbox};
 
