@@ -50,6 +50,110 @@ pub struct PlatformConfig {
     /// read from (Vault, or the local keystore). `cloudsec up` defaults to
     /// the keystore under its data directory.
     pub secrets: Option<SecretsConfig>,
+    /// Short-lived PostgreSQL credentials from Vault's database engine, per
+    /// component: they replace the user and password of that component's
+    /// `database_url` and are swapped before they expire.
+    #[serde(default)]
+    pub database_credentials:
+        std::collections::BTreeMap<CredentialsFor, cloudsec_secrets::database::DbCredentialsConfig>,
+}
+
+/// The components whose database login can come from Vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialsFor {
+    Auth,
+    Documents,
+    Audit,
+    /// The embedded bus's database (`events.database_url`).
+    Events,
+}
+
+impl CredentialsFor {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Auth => "auth.database_url",
+            Self::Documents => "documents.database_url",
+            Self::Audit => "audit.database_url",
+            Self::Events => "events.database_url",
+        }
+    }
+}
+
+/// Starts the `[database_credentials]` of `config` and points each
+/// component's `database_url` at them. The returned handles keep the
+/// leases renewed and replaced; dropping them stops that.
+pub async fn start_database_credentials(
+    config: &mut PlatformConfig,
+    secrets: Option<&Secrets>,
+) -> Result<Vec<cloudsec_secrets::database::DbCredentials>, PlatformError> {
+    use cloudsec_runtime::db::DatabaseUrl;
+    use cloudsec_secrets::database::DbCredentials;
+    let mut handles = Vec::new();
+    for (target, wanted) in config.database_credentials.clone() {
+        let client = secrets
+            .and_then(Secrets::vault)
+            .cloned()
+            .ok_or(PlatformError::Missing(
+                "secrets (with backend = \"vault\", for database_credentials)",
+            ))?;
+        let base = match target {
+            CredentialsFor::Auth => config.auth.as_ref().map(|c| c.database_url.expose()),
+            CredentialsFor::Documents => config.documents.as_ref().map(|c| c.database_url.expose()),
+            CredentialsFor::Audit => config.audit.as_ref().map(|c| c.database_url.expose()),
+            CredentialsFor::Events => config.events.database_url.as_ref().map(DatabaseUrl::expose),
+        }
+        .ok_or_else(|| PlatformError::Credentials {
+            key: target.key(),
+            reason: "is not set; dynamic credentials need the database's postgres:// URL".into(),
+        })?;
+        let credentials = DbCredentials::start(client, wanted).await?;
+        let first =
+            credentials
+                .current()
+                .postgres_url(&base)
+                .map_err(|e| PlatformError::Credentials {
+                    key: target.key(),
+                    reason: e.to_string(),
+                })?;
+        let (tx, rx) = tokio::sync::watch::channel(first);
+        let mut changes = credentials.subscribe();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let next = changes.borrow_and_update().postgres_url(&base);
+                match next {
+                    Ok(url) => {
+                        if tx.send(url).is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "cannot use new database credentials"),
+                }
+            }
+        });
+        let url = DatabaseUrl::dynamic(rx);
+        match target {
+            CredentialsFor::Auth => {
+                if let Some(c) = config.auth.as_mut() {
+                    c.database_url = url;
+                }
+            }
+            CredentialsFor::Documents => {
+                if let Some(c) = config.documents.as_mut() {
+                    c.database_url = url;
+                }
+            }
+            CredentialsFor::Audit => {
+                if let Some(c) = config.audit.as_mut() {
+                    c.database_url = url;
+                }
+            }
+            CredentialsFor::Events => config.events.database_url = Some(url),
+        }
+        tracing::info!(component = ?target, "database credentials from vault");
+        handles.push(credentials);
+    }
+    Ok(handles)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +314,8 @@ pub enum PlatformError {
     Tls(String),
     #[error("secrets: {0}")]
     Secrets(#[from] cloudsec_secrets::Error),
+    #[error("database credentials for `{key}`: {reason}")]
+    Credentials { key: &'static str, reason: String },
     #[error("configuration section `{0}` is missing")]
     Missing(&'static str),
     #[error("{component} stopped: {message}")]
@@ -477,6 +583,8 @@ pub struct LocalPlatform {
     mesh: MeshConfig,
     /// Kept logged in (token renewal) while the platform runs.
     vault: Option<cloudsec_secrets::VaultClient>,
+    /// Renew and replace the database logins while the platform runs.
+    db_credentials: Vec<cloudsec_secrets::database::DbCredentials>,
 }
 
 /// Where a started platform listens.
@@ -547,7 +655,10 @@ impl LocalPlatform {
     /// Creates what is missing under the data directory (CA, databases,
     /// keys), applies migrations and binds every listener.
     pub async fn build(dir: &Path, loaded: &LoadedConfig) -> Result<Self, PlatformError> {
-        let config = &loaded.config;
+        let mut config = loaded.config.clone();
+        let db_credentials =
+            start_database_credentials(&mut config, loaded.secrets.as_ref()).await?;
+        let config = &config;
         std::fs::create_dir_all(dir).map_err(|source| PlatformError::DataDir {
             path: dir.to_owned(),
             source,
@@ -666,10 +777,8 @@ impl LocalPlatform {
         let bus = match (&config.events.transport, &config.events.database_url) {
             (cloudsec_bus::TransportKind::Embedded, None) => {
                 let mut events = config.events.clone();
-                events.database_url = Some(Secret::new(format!(
-                    "sqlite://{}",
-                    dir.join("bus.db").display()
-                )));
+                events.database_url =
+                    Some(Secret::new(format!("sqlite://{}", dir.join("bus.db").display())).into());
                 Bus::connect(&events, None).await?
             }
             _ => Bus::connect(&config.events, None).await?,
@@ -767,6 +876,7 @@ impl LocalPlatform {
             issuer,
             mesh,
             vault,
+            db_credentials,
         })
     }
 
@@ -851,8 +961,11 @@ impl LocalPlatform {
             sidecars,
             identities,
             vault,
+            db_credentials,
             ..
         } = self;
+        // Held to the end: dropping a handle stops its lease renewal.
+        let _db_credentials = db_credentials;
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(vault) = &vault {
             let _renewal = vault.spawn_token_renewal(shutdown.clone());

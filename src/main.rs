@@ -368,15 +368,20 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             Ok(())
         }
         Command::Migrate { component, config } => {
-            let cfg = load_config(config.as_deref()).await?.config;
+            let loaded = load_config(config.as_deref()).await?;
+            let mut cfg = loaded.config;
+            let _db_credentials =
+                cloudsec::start_database_credentials(&mut cfg, loaded.secrets.as_ref())
+                    .await
+                    .map_err(fatal)?;
             let _guard = telemetry::init("cloudsec", log_format(&cfg, LogFormat::Json), None);
             match component {
                 DbComponent::Auth => {
                     let c = cfg
                         .auth
                         .ok_or_else(|| missing("auth", "section required"))?;
-                    cloudsec_runtime::db::connect::<cloudsec_auth::migration::Migrator>(
-                        c.database_url.expose(),
+                    cloudsec_runtime::db::connect_to::<cloudsec_auth::migration::Migrator>(
+                        &c.database_url,
                     )
                     .await
                     .map_err(fatal)?;
@@ -385,19 +390,18 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
                     let c = cfg
                         .documents
                         .ok_or_else(|| missing("documents", "section required"))?;
-                    let db =
-                        cloudsec_runtime::db::connect::<cloudsec_documents::migration::Migrator>(
-                            c.database_url.expose(),
-                        )
-                        .await
-                        .map_err(fatal)?;
+                    let db = cloudsec_runtime::db::connect_to::<
+                        cloudsec_documents::migration::Migrator,
+                    >(&c.database_url)
+                    .await
+                    .map_err(fatal)?;
                     cloudsec_bus::migration::migrate(&db).await.map_err(fatal)?;
                 }
                 DbComponent::Audit => {
                     let c = cfg
                         .audit
                         .ok_or_else(|| missing("audit", "section required"))?;
-                    cloudsec_audit::connect(c.database_url.expose())
+                    cloudsec_audit::connect(&c.database_url)
                         .await
                         .map_err(fatal)?;
                 }
@@ -491,7 +495,11 @@ async fn serve(component: Component, loaded: LoadedConfig) -> Result<(), Fatal> 
     {
         let _renewal = vault.spawn_token_renewal(shutdown.clone());
     }
-    let cfg = loaded.config;
+    let mut cfg = loaded.config;
+    // Held until the component stops: dropping them ends lease renewal.
+    let _db_credentials = cloudsec::start_database_credentials(&mut cfg, loaded.secrets.as_ref())
+        .await
+        .map_err(fatal)?;
     match component {
         Component::Auth => {
             let c = cfg

@@ -162,15 +162,20 @@ impl Sandbox {
         Some(Self::launch(backend, dir, pg, Extra::default()).await)
     }
 
-    /// Starts a SQLite platform with `extra` configuration.
-    pub async fn start_with(extra: Extra) -> Self {
+    /// Starts a platform with `extra` configuration; `None` as for
+    /// [`Sandbox::start`].
+    pub async fn start_with(backend: Backend, extra: Extra) -> Option<Self> {
         let _ = cloudsec_runtime::telemetry::init(
             "cloudsec-tests",
             cloudsec_runtime::telemetry::LogFormat::Test,
             None,
         );
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::launch(Backend::Sqlite, dir, None, extra).await
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgDatabase::create().await?),
+        };
+        Some(Self::launch(backend, dir, pg, extra).await)
     }
 
     fn overrides(pg: Option<&PgDatabase>, data_dir: &std::path::Path) -> String {

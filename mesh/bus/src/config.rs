@@ -16,7 +16,6 @@
 
 use std::sync::Arc;
 
-use cloudsec_runtime::Secret;
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 
@@ -52,7 +51,7 @@ pub struct BusConfig {
     /// and subscriber. Absent, a service uses its own database, which only
     /// subscribers in the same process can then reach.
     #[serde(default)]
-    pub database_url: Option<Secret>,
+    pub database_url: Option<cloudsec_runtime::db::DatabaseUrl>,
     /// SNS: the topic's name; a name ending in `.fifo` makes a FIFO topic
     /// with the aggregate id as message group.
     #[serde(default = "default_name")]
@@ -116,11 +115,9 @@ impl Bus {
         let inner = match config.transport {
             TransportKind::Embedded => {
                 let db = match (&config.database_url, own_db) {
-                    (Some(url), _) => {
-                        cloudsec_runtime::db::connect::<crate::Migrator>(url.expose())
-                            .await
-                            .map_err(|e| BusError::Config(format!("events.database_url: {e}")))?
-                    }
+                    (Some(url), _) => cloudsec_runtime::db::connect_to::<crate::Migrator>(url)
+                        .await
+                        .map_err(|e| BusError::Config(format!("events.database_url: {e}")))?,
                     (None, Some(db)) => db.clone(),
                     (None, None) => {
                         return Err(BusError::Config(

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cloudsec_runtime::Secret;
 use cloudsec_runtime::tls::TlsFiles;
 use serde::Deserialize;
 
@@ -17,7 +16,7 @@ pub struct AuditConfig {
     pub admin_listen: SocketAddr,
     /// `sqlite://...` or `postgres://...`: the audit log's own database,
     /// which also holds the subscriber's inbox.
-    pub database_url: Secret,
+    pub database_url: cloudsec_runtime::db::DatabaseUrl,
     /// The workload certificate, used by the CLI in serve mode.
     #[serde(default)]
     pub tls: Option<TlsFiles>,

@@ -71,12 +71,12 @@ pub const ADMIN_SCOPE: &str = "tenant:admin";
 /// Opens the audit database at `url` and applies the service's and the
 /// bus's migrations (the inbox lives next to the records, so an append
 /// and its inbox entry commit together).
-pub async fn connect(url: &str) -> Result<DatabaseConnection> {
-    let db = cloudsec_runtime::db::connect::<Migrator>(url).await?;
+pub async fn connect(url: &cloudsec_runtime::db::DatabaseUrl) -> Result<DatabaseConnection> {
+    let db = cloudsec_runtime::db::connect_to::<Migrator>(url).await?;
     cloudsec_bus::migration::migrate(&db)
         .await
         .map_err(|source| cloudsec_runtime::db::DbError::Migrate {
-            url: cloudsec_runtime::db::redact(url),
+            url: url.redacted(),
             source,
         })?;
     Ok(db)
@@ -100,7 +100,7 @@ impl Audit {
         verifier: Arc<TokenVerifier>,
         queue: Arc<dyn Queue>,
     ) -> Result<Self> {
-        let db = connect(config.database_url.expose()).await?;
+        let db = connect(&config.database_url).await?;
         let mut host = ServiceHost::bind(
             NAME,
             config.grpc_listen,

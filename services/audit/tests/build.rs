@@ -16,7 +16,7 @@ fn config(database_url: &str) -> AuditConfig {
     AuditConfig {
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: Secret::new(database_url),
+        database_url: Secret::new(database_url).into(),
         tls: None,
         shutdown_grace: Duration::from_secs(1),
         queue: "audit".into(),
@@ -28,7 +28,7 @@ fn verifier() -> Arc<TokenVerifier> {
 }
 
 async fn queue(url: &str) -> Arc<dyn cloudsec_bus::Queue> {
-    let db = cloudsec_audit::connect(url).await.unwrap();
+    let db = cloudsec_audit::connect(&url.into()).await.unwrap();
     let queue = EmbeddedBus::new(db)
         .provision(&queue_spec(&config(url)), Provisioning::Create)
         .await

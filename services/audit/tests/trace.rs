@@ -67,7 +67,7 @@ async fn handling_continues_the_causes_trace() {
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-    let db = cloudsec_audit::connect(&url).await.unwrap();
+    let db = cloudsec_audit::connect(&url.as_str().into()).await.unwrap();
     let log = AuditLog::open(db, "audit", AuditMetrics::default())
         .await
         .unwrap();

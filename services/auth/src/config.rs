@@ -15,7 +15,7 @@ pub struct AuthConfig {
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
     /// `sqlite://path` or `postgres://user:pass@host/db`.
-    pub database_url: Secret,
+    pub database_url: cloudsec_runtime::db::DatabaseUrl,
     /// Password hashes computed at once; defaults to the number of cores.
     #[serde(default)]
     pub hash_concurrency: Option<usize>,
@@ -98,7 +98,7 @@ impl AuthConfig {
         Self {
             grpc_listen: default_grpc_listen(),
             admin_listen: default_admin_listen(),
-            database_url: Secret::new(url),
+            database_url: Secret::new(url).into(),
             hash_concurrency: None,
             tls: None,
             shutdown_grace: default_grace(),

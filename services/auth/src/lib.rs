@@ -76,8 +76,8 @@ impl Auth {
         events: &BusConfig,
         shared: Option<&Bus>,
     ) -> std::result::Result<Self, BuildError> {
-        let db = cloudsec_runtime::db::connect::<migration::Migrator>(config.database_url.expose())
-            .await?;
+        let db =
+            cloudsec_runtime::db::connect_to::<migration::Migrator>(&config.database_url).await?;
         cloudsec_bus::migration::migrate(&db).await?;
         let bus = Bus::for_service(events, shared, &db).await?;
         let outbox = Outbox::new();

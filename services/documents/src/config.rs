@@ -23,7 +23,7 @@ pub struct DocumentsConfig {
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
     /// `sqlite://...` or `postgres://...`.
-    pub database_url: Secret,
+    pub database_url: cloudsec_runtime::db::DatabaseUrl,
     /// The HMAC key that makes page tokens unforgeable; at least
     /// [`MIN_PAGE_TOKEN_KEY_BYTES`] bytes.
     pub page_token_key: Secret,

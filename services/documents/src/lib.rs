@@ -81,12 +81,12 @@ impl Documents {
     ) -> Result<Self> {
         // Checked first, so a bad key fails before any connection is made.
         let tokens = PageTokenKey::new(config.page_token_key.expose().as_bytes())?;
-        let db = cloudsec_runtime::db::connect::<Migrator>(config.database_url.expose()).await?;
+        let db = cloudsec_runtime::db::connect_to::<Migrator>(&config.database_url).await?;
         // Before anything listens, so a service that cannot seal content
         // (no store configured, Vault down, a missing transit key) fails at
         // start rather than at its first write.
         let content =
-            ContentStore::from_config(&config.content, config.database_url.expose()).await?;
+            ContentStore::from_config(&config.content, &config.database_url.expose()).await?;
         cloudsec_bus::migration::migrate(&db).await?;
         let bus = Bus::for_service(events, shared, &db).await?;
         let outbox = Outbox::new();

@@ -14,7 +14,7 @@ fn config(database_url: &str, key: &str) -> DocumentsConfig {
     DocumentsConfig {
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: Secret::new(database_url),
+        database_url: Secret::new(database_url).into(),
         page_token_key: Secret::new(key),
         tls: None,
         shutdown_grace: Duration::from_secs(1),

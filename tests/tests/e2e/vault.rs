@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cloudsec::{LoadedConfig, LocalConfigError};
 use cloudsec_secrets::test_util::{TestVault, openbao};
 use cloudsec_secrets::{CacheConfig, Secret, SecretRef, VaultSecrets};
-use cloudsec_tests::{Extra, Sandbox};
+use cloudsec_tests::{Backend, Extra, Sandbox, eventually};
 use serde_json::json;
 
 async fn post(vault: &TestVault, path: &str, body: serde_json::Value) -> serde_json::Value {
@@ -104,7 +104,9 @@ async fn platform_runs_on_vault_pki_and_kv() {
             format!("vault:{kv}/documents#page_token_key"),
         )]),
     };
-    let sb = Sandbox::start_with(extra).await;
+    let sb = Sandbox::start_with(Backend::Sqlite, extra)
+        .await
+        .expect("sqlite sandbox");
     assert!(
         !sb.data_dir().join("pki").exists(),
         "the development CA is not created when Vault issues"
@@ -246,4 +248,282 @@ async fn a_vault_issuer_needs_a_vault_connection() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("mesh.issuer"), "{err}");
+}
+
+/// A database owned by a group role, and a Vault database mount whose
+/// role `app` makes short-lived members of that group, so that every
+/// generation of credentials owns (through the group) what the first
+/// created, and revoking a login drops only that login.
+struct DynamicDb {
+    admin: sea_orm::DatabaseConnection,
+    name: String,
+    owner: String,
+    vault_user: String,
+    mount: String,
+}
+
+impl DynamicDb {
+    async fn create(vault: &TestVault, ttl: &str, max_ttl: &str) -> Option<Self> {
+        use sea_orm::ConnectionTrait;
+        let admin_url = cloudsec_tests::postgres_admin_url();
+        let admin = match sea_orm::Database::connect(&admin_url).await {
+            Ok(db) => db,
+            Err(error) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "PostgreSQL is required in CI at {admin_url}: {error}"
+                );
+                eprintln!("SKIPPED: no PostgreSQL at {admin_url} ({error})");
+                return None;
+            }
+        };
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let (name, owner, vault_user) = (
+            format!("cloudsec_dyn_{tag}"),
+            format!("cloudsec_owner_{tag}"),
+            format!("cloudsec_vault_{tag}"),
+        );
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        for sql in [
+            format!("CREATE ROLE {owner} NOLOGIN"),
+            format!("CREATE DATABASE {name} OWNER {owner}"),
+            format!("CREATE ROLE {vault_user} WITH LOGIN CREATEROLE PASSWORD '{password}'"),
+            format!("GRANT {owner} TO {vault_user} WITH ADMIN OPTION"),
+        ] {
+            admin
+                .execute_unprepared(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let mount = vault.mount("database").await;
+        post(
+            vault,
+            &format!("{mount}/config/pg"),
+            json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": "postgresql://{{username}}:{{password}}@127.0.0.1:5432/postgres?sslmode=disable",
+                "username": vault_user,
+                "password": password,
+                "allowed_roles": ["app"],
+            }),
+        )
+        .await;
+        post(
+            vault,
+            &format!("{mount}/roles/app"),
+            json!({
+                "db_name": "pg",
+                "creation_statements": [
+                    format!("CREATE ROLE \"{{{{name}}}}\" WITH LOGIN PASSWORD '{{{{password}}}}' VALID UNTIL '{{{{expiration}}}}' IN ROLE {owner};"),
+                    format!("ALTER ROLE \"{{{{name}}}}\" SET role = '{owner}';"),
+                ],
+                "revocation_statements": ["DROP ROLE IF EXISTS \"{{name}}\";"],
+                "default_ttl": ttl,
+                "max_ttl": max_ttl,
+            }),
+        )
+        .await;
+        Some(Self {
+            admin,
+            name,
+            owner,
+            vault_user,
+            mount,
+        })
+    }
+
+    fn extra(&self, vault: &TestVault) -> Extra {
+        let mut toml = vault_section(vault);
+        for component in ["auth", "documents", "audit", "events"] {
+            toml.push_str(&format!(
+                "[database_credentials.{component}]\nmount = \"{}\"\nrole = \"app\"\ncheck_interval = \"500ms\"\n",
+                self.mount
+            ));
+        }
+        // The users and passwords are Vault's; only host and database count.
+        let url = format!("postgres://placeholder@127.0.0.1:5432/{}", self.name);
+        let env = ["AUTH", "DOCUMENTS", "AUDIT", "EVENTS"]
+            .into_iter()
+            .map(|c| (format!("CLOUDSEC__{c}__DATABASE_URL"), url.clone()))
+            .collect();
+        Extra { toml, env }
+    }
+
+    /// The logins connected to the database, other than the admin's.
+    async fn logins(&self) -> Vec<String> {
+        use sea_orm::{ConnectionTrait, Statement};
+        let rows = self
+            .admin
+            .query_all_raw(Statement::from_string(
+                self.admin.get_database_backend(),
+                format!(
+                    "SELECT DISTINCT usename::text AS u FROM pg_stat_activity WHERE datname = '{}' AND usename IS NOT NULL",
+                    self.name
+                ),
+            ))
+            .await
+            .unwrap();
+        let mut users: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String>("", "u").unwrap())
+            .collect();
+        users.sort();
+        users
+    }
+
+    async fn role_exists(&self, role: &str) -> bool {
+        use sea_orm::{ConnectionTrait, Statement};
+        self.admin
+            .query_one_raw(Statement::from_string(
+                self.admin.get_database_backend(),
+                format!("SELECT 1 AS one FROM pg_roles WHERE rolname = '{role}'"),
+            ))
+            .await
+            .unwrap()
+            .is_some()
+    }
+
+    async fn drop_now(self, vault: &TestVault) {
+        use sea_orm::ConnectionTrait;
+        post(
+            vault,
+            &format!("sys/leases/revoke-prefix/{}/creds", self.mount),
+            json!({}),
+        )
+        .await;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            format!("DROP ROLE IF EXISTS {}", self.vault_user),
+            format!("DROP ROLE IF EXISTS {}", self.owner),
+        ] {
+            let _ = self.admin.execute_unprepared(&sql).await;
+        }
+    }
+}
+
+/// Every service logs in with Vault-issued credentials; a lease revoked
+/// from outside (its login dropped) is noticed and replaced, and the
+/// platform serves again with the new login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_use_vault_database_credentials_and_survive_a_revocation() {
+    let Some(vault) = openbao() else { return };
+    let Some(db) = DynamicDb::create(&vault, "1h", "24h").await else {
+        return;
+    };
+    let sb = Sandbox::start_with(Backend::Postgres, db.extra(&vault))
+        .await
+        .expect("postgres sandbox");
+    // Sign-up, create, update, delete, each event through the outbox to
+    // the audit log: all four databases at work.
+    crate::events::changes_reach_the_audit_log(&sb).await;
+    let before = db.logins().await;
+    assert!(!before.is_empty());
+    assert!(
+        before.iter().all(|u| u.starts_with("v-")),
+        "only Vault-issued logins connect: {before:?}"
+    );
+
+    post(
+        &vault,
+        &format!("sys/leases/revoke-prefix/{}/creds", db.mount),
+        json!({}),
+    )
+    .await;
+    for old in &before {
+        assert!(
+            !db.role_exists(old).await,
+            "{old} was dropped by the revocation"
+        );
+    }
+    let user = sb.user().await;
+    let served = eventually(Duration::from_secs(30), || async {
+        let r = sb.get("/v1/documents", &user.token).await;
+        let now = db.logins().await;
+        (r.status() == 200 && !now.is_empty() && now.iter().all(|u| !before.contains(u)))
+            .then_some(now)
+    })
+    .await;
+    let after = served.expect("the platform serves with new logins after the revocation");
+    assert!(after.iter().all(|u| u.starts_with("v-")), "{after:?}");
+    crate::create(
+        &sb,
+        &user.token,
+        json!({"title": "after", "classification": "INTERNAL", "content": "x"}),
+    )
+    .await;
+    sb.stop().await;
+    db.drop_now(&vault).await;
+}
+
+/// Leases that cannot be renewed past their max TTL are replaced before
+/// they expire, while requests keep flowing: none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_swapped_before_expiry_without_failing_a_request() {
+    let Some(vault) = openbao() else { return };
+    let Some(db) = DynamicDb::create(&vault, "4s", "8s").await else {
+        return;
+    };
+    let sb = Sandbox::start_with(Backend::Postgres, db.extra(&vault))
+        .await
+        .expect("postgres sandbox");
+    let user = sb.user().await;
+    let first = db.logins().await;
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Until every first-generation login has left the database (Vault
+    // drops them at max TTL, 8 s), with reads and writes all along.
+    loop {
+        let r = sb.get("/v1/documents", &user.token).await;
+        requests += 1;
+        if r.status() != 200 {
+            failures.push(format!(
+                "GET {}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ));
+        }
+        let r = sb
+            .post(
+                "/v1/documents",
+                &user.token,
+                &json!({"title": "t", "classification": "INTERNAL", "content": "c"}),
+            )
+            .await;
+        requests += 1;
+        if r.status() != 200 {
+            failures.push(format!(
+                "POST {}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ));
+        }
+        let now = db.logins().await;
+        let mut gone = true;
+        for old in &first {
+            gone &= !now.contains(old) && !db.role_exists(old).await;
+        }
+        if gone {
+            assert!(
+                !now.is_empty() && now.iter().all(|u| u.starts_with("v-")),
+                "new logins serve: {now:?}"
+            );
+            eprintln!("swapped after {requests} requests: {first:?} -> {now:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "first logins still present: {now:?} (first {first:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed, the first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    assert!(requests > 10, "{requests}");
+    sb.stop().await;
+    db.drop_now(&vault).await;
 }

@@ -244,7 +244,9 @@ pub(crate) async fn outcomes_ack_retry_and_dead_letter(h: Harness) {
     );
 
     // A log whose database has gone away asks for the event again later.
-    let db = cloudsec_audit::connect(&h.url).await.unwrap();
+    let db = cloudsec_audit::connect(&h.url.as_str().into())
+        .await
+        .unwrap();
     let unreachable = cloudsec_audit::AuditLog::open(db.clone(), "audit", Default::default())
         .await
         .unwrap();

@@ -66,7 +66,7 @@ impl Harness {
         AuditConfig {
             grpc_listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: Secret::new(self.url.clone()),
+            database_url: Secret::new(self.url.clone()).into(),
             tls: None,
             shutdown_grace: Duration::from_secs(2),
             queue: "audit".into(),
@@ -351,7 +351,7 @@ where
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
             let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-            let db = cloudsec_audit::connect(&url)
+            let db = cloudsec_audit::connect(&url.as_str().into())
                 .await
                 .expect("open and migrate sqlite");
             let harness = Harness {
@@ -375,7 +375,7 @@ where
                 .await
                 .expect("create test database");
             let url = database_url(&name);
-            let outcome = match cloudsec_audit::connect(&url).await {
+            let outcome = match cloudsec_audit::connect(&url.as_str().into()).await {
                 Ok(db) => {
                     let harness = Harness {
                         url,
