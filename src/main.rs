@@ -87,6 +87,11 @@ enum Command {
         #[command(subcommand)]
         action: SecretsAction,
     },
+    /// Manage the auth service's token-signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Apply a component's database migrations and exit.
     Migrate {
         component: DbComponent,
@@ -104,6 +109,21 @@ enum SecretsAction {
         reference: String,
         /// The keystore of this data directory, unless the configuration
         /// names another back end.
+        #[arg(long, default_value = ".cloudsec")]
+        data_dir: PathBuf,
+        #[arg(long, env = "CLOUDSEC_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Add a new signing key. It is published at once and signs after
+    /// `auth.signing.publish_ahead`, so verifiers have it first; with
+    /// `--now` it signs at once (after a compromise).
+    Rotate {
+        #[arg(long)]
+        now: bool,
         #[arg(long, default_value = ".cloudsec")]
         data_dir: PathBuf,
         #[arg(long, env = "CLOUDSEC_CONFIG")]
@@ -367,6 +387,64 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             println!("wrote {reference}");
             Ok(())
         }
+        Command::Keys {
+            action:
+                KeysAction::Rotate {
+                    now,
+                    data_dir,
+                    config,
+                },
+        } => {
+            let loaded = up_config(&data_dir, config.as_deref()).await?;
+            let vault = loaded
+                .secrets
+                .as_ref()
+                .and_then(cloudsec_secrets::Secrets::vault)
+                .cloned();
+            let mut cfg = loaded.config;
+            let _db_credentials =
+                cloudsec::start_database_credentials(&mut cfg, loaded.secrets.as_ref())
+                    .await
+                    .map_err(fatal)?;
+            let auth = cfg
+                .auth
+                .ok_or_else(|| missing("auth", "section required"))?;
+            let db = cloudsec_runtime::db::connect_to::<cloudsec_auth::migration::Migrator>(
+                &auth.database_url,
+            )
+            .await
+            .map_err(fatal)?;
+            use cloudsec_auth::keys::{KeyRing, KeyStore, Policy};
+            let store =
+                KeyStore::from_config(&auth.signing.store, &db, vault.as_ref()).map_err(fatal)?;
+            let verifier = Arc::new(TokenVerifier::fixed(
+                &cfg.tokens.issuer,
+                &cfg.tokens.audience,
+            ));
+            let ring = KeyRing::open(
+                store,
+                Policy::new(&auth.signing, cfg.tokens.access_ttl),
+                auth.signing.check_interval,
+                verifier,
+            )
+            .await
+            .map_err(fatal)?;
+            let kid = ring.rotate(now).await.map_err(fatal)?;
+            let plan = ring.plan();
+            println!(
+                "new signing key {kid}; signing now: {}; published: {}",
+                plan.signing.as_deref().unwrap_or("-"),
+                plan.published.join(", ")
+            );
+            if !now {
+                println!(
+                    "it signs after {} (auth.signing.publish_ahead); running auth replicas pick it up within {}",
+                    humantime_serde::re::humantime::format_duration(auth.signing.publish_ahead),
+                    humantime_serde::re::humantime::format_duration(auth.signing.check_interval)
+                );
+            }
+            Ok(())
+        }
         Command::Migrate { component, config } => {
             let loaded = load_config(config.as_deref()).await?;
             let mut cfg = loaded.config;
@@ -495,6 +573,11 @@ async fn serve(component: Component, loaded: LoadedConfig) -> Result<(), Fatal> 
     {
         let _renewal = vault.spawn_token_renewal(shutdown.clone());
     }
+    let loaded_vault = loaded
+        .secrets
+        .as_ref()
+        .and_then(cloudsec_secrets::Secrets::vault)
+        .cloned();
     let mut cfg = loaded.config;
     // Held until the component stops: dropping them ends lease renewal.
     let _db_credentials = cloudsec::start_database_credentials(&mut cfg, loaded.secrets.as_ref())
@@ -506,9 +589,15 @@ async fn serve(component: Component, loaded: LoadedConfig) -> Result<(), Fatal> 
                 .auth
                 .ok_or_else(|| missing("auth", "section required to serve auth"))?;
             let tls = tls(c.tls.as_ref(), "auth.tls")?;
-            let auth = cloudsec_auth::Auth::build(&c, cfg.tokens.settings(), &cfg.events, None)
-                .await
-                .map_err(fatal)?;
+            let auth = cloudsec_auth::Auth::build(
+                &c,
+                cfg.tokens.settings(),
+                &cfg.events,
+                None,
+                loaded_vault.as_ref(),
+            )
+            .await
+            .map_err(fatal)?;
             tracing::info!(grpc = %auth.grpc_addr(), admin = %auth.admin_addr(), "auth serving");
             auth.run_until_stopped(Some(&tls), shutdown)
                 .await

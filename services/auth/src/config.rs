@@ -34,6 +34,9 @@ pub struct AuthConfig {
     pub client_id: String,
     #[serde(default)]
     pub lockout: LockoutConfig,
+    /// Token-signing keys: where they are kept and how they rotate.
+    #[serde(default)]
+    pub signing: crate::keys::SigningConfig,
 }
 
 /// Progressive lockout: after `threshold` consecutive failed logins for an
@@ -105,6 +108,7 @@ impl AuthConfig {
             refresh_token_ttl: default_refresh_ttl(),
             client_id: default_client_id(),
             lockout: LockoutConfig::default(),
+            signing: crate::keys::SigningConfig::default(),
         }
     }
 }

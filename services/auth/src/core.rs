@@ -9,16 +9,17 @@ use cloudsec_bus::{Envelope, Outbox};
 use cloudsec_proto::auth::v1::Jwks;
 use cloudsec_proto::events::v1::UserSignedUp;
 use cloudsec_runtime::FieldViolations;
-use cloudsec_runtime::token::{AccessClaims, Claims, Signer, TokenVerifier};
+use cloudsec_runtime::token::{AccessClaims, Claims, TokenVerifier};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
+    TransactionTrait,
 };
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AuthConfig, LockoutConfig};
-use crate::entity::{signing_key, tenant, user};
+use crate::entity::{tenant, user};
 use crate::error::{AuthError, Result};
+use crate::keys::{KeyRing, KeyStore, Policy, SigningConfig};
 use crate::lockout;
 use crate::password::{self, Hasher};
 use crate::session::{self, Grant, Rotation};
@@ -82,10 +83,10 @@ pub struct Tokens {
 pub struct AuthCore {
     db: DatabaseConnection,
     hasher: Hasher,
-    signer: Arc<Signer>,
-    /// Checks this service's own access tokens, for the sign-out calls.
+    keys: Arc<KeyRing>,
+    /// Checks this service's own access tokens, for the sign-out calls;
+    /// the key ring keeps its keys current.
     verifier: Arc<TokenVerifier>,
-    jwks: Jwks,
     tokens: TokenSettings,
     sessions: SessionSettings,
     outbox: Outbox,
@@ -134,55 +135,31 @@ fn check_tenant(field: &str, tenant: &str, v: &mut FieldViolations) {
 }
 
 impl AuthCore {
-    /// Loads the newest signing key, creating one on first start.
+    /// Opens the signing keys (making the first on first start; see
+    /// [`crate::keys`] for rotation).
     pub async fn new(
         db: DatabaseConnection,
         hasher: Hasher,
         tokens: TokenSettings,
         sessions: SessionSettings,
         outbox: Outbox,
+        signing: &SigningConfig,
+        vault: Option<&cloudsec_secrets::VaultClient>,
     ) -> Result<Self> {
-        let keys = signing_key::Entity::find()
-            .order_by_desc(signing_key::Column::CreatedAt)
-            .all(&db)
-            .await?;
-        let signer = match keys.first() {
-            Some(k) => Signer::from_pem(&k.kid, &k.private_pem)?,
-            None => {
-                let signer = tokio::task::spawn_blocking(Signer::generate)
-                    .await
-                    .map_err(|e| AuthError::Internal(e.to_string()))??;
-                signing_key::ActiveModel {
-                    kid: Set(signer.kid().to_owned()),
-                    private_pem: Set(signer.pem().to_owned()),
-                    created_at: Set(Utc::now()),
-                }
-                .insert(&db)
-                .await?;
-                tracing::info!(kid = signer.kid(), "created token signing key");
-                signer
-            }
-        };
-        // Older keys stay published so tokens they signed verify until expiry.
-        let mut jwks = Jwks {
-            keys: vec![signer.jwk().clone()],
-        };
-        for k in keys.iter().skip(1) {
-            match Signer::from_pem(&k.kid, &k.private_pem) {
-                Ok(old) => jwks.keys.push(old.jwk().clone()),
-                Err(error) => {
-                    tracing::warn!(kid = %k.kid, %error, "skipping unreadable signing key")
-                }
-            }
-        }
-        let verifier = TokenVerifier::fixed(&tokens.issuer, &tokens.audience);
-        verifier.set_keys(&jwks);
+        let verifier = Arc::new(TokenVerifier::fixed(&tokens.issuer, &tokens.audience));
+        let store = KeyStore::from_config(&signing.store, &db, vault)?;
+        let keys = KeyRing::open(
+            store,
+            Policy::new(signing, tokens.access_ttl),
+            signing.check_interval,
+            verifier.clone(),
+        )
+        .await?;
         Ok(Self {
             db,
             hasher,
-            signer: Arc::new(signer),
-            verifier: Arc::new(verifier),
-            jwks,
+            keys,
+            verifier,
             tokens,
             sessions,
             outbox,
@@ -192,12 +169,19 @@ impl AuthCore {
 
     /// The same core reading time from `clock`.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.keys.set_clock(clock.clone());
         self.clock = clock;
         self
     }
 
-    pub fn jwks(&self) -> &Jwks {
-        &self.jwks
+    /// The keys that verify this service's tokens now.
+    pub fn jwks(&self) -> Jwks {
+        self.keys.jwks()
+    }
+
+    /// The signing keys (rotation, reload).
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
     }
 
     /// Creates `tenant` and its first user, who becomes the tenant's admin.
@@ -471,7 +455,7 @@ impl AuthCore {
             auth_time: Some(grant.auth_time.timestamp()),
             groups: Vec::new(),
         };
-        let token = self.signer.sign_claims(&claims)?;
+        let token = self.keys.signer().sign_claims(&claims)?;
         Ok(AccessToken {
             token,
             expires_in: ttl,

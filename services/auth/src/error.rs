@@ -43,6 +43,9 @@ pub enum AuthError {
     Key(#[from] cloudsec_runtime::token::SignerError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A back end (Vault) is down; the caller may retry.
+    #[error("{0}")]
+    Unavailable(String),
     /// The outbox or the event bus.
     #[error("event bus: {0}")]
     Events(#[from] cloudsec_bus::BusError),
@@ -59,7 +62,7 @@ impl AuthError {
             AuthError::Token(_) => ErrorKind::Unauthenticated,
             AuthError::NotAdmin => ErrorKind::PermissionDenied,
             AuthError::UserNotFound(_) => ErrorKind::NotFound,
-            AuthError::Busy => ErrorKind::Unavailable,
+            AuthError::Busy | AuthError::Unavailable(_) => ErrorKind::Unavailable,
             AuthError::Database(_)
             | AuthError::Key(_)
             | AuthError::Internal(_)

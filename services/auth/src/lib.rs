@@ -4,7 +4,9 @@
 //!
 //! # Layout
 //! - [`config`]: the `[auth]` configuration section.
-//! - [`core`]: sign-up, login, refresh, sign-out and keys; no gRPC in here.
+//! - [`core`]: sign-up, login, refresh, sign-out; no gRPC in here.
+//! - [`keys`]: signing keys in the database or Vault, rotation with
+//!   overlap, the JWKS.
 //! - [`session`]: refresh tokens: minting, rotation, reuse detection.
 //! - [`lockout`]: progressive lockout after failed logins.
 //! - [`clock`]: the time source, replaceable in tests.
@@ -19,6 +21,7 @@ pub mod core;
 pub mod entity;
 pub mod error;
 pub mod grpc;
+pub mod keys;
 pub(crate) mod lockout;
 pub mod migration;
 pub mod password;
@@ -45,7 +48,7 @@ const MAX_MESSAGE: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Auth {
     host: ServiceHost,
-    jwks: Jwks,
+    keys: std::sync::Arc<keys::KeyRing>,
     relay: Relay,
 }
 
@@ -75,6 +78,7 @@ impl Auth {
         tokens: TokenSettings,
         events: &BusConfig,
         shared: Option<&Bus>,
+        vault: Option<&cloudsec_secrets::VaultClient>,
     ) -> std::result::Result<Self, BuildError> {
         let db =
             cloudsec_runtime::db::connect_to::<migration::Migrator>(&config.database_url).await?;
@@ -87,8 +91,9 @@ impl Auth {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let hasher = password::Hasher::new(concurrency).await?;
         let sessions = SessionSettings::from_config(config);
-        let core = AuthCore::new(db, hasher, tokens, sessions, outbox).await?;
-        let jwks = core.jwks().clone();
+        let core =
+            AuthCore::new(db, hasher, tokens, sessions, outbox, &config.signing, vault).await?;
+        let keys = core.keys().clone();
         let mut host = ServiceHost::bind(
             "auth",
             config.grpc_listen,
@@ -101,7 +106,7 @@ impl Auth {
             AuthServiceServer::new(grpc::AuthGrpc::new(core))
                 .max_decoding_message_size(MAX_MESSAGE),
         );
-        Ok(Self { host, jwks, relay })
+        Ok(Self { host, keys, relay })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -112,9 +117,14 @@ impl Auth {
         self.host.admin_addr()
     }
 
-    /// The keys that verify this service's tokens.
-    pub fn jwks(&self) -> &Jwks {
-        &self.jwks
+    /// The keys that verify this service's tokens now.
+    pub fn jwks(&self) -> Jwks {
+        self.keys.jwks()
+    }
+
+    /// The signing keys, e.g. to rotate them.
+    pub fn keys(&self) -> &std::sync::Arc<keys::KeyRing> {
+        &self.keys
     }
 
     /// Serves until `shutdown`, then drains; the outbox relay stops last
@@ -126,6 +136,7 @@ impl Auth {
     ) -> std::result::Result<(), HostError> {
         let relay_stop = Shutdown::new();
         let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
+        let _keys = self.keys.spawn(shutdown.clone());
         let served = self.host.run_until_stopped(tls, shutdown).await;
         relay_stop.cancel();
         if let Err(error) = relay.await {

@@ -527,3 +527,101 @@ async fn credentials_are_swapped_before_expiry_without_failing_a_request() {
     sb.stop().await;
     db.drop_now(&vault).await;
 }
+
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().expect("jwt header");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .expect("base64url header");
+    let json: serde_json::Value = serde_json::from_slice(&bytes).expect("json header");
+    json["kid"].as_str().expect("kid").to_owned()
+}
+
+/// The auth service keeps its signing keys in Vault KV; a rotation written
+/// there by another replica (here: `cloudsec keys rotate --now`'s code) is
+/// picked up by the running service, the gateway and documents accept the
+/// new tokens at once, and tokens of the previous key keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_in_vault_rotate_under_a_running_platform() {
+    use cloudsec_auth::keys::{KeyRing, KeyStore, Policy, SigningConfig};
+    let Some(vault) = openbao() else { return };
+    let kv = vault.mount("kv-v2").await;
+    let env = BTreeMap::from([
+        (
+            "CLOUDSEC__AUTH__SIGNING__STORE__BACKEND".to_owned(),
+            "vault".to_owned(),
+        ),
+        (
+            "CLOUDSEC__AUTH__SIGNING__STORE__MOUNT".to_owned(),
+            kv.clone(),
+        ),
+        (
+            "CLOUDSEC__AUTH__SIGNING__STORE__PATH".to_owned(),
+            "auth/keys".to_owned(),
+        ),
+        (
+            "CLOUDSEC__AUTH__SIGNING__CHECK_INTERVAL".to_owned(),
+            "500ms".to_owned(),
+        ),
+    ]);
+    let sb = Sandbox::start_with(
+        Backend::Sqlite,
+        Extra {
+            toml: vault_section(&vault),
+            env,
+        },
+    )
+    .await
+    .expect("sqlite sandbox");
+    let user = sb.user().await;
+    let first = kid_of(&user.token);
+
+    let operator = KeyRing::open(
+        KeyStore::Vault {
+            client: vault.root().await,
+            mount: kv.clone(),
+            path: "auth/keys".into(),
+        },
+        Policy::new(&SigningConfig::default(), Duration::from_secs(900)),
+        Duration::from_secs(60),
+        std::sync::Arc::new(cloudsec_runtime::token::TokenVerifier::fixed("i", "a")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(operator.plan().signing.as_deref(), Some(first.as_str()));
+    let second = operator.rotate(true).await.unwrap();
+    assert_ne!(second, first);
+
+    let token = eventually(Duration::from_secs(20), || async {
+        let token = sb.login(&user.email, &user.password).await;
+        (kid_of(&token) == second).then_some(token)
+    })
+    .await
+    .expect("the running auth service signs with the new key");
+    let r = sb.get("/v1/documents", &token).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "new key accepted: {}",
+        r.text().await.unwrap_or_default()
+    );
+    let r = sb.get("/v1/documents", &user.token).await;
+    assert_eq!(r.status(), 200, "old key still accepted during the overlap");
+
+    // The private keys are in Vault only.
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = sea_orm::Database::connect(sb.auth_database_url())
+        .await
+        .unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM signing_keys",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<i64>("", "n").unwrap(), 0);
+    sb.stop().await;
+}

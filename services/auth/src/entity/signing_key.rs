@@ -5,10 +5,14 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub kid: String,
-    /// PKCS#8 PEM. Moves to Vault with the secrets work.
+    /// PKCS#8 PEM (`[auth.signing.store] backend = "vault"` keeps keys in
+    /// Vault instead of this table).
     #[sea_orm(column_type = "Text")]
     pub private_pem: String,
     pub created_at: ChronoDateTimeUtc,
+    /// From when the key signs; `None` (keys made before rotation
+    /// existed) means from `created_at`.
+    pub activates_at: Option<ChronoDateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

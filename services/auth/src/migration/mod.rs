@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_tables;
 mod m20261129_000002_sessions;
+mod m20261129_000003_key_rotation;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261129_000001_create_tables::Migration),
             Box::new(m20261129_000002_sessions::Migration),
+            Box::new(m20261129_000003_key_rotation::Migration),
         ]
     }
 

@@ -9,6 +9,7 @@
 // Test helpers outside `#[test]` functions may panic on setup failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod keys;
 mod scenarios;
 mod support;
 
@@ -48,4 +49,5 @@ on_both_backends!(
     lockout_after_five_failures_doubles_up_to_fifteen_minutes,
     success_resets_the_failure_count,
     unknown_emails_lock_exactly_like_known_ones,
+    signing_keys_rotate_with_overlap,
 );

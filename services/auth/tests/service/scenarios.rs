@@ -561,3 +561,5 @@ pub(crate) async fn unknown_emails_lock_exactly_like_known_ones(h: Harness) {
     expected.sort();
     assert_eq!(keys, expected);
 }
+
+pub(crate) use crate::keys::signing_keys_rotate_with_overlap;

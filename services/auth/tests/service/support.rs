@@ -226,6 +226,8 @@ async fn harness(db: DatabaseConnection) -> Harness {
         tokens,
         SessionSettings::default(),
         cloudsec_bus::Outbox::new(),
+        &cloudsec_auth::keys::SigningConfig::default(),
+        None,
     )
     .await
     .expect("auth core")

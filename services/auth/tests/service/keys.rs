@@ -1,0 +1,201 @@
+//! Signing-key rotation with overlap, on the database and on Vault KV:
+//! two replicas (two key rings on one store) agree on which key signs and
+//! which are published, old tokens verify until their key retires, and on
+//! Vault simultaneous rotations add one key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use cloudsec_auth::clock::{Clock, ManualClock};
+use cloudsec_auth::keys::{KeyRing, KeyStore, Policy, SigningConfig};
+use cloudsec_runtime::token::{Claims, TokenVerifier};
+
+use crate::support::{AUDIENCE, Harness, ISSUER};
+
+const ACCESS_TTL: Duration = Duration::from_secs(900);
+
+fn config() -> SigningConfig {
+    SigningConfig {
+        rotation_period: Duration::from_secs(30 * 24 * 3600),
+        publish_ahead: Duration::from_secs(600),
+        ..SigningConfig::default()
+    }
+}
+
+async fn replica(store: KeyStore, clock: &ManualClock) -> (Arc<KeyRing>, Arc<TokenVerifier>) {
+    let verifier = Arc::new(TokenVerifier::fixed(ISSUER, AUDIENCE));
+    let ring = KeyRing::open_with_clock(
+        store,
+        Policy::new(&config(), ACCESS_TTL),
+        Duration::from_secs(60),
+        verifier.clone(),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .expect("key ring");
+    (ring, verifier)
+}
+
+/// A token signed now by `ring`; `exp` is an hour of real time away, so
+/// only the key decides whether it verifies.
+fn token(ring: &KeyRing) -> String {
+    let now = Utc::now().timestamp();
+    ring.signer()
+        .sign(&Claims {
+            iss: ISSUER.into(),
+            sub: "u".into(),
+            aud: AUDIENCE.into(),
+            exp: now + 3600,
+            iat: now,
+            nbf: None,
+            jti: uuid::Uuid::new_v4().to_string(),
+            tenant: "acme".into(),
+            scope: String::new(),
+        })
+        .expect("sign")
+}
+
+fn kids(ring: &KeyRing) -> Vec<String> {
+    ring.jwks().keys.into_iter().map(|k| k.kid).collect()
+}
+
+async fn rotation_overlaps(a_store: KeyStore, b_store: KeyStore, clock: ManualClock) {
+    let (a, a_verify) = replica(a_store, &clock).await;
+    let (b, b_verify) = replica(b_store, &clock).await;
+    let first = a.plan().signing.expect("a key signs from the start");
+    assert_eq!(b.plan().signing.as_deref(), Some(first.as_str()));
+    let old = token(&a);
+    b_verify
+        .verify(&old)
+        .await
+        .expect("the other replica verifies");
+
+    // Rotate: the new key is published at once but signs only after the
+    // publication period.
+    let second = a.rotate(false).await.unwrap();
+    b.refresh().await.unwrap();
+    for ring in [&a, &b] {
+        assert_eq!(ring.plan().signing.as_deref(), Some(first.as_str()));
+        assert_eq!(kids(ring), [second.clone(), first.clone()]);
+    }
+    clock.advance(Duration::from_secs(600));
+    a.refresh().await.unwrap();
+    b.refresh().await.unwrap();
+    for ring in [&a, &b] {
+        assert_eq!(ring.plan().signing.as_deref(), Some(second.as_str()));
+        assert_eq!(kids(ring), [second.clone(), first.clone()]);
+    }
+    let new = token(&b);
+    a_verify.verify(&new).await.unwrap();
+    // Tokens of the old key verify until it retires: the access-token
+    // lifetime plus five minutes after it stopped signing.
+    b_verify
+        .verify(&old)
+        .await
+        .expect("old token during the overlap");
+    clock.advance(ACCESS_TTL + Duration::from_secs(299));
+    b.refresh().await.unwrap();
+    b_verify.verify(&old).await.expect("old token, last second");
+    clock.advance(Duration::from_secs(1));
+    a.refresh().await.unwrap();
+    b.refresh().await.unwrap();
+    for ring in [&a, &b] {
+        assert_eq!(kids(ring), vec![second.clone()]);
+        assert_eq!(ring.plan().expired, Vec::<String>::new(), "deleted");
+    }
+    assert!(b_verify.verify(&old).await.is_err(), "retired key");
+    a_verify.verify(&new).await.unwrap();
+
+    // Automatic rotation a period after the newest key was made.
+    clock.advance(Duration::from_secs(30 * 24 * 3600));
+    b.refresh().await.unwrap();
+    a.refresh().await.unwrap();
+    let plan = a.plan();
+    assert_eq!(plan.signing.as_deref(), Some(second.as_str()));
+    assert_eq!(plan.published.len(), 2, "{plan:?}");
+    assert_eq!(b.plan().published, plan.published, "one new key, not two");
+}
+
+pub(crate) async fn signing_keys_rotate_with_overlap(h: Harness) {
+    let clock = ManualClock::new(h.clock.now());
+    rotation_overlaps(
+        KeyStore::Database(h.db.clone()),
+        KeyStore::Database(h.db.clone()),
+        clock,
+    )
+    .await;
+    // Only the live key remains in the table after the old one retired.
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let rows = cloudsec_auth::entity::signing_key::Entity::find()
+        .count(&h.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2, "the live key and the pending one");
+}
+
+async fn vault_store(
+    vault: &cloudsec_secrets::test_util::TestVault,
+    mount: &str,
+    path: &str,
+) -> KeyStore {
+    KeyStore::Vault {
+        client: vault.root().await,
+        mount: mount.to_owned(),
+        path: path.to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_in_vault_rotate_with_overlap() {
+    let Some(vault) = cloudsec_secrets::test_util::openbao() else {
+        return;
+    };
+    let mount = vault.mount("kv-v2").await;
+    let clock =
+        ManualClock::new(chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap());
+    rotation_overlaps(
+        vault_store(&vault, &mount, "auth/signing-keys").await,
+        vault_store(&vault, &mount, "auth/signing-keys").await,
+        clock,
+    )
+    .await;
+    // The private keys are in Vault, not in any database.
+    let body = vault
+        .root()
+        .await
+        .request(
+            reqwest::Method::GET,
+            &format!("{mount}/data/auth/signing-keys"),
+            None,
+        )
+        .await
+        .unwrap();
+    let keys = body["data"]["data"]["keys"].as_str().unwrap();
+    assert!(keys.contains("BEGIN PRIVATE KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_rotating_at_once_in_vault_add_one_key() {
+    let Some(vault) = cloudsec_secrets::test_util::openbao() else {
+        return;
+    };
+    let mount = vault.mount("kv-v2").await;
+    let clock =
+        ManualClock::new(chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap());
+    let (a, _) = replica(vault_store(&vault, &mount, "k").await, &clock).await;
+    let (b, _) = replica(vault_store(&vault, &mount, "k").await, &clock).await;
+    let (c, _) = replica(vault_store(&vault, &mount, "k").await, &clock).await;
+    assert_eq!(a.plan().published.len(), 1);
+    assert_eq!(b.plan(), a.plan());
+    clock.advance(Duration::from_secs(30 * 24 * 3600));
+    let (ra, rb, rc) = tokio::join!(a.refresh(), b.refresh(), c.refresh());
+    ra.unwrap();
+    rb.unwrap();
+    rc.unwrap();
+    for ring in [&a, &b, &c] {
+        ring.refresh().await.unwrap();
+        assert_eq!(ring.plan().published.len(), 2, "{:?}", ring.plan());
+    }
+    assert_eq!(a.plan(), c.plan());
+}
