@@ -41,6 +41,9 @@ use crate::error::{Error, Result};
 /// The version of the [`Sealed`] format.
 pub const FORMAT_VERSION: u8 = 1;
 
+/// Data-key requests a prefetch keeps in flight at once.
+const REFILL_CONCURRENCY: usize = 4;
+
 /// Beyond this many encryptions one key with random 96-bit nonces loses
 /// its collision margin (NIST SP 800-38D, 8.3); reuse is capped far below.
 const MAX_USES_CAP: u64 = 1 << 32;
@@ -266,6 +269,13 @@ fn full_aad(version: u8, key_name: &str, context: &[u8]) -> Vec<u8> {
 ///   bounds how long a plaintext key stays in memory and how long a key
 ///   version retired in Vault still opens cached documents; shredding
 ///   evicts the entry at once.
+/// - **Prefetching** (`prefetch`, `max_age`): up to `prefetch` fresh data
+///   keys per key name are generated ahead, in the background, so that a
+///   write does not wait for the key service. Each is still used for one
+///   document only (so shredding stays per document); unused ones are
+///   dropped after `max_age` and when the key is rotated. They are
+///   plaintext keys in memory that encrypt nothing yet: the bound is the
+///   count and the age.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataKeyCacheConfig {
@@ -276,6 +286,10 @@ pub struct DataKeyCacheConfig {
     /// 0 turns the read cache off.
     #[serde(default = "default_max_entries")]
     pub max_entries: usize,
+    /// Fresh single-use data keys kept ready per key name; 0 turns
+    /// prefetching off.
+    #[serde(default)]
+    pub prefetch: usize,
 }
 
 impl Default for DataKeyCacheConfig {
@@ -284,6 +298,7 @@ impl Default for DataKeyCacheConfig {
             max_uses: default_max_uses(),
             max_age: default_max_age(),
             max_entries: default_max_entries(),
+            prefetch: 0,
         }
     }
 }
@@ -312,12 +327,24 @@ struct OpenKey {
     created: Instant,
 }
 
+/// Fresh data keys made ahead, per key name (see [`DataKeyCacheConfig`]).
+#[derive(Default)]
+struct Pool {
+    ready: HashMap<String, std::collections::VecDeque<SealKey>>,
+    /// Key names with a refill running.
+    filling: std::collections::HashSet<String>,
+    /// Bumped by a rotation so that a refill started before it does not
+    /// add keys of the old version.
+    epoch: u64,
+}
+
 /// Seals and opens content with data keys from a [`KeyService`].
 pub struct Envelope {
     keys: Arc<dyn KeyService>,
     cache: DataKeyCacheConfig,
     sealing: Mutex<HashMap<String, SealKey>>,
     opening: Mutex<HashMap<(String, String), OpenKey>>,
+    pool: Arc<Mutex<Pool>>,
 }
 
 impl std::fmt::Debug for Envelope {
@@ -350,7 +377,85 @@ impl Envelope {
             cache,
             sealing: Mutex::new(HashMap::new()),
             opening: Mutex::new(HashMap::new()),
+            pool: Arc::new(Mutex::new(Pool::default())),
         }
+    }
+
+    /// A prefetched key for `key_name`, if a fresh one is ready; starts a
+    /// refill either way.
+    fn take_prefetched(&self, key_name: &str) -> Option<(Arc<DataKey>, String)> {
+        if self.cache.prefetch == 0 {
+            return None;
+        }
+        let taken = {
+            let mut pool = lock(&self.pool);
+            let max_age = self.cache.max_age;
+            let queue = pool.ready.entry(key_name.to_owned()).or_default();
+            queue.retain(|k| k.created.elapsed() < max_age);
+            queue.pop_front().map(|k| (k.key, k.wrapped))
+        };
+        self.refill(key_name);
+        taken
+    }
+
+    /// Tops the pool of `key_name` up to `prefetch` in the background, one
+    /// refill per key name at a time. Failures are logged; writes then
+    /// generate their key inline, and report the error themselves.
+    fn refill(&self, key_name: &str) {
+        let epoch = {
+            let mut pool = lock(&self.pool);
+            if !pool.filling.insert(key_name.to_owned()) {
+                return;
+            }
+            pool.epoch
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            lock(&self.pool).filling.remove(key_name);
+            return;
+        };
+        let keys = Arc::clone(&self.keys);
+        let pool = Arc::clone(&self.pool);
+        let (name, target) = (key_name.to_owned(), self.cache.prefetch);
+        runtime.spawn(async move {
+            loop {
+                let missing = {
+                    let p = lock(&pool);
+                    target.saturating_sub(p.ready.get(&name).map_or(0, |q| q.len()))
+                };
+                if missing == 0 {
+                    break;
+                }
+                // A few requests in flight: one at a time cannot keep up
+                // with writes that each take about one round trip.
+                let batch = futures::future::join_all(
+                    (0..missing.min(REFILL_CONCURRENCY)).map(|_| keys.generate_data_key(&name)),
+                )
+                .await;
+                let mut p = lock(&pool);
+                if p.epoch != epoch {
+                    break;
+                }
+                let mut failed = None;
+                for made in batch {
+                    match made {
+                        Ok((key, wrapped)) => {
+                            p.ready.entry(name.clone()).or_default().push_back(SealKey {
+                                key: Arc::new(key),
+                                wrapped,
+                                created: Instant::now(),
+                                uses: 0,
+                            });
+                        }
+                        Err(error) => failed = Some(error),
+                    }
+                }
+                if let Some(error) = failed {
+                    tracing::warn!(key = %name, %error, "cannot prefetch data keys");
+                    break;
+                }
+            }
+            lock(&pool).filling.remove(&name);
+        });
     }
 
     pub fn keys(&self) -> &Arc<dyn KeyService> {
@@ -425,6 +530,12 @@ impl Envelope {
     pub async fn rotate(&self, key_name: &str) -> Result<u32> {
         let version = self.keys.rotate(key_name).await?;
         lock(&self.sealing).remove(key_name);
+        {
+            let mut pool = lock(&self.pool);
+            pool.epoch += 1;
+            pool.ready.remove(key_name);
+            pool.filling.remove(key_name);
+        }
         tracing::info!(key = key_name, version, "key-encryption key rotated");
         Ok(version)
     }
@@ -507,6 +618,11 @@ impl Envelope {
     }
 
     async fn sealing_key(&self, key_name: &str) -> Result<(Arc<DataKey>, String)> {
+        if self.cache.max_uses == 1
+            && let Some(ready) = self.take_prefetched(key_name)
+        {
+            return Ok(ready);
+        }
         if self.cache.max_uses > 1 {
             let mut sealing = lock(&self.sealing);
             if let Some(entry) = sealing.get_mut(key_name) {
@@ -639,6 +755,7 @@ mod tests {
             max_uses: 1,
             max_age: Duration::from_secs(60),
             max_entries: 0,
+            prefetch: 0,
         }
     }
 
@@ -798,6 +915,7 @@ mod tests {
                 max_uses: 3,
                 max_age: Duration::from_secs(60),
                 max_entries: 2,
+                prefetch: 0,
             },
         );
         let ctx = b"ctx";
@@ -838,6 +956,52 @@ mod tests {
         let b = env.seal("k", b"b", b"2").await.unwrap();
         assert_ne!(a.wrapped_key, b.wrapped_key);
         assert_eq!(keys.generated.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn prefetched_keys_are_single_use_and_dropped_on_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = counting(&dir);
+        let env = Envelope::new(
+            keys.clone(),
+            DataKeyCacheConfig {
+                prefetch: 4,
+                ..DataKeyCacheConfig::default()
+            },
+        );
+        let first = env.seal("k", b"a", b"1").await.unwrap();
+        // The refill runs beside the writes; wait for the pool to fill.
+        for _ in 0..200 {
+            if lock(&env.pool).ready.get("k").is_some_and(|q| q.len() == 4) {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(lock(&env.pool).ready.get("k").map(|q| q.len()), Some(4));
+        let generated = keys.generated.load(Ordering::SeqCst);
+        let second = env.seal("k", b"b", b"2").await.unwrap();
+        assert!(
+            keys.generated.load(Ordering::SeqCst) <= generated + 1,
+            "served from the pool"
+        );
+        assert_ne!(
+            first.wrapped_key, second.wrapped_key,
+            "one key per document"
+        );
+        assert_eq!(&*env.open(&second, b"2").await.unwrap(), b"b");
+        // Shredding one document leaves the other readable.
+        let mut shredded = first.clone();
+        env.shred(&mut shredded);
+        assert!(matches!(
+            env.open(&shredded, b"1").await,
+            Err(Error::Shredded)
+        ));
+        assert_eq!(&*env.open(&second, b"2").await.unwrap(), b"b");
+        // After a rotation no pooled key of the old version is used.
+        let v = env.rotate("k").await.unwrap();
+        let third = env.seal("k", b"c", b"3").await.unwrap();
+        assert_eq!(third.key_version(), Some(v));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! cache of 1024 keys for 5 minutes, so the first read of a document
 //! unwraps its key in Vault (`get cold`) and later reads do not (`get warm`).
 //!
-//! `BENCH_DOCS` (default 300) documents of 64 KiB per mode.
+//! `BENCH_DOCS` (default 300) documents of 64 KiB per mode, in
+//! `BENCH_ROUNDS` (default 3) rounds with the mode order rotated.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -98,47 +99,92 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let dir = tempfile::tempdir().unwrap();
-    let objects = ObjectStore::dir(&dir.path().join("objects")).unwrap();
     let keystore =
         Arc::new(cloudsec_secrets::LocalKeystore::open(&dir.path().join("keys")).unwrap());
-    let sealed = |keys: Arc<dyn KeyService>| {
-        ContentStore::new(
-            objects.clone(),
-            Sealing::Envelope {
-                envelope: Arc::new(Envelope::new(keys, DataKeyCacheConfig::default())),
-                policy: Arc::new(KeyPolicy::default()),
-            },
-        )
-    };
-
-    let mut results = Vec::new();
-    let plain = ContentStore::new(objects.clone(), Sealing::Plaintext);
-    results.push((
-        "plaintext objects (baseline)",
-        measure(dir.path(), "plain", plain, n).await,
-    ));
-    let local = sealed(Arc::new(cloudsec_secrets::LocalKeys::new(keystore)));
-    results.push((
-        "envelope, local keys",
-        measure(dir.path(), "local", local, n).await,
-    ));
+    let mut modes: Vec<(&str, Option<Arc<dyn KeyService>>, usize)> = vec![
+        ("plaintext objects (baseline)", None, 0),
+        (
+            "envelope, local keys",
+            Some(Arc::new(cloudsec_secrets::LocalKeys::new(keystore))),
+            0,
+        ),
+    ];
     if let Some(vault) = cloudsec_secrets::test_util::openbao() {
         let mount = vault.mount("transit").await;
         let transit = TransitKeys::new(vault.root().await, &mount);
         for key in KeyPolicy::default().key_names() {
             transit.ensure_key(key).await.unwrap();
         }
-        results.push((
-            "envelope, Vault transit",
-            measure(dir.path(), "vault", sealed(Arc::new(transit)), n).await,
+        let transit: Arc<dyn KeyService> = Arc::new(transit);
+        modes.push((
+            "envelope, Vault transit, no prefetch",
+            Some(transit.clone()),
+            0,
         ));
+        modes.push((
+            "envelope, Vault transit, prefetch 16 (documents default)",
+            Some(transit),
+            16,
+        ));
+    }
+
+    // Each round gives every mode a fresh database and object directory
+    // and runs the modes one after another (a sustained burst of creates,
+    // the worst case for prefetching); the order rotates between rounds
+    // so that drift in the machine's speed does not favour one mode.
+    let mut results: Vec<(&str, Run)> = modes
+        .iter()
+        .map(|(name, _, _)| {
+            (
+                *name,
+                Run {
+                    create: Vec::new(),
+                    cold: Vec::new(),
+                    warm: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    for round in 0..rounds {
+        for k in 0..modes.len() {
+            let m = (k + round) % modes.len();
+            let (_, keys, prefetch) = &modes[m];
+            let label = format!("r{round}m{m}");
+            let objects = ObjectStore::dir(&dir.path().join(format!("objects-{label}"))).unwrap();
+            let content = match keys {
+                None => ContentStore::new(objects, Sealing::Plaintext),
+                Some(keys) => ContentStore::new(
+                    objects,
+                    Sealing::Envelope {
+                        envelope: Arc::new(Envelope::new(
+                            keys.clone(),
+                            DataKeyCacheConfig {
+                                prefetch: *prefetch,
+                                ..DataKeyCacheConfig::default()
+                            },
+                        )),
+                        policy: Arc::new(KeyPolicy::default()),
+                    },
+                ),
+            };
+            let run = measure(dir.path(), &label, content, n.div_ceil(rounds)).await;
+            let into = &mut results[m].1;
+            into.create.extend(run.create);
+            into.cold.extend(run.cold);
+            into.warm.extend(run.warm);
+        }
     }
 
     let base = &results[0].1;
     let ratio = |a: Duration, b: Duration| format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64());
     println!(
-        "{n} documents of 64 KiB per mode, SQLite + local directory (fsync per object), release build\n"
+        "{n} documents of 64 KiB per mode in {rounds} rounds, SQLite + local directory (fsync per object), release build\n"
     );
     println!(
         "| mode | create p50 ms | create p99 ms | get cold p50 ms | get cold p99 ms | get warm p50 ms | get warm p99 ms | create p50 ratio | get warm p50 ratio |"

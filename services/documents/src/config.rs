@@ -63,8 +63,10 @@ pub struct ContentConfig {
     /// The key-encryption key of each classification.
     #[serde(default)]
     pub key_policy: KeyPolicy,
-    /// Bounds on keeping plaintext data keys in memory.
-    #[serde(default)]
+    /// Bounds on keeping plaintext data keys in memory; by default 16
+    /// single-use data keys per key are made ahead, so a create does not
+    /// wait for Vault.
+    #[serde(default = "default_data_key_cache")]
     pub data_key_cache: DataKeyCacheConfig,
 }
 
@@ -76,8 +78,15 @@ impl Default for ContentConfig {
             transit_mount: default_transit_mount(),
             create_keys: false,
             key_policy: KeyPolicy::default(),
-            data_key_cache: DataKeyCacheConfig::default(),
+            data_key_cache: default_data_key_cache(),
         }
+    }
+}
+
+fn default_data_key_cache() -> DataKeyCacheConfig {
+    DataKeyCacheConfig {
+        prefetch: 16,
+        ..DataKeyCacheConfig::default()
     }
 }
 

@@ -24,6 +24,7 @@ fn per_document() -> DataKeyCacheConfig {
         max_uses: 1,
         max_age: Duration::from_secs(60),
         max_entries: 0,
+        prefetch: 0,
     }
 }
 
@@ -238,6 +239,7 @@ async fn vault_down_while_running_cached_data_keys_serve_until_they_expire() {
             max_uses: 1,
             max_age: Duration::from_millis(1500),
             max_entries: 16,
+            prefetch: 0,
         },
     );
     let ctx = document_context("t", "d");
