@@ -28,6 +28,9 @@ use cloudsec_secrets::{DataKeyCacheConfig, Envelope, KeyPolicy, KeyService, Tran
 
 const SIZE: usize = 64 * 1024;
 
+/// A mode's name, its key service (none: plaintext) and its prefetch.
+type Mode = (&'static str, Option<Arc<dyn KeyService>>, usize);
+
 struct Run {
     create: Vec<Duration>,
     cold: Vec<Duration>,
@@ -107,7 +110,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let keystore =
         Arc::new(cloudsec_secrets::LocalKeystore::open(&dir.path().join("keys")).unwrap());
-    let mut modes: Vec<(&str, Option<Arc<dyn KeyService>>, usize)> = vec![
+    let mut modes: Vec<Mode> = vec![
         ("plaintext objects (baseline)", None, 0),
         (
             "envelope, local keys",
