@@ -791,7 +791,7 @@ impl LocalPlatform {
             config.tokens.settings(),
             &config.events,
             Some(&bus),
-            vault.as_ref(),
+            loaded.secrets.as_ref(),
         )
         .await?;
         auth_sidecar.set_inbound_app(auth.grpc_addr())?;

@@ -396,12 +396,7 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
                 },
         } => {
             let loaded = up_config(&data_dir, config.as_deref()).await?;
-            let vault = loaded
-                .secrets
-                .as_ref()
-                .and_then(cloudsec_secrets::Secrets::vault)
-                .cloned();
-            let mut cfg = loaded.config;
+            let mut cfg = loaded.config.clone();
             let _db_credentials =
                 cloudsec::start_database_credentials(&mut cfg, loaded.secrets.as_ref())
                     .await
@@ -415,8 +410,9 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             .await
             .map_err(fatal)?;
             use cloudsec_auth::keys::{KeyRing, KeyStore, Policy};
-            let store =
-                KeyStore::from_config(&auth.signing.store, &db, vault.as_ref()).map_err(fatal)?;
+            let store = KeyStore::from_config(&auth.signing, &db, loaded.secrets.as_ref())
+                .await
+                .map_err(fatal)?;
             let verifier = Arc::new(TokenVerifier::fixed(
                 &cfg.tokens.issuer,
                 &cfg.tokens.audience,
@@ -573,12 +569,7 @@ async fn serve(component: Component, loaded: LoadedConfig) -> Result<(), Fatal> 
     {
         let _renewal = vault.spawn_token_renewal(shutdown.clone());
     }
-    let loaded_vault = loaded
-        .secrets
-        .as_ref()
-        .and_then(cloudsec_secrets::Secrets::vault)
-        .cloned();
-    let mut cfg = loaded.config;
+    let mut cfg = loaded.config.clone();
     // Held until the component stops: dropping them ends lease renewal.
     let _db_credentials = cloudsec::start_database_credentials(&mut cfg, loaded.secrets.as_ref())
         .await
@@ -594,7 +585,7 @@ async fn serve(component: Component, loaded: LoadedConfig) -> Result<(), Fatal> 
                 cfg.tokens.settings(),
                 &cfg.events,
                 None,
-                loaded_vault.as_ref(),
+                loaded.secrets.as_ref(),
             )
             .await
             .map_err(fatal)?;

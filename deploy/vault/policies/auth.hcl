@@ -21,6 +21,15 @@ path "secret/metadata/cloudsec/auth/signing-keys" {
   capabilities = ["read"]
 }
 
+# Sealing the signing keys kept in the auth database (auth.signing.
+# encryption_key): a data key per private key, and opening it again.
+path "transit/datakey/plaintext/auth-signing-keys" {
+  capabilities = ["update"]
+}
+path "transit/decrypt/auth-signing-keys" {
+  capabilities = ["update"]
+}
+
 # Dynamic database credentials.
 path "database/creds/auth" {
   capabilities = ["read"]

@@ -144,10 +144,10 @@ impl AuthCore {
         sessions: SessionSettings,
         outbox: Outbox,
         signing: &SigningConfig,
-        vault: Option<&cloudsec_secrets::VaultClient>,
+        secrets: Option<&cloudsec_secrets::Secrets>,
     ) -> Result<Self> {
         let verifier = Arc::new(TokenVerifier::fixed(&tokens.issuer, &tokens.audience));
-        let store = KeyStore::from_config(&signing.store, &db, vault)?;
+        let store = KeyStore::from_config(signing, &db, secrets).await?;
         let keys = KeyRing::open(
             store,
             Policy::new(signing, tokens.access_ttl),

@@ -13,6 +13,12 @@
 //! secret, field `keys`, written with check-and-set so that replicas
 //! rotating at the same moment add one key, not two). Every replica reloads
 //! the set every `check_interval` and when the next key activates.
+//!
+//! In the database, private keys are sealed with envelope encryption under
+//! the key-encryption key `encryption_key` (Vault transit, or the local
+//! keystore of `cloudsec up`), bound to their `kid`: a database dump holds
+//! no usable signing key. Rows written in the clear by an older version are
+//! sealed when they are next loaded.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -44,6 +50,21 @@ pub struct SigningConfig {
     pub check_interval: Duration,
     #[serde(default)]
     pub store: KeyStoreConfig,
+    /// The key-encryption key that seals private keys kept in the
+    /// database; empty keeps them in the clear.
+    #[serde(default = "default_encryption_key")]
+    pub encryption_key: String,
+    /// Vault's transit mount, when `[secrets]` is Vault.
+    #[serde(default = "default_transit_mount")]
+    pub transit_mount: String,
+}
+
+fn default_encryption_key() -> String {
+    "auth-signing-keys".into()
+}
+
+fn default_transit_mount() -> String {
+    "transit".into()
 }
 
 impl Default for SigningConfig {
@@ -53,6 +74,8 @@ impl Default for SigningConfig {
             publish_ahead: default_publish_ahead(),
             check_interval: default_check_interval(),
             store: KeyStoreConfig::default(),
+            encryption_key: default_encryption_key(),
+            transit_mount: default_transit_mount(),
         }
     }
 }
@@ -214,10 +237,85 @@ pub fn plan(records: &[KeyRecord], now: DateTime<Utc>, policy: &Policy) -> Plan 
     }
 }
 
+/// Seals private keys for the database (see the module doc).
+#[derive(Debug, Clone)]
+pub struct KeySealer {
+    envelope: Arc<cloudsec_secrets::Envelope>,
+    key_name: String,
+}
+
+/// Marks a sealed `private_pem` column: the base64 of the JSON envelope.
+const SEALED_PREFIX: &str = "sealed:v1:";
+
+impl KeySealer {
+    pub fn new(keys: Arc<dyn cloudsec_secrets::KeyService>, key_name: &str) -> Self {
+        Self {
+            // No caching: a key is sealed once and opened once per load.
+            envelope: Arc::new(cloudsec_secrets::Envelope::new(
+                keys,
+                cloudsec_secrets::DataKeyCacheConfig {
+                    max_entries: 0,
+                    ..Default::default()
+                },
+            )),
+            key_name: key_name.to_owned(),
+        }
+    }
+
+    fn context(kid: &str) -> Vec<u8> {
+        format!("cloudsec-auth-signing-key/{kid}").into_bytes()
+    }
+
+    async fn seal(&self, kid: &str, pem: &str) -> Result<String> {
+        use base64::Engine;
+        let sealed = self
+            .envelope
+            .seal(&self.key_name, pem.as_bytes(), &Self::context(kid))
+            .await
+            .map_err(seal_error)?;
+        let json = serde_json::to_vec(&sealed).map_err(|e| AuthError::Internal(e.to_string()))?;
+        Ok(format!(
+            "{SEALED_PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode(json)
+        ))
+    }
+
+    async fn open(&self, kid: &str, stored: &str) -> Result<String> {
+        use base64::Engine;
+        let bad = |why: String| AuthError::Internal(format!("signing key {kid}: {why}"));
+        let b64 = stored
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or_else(|| bad("not sealed".into()))?;
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| bad(e.to_string()))?;
+        let sealed: cloudsec_secrets::Sealed =
+            serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))?;
+        let pem = self
+            .envelope
+            .open(&sealed, &Self::context(kid))
+            .await
+            .map_err(seal_error)?;
+        String::from_utf8(pem.to_vec()).map_err(|e| bad(e.to_string()))
+    }
+}
+
+fn seal_error(e: cloudsec_secrets::Error) -> AuthError {
+    if e.is_unavailable() {
+        AuthError::Unavailable(format!("sealing signing keys: {e}"))
+    } else {
+        AuthError::Internal(format!("sealing signing keys: {e}"))
+    }
+}
+
 /// The private keys' home.
 #[derive(Debug, Clone)]
 pub enum KeyStore {
-    Database(DatabaseConnection),
+    /// The `signing_keys` table; sealed when a sealer is given.
+    Database {
+        db: DatabaseConnection,
+        sealer: Option<KeySealer>,
+    },
     Vault {
         client: cloudsec_secrets::VaultClient,
         mount: String,
@@ -229,14 +327,53 @@ pub enum KeyStore {
 type Version = u64;
 
 impl KeyStore {
-    /// The store `config` names; Vault needs the platform's client.
-    pub fn from_config(
-        config: &KeyStoreConfig,
+    /// The table, without sealing (tests, tools).
+    pub fn database(db: DatabaseConnection) -> Self {
+        Self::Database { db, sealer: None }
+    }
+
+    /// The store `config` names, with the platform's secrets back end:
+    /// Vault KV needs Vault; the database seals with its key service.
+    pub async fn from_config(
+        config: &SigningConfig,
         db: &DatabaseConnection,
-        vault: Option<&cloudsec_secrets::VaultClient>,
+        secrets: Option<&cloudsec_secrets::Secrets>,
     ) -> Result<Self> {
-        match config {
-            KeyStoreConfig::Database => Ok(Self::Database(db.clone())),
+        let vault = secrets.and_then(cloudsec_secrets::Secrets::vault);
+        match &config.store {
+            KeyStoreConfig::Database => {
+                let sealer = match secrets {
+                    _ if config.encryption_key.is_empty() => None,
+                    None => {
+                        tracing::warn!(
+                            "no [secrets] back end: token signing keys are stored in the clear in \
+                             the auth database"
+                        );
+                        None
+                    }
+                    Some(secrets) => {
+                        if let Some(client) = vault {
+                            let transit = cloudsec_secrets::TransitKeys::new(
+                                client.clone(),
+                                &config.transit_mount,
+                            );
+                            // Best effort: a least-privilege token may not
+                            // create keys; the operator has then made it.
+                            if let Err(error) = transit.ensure_key(&config.encryption_key).await {
+                                tracing::debug!(%error, key = %config.encryption_key, "cannot create the transit key (it may exist already)");
+                            }
+                        }
+                        Some(KeySealer::new(
+                            secrets.key_service(&config.transit_mount),
+                            &config.encryption_key,
+                        ))
+                    }
+                };
+                Ok(Self::Database {
+                    db: db.clone(),
+                    sealer,
+                })
+            }
             KeyStoreConfig::Vault { mount, path } => {
                 let client = vault.cloned().ok_or_else(|| {
                     AuthError::Internal(
@@ -256,27 +393,53 @@ impl KeyStore {
 
     fn describe(&self) -> String {
         match self {
-            Self::Database(_) => "the auth database".into(),
+            Self::Database { sealer: None, .. } => "the auth database (in the clear)".into(),
+            Self::Database { .. } => "the auth database (sealed)".into(),
             Self::Vault { mount, path, .. } => format!("vault kv {mount}/{path}"),
         }
     }
 
     async fn load(&self) -> Result<(Vec<KeyRecord>, Version)> {
         match self {
-            Self::Database(db) => {
+            Self::Database { db, sealer } => {
                 let rows = signing_key::Entity::find()
                     .order_by_desc(signing_key::Column::CreatedAt)
                     .all(db)
                     .await?;
-                let records = rows
-                    .into_iter()
-                    .map(|k| KeyRecord {
+                let mut records = Vec::with_capacity(rows.len());
+                for k in rows {
+                    let private_pem = match (sealer, k.private_pem.starts_with(SEALED_PREFIX)) {
+                        (Some(s), true) => s.open(&k.kid, &k.private_pem).await?,
+                        (None, true) => {
+                            return Err(AuthError::Internal(format!(
+                                "signing key {} is sealed but no [secrets] back end is \
+                                 configured to open it",
+                                k.kid
+                            )));
+                        }
+                        (Some(s), false) => {
+                            // Written in the clear by an older version:
+                            // seal it now.
+                            let sealed = s.seal(&k.kid, &k.private_pem).await?;
+                            signing_key::ActiveModel {
+                                kid: sea_orm::Unchanged(k.kid.clone()),
+                                private_pem: Set(sealed),
+                                ..Default::default()
+                            }
+                            .update(db)
+                            .await?;
+                            tracing::info!(kid = %k.kid, "sealed a signing key stored in the clear");
+                            k.private_pem
+                        }
+                        (None, false) => k.private_pem,
+                    };
+                    records.push(KeyRecord {
                         activates_at: k.activates_at.unwrap_or(k.created_at),
                         kid: k.kid,
-                        private_pem: k.private_pem,
+                        private_pem,
                         created_at: k.created_at,
-                    })
-                    .collect();
+                    });
+                }
                 Ok((records, 0))
             }
             Self::Vault {
@@ -316,11 +479,15 @@ impl KeyStore {
         version: Version,
     ) -> Result<bool> {
         match self {
-            Self::Database(db) => {
+            Self::Database { db, sealer } => {
                 if let Some(k) = added {
+                    let private_pem = match sealer {
+                        Some(s) => s.seal(&k.kid, &k.private_pem).await?,
+                        None => k.private_pem.clone(),
+                    };
                     signing_key::ActiveModel {
                         kid: Set(k.kid.clone()),
-                        private_pem: Set(k.private_pem.clone()),
+                        private_pem: Set(private_pem),
                         created_at: Set(k.created_at),
                         activates_at: Set(Some(k.activates_at)),
                     }

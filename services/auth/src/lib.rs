@@ -78,7 +78,7 @@ impl Auth {
         tokens: TokenSettings,
         events: &BusConfig,
         shared: Option<&Bus>,
-        vault: Option<&cloudsec_secrets::VaultClient>,
+        secrets: Option<&cloudsec_secrets::Secrets>,
     ) -> std::result::Result<Self, BuildError> {
         let db =
             cloudsec_runtime::db::connect_to::<migration::Migrator>(&config.database_url).await?;
@@ -91,8 +91,16 @@ impl Auth {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let hasher = password::Hasher::new(concurrency).await?;
         let sessions = SessionSettings::from_config(config);
-        let core =
-            AuthCore::new(db, hasher, tokens, sessions, outbox, &config.signing, vault).await?;
+        let core = AuthCore::new(
+            db,
+            hasher,
+            tokens,
+            sessions,
+            outbox,
+            &config.signing,
+            secrets,
+        )
+        .await?;
         let keys = core.keys().clone();
         let mut host = ServiceHost::bind(
             "auth",

@@ -68,6 +68,15 @@ fn vault_section(vault: &TestVault) -> String {
     )
 }
 
+/// The auth service seals its signing keys with Vault transit; the dev
+/// server has no transit mount, so each test gets one.
+async fn transit_env(vault: &TestVault) -> (String, String) {
+    (
+        "CLOUDSEC__AUTH__SIGNING__TRANSIT_MOUNT".to_owned(),
+        vault.mount("transit").await,
+    )
+}
+
 async fn put(vault: &TestVault, reference: &str, value: &str) {
     VaultSecrets::new(vault.root().await, CacheConfig::default())
         .put_field(&SecretRef::parse(reference).unwrap(), &Secret::new(value))
@@ -99,10 +108,13 @@ async fn platform_runs_on_vault_pki_and_kv() {
             "{}[mesh]\ncertificate_lifetime = \"1h\"\n[mesh.issuer]\nbackend = \"vault\"\nmount = \"{pki}\"\nrole = \"mesh\"\n",
             vault_section(&vault)
         ),
-        env: BTreeMap::from([(
-            "CLOUDSEC__DOCUMENTS__PAGE_TOKEN_KEY".to_owned(),
-            format!("vault:{kv}/documents#page_token_key"),
-        )]),
+        env: BTreeMap::from([
+            (
+                "CLOUDSEC__DOCUMENTS__PAGE_TOKEN_KEY".to_owned(),
+                format!("vault:{kv}/documents#page_token_key"),
+            ),
+            transit_env(&vault).await,
+        ]),
     };
     let sb = Sandbox::start_with(Backend::Sqlite, extra)
         .await
@@ -125,6 +137,37 @@ async fn platform_runs_on_vault_pki_and_kv() {
     // paging signs its tokens with the key read from KV.
     crate::grpc::document_lifecycle(&sb).await;
     crate::rest::list_pages_and_filters(&sb).await;
+
+    // The auth service's private keys are sealed with Vault transit.
+    use base64::Engine;
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = sea_orm::Database::connect(sb.auth_database_url())
+        .await
+        .unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT private_pem FROM signing_keys",
+        ))
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let stored: String = row.try_get("", "private_pem").unwrap();
+        let b64 = stored.strip_prefix("sealed:v1:").expect("sealed");
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let sealed: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert!(
+            sealed["wrapped_key"]
+                .as_str()
+                .unwrap()
+                .starts_with("vault:v1:"),
+            "{sealed}"
+        );
+        assert_eq!(sealed["key_name"], "auth-signing-keys");
+    }
     sb.stop().await;
 }
 
@@ -332,7 +375,7 @@ impl DynamicDb {
         })
     }
 
-    fn extra(&self, vault: &TestVault) -> Extra {
+    async fn extra(&self, vault: &TestVault) -> Extra {
         let mut toml = vault_section(vault);
         for component in ["auth", "documents", "audit", "events"] {
             toml.push_str(&format!(
@@ -342,10 +385,11 @@ impl DynamicDb {
         }
         // The users and passwords are Vault's; only host and database count.
         let url = format!("postgres://placeholder@127.0.0.1:5432/{}", self.name);
-        let env = ["AUTH", "DOCUMENTS", "AUDIT", "EVENTS"]
+        let mut env: BTreeMap<String, String> = ["AUTH", "DOCUMENTS", "AUDIT", "EVENTS"]
             .into_iter()
             .map(|c| (format!("CLOUDSEC__{c}__DATABASE_URL"), url.clone()))
             .collect();
+        env.extend([transit_env(vault).await]);
         Extra { toml, env }
     }
 
@@ -410,7 +454,7 @@ async fn services_use_vault_database_credentials_and_survive_a_revocation() {
     let Some(db) = DynamicDb::create(&vault, "1h", "24h").await else {
         return;
     };
-    let sb = Sandbox::start_with(Backend::Postgres, db.extra(&vault))
+    let sb = Sandbox::start_with(Backend::Postgres, db.extra(&vault).await)
         .await
         .expect("postgres sandbox");
     // Sign-up, create, update, delete, each event through the outbox to
@@ -463,7 +507,7 @@ async fn credentials_are_swapped_before_expiry_without_failing_a_request() {
     let Some(db) = DynamicDb::create(&vault, "4s", "8s").await else {
         return;
     };
-    let sb = Sandbox::start_with(Backend::Postgres, db.extra(&vault))
+    let sb = Sandbox::start_with(Backend::Postgres, db.extra(&vault).await)
         .await
         .expect("postgres sandbox");
     let user = sb.user().await;

@@ -120,8 +120,8 @@ async fn rotation_overlaps(a_store: KeyStore, b_store: KeyStore, clock: ManualCl
 pub(crate) async fn signing_keys_rotate_with_overlap(h: Harness) {
     let clock = ManualClock::new(h.clock.now());
     rotation_overlaps(
-        KeyStore::Database(h.db.clone()),
-        KeyStore::Database(h.db.clone()),
+        KeyStore::database(h.db.clone()),
+        KeyStore::database(h.db.clone()),
         clock,
     )
     .await;
@@ -198,4 +198,75 @@ async fn replicas_rotating_at_once_in_vault_add_one_key() {
         assert_eq!(ring.plan().published.len(), 2, "{:?}", ring.plan());
     }
     assert_eq!(a.plan(), c.plan());
+}
+
+/// In the database the private keys are sealed under a key-encryption key
+/// (here the local keystore of `cloudsec up`), bound to their kid; rows
+/// from before sealing are sealed on load.
+pub(crate) async fn signing_keys_in_the_database_are_sealed(h: Harness) {
+    use cloudsec_auth::entity::signing_key;
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let rows = || async { signing_key::Entity::find().all(&h.db).await.unwrap() };
+    // The harness's core ran without a secrets back end: one key in the clear.
+    let before = rows().await;
+    assert_eq!(before.len(), 1);
+    assert!(before[0].private_pem.contains("PRIVATE KEY"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = cloudsec_secrets::Secrets::from_config(
+        &cloudsec_secrets::SecretsConfig::Local {
+            dir: Some(dir.path().join("keystore")),
+        },
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    let sealed_store = || async {
+        KeyStore::from_config(&SigningConfig::default(), &h.db, Some(&secrets))
+            .await
+            .unwrap()
+    };
+    let clock = ManualClock::new(h.clock.now());
+    let (ring, verifier) = replica(sealed_store().await, &clock).await;
+    ring.rotate(false).await.unwrap();
+    let after = rows().await;
+    assert_eq!(after.len(), 2);
+    for row in &after {
+        assert!(row.private_pem.starts_with("sealed:v1:"), "{}", row.kid);
+        assert!(!row.private_pem.contains("PRIVATE KEY"));
+    }
+    // Tokens still sign and verify with the unsealed keys.
+    verifier.verify(&token(&ring)).await.unwrap();
+    let (again, _) = replica(sealed_store().await, &clock).await;
+    assert_eq!(again.plan(), ring.plan());
+
+    // Without the key service the keys cannot be used, and it says so.
+    let err = KeyRing::open(
+        KeyStore::database(h.db.clone()),
+        Policy::new(&config(), ACCESS_TTL),
+        Duration::from_secs(60),
+        Arc::new(TokenVerifier::fixed(ISSUER, AUDIENCE)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("no [secrets] back end"), "{err}");
+
+    // A sealed key moved to another kid does not open.
+    signing_key::ActiveModel {
+        kid: sea_orm::Unchanged(after[0].kid.clone()),
+        private_pem: Set(after[1].private_pem.clone()),
+        ..Default::default()
+    }
+    .update(&h.db)
+    .await
+    .unwrap();
+    let err = KeyRing::open(
+        sealed_store().await,
+        Policy::new(&config(), ACCESS_TTL),
+        Duration::from_secs(60),
+        Arc::new(TokenVerifier::fixed(ISSUER, AUDIENCE)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("decrypt"), "{err}");
 }

@@ -50,4 +50,5 @@ on_both_backends!(
     success_resets_the_failure_count,
     unknown_emails_lock_exactly_like_known_ones,
     signing_keys_rotate_with_overlap,
+    signing_keys_in_the_database_are_sealed,
 );

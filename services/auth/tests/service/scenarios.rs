@@ -562,4 +562,6 @@ pub(crate) async fn unknown_emails_lock_exactly_like_known_ones(h: Harness) {
     assert_eq!(keys, expected);
 }
 
-pub(crate) use crate::keys::signing_keys_rotate_with_overlap;
+pub(crate) use crate::keys::{
+    signing_keys_in_the_database_are_sealed, signing_keys_rotate_with_overlap,
+};
