@@ -92,6 +92,20 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Run a component's maintenance once: for documents, re-wrap data
+    /// keys under their key's latest version and delete orphan content
+    /// generations (the service also does it every
+    /// `documents.content.maintenance_interval`).
+    Maintain {
+        component: MaintainComponent,
+        /// Only orphans older than this are deleted (writes in flight).
+        #[arg(long, default_value = "1h", value_parser = humantime_serde::re::humantime::parse_duration)]
+        grace: std::time::Duration,
+        #[arg(long, default_value = ".cloudsec")]
+        data_dir: PathBuf,
+        #[arg(long, env = "CLOUDSEC_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Apply a component's database migrations and exit.
     Migrate {
         component: DbComponent,
@@ -137,6 +151,11 @@ enum Component {
     Documents,
     Audit,
     Gateway,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MaintainComponent {
+    Documents,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -440,6 +459,53 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
                 );
             }
             Ok(())
+        }
+        Command::Maintain {
+            component: MaintainComponent::Documents,
+            grace,
+            data_dir,
+            config,
+        } => {
+            let loaded = up_config(&data_dir, config.as_deref()).await?;
+            let mut cfg = loaded.config.clone();
+            let _db_credentials =
+                cloudsec::start_database_credentials(&mut cfg, loaded.secrets.as_ref())
+                    .await
+                    .map_err(fatal)?;
+            let c = cfg
+                .documents
+                .ok_or_else(|| missing("documents", "section required"))?;
+            let store = cloudsec_documents::open_store(&c).await.map_err(fatal)?;
+            let report = cloudsec_documents::maintain(&store, grace)
+                .await
+                .map_err(fatal)?;
+            println!(
+                "rewrap: {} re-wrapped, {} already current, {} failed",
+                report.rewrap.rewrapped,
+                report.rewrap.unchanged,
+                report.rewrap.failed.len()
+            );
+            for (id, error) in &report.rewrap.failed {
+                println!("  document {id}: {error}");
+            }
+            println!(
+                "orphans: {} generations examined, {} deleted, {} younger than {} kept, {} failed",
+                report.garbage.examined,
+                report.garbage.deleted,
+                report.garbage.recent,
+                humantime_serde::re::humantime::format_duration(grace),
+                report.garbage.failed.len()
+            );
+            for (objects, error) in &report.garbage.failed {
+                println!("  {}: {error}", objects.join(", "));
+            }
+            if report.rewrap.failed.is_empty() && report.garbage.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(fatal(
+                    "some documents could not be maintained (listed above)",
+                ))
+            }
         }
         Command::Migrate { component, config } => {
             let loaded = load_config(config.as_deref()).await?;

@@ -68,6 +68,23 @@ pub struct ContentConfig {
     /// wait for Vault.
     #[serde(default = "default_data_key_cache")]
     pub data_key_cache: DataKeyCacheConfig,
+    /// How often the service re-wraps data keys under their key's latest
+    /// version and deletes orphan generations; `"0s"` turns the job off
+    /// (`cloudsec maintain documents` runs it by hand).
+    #[serde(default = "default_maintenance_interval", with = "humantime_serde")]
+    pub maintenance_interval: std::time::Duration,
+    /// How old an unreferenced generation must be before it is deleted, so
+    /// that a write still in flight keeps its objects.
+    #[serde(default = "default_orphan_grace", with = "humantime_serde")]
+    pub orphan_grace: std::time::Duration,
+}
+
+fn default_maintenance_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(6 * 3600)
+}
+
+fn default_orphan_grace() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
 }
 
 impl Default for ContentConfig {
@@ -79,6 +96,8 @@ impl Default for ContentConfig {
             create_keys: false,
             key_policy: KeyPolicy::default(),
             data_key_cache: default_data_key_cache(),
+            maintenance_interval: default_maintenance_interval(),
+            orphan_grace: default_orphan_grace(),
         }
     }
 }

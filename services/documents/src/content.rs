@@ -247,6 +247,58 @@ impl ObjectStore {
         }
     }
 
+    /// Every object (key and last-modified time), for garbage collection.
+    /// Temporary files of the directory store are listed too, so that
+    /// those a crash left behind are collected.
+    pub async fn list(&self) -> Result<Vec<(String, std::time::SystemTime)>> {
+        match self {
+            Self::Dir(root) => {
+                let root = root.clone();
+                blocking("list", &root.display().to_string(), move || {
+                    let mut out = Vec::new();
+                    let mut dirs = vec![root.clone()];
+                    while let Some(dir) = dirs.pop() {
+                        for entry in std::fs::read_dir(&dir)? {
+                            let entry = entry?;
+                            let meta = entry.metadata()?;
+                            if meta.is_dir() {
+                                dirs.push(entry.path());
+                            } else if let Ok(rel) = entry.path().strip_prefix(&root) {
+                                out.push((
+                                    rel.to_string_lossy().replace('\\', "/"),
+                                    meta.modified()?,
+                                ));
+                            }
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+            Self::S3 { client, bucket } => {
+                let mut out = Vec::new();
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| object_error("list", bucket, &e))?;
+                    for object in page.contents() {
+                        let (Some(key), Some(modified)) = (object.key(), object.last_modified())
+                        else {
+                            continue;
+                        };
+                        let modified = std::time::SystemTime::try_from(*modified)
+                            .unwrap_or(std::time::UNIX_EPOCH);
+                        out.push((key.to_owned(), modified));
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// Deletes `key`; a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self {
@@ -654,6 +706,42 @@ impl ContentStore {
         Ok(())
     }
 
+    /// Every generation in the object store: `(document id, generation)`
+    /// with its objects and the newest modification time among them.
+    /// Objects whose names do not parse (temporary files) come back with
+    /// `None` as their generation, to be collected by age alone.
+    pub async fn generations(&self) -> Result<Vec<StoredGeneration>> {
+        let mut by_generation: std::collections::BTreeMap<
+            Option<(Uuid, String)>,
+            StoredGeneration,
+        > = std::collections::BTreeMap::new();
+        for (key, modified) in self.objects.list().await? {
+            let parsed = parse_object_key(&key);
+            let entry = by_generation
+                .entry(parsed.clone())
+                .or_insert_with(|| StoredGeneration {
+                    document: parsed,
+                    objects: Vec::new(),
+                    modified,
+                });
+            entry.modified = entry.modified.max(modified);
+            entry.objects.push(key);
+        }
+        Ok(by_generation.into_values().collect())
+    }
+
+    /// Deletes the objects of a generation no row points to: the key
+    /// object first (overwritten first on a directory), so that even if
+    /// the content object survives a failure it can no longer be opened.
+    pub async fn delete_objects(&self, objects: &[String]) -> Result<()> {
+        let (keys, rest): (Vec<&String>, Vec<&String>) =
+            objects.iter().partition(|k| k.ends_with(KEY_SUFFIX));
+        for key in keys.into_iter().chain(rest) {
+            self.objects.delete(key).await?;
+        }
+        Ok(())
+    }
+
     /// Re-wraps a generation's data key under its key's latest version, in
     /// place (the data key is unchanged, so the old and the new key object
     /// both open the content and a torn write loses nothing).
@@ -670,6 +758,30 @@ impl ContentStore {
         self.objects.put(&key_key, record).await?;
         Ok(true)
     }
+}
+
+/// A generation found in the object store (see
+/// [`ContentStore::generations`]).
+#[derive(Debug, Clone)]
+pub struct StoredGeneration {
+    /// `None` for objects that are not part of a generation.
+    pub document: Option<(Uuid, String)>,
+    pub objects: Vec<String>,
+    pub modified: std::time::SystemTime,
+}
+
+/// `<tenant>/<id>/<generation>[.key]` → `(id, generation)`.
+fn parse_object_key(key: &str) -> Option<(Uuid, String)> {
+    let mut parts = key.split('/');
+    let (_tenant, id, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let generation = name.strip_suffix(KEY_SUFFIX).unwrap_or(name);
+    if generation.len() != 32 || !generation.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((Uuid::parse_str(id).ok()?, generation.to_owned()))
 }
 
 fn key_record(sealed: &Sealed, key: &str) -> Result<Vec<u8>> {

@@ -62,6 +62,8 @@ pub const NAME: &str = "documents";
 pub struct Documents {
     host: ServiceHost,
     relay: Relay,
+    /// The store and `[documents.content]` timings for the maintenance job.
+    maintenance: (Store, config::ContentConfig),
 }
 
 /// The CloudEvents `source` of the service's events.
@@ -99,10 +101,13 @@ impl Documents {
             config.shutdown_grace,
         )
         .await?;
-        host.add_service(
-            DocumentsGrpc::new(Store::new(db, tokens, outbox, content), verifier).into_server(),
-        );
-        Ok(Self { host, relay })
+        let store = Store::new(db, tokens, outbox, content);
+        host.add_service(DocumentsGrpc::new(store.clone(), verifier).into_server());
+        Ok(Self {
+            host,
+            relay,
+            maintenance: (store, config.content.clone()),
+        })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -123,6 +128,10 @@ impl Documents {
     ) -> Result<(), HostError> {
         let relay_stop = Shutdown::new();
         let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
+        let (store, content) = self.maintenance;
+        if !content.maintenance_interval.is_zero() {
+            tokio::spawn(maintain_every(store, content, shutdown.clone()));
+        }
         let served = self.host.run_until_stopped(tls, shutdown).await;
         relay_stop.cancel();
         if let Err(error) = relay.await {
@@ -130,4 +139,56 @@ impl Documents {
         }
         served
     }
+}
+
+/// What one maintenance run did.
+#[derive(Debug)]
+pub struct MaintenanceReport {
+    pub rewrap: store::RewrapSummary,
+    pub garbage: store::GcSummary,
+}
+
+/// One maintenance run: re-wraps every sealed generation under its key's
+/// latest version, then deletes orphan generations older than `grace`.
+pub async fn maintain(store: &Store, grace: std::time::Duration) -> Result<MaintenanceReport> {
+    let rewrap = store.rewrap_all().await?;
+    let garbage = store.collect_garbage(grace).await?;
+    Ok(MaintenanceReport { rewrap, garbage })
+}
+
+/// Runs [`maintain`] every `maintenance_interval` (the first run one
+/// interval after start, so replicas started together spread out by
+/// their start times) until `shutdown`. Replicas may overlap: both steps
+/// are idempotent.
+async fn maintain_every(store: Store, content: config::ContentConfig, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(content.maintenance_interval) => {}
+        }
+        match maintain(&store, content.orphan_grace).await {
+            Ok(report) => tracing::info!(
+                rewrapped = report.rewrap.rewrapped,
+                rewrap_failed = report.rewrap.failed.len(),
+                orphans_deleted = report.garbage.deleted,
+                orphans_recent = report.garbage.recent,
+                gc_failed = report.garbage.failed.len(),
+                "content maintenance done"
+            ),
+            Err(error) => {
+                tracing::error!(%error, "content maintenance failed; retrying next interval")
+            }
+        }
+    }
+}
+
+/// The service's store without its listeners, for tools such as
+/// `cloudsec maintain documents`: the same checks and connections as
+/// [`Documents::build`].
+pub async fn open_store(config: &DocumentsConfig) -> Result<Store> {
+    let tokens = PageTokenKey::new(config.page_token_key.expose().as_bytes())?;
+    let db = cloudsec_runtime::db::connect_to::<Migrator>(&config.database_url).await?;
+    let content = ContentStore::from_config(&config.content, &config.database_url.expose()).await?;
+    cloudsec_bus::migration::migrate(&db).await?;
+    Ok(Store::new(db, tokens, Outbox::new(), content))
 }

@@ -55,6 +55,18 @@ pub struct Store {
     content: ContentStore,
 }
 
+/// What a garbage collection did.
+#[derive(Debug, Default)]
+pub struct GcSummary {
+    /// Generations (or stray objects) looked at.
+    pub examined: usize,
+    /// Orphans deleted.
+    pub deleted: usize,
+    /// Orphans younger than the grace period, left for the next run.
+    pub recent: usize,
+    pub failed: Vec<(Vec<String>, ContentError)>,
+}
+
 /// What a rewrap job did.
 #[derive(Debug, Default)]
 pub struct RewrapSummary {
@@ -333,6 +345,54 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Garbage collection: deletes the object generations no row points to
+    /// (left by a crash between writing objects and committing, or by a
+    /// failed delete) once they are older than `grace`, which protects
+    /// generations whose write is still in flight. Sealed ones are
+    /// shredded (key object first).
+    pub async fn collect_garbage(&self, grace: std::time::Duration) -> Result<GcSummary> {
+        let mut summary = GcSummary::default();
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let generations = self.content.generations().await?;
+        for chunk in generations.chunks(256) {
+            let ids: Vec<Uuid> = chunk
+                .iter()
+                .filter_map(|g| g.document.as_ref().map(|(id, _)| *id))
+                .collect();
+            let live: std::collections::HashMap<Uuid, Option<String>> = document::Entity::find()
+                .select_only()
+                .column(document::Column::Id)
+                .column(document::Column::ContentGeneration)
+                .filter(document::Column::Id.is_in(ids))
+                .into_tuple::<(Uuid, Option<String>)>()
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .collect();
+            for generation in chunk {
+                summary.examined += 1;
+                let referenced = generation.document.as_ref().is_some_and(|(id, g)| {
+                    live.get(id)
+                        .is_some_and(|current| current.as_deref() == Some(g))
+                });
+                if referenced {
+                    continue;
+                }
+                if generation.modified > cutoff {
+                    summary.recent += 1;
+                    continue;
+                }
+                match self.content.delete_objects(&generation.objects).await {
+                    Ok(()) => summary.deleted += 1,
+                    Err(e) => summary.failed.push((generation.objects.clone(), e)),
+                }
+            }
+        }
+        Ok(summary)
     }
 
     /// One page of the caller's tenant's documents, newest first.

@@ -549,4 +549,99 @@ async fn s3_and_vault_transit_round_trip_and_shredding() {
             .starts_with("vault:v2:")
     );
     assert_eq!(get(&h, &public.id).await.unwrap().content, "lunch menu");
+
+    // Garbage collection lists the bucket: an uncommitted generation goes,
+    // the live one stays.
+    let public_id = Uuid::parse_str(&public.id).unwrap();
+    let orphan = h
+        .store
+        .content()
+        .put(
+            "acme",
+            public_id,
+            cloudsec_documents::domain::Classification::Public,
+            b"orphan",
+        )
+        .await
+        .unwrap();
+    let report = h.store.collect_garbage(Duration::ZERO).await.unwrap();
+    assert_eq!(report.deleted, 1, "{report:?}");
+    assert!(
+        read_object(
+            &h,
+            &ContentStore::key_object_key("acme", public_id, &orphan)
+        )
+        .await
+        .is_none()
+    );
+    assert_eq!(get(&h, &public.id).await.unwrap().content, "lunch menu");
+}
+
+/// Garbage collection deletes the generations no row points to (a write
+/// that never committed, a document whose row is gone, a stray temporary
+/// file) once they are older than the grace period, and nothing else.
+#[tokio::test]
+async fn garbage_collection_deletes_only_old_orphans() {
+    use cloudsec_documents::domain::Classification as K;
+    let dir = tempfile::tempdir().unwrap();
+    let h = sqlite(dir.path(), local_content(dir.path())).await;
+    let kept = create(&h, with_content(doc("kept", C::Internal, &[]), "keep me")).await;
+    let kept_id = Uuid::parse_str(&kept.id).unwrap();
+    let content = h.store.content();
+    // A generation written for a live document but never committed, and
+    // one for a document that does not exist.
+    let uncommitted = content
+        .put("acme", kept_id, K::Internal, b"never committed")
+        .await
+        .unwrap();
+    let ghost_id = Uuid::new_v4();
+    let ghost = content
+        .put("acme", ghost_id, K::Public, b"no row")
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("objects").join(".tmp-crashed"), b"x").unwrap();
+    let objects = dir.path().join("objects");
+    let exists = |key: String| objects.join(key).exists();
+    assert!(exists(ContentStore::key_object_key(
+        "acme", ghost_id, &ghost
+    )));
+
+    // Within the grace period everything stays (a write may be in flight).
+    let report = h
+        .store
+        .collect_garbage(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!((report.deleted, report.recent), (0, 3), "{report:?}");
+    assert!(exists(ContentStore::object_key(
+        "acme",
+        kept_id,
+        &uncommitted
+    )));
+
+    // Past it, the orphans go and the live document stays readable.
+    let report = h.store.collect_garbage(Duration::ZERO).await.unwrap();
+    assert_eq!(report.deleted, 3, "{report:?}");
+    assert!(report.failed.is_empty());
+    for (id, generation) in [(kept_id, &uncommitted), (ghost_id, &ghost)] {
+        assert!(!exists(ContentStore::object_key("acme", id, generation)));
+        assert!(!exists(ContentStore::key_object_key(
+            "acme", id, generation
+        )));
+    }
+    assert!(!objects.join(".tmp-crashed").exists());
+    assert_eq!(get(&h, &kept.id).await.unwrap().content, "keep me");
+    let report = h.store.collect_garbage(Duration::ZERO).await.unwrap();
+    assert_eq!(
+        (report.examined, report.deleted),
+        (1, 0),
+        "only the live one"
+    );
+
+    // The maintenance run does both jobs.
+    let report = cloudsec_documents::maintain(&h.store, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.rewrap.unchanged, 1);
+    assert_eq!(report.garbage.deleted, 0);
 }
