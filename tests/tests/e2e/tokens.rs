@@ -4,28 +4,41 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloudsec_runtime::token::{Claims, Signer};
-use sea_orm::{ConnectionTrait, Database, Statement};
+use sea_orm::Database;
 use serde_json::json;
 
 use crate::{create, document_ids, expect_error};
 use cloudsec_tests::{Sandbox, User};
 
-/// The auth service's current signing key, read from its database.
-async fn auth_signer(sb: &Sandbox) -> Signer {
+/// The auth service's current signing key, as someone holding both its
+/// database and `cloudsec up`'s keystore (which seals the keys) could
+/// unseal it.
+async fn auth_signer(sb: &Sandbox) -> std::sync::Arc<Signer> {
+    use cloudsec_auth::keys::{KeyRing, KeyStore, Policy, SigningConfig};
+    let secrets = cloudsec_secrets::Secrets::from_config(
+        &cloudsec_secrets::SecretsConfig::Local {
+            dir: Some(sb.data_dir().join("keystore")),
+        },
+        &sb.data_dir(),
+    )
+    .await
+    .expect("the platform's keystore");
     let db = Database::connect(sb.auth_database_url())
         .await
         .expect("auth db");
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT kid, private_pem FROM signing_keys ORDER BY created_at DESC",
-        ))
+    let signing = SigningConfig::default();
+    let store = KeyStore::from_config(&signing, &db, Some(&secrets))
         .await
-        .expect("query")
-        .expect("a signing key");
-    let kid: String = row.try_get("", "kid").expect("kid");
-    let pem: String = row.try_get("", "private_pem").expect("pem");
-    Signer::from_pem(&kid, &pem).expect("signer")
+        .expect("key store");
+    let ring = KeyRing::open(
+        store,
+        Policy::new(&signing, std::time::Duration::from_secs(900)),
+        signing.check_interval,
+        std::sync::Arc::new(cloudsec_runtime::token::TokenVerifier::fixed("i", "a")),
+    )
+    .await
+    .expect("signing keys");
+    ring.signer()
 }
 
 fn now() -> i64 {
