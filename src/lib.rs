@@ -169,6 +169,10 @@ pub struct MeshConfig {
     /// How long a workload certificate lives; it is renewed at two thirds.
     #[serde(default = "default_certificate_lifetime", with = "humantime_serde")]
     pub certificate_lifetime: Duration,
+    /// This workload's service account, for `cloudsec proxy` when its
+    /// certificate comes from the issuer rather than from files.
+    #[serde(default)]
+    pub service_account: Option<String>,
 }
 
 impl Default for MeshConfig {
@@ -178,6 +182,7 @@ impl Default for MeshConfig {
             namespace: default_namespace(),
             issuer: IssuerConfig::default(),
             certificate_lifetime: default_certificate_lifetime(),
+            service_account: None,
         }
     }
 }
@@ -323,6 +328,63 @@ pub enum PlatformError {
         component: &'static str,
         message: String,
     },
+}
+
+/// TLS state that follows `identity`: each rotated certificate replaces
+/// the served one without a restart.
+fn follow_identity(identity: &WorkloadIdentity) -> Result<Arc<TlsState>, PlatformError> {
+    let tls = TlsState::new(&identity.current().mesh_tls())
+        .map_err(|e| PlatformError::Tls(e.to_string()))?;
+    let (tx, rx) = tokio::sync::watch::channel(Arc::new(identity.current().mesh_tls()));
+    let mut changes = identity.subscribe();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let next = changes.borrow_and_update().mesh_tls();
+            if tx.send(Arc::new(next)).is_err() {
+                return;
+            }
+        }
+    });
+    tls.follow(rx);
+    Ok(tls)
+}
+
+/// The identity of one workload from the `[mesh]` issuer (Vault PKI), for
+/// a sidecar run as `cloudsec proxy` without `[proxy.tls]` files: a
+/// certificate for `spiffe://<trust domain>/ns/<namespace>/sa/<service
+/// account>`, and TLS state that follows its rotation once
+/// [`WorkloadIdentity::spawn_rotation`] runs.
+pub async fn mesh_identity(
+    mesh: &MeshConfig,
+    secrets: Option<&Secrets>,
+) -> Result<(Arc<WorkloadIdentity>, Arc<TlsState>), PlatformError> {
+    let IssuerConfig::Vault { mount, role } = &mesh.issuer else {
+        return Err(PlatformError::Missing(
+            "proxy.tls (or mesh.issuer with backend = \"vault\")",
+        ));
+    };
+    let client = secrets
+        .and_then(Secrets::vault)
+        .cloned()
+        .ok_or(PlatformError::Missing(
+            "secrets (with backend = \"vault\", for mesh.issuer)",
+        ))?;
+    let account = mesh
+        .service_account
+        .as_deref()
+        .ok_or(PlatformError::Missing("mesh.service_account"))?;
+    let pki = cloudsec_secrets::pki::VaultPki::new(
+        client,
+        &cloudsec_secrets::pki::VaultPkiConfig {
+            mount: mount.clone(),
+            role: role.clone(),
+        },
+    )
+    .await?;
+    let id = SpiffeId::new(&mesh.trust_domain, &mesh.namespace, account)?;
+    let identity = WorkloadIdentity::new(Arc::new(pki), id, mesh.certificate_lifetime).await?;
+    let tls = follow_identity(&identity)?;
+    Ok((identity, tls))
 }
 
 /// The address to dial for a listener bound to `addr` on this host.
@@ -685,20 +747,8 @@ impl LocalPlatform {
         let mut identities = Vec::new();
         let mut tls_of = async |sid: &SpiffeId| -> Result<(Arc<TlsState>, MeshTls), PlatformError> {
             let identity = WorkloadIdentity::new(issuer.clone(), sid.clone(), lifetime).await?;
-            let tls = TlsState::new(&identity.current().mesh_tls())
-                .map_err(|e| PlatformError::Tls(e.to_string()))?;
-            let (tx, rx) = tokio::sync::watch::channel(Arc::new(identity.current().mesh_tls()));
             // Rotated certificates flow from the identity into the sidecar.
-            let mut changes = identity.subscribe();
-            tokio::spawn(async move {
-                while changes.changed().await.is_ok() {
-                    let next = changes.borrow_and_update().mesh_tls();
-                    if tx.send(Arc::new(next)).is_err() {
-                        return;
-                    }
-                }
-            });
-            tls.follow(rx);
+            let tls = follow_identity(&identity)?;
             let pem = identity.current().mesh_tls();
             identities.push(identity);
             Ok((tls, pem))

@@ -363,13 +363,13 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             Ok(())
         }
         Command::Proxy { config } => {
-            let cfg = load_config(config.as_deref()).await?.config;
+            let loaded = load_config(config.as_deref()).await?;
             let _guard = telemetry::init(
                 "cloudsec-proxy",
-                log_format(&cfg, LogFormat::Json),
-                cfg.telemetry.otlp_endpoint.clone(),
+                log_format(&loaded.config, LogFormat::Json),
+                loaded.config.telemetry.otlp_endpoint.clone(),
             );
-            proxy(cfg).await
+            proxy(loaded).await
         }
         Command::Secrets {
             action:
@@ -611,18 +611,45 @@ fn verifier(cfg: &PlatformConfig, tls: &MeshTls) -> Result<Arc<TokenVerifier>, F
     )))
 }
 
-async fn proxy(cfg: PlatformConfig) -> Result<(), Fatal> {
+async fn proxy(loaded: LoadedConfig) -> Result<(), Fatal> {
+    let cfg = &loaded.config;
     let c = cfg
         .proxy
+        .clone()
         .ok_or_else(|| missing("proxy", "section required to run the sidecar"))?;
     let shutdown = Shutdown::new();
     shutdown::cancel_on_signal(shutdown.clone());
-    cloudsec_proxy::Proxy::run_from_files(&c, shutdown)
+    let proxy_error = |e| match e {
+        cloudsec_proxy::ProxyError::Config(c) => c.into(),
+        other => fatal(other),
+    };
+    if c.tls.is_some() || matches!(cfg.mesh.issuer, cloudsec::IssuerConfig::Local) {
+        return cloudsec_proxy::Proxy::run_from_files(&c, shutdown)
+            .await
+            .map_err(proxy_error);
+    }
+    // No certificate files: the sidecar asks the mesh issuer (Vault PKI)
+    // for its identity and rotates it itself.
+    c.validate()?;
+    if let Some(vault) = loaded
+        .secrets
+        .as_ref()
+        .and_then(cloudsec_secrets::Secrets::vault)
+    {
+        let _renewal = vault.spawn_token_renewal(shutdown.clone());
+    }
+    let (identity, tls) = cloudsec::mesh_identity(&cfg.mesh, loaded.secrets.as_ref())
         .await
-        .map_err(|e| match e {
-            cloudsec_proxy::ProxyError::Config(c) => c.into(),
-            other => fatal(other),
-        })
+        .map_err(startup)?;
+    let _rotation = identity.spawn_rotation(shutdown.clone());
+    tracing::info!(id = %identity.current().id, "workload certificate from the mesh issuer");
+    let sidecar = cloudsec_proxy::Proxy::build(&c, tls)
+        .await
+        .map_err(proxy_error)?;
+    sidecar
+        .run_until_stopped(shutdown)
+        .await
+        .map_err(proxy_error)
 }
 
 async fn serve(component: Component, loaded: LoadedConfig) -> Result<(), Fatal> {

@@ -669,3 +669,60 @@ async fn signing_keys_in_vault_rotate_under_a_running_platform() {
     assert_eq!(row.try_get::<i64>("", "n").unwrap(), 0);
     sb.stop().await;
 }
+
+/// `cloudsec proxy` without certificate files: the sidecar's identity comes
+/// from Vault PKI for its service account, and is renewed before it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_takes_its_identity_from_vault_and_renews_it() {
+    let Some(vault) = openbao() else { return };
+    let (pki, vault_ca) = mesh_pki(&vault).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = cloudsec_secrets::Secrets::from_config(
+        &cloudsec_secrets::SecretsConfig::Vault {
+            vault: Box::new(vault.config_at(&vault.addr, &vault.token)),
+            cache: CacheConfig::default(),
+        },
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    let mut mesh = cloudsec::MeshConfig {
+        issuer: cloudsec::IssuerConfig::Vault {
+            mount: pki,
+            role: "mesh".into(),
+        },
+        certificate_lifetime: Duration::from_secs(6),
+        ..Default::default()
+    };
+    let err = cloudsec::mesh_identity(&mesh, Some(&secrets))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("mesh.service_account"), "{err}");
+    mesh.service_account = Some("documents".into());
+
+    let (identity, _tls) = cloudsec::mesh_identity(&mesh, Some(&secrets))
+        .await
+        .unwrap();
+    let first = identity.current();
+    assert_eq!(
+        first.id.to_string(),
+        "spiffe://cloudsec.local/ns/default/sa/documents"
+    );
+    assert!(first.ca_pem.contains(&vault_ca));
+    let mut changes = identity.subscribe();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _rotation = identity.spawn_rotation(stop.clone());
+    tokio::time::timeout(Duration::from_secs(30), changes.changed())
+        .await
+        .expect("renewed before expiry")
+        .unwrap();
+    assert_ne!(identity.current().cert_pem, first.cert_pem);
+    stop.cancel();
+
+    // Without Vault as the issuer the sidecar needs its files.
+    let local = cloudsec::MeshConfig::default();
+    let err = cloudsec::mesh_identity(&local, Some(&secrets))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("proxy.tls"), "{err}");
+}
