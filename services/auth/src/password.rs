@@ -10,7 +10,6 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use cloudsec_runtime::FieldViolations;
-use tokio::sync::Semaphore;
 
 use crate::error::{AuthError, Result};
 
@@ -59,12 +58,44 @@ pub fn check_policy(field: &str, password: &str, email: &str, violations: &mut F
     }
 }
 
-#[derive(Debug, Clone)]
+/// One password check or hash, run on a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// argon2id on a bounded pool of its own threads.
+///
+/// The threads run at a lower OS priority (nice +10 on Linux), so a storm of
+/// logins takes the CPU the rest of the process leaves idle instead of
+/// starving it: other requests preempt the hashing. Up to [`QUEUE`] jobs
+/// wait; beyond that callers get [`AuthError::Busy`].
+#[derive(Clone)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
     /// A real hash of a random password, verified against when the email is
     /// unknown so that both paths cost the same.
     dummy: Arc<str>,
+}
+
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hasher").finish_non_exhaustive()
+    }
+}
+
+/// How much lower than the rest of the process hashing threads run.
+const HASH_NICE: i32 = 10;
+
+/// Jobs that may wait for a hashing thread.
+pub const QUEUE: usize = 1024;
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let me = rustix::thread::gettid();
+        let current = rustix::process::getpriority_process(Some(me)).unwrap_or(0);
+        if let Err(error) = rustix::process::setpriority_process(Some(me), current + HASH_NICE) {
+            tracing::warn!(%error, "cannot lower the priority of a password hashing thread");
+        }
+    }
 }
 
 fn argon2() -> Result<Argon2<'static>> {
@@ -87,25 +118,59 @@ fn verify_blocking(password: &[u8], phc: &str) -> Result<bool> {
 }
 
 impl Hasher {
-    /// At most `concurrency` hashes run at once.
+    /// `concurrency` hashing threads (see the type's doc).
     pub async fn new(concurrency: usize) -> Result<Self> {
-        let dummy = tokio::task::spawn_blocking(|| hash_blocking(uuid::Uuid::new_v4().as_bytes()))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))??;
-        Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            dummy: dummy.into(),
-        })
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..concurrency.max(1) {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The lock is held only while taking one job.
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(poisoned) => poisoned.into_inner().recv(),
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            // Every `Hasher` clone is gone.
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| AuthError::Internal(format!("cannot start a hashing thread: {e}")))?;
+        }
+        let mut hasher = Self {
+            jobs,
+            dummy: Arc::from(""),
+        };
+        let dummy = hasher
+            .run(|| hash_blocking(uuid::Uuid::new_v4().as_bytes()))
+            .await?;
+        hasher.dummy = dummy.into();
+        Ok(hasher)
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let _permit = self.permits.acquire().await.map_err(|_| AuthError::Busy)?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(_)) => return Err(AuthError::Busy),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(AuthError::Internal("the hashing threads stopped".into()));
+            }
+        }
+        rx.await
+            .map_err(|_| AuthError::Internal("a hashing thread failed".into()))?
     }
 
     pub async fn hash(&self, password: String) -> Result<String> {
@@ -127,6 +192,29 @@ impl Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_a_lower_priority() {
+        let base = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let hasher = Hasher::new(1).await.unwrap();
+        let theirs = hasher
+            .run(|| {
+                Ok(rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap())
+            })
+            .await
+            .unwrap();
+        assert_eq!(theirs, (base + HASH_NICE).min(19));
+        let phc = hasher.hash("correct horse battery".into()).await.unwrap();
+        assert!(
+            hasher
+                .verify("correct horse battery".into(), Some(phc.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!hasher.verify("wrong".into(), Some(phc)).await.unwrap());
+        assert!(!hasher.verify("anything".into(), None).await.unwrap());
+    }
 
     fn violations(password: &str) -> Vec<String> {
         let mut v = FieldViolations::new();

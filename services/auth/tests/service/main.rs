@@ -51,4 +51,5 @@ on_both_backends!(
     unknown_emails_lock_exactly_like_known_ones,
     signing_keys_rotate_with_overlap,
     signing_keys_in_the_database_are_sealed,
+    unknown_and_known_emails_take_similar_time,
 );

@@ -565,3 +565,41 @@ pub(crate) async fn unknown_emails_lock_exactly_like_known_ones(h: Harness) {
 pub(crate) use crate::keys::{
     signing_keys_in_the_database_are_sealed, signing_keys_rotate_with_overlap,
 };
+
+/// No user enumeration by timing: a wrong password for a known email and
+/// any password for an unknown one cost the same argon2id verification,
+/// so their median times stay close. The bound is deliberately loose
+/// (medians within 2x of each other over interleaved tries) because the
+/// machines are noisy; what it catches is a path that skips hashing,
+/// which is 100x faster.
+pub(crate) async fn unknown_and_known_emails_take_similar_time(h: Harness) {
+    let users = [
+        h.sign_up("tina").await,
+        h.sign_up("tom").await,
+        h.sign_up("tara").await,
+    ];
+    let wrong = "wrong horse battery";
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    // 4 failures per known email: under the lockout threshold, so every
+    // try runs the full check.
+    for round in 0..12 {
+        let user = &users[round % users.len()];
+        let t = std::time::Instant::now();
+        let status = h.login(&user.email, wrong).await.unwrap_err();
+        known.push(t.elapsed());
+        assert_eq!(status.code(), Code::Unauthenticated);
+        let ghost = format!("ghost-{round}@example.com");
+        let t = std::time::Instant::now();
+        let status = h.login(&ghost, wrong).await.unwrap_err();
+        unknown.push(t.elapsed());
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    known.sort();
+    unknown.sort();
+    let (k, u) = (known[known.len() / 2], unknown[unknown.len() / 2]);
+    let ratio = k.as_secs_f64() / u.as_secs_f64();
+    assert!(
+        (0.5..=2.0).contains(&ratio),
+        "median known {k:?} vs unknown {u:?} (ratio {ratio:.2})"
+    );
+}
