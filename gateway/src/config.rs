@@ -312,6 +312,7 @@ fn default_public() -> Vec<String> {
         "cloudsec.auth.v1.AuthService/SignUp",
         "cloudsec.auth.v1.AuthService/Login",
         "cloudsec.auth.v1.AuthService/GetJwks",
+        "cloudsec.auth.v1.AuthService/GetOpenIdConfiguration",
     ]
     .map(str::to_owned)
     .to_vec()
@@ -606,7 +607,7 @@ mod tests {
         assert!(config.api_keys["partner"].enabled);
         let jwt = config.jwt.unwrap();
         assert_eq!(jwt.refresh_interval, Duration::from_secs(60));
-        assert_eq!(jwt.public.len(), 3);
+        assert_eq!(jwt.public.len(), 4);
         assert_eq!(config.cors.unwrap().max_age, Duration::from_secs(3600));
         assert_eq!(config.trusted_proxies.len(), 2);
     }

@@ -804,6 +804,11 @@ mod tests {
             ("/v1/auth:signUp", "post", "AuthService_SignUp"),
             ("/v1/auth:login", "post", "AuthService_Login"),
             ("/.well-known/jwks.json", "get", "AuthService_GetJwks"),
+            (
+                "/.well-known/openid-configuration",
+                "get",
+                "AuthService_GetOpenIdConfiguration",
+            ),
             ("/v1/documents", "post", "DocumentService_CreateDocument"),
             ("/v1/documents", "get", "DocumentService_ListDocuments"),
             ("/v1/documents/{id}", "get", "DocumentService_GetDocument"),

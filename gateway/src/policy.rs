@@ -356,7 +356,7 @@ mod tests {
             jwt: Some(JwtConfig::default()),
             ..GatewayConfig::default()
         };
-        for method in ["SignUp", "Login", "GetJwks"] {
+        for method in ["SignUp", "Login", "GetJwks", "GetOpenIdConfiguration"] {
             assert!(
                 RouteEdge::resolve(&config, "cloudsec.auth.v1.AuthService", method, &[]).public
             );

@@ -341,6 +341,13 @@ impl AuthService for TestAuth {
     ) -> Result<tonic::Response<Jwks>, tonic::Status> {
         Ok(tonic::Response::new(self.jwks.lock().unwrap().clone()))
     }
+
+    async fn get_open_id_configuration(
+        &self,
+        _: tonic::Request<cloudsec_proto::auth::v1::GetOpenIdConfigurationRequest>,
+    ) -> Result<tonic::Response<cloudsec_proto::auth::v1::OpenIdConfiguration>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not in the test auth"))
+    }
 }
 
 impl Harness {

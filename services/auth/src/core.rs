@@ -75,6 +75,8 @@ pub struct AccessToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
     pub access: AccessToken,
+    /// The OpenID Connect ID token of the same login.
+    pub id_token: String,
     /// Opaque; shown once.
     pub refresh_token: String,
 }
@@ -323,10 +325,12 @@ impl AuthCore {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
         };
         let access = self.access_token(&user, &grant, now)?;
+        let id_token = self.id_token(&user, &grant, now)?;
         let refresh_token = session::issue(&self.db, &grant, now).await?;
         tracing::info!(user_id = %user.id, "login");
         Ok(Tokens {
             access,
+            id_token,
             refresh_token,
         })
     }
@@ -344,8 +348,10 @@ impl AuthCore {
             match session::rotate(&txn, &hash, now).await? {
                 Rotation::Rotated { user, grant, token } => {
                     let access = self.access_token(&user, &grant, now)?;
+                    let id_token = self.id_token(&user, &grant, now)?;
                     Ok(Ok(Tokens {
                         access,
+                        id_token,
                         refresh_token: token,
                     }))
                 }
@@ -460,6 +466,87 @@ impl AuthCore {
             token,
             expires_in: ttl,
         })
+    }
+}
+
+/// The claims of an ID token: OpenID Connect's, in Cognito's shape.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The app client the login was for.
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    pub jti: String,
+    pub token_use: String,
+    pub email: String,
+    /// No confirmation flow exists yet, so no email is verified.
+    pub email_verified: bool,
+    #[serde(rename = "cognito:username")]
+    pub username: String,
+    pub tenant: String,
+}
+
+/// What [`AuthCore::openid_configuration`] states.
+pub const CLAIMS_SUPPORTED: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "jti",
+    "token_use",
+    "email",
+    "email_verified",
+    "cognito:username",
+    "cognito:groups",
+    "client_id",
+    "scope",
+    "tenant",
+];
+
+impl AuthCore {
+    fn id_token(&self, user: &user::Model, grant: &Grant, now: DateTime<Utc>) -> Result<String> {
+        let now = now.timestamp();
+        let ttl = i64::try_from(self.tokens.access_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = IdClaims {
+            iss: self.tokens.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: grant.client_id.clone(),
+            exp: now.saturating_add(ttl),
+            iat: now,
+            auth_time: grant.auth_time.timestamp(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            token_use: "id".into(),
+            email: user.email.clone(),
+            email_verified: false,
+            username: user.id.to_string(),
+            tenant: user.tenant.clone(),
+        };
+        Ok(self.keys.signer().sign_claims(&claims)?)
+    }
+
+    /// OpenID Connect discovery, as far as it is true of this service.
+    pub fn openid_configuration(&self) -> cloudsec_proto::auth::v1::OpenIdConfiguration {
+        let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        cloudsec_proto::auth::v1::OpenIdConfiguration {
+            issuer: self.tokens.issuer.clone(),
+            jwks_uri: format!(
+                "{}/.well-known/jwks.json",
+                self.tokens.issuer.trim_end_matches('/')
+            ),
+            id_token_signing_alg_values_supported: strings(&["RS256"]),
+            subject_types_supported: strings(&["public"]),
+            // Tokens come from the password login and refresh calls; there
+            // is no authorization endpoint (no code flow) to advertise.
+            response_types_supported: strings(&["token", "id_token"]),
+            scopes_supported: strings(&["documents", ADMIN_SCOPE]),
+            claims_supported: strings(CLAIMS_SUPPORTED),
+            grant_types_supported: strings(&["password", "refresh_token"]),
+        }
     }
 }
 

@@ -2,9 +2,10 @@
 
 use cloudsec_proto::auth::v1::auth_service_server::AuthService;
 use cloudsec_proto::auth::v1::{
-    AdminGlobalSignOutRequest, AdminGlobalSignOutResponse, GetJwksRequest, GlobalSignOutRequest,
-    GlobalSignOutResponse, Jwks, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse,
-    RefreshRequest, RefreshResponse, SignUpRequest, SignUpResponse,
+    AdminGlobalSignOutRequest, AdminGlobalSignOutResponse, GetJwksRequest,
+    GetOpenIdConfigurationRequest, GlobalSignOutRequest, GlobalSignOutResponse, Jwks, LoginRequest,
+    LoginResponse, LogoutRequest, LogoutResponse, OpenIdConfiguration, RefreshRequest,
+    RefreshResponse, SignUpRequest, SignUpResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
@@ -61,6 +62,7 @@ impl AuthService for AuthGrpc {
         let r = request.into_inner();
         let Tokens {
             access,
+            id_token,
             refresh_token,
         } = self.core.login(&r.email, &r.password).await?;
         Ok(Response::new(LoginResponse {
@@ -68,6 +70,7 @@ impl AuthService for AuthGrpc {
             token_type: "Bearer".into(),
             expires_in: seconds(access.expires_in),
             refresh_token,
+            id_token,
         }))
     }
 
@@ -78,6 +81,7 @@ impl AuthService for AuthGrpc {
         let r = request.into_inner();
         let Tokens {
             access,
+            id_token,
             refresh_token,
         } = self.core.refresh(&r.refresh_token).await?;
         Ok(Response::new(RefreshResponse {
@@ -85,6 +89,7 @@ impl AuthService for AuthGrpc {
             token_type: "Bearer".into(),
             expires_in: seconds(access.expires_in),
             refresh_token,
+            id_token,
         }))
     }
 
@@ -120,5 +125,12 @@ impl AuthService for AuthGrpc {
 
     async fn get_jwks(&self, _request: Request<GetJwksRequest>) -> Result<Response<Jwks>, Status> {
         Ok(Response::new(self.core.jwks().clone()))
+    }
+
+    async fn get_open_id_configuration(
+        &self,
+        _request: Request<GetOpenIdConfigurationRequest>,
+    ) -> Result<Response<OpenIdConfiguration>, Status> {
+        Ok(Response::new(self.core.openid_configuration()))
     }
 }

@@ -68,6 +68,7 @@ on_both_backends! {
     events::changes_reach_the_audit_log => events_changes_reach_the_audit_log,
     sessions::refresh_rotates_and_reuse_revokes => sessions_refresh_rotates_and_reuse_revokes,
     sessions::lockout_answers_known_and_unknown_alike => sessions_lockout_answers_known_and_unknown_alike,
+    sessions::openid_discovery_and_id_tokens => sessions_openid_discovery_and_id_tokens,
 }
 
 /// Asserts a JSON error body in the gateway's shape and returns it.

@@ -99,3 +99,96 @@ pub(crate) async fn lockout_answers_known_and_unknown_alike(sb: &Sandbox) {
         .await;
     expect_error(r, 429, 8, "").await;
 }
+
+fn payload(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).expect("jwt payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+/// OpenID discovery and the ID token through the gateway: the discovery
+/// document is public, names the issuer and a JWKS that verifies the ID
+/// token, and login and refresh both return an ID token about the user.
+pub(crate) async fn openid_discovery_and_id_tokens(sb: &Sandbox) {
+    let r = sb
+        .http
+        .get(sb.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "public, no token needed");
+    let discovery: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(discovery["issuer"], "https://auth.cloudsec.local");
+    assert_eq!(
+        discovery["jwks_uri"],
+        "https://auth.cloudsec.local/.well-known/jwks.json"
+    );
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"],
+        json!(["RS256"])
+    );
+    assert!(
+        discovery["claims_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("email"))
+    );
+
+    let user = sb.user().await;
+    let login = login_body(sb, &user.email, &user.password).await;
+    let id = payload(login["idToken"].as_str().expect("idToken"));
+    assert_eq!(id["token_use"], "id");
+    assert_eq!(id["sub"], user.user_id.as_str());
+    assert_eq!(id["email"], user.email.as_str());
+    assert_eq!(id["aud"], "cloudsec", "the app client");
+    assert_eq!(id["iss"], discovery["issuer"]);
+    assert_eq!(id["tenant"], user.tenant.as_str());
+    // Signed by a key the published JWKS holds.
+    let header: serde_json::Value = {
+        use base64::Engine;
+        let part = login["idToken"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let jwks: serde_json::Value = sb
+        .http
+        .get(sb.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == header["kid"])
+    );
+    // An ID token is not an access token, although the same key signs it
+    // for the same audience: the gateway and the service refuse it.
+    let r = sb
+        .get("/v1/documents", login["idToken"].as_str().unwrap())
+        .await;
+    crate::expect_error(r, 401, 16, "not an access token").await;
+
+    let r = refresh(sb, &login["refreshToken"]).await;
+    assert_eq!(r.status(), 200);
+    let refreshed: serde_json::Value = r.json().await.unwrap();
+    let again = payload(refreshed["idToken"].as_str().expect("idToken"));
+    assert_eq!(again["sub"], id["sub"]);
+    assert_eq!(again["auth_time"], id["auth_time"], "the login's time");
+}

@@ -91,6 +91,9 @@ pub enum TokenError {
     Audience,
     #[error("signing keys unavailable")]
     KeysUnavailable,
+    /// An ID (or other) token presented where an access token is needed.
+    #[error("not an access token")]
+    NotAccess,
 }
 
 impl From<TokenError> for tonic::Status {
@@ -197,14 +200,21 @@ impl TokenVerifier {
         }
     }
 
-    /// Checks a compact JWS and returns its claims.
+    /// Checks a compact JWS and returns its claims. Only access tokens
+    /// pass: an ID token (`token_use` "id") signed by the same key, for the
+    /// same audience, is refused.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        self.decode(token).await
+        self.verify_access(token).await.map(|c| c.base)
     }
 
     /// Like [`TokenVerifier::verify`], with the Cognito-style claims.
     pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        self.decode(token).await
+        let claims: AccessClaims = self.decode(token).await?;
+        // Tokens from before `token_use` existed have none.
+        if !claims.token_use.is_empty() && claims.token_use != "access" {
+            return Err(TokenError::NotAccess);
+        }
+        Ok(claims)
     }
 
     async fn decode<T: serde::de::DeserializeOwned + HasSubject>(
