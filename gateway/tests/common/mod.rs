@@ -342,6 +342,38 @@ impl AuthService for TestAuth {
         Ok(tonic::Response::new(self.jwks.lock().unwrap().clone()))
     }
 
+    async fn admin_create_user(
+        &self,
+        _: tonic::Request<cloudsec_proto::auth::v1::AdminCreateUserRequest>,
+    ) -> Result<tonic::Response<cloudsec_proto::auth::v1::AdminCreateUserResponse>, tonic::Status>
+    {
+        Err(tonic::Status::unimplemented("not in the test auth"))
+    }
+
+    async fn admin_disable_user(
+        &self,
+        _: tonic::Request<cloudsec_proto::auth::v1::AdminDisableUserRequest>,
+    ) -> Result<tonic::Response<cloudsec_proto::auth::v1::AdminDisableUserResponse>, tonic::Status>
+    {
+        Err(tonic::Status::unimplemented("not in the test auth"))
+    }
+
+    async fn admin_enable_user(
+        &self,
+        _: tonic::Request<cloudsec_proto::auth::v1::AdminEnableUserRequest>,
+    ) -> Result<tonic::Response<cloudsec_proto::auth::v1::AdminEnableUserResponse>, tonic::Status>
+    {
+        Err(tonic::Status::unimplemented("not in the test auth"))
+    }
+
+    async fn admin_delete_user(
+        &self,
+        _: tonic::Request<cloudsec_proto::auth::v1::AdminDeleteUserRequest>,
+    ) -> Result<tonic::Response<cloudsec_proto::auth::v1::AdminDeleteUserResponse>, tonic::Status>
+    {
+        Err(tonic::Status::unimplemented("not in the test auth"))
+    }
+
     async fn get_open_id_configuration(
         &self,
         _: tonic::Request<cloudsec_proto::auth::v1::GetOpenIdConfigurationRequest>,

@@ -235,6 +235,7 @@ impl AuthCore {
                 password_hash: Set(hash),
                 is_tenant_admin: Set(true),
                 created_at: Set(now),
+                disabled_at: Set(None),
             }
             .insert(&txn)
             .await
@@ -306,7 +307,9 @@ impl AuthCore {
         // Read after hashing: the check above may be a while ago.
         let now = self.clock.now();
         let user = match found {
-            Some(user) if verified => user,
+            // A disabled user gets the answer of a wrong password, so that
+            // the state of an account is not revealed either.
+            Some(user) if verified && user.disabled_at.is_none() => user,
             _ => {
                 let failures =
                     lockout::record_failure(&self.db, &self.sessions.lockout, &key, now).await?;
@@ -346,6 +349,9 @@ impl AuthCore {
         let txn = session::begin_write(&self.db).await?;
         let result = async {
             match session::rotate(&txn, &hash, now).await? {
+                Rotation::Rotated { user, .. } if user.disabled_at.is_some() => {
+                    Ok(Err("user disabled"))
+                }
                 Rotation::Rotated { user, grant, token } => {
                     let access = self.access_token(&user, &grant, now)?;
                     let id_token = self.id_token(&user, &grant, now)?;
@@ -405,6 +411,15 @@ impl AuthCore {
 
     /// Ends every login of `user_id`, a user of the admin's own tenant.
     pub async fn admin_global_sign_out(&self, caller: &AccessClaims, user_id: &str) -> Result<()> {
+        let target = self.tenant_user(caller, user_id).await?;
+        let revoked = session::revoke_user(&self.db, target.id, self.clock.now()).await?;
+        tracing::info!(user_id = %target.id, admin = %caller.base.sub, revoked, "admin global sign-out");
+        Ok(())
+    }
+
+    /// The user `user_id` of the caller's tenant, for a tenant admin; a user
+    /// of another tenant is indistinguishable from a missing one.
+    async fn tenant_user(&self, caller: &AccessClaims, user_id: &str) -> Result<user::Model> {
         if !caller
             .base
             .scope
@@ -419,14 +434,143 @@ impl AuthCore {
             v.add("user_id", "must be a user id (a UUID)");
             return Err(v.into());
         };
-        // Another tenant's user must look exactly like a missing one.
-        let target = user::Entity::find_by_id(id)
+        user::Entity::find_by_id(id)
             .filter(user::Column::Tenant.eq(&caller.base.tenant))
             .one(&self.db)
             .await?
-            .ok_or_else(|| AuthError::UserNotFound(user_id.to_owned()))?;
-        let revoked = session::revoke_user(&self.db, target.id, self.clock.now()).await?;
-        tracing::info!(user_id = %target.id, admin = %caller.base.sub, revoked, "admin global sign-out");
+            .ok_or_else(|| AuthError::UserNotFound(user_id.to_owned()))
+    }
+
+    /// An admin must not lock themself out of their tenant by mistake.
+    fn not_self(caller: &AccessClaims, target: &user::Model, what: &str) -> Result<()> {
+        if caller.base.sub == target.id.to_string() {
+            let mut v = FieldViolations::new();
+            v.add("user_id", format!("an admin cannot {what} themself"));
+            return Err(v.into());
+        }
+        Ok(())
+    }
+
+    /// Adds a user to the caller's tenant (tenant admins only).
+    pub async fn admin_create_user(
+        &self,
+        caller: &AccessClaims,
+        email: &str,
+        password: &str,
+        tenant_admin: bool,
+    ) -> Result<NewUser> {
+        if !caller
+            .base
+            .scope
+            .split_whitespace()
+            .any(|s| s == ADMIN_SCOPE)
+        {
+            return Err(AuthError::NotAdmin);
+        }
+        let mut v = FieldViolations::new();
+        let email = normalize_email("email", email, &mut v);
+        if password.is_empty() {
+            v.add("password", "is required");
+        } else {
+            password::check_policy("password", password, &email, &mut v);
+        }
+        v.check()?;
+        if user::Entity::find()
+            .filter(user::Column::Email.eq(&email))
+            .one(&self.db)
+            .await?
+            .is_some()
+        {
+            return Err(AuthError::EmailTaken);
+        }
+        let hash = self.hasher.hash(password.to_owned()).await?;
+        let id = uuid::Uuid::now_v7();
+        let now = self.clock.now();
+        let tenant = caller.base.tenant.clone();
+        let txn = self.db.begin().await?;
+        let result = async {
+            user::ActiveModel {
+                id: Set(id),
+                email: Set(email.clone()),
+                tenant: Set(tenant.clone()),
+                password_hash: Set(hash),
+                is_tenant_admin: Set(tenant_admin),
+                created_at: Set(now),
+                disabled_at: Set(None),
+            }
+            .insert(&txn)
+            .await
+            .map_err(|e| unique_to(e, AuthError::EmailTaken))?;
+            let event = UserSignedUp {
+                user_id: id.to_string(),
+                tenant: tenant.clone(),
+                email: email.clone(),
+                tenant_created: false,
+                sign_up_time: Some(prost_types::Timestamp {
+                    seconds: now.timestamp(),
+                    // Below one billion by construction.
+                    nanos: now.timestamp_subsec_nanos() as i32,
+                }),
+            };
+            self.outbox
+                .append(
+                    &txn,
+                    &Envelope::new(crate::EVENT_SOURCE, &event).with_current_trace(),
+                )
+                .await?;
+            Ok::<_, AuthError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                txn.commit().await?;
+                self.outbox.committed();
+            }
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        }
+        tracing::info!(user_id = %id, %tenant, admin = %caller.base.sub, tenant_admin, "user created by an admin");
+        Ok(NewUser {
+            user_id: id.to_string(),
+            tenant,
+        })
+    }
+
+    /// Disables (and signs out) or enables a user of the caller's tenant.
+    pub async fn admin_set_disabled(
+        &self,
+        caller: &AccessClaims,
+        user_id: &str,
+        disabled: bool,
+    ) -> Result<()> {
+        let target = self.tenant_user(caller, user_id).await?;
+        if disabled {
+            Self::not_self(caller, &target, "disable")?;
+        }
+        let now = self.clock.now();
+        let id = target.id;
+        let mut row: user::ActiveModel = target.into();
+        row.disabled_at = Set(disabled.then_some(now));
+        row.update(&self.db).await?;
+        if disabled {
+            let revoked = session::revoke_user(&self.db, id, now).await?;
+            tracing::info!(user_id = %id, admin = %caller.base.sub, revoked, "user disabled");
+        } else {
+            tracing::info!(user_id = %id, admin = %caller.base.sub, "user enabled");
+        }
+        Ok(())
+    }
+
+    /// Deletes a user of the caller's tenant with every login of theirs.
+    pub async fn admin_delete_user(&self, caller: &AccessClaims, user_id: &str) -> Result<()> {
+        let target = self.tenant_user(caller, user_id).await?;
+        Self::not_self(caller, &target, "delete")?;
+        let id = target.id;
+        session::revoke_user(&self.db, id, self.clock.now()).await?;
+        user::Entity::delete_by_id(id).exec(&self.db).await?;
+        tracing::info!(user_id = %id, admin = %caller.base.sub, "user deleted");
         Ok(())
     }
 

@@ -2,10 +2,13 @@
 
 use cloudsec_proto::auth::v1::auth_service_server::AuthService;
 use cloudsec_proto::auth::v1::{
-    AdminGlobalSignOutRequest, AdminGlobalSignOutResponse, GetJwksRequest,
-    GetOpenIdConfigurationRequest, GlobalSignOutRequest, GlobalSignOutResponse, Jwks, LoginRequest,
-    LoginResponse, LogoutRequest, LogoutResponse, OpenIdConfiguration, RefreshRequest,
-    RefreshResponse, SignUpRequest, SignUpResponse,
+    AdminCreateUserRequest, AdminCreateUserResponse, AdminDeleteUserRequest,
+    AdminDeleteUserResponse, AdminDisableUserRequest, AdminDisableUserResponse,
+    AdminEnableUserRequest, AdminEnableUserResponse, AdminGlobalSignOutRequest,
+    AdminGlobalSignOutResponse, GetJwksRequest, GetOpenIdConfigurationRequest,
+    GlobalSignOutRequest, GlobalSignOutResponse, Jwks, LoginRequest, LoginResponse, LogoutRequest,
+    LogoutResponse, OpenIdConfiguration, RefreshRequest, RefreshResponse, SignUpRequest,
+    SignUpResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
@@ -121,6 +124,55 @@ impl AuthService for AuthGrpc {
             .admin_global_sign_out(&caller, &request.into_inner().user_id)
             .await?;
         Ok(Response::new(AdminGlobalSignOutResponse {}))
+    }
+
+    async fn admin_create_user(
+        &self,
+        request: Request<AdminCreateUserRequest>,
+    ) -> Result<Response<AdminCreateUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let user = self
+            .core
+            .admin_create_user(&caller, &r.email, &r.password, r.tenant_admin)
+            .await?;
+        Ok(Response::new(AdminCreateUserResponse {
+            user_id: user.user_id,
+            tenant: user.tenant,
+        }))
+    }
+
+    async fn admin_disable_user(
+        &self,
+        request: Request<AdminDisableUserRequest>,
+    ) -> Result<Response<AdminDisableUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        self.core
+            .admin_set_disabled(&caller, &request.into_inner().user_id, true)
+            .await?;
+        Ok(Response::new(AdminDisableUserResponse {}))
+    }
+
+    async fn admin_enable_user(
+        &self,
+        request: Request<AdminEnableUserRequest>,
+    ) -> Result<Response<AdminEnableUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        self.core
+            .admin_set_disabled(&caller, &request.into_inner().user_id, false)
+            .await?;
+        Ok(Response::new(AdminEnableUserResponse {}))
+    }
+
+    async fn admin_delete_user(
+        &self,
+        request: Request<AdminDeleteUserRequest>,
+    ) -> Result<Response<AdminDeleteUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        self.core
+            .admin_delete_user(&caller, &request.into_inner().user_id)
+            .await?;
+        Ok(Response::new(AdminDeleteUserResponse {}))
     }
 
     async fn get_jwks(&self, _request: Request<GetJwksRequest>) -> Result<Response<Jwks>, Status> {

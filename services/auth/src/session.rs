@@ -112,7 +112,7 @@ pub(crate) async fn issue(
 pub(crate) enum Rotation {
     /// The token was spent; `token` is its successor.
     Rotated {
-        user: user::Model,
+        user: Box<user::Model>,
         grant: Grant,
         token: String,
     },
@@ -180,7 +180,11 @@ pub(crate) async fn rotate(
         expires_at: row.expires_at,
     };
     let token = insert(txn, &grant, Some(row.family_id), now).await?;
-    Ok(Rotation::Rotated { user, grant, token })
+    Ok(Rotation::Rotated {
+        user: Box::new(user),
+        grant,
+        token,
+    })
 }
 
 /// The family of the token stored under `hash`, if any.

@@ -192,3 +192,127 @@ pub(crate) async fn openid_discovery_and_id_tokens(sb: &Sandbox) {
     assert_eq!(again["sub"], id["sub"]);
     assert_eq!(again["auth_time"], id["auth_time"], "the login's time");
 }
+
+/// A tenant admin adds, disables, enables and deletes users of their own
+/// tenant through the gateway; a disabled user can neither log in nor
+/// refresh; non-admins and other tenants' admins cannot touch them.
+pub(crate) async fn admins_manage_the_users_of_their_tenant(sb: &Sandbox) {
+    let admin = sb.user().await;
+    let email = format!(
+        "bob-{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let password = "bob's long passphrase";
+    let r = sb
+        .post(
+            "/v1/users",
+            &admin.token,
+            &json!({"email": email, "password": password}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let bob_id = created["userId"].as_str().unwrap().to_owned();
+    assert_eq!(created["tenant"], admin.tenant.as_str());
+
+    // Bob is a plain member of the tenant: no admin scope, same documents.
+    let bob = login_body(sb, &email, password).await;
+    let bob_token = bob["accessToken"].as_str().unwrap().to_owned();
+    let r = sb
+        .post(
+            "/v1/users",
+            &bob_token,
+            &json!({"email": "eve@example.com", "password": "eve's long passphrase"}),
+        )
+        .await;
+    assert_eq!(r.status(), 403, "members cannot add users");
+    crate::create(
+        sb,
+        &admin.token,
+        json!({"title": "shared", "classification": "INTERNAL", "content": "x"}),
+    )
+    .await;
+    assert_eq!(crate::document_ids(sb, &bob_token).await.len(), 1);
+
+    // Bad input and other tenants.
+    let r = sb
+        .post(
+            "/v1/users",
+            &admin.token,
+            &json!({"email": email, "password": password}),
+        )
+        .await;
+    expect_error(r, 409, 6, "already exists").await;
+    let r = sb
+        .post(
+            "/v1/users",
+            &admin.token,
+            &json!({"email": "weak@example.com", "password": "short"}),
+        )
+        .await;
+    expect_error(r, 400, 3, "at least 12").await;
+    let other = sb.user().await;
+    let r = sb
+        .post(
+            &format!("/v1/users/{bob_id}:disable"),
+            &other.token,
+            &json!({}),
+        )
+        .await;
+    expect_error(r, 404, 5, "not found").await;
+    let r = sb
+        .post(
+            &format!("/v1/users/{}:disable", admin.user_id),
+            &admin.token,
+            &json!({}),
+        )
+        .await;
+    expect_error(r, 400, 3, "themself").await;
+
+    // Disabled: the login is revoked and no new one is possible.
+    let r = sb
+        .post(
+            &format!("/v1/users/{bob_id}:disable"),
+            &admin.token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = refresh(sb, &bob["refreshToken"]).await;
+    expect_error(r, 401, 16, "invalid refresh token").await;
+    let r = sb
+        .post_public(
+            "/v1/auth:login",
+            &json!({"email": email, "password": password}),
+        )
+        .await;
+    expect_error(r, 401, 16, "invalid email or password").await;
+
+    // Enabled again, then deleted.
+    let r = sb
+        .post(
+            &format!("/v1/users/{bob_id}:enable"),
+            &admin.token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let again = login_body(sb, &email, password).await;
+    let r = sb
+        .delete(&format!("/v1/users/{bob_id}"), &admin.token)
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = refresh(sb, &again["refreshToken"]).await;
+    expect_error(r, 401, 16, "invalid refresh token").await;
+    let r = sb
+        .post_public(
+            "/v1/auth:login",
+            &json!({"email": email, "password": password}),
+        )
+        .await;
+    expect_error(r, 401, 16, "invalid email or password").await;
+    let r = sb
+        .delete(&format!("/v1/users/{bob_id}"), &admin.token)
+        .await;
+    expect_error(r, 404, 5, "not found").await;
+}

@@ -13,6 +13,8 @@ pub struct Model {
     pub password_hash: String,
     pub is_tenant_admin: bool,
     pub created_at: ChronoDateTimeUtc,
+    /// Set while a tenant admin has disabled the user.
+    pub disabled_at: Option<ChronoDateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

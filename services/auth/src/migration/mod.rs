@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261129_000001_create_tables;
 mod m20261129_000002_sessions;
 mod m20261129_000003_key_rotation;
+mod m20261129_000004_disabled_users;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_tables::Migration),
             Box::new(m20261129_000002_sessions::Migration),
             Box::new(m20261129_000003_key_rotation::Migration),
+            Box::new(m20261129_000004_disabled_users::Migration),
         ]
     }
 

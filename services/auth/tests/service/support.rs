@@ -82,6 +82,7 @@ impl Harness {
             password_hash: sea_orm::Set(hash),
             is_tenant_admin: sea_orm::Set(false),
             created_at: sea_orm::Set(Utc::now()),
+            disabled_at: sea_orm::Set(None),
         })
         .exec(&self.db)
         .await
