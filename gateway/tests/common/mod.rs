@@ -374,6 +374,14 @@ impl AuthService for TestAuth {
         Err(tonic::Status::unimplemented("not in the test auth"))
     }
 
+    async fn change_password(
+        &self,
+        _: tonic::Request<cloudsec_proto::auth::v1::ChangePasswordRequest>,
+    ) -> Result<tonic::Response<cloudsec_proto::auth::v1::ChangePasswordResponse>, tonic::Status>
+    {
+        Err(tonic::Status::unimplemented("not in the test auth"))
+    }
+
     async fn get_open_id_configuration(
         &self,
         _: tonic::Request<cloudsec_proto::auth::v1::GetOpenIdConfigurationRequest>,

@@ -34,6 +34,9 @@ pub struct AuthConfig {
     pub client_id: String,
     #[serde(default)]
     pub lockout: LockoutConfig,
+    /// How many earlier passwords a new one may not repeat.
+    #[serde(default = "default_password_history")]
+    pub password_history: usize,
     /// Token-signing keys: where they are kept and how they rotate.
     #[serde(default)]
     pub signing: crate::keys::SigningConfig,
@@ -61,6 +64,10 @@ impl Default for LockoutConfig {
             max: default_lockout_max(),
         }
     }
+}
+
+fn default_password_history() -> usize {
+    5
 }
 
 fn default_refresh_ttl() -> Duration {
@@ -109,6 +116,7 @@ impl AuthConfig {
             client_id: default_client_id(),
             lockout: LockoutConfig::default(),
             signing: crate::keys::SigningConfig::default(),
+            password_history: default_password_history(),
         }
     }
 }

@@ -11,13 +11,13 @@ use cloudsec_proto::events::v1::UserSignedUp;
 use cloudsec_runtime::FieldViolations;
 use cloudsec_runtime::token::{AccessClaims, Claims, TokenVerifier};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AuthConfig, LockoutConfig};
-use crate::entity::{tenant, user};
+use crate::entity::{password_history, tenant, user};
 use crate::error::{AuthError, Result};
 use crate::keys::{KeyRing, KeyStore, Policy, SigningConfig};
 use crate::lockout;
@@ -47,6 +47,8 @@ pub struct SessionSettings {
     pub refresh_ttl: Duration,
     pub client_id: String,
     pub lockout: LockoutConfig,
+    /// Earlier passwords a new one may not repeat.
+    pub password_history: usize,
 }
 
 impl SessionSettings {
@@ -55,6 +57,7 @@ impl SessionSettings {
             refresh_ttl: config.refresh_token_ttl,
             client_id: config.client_id.clone(),
             lockout: config.lockout,
+            password_history: config.password_history,
         }
     }
 }
@@ -217,6 +220,7 @@ impl AuthCore {
         }
 
         let hash = self.hasher.hash(password.to_owned()).await?;
+        let hash_copy = hash.clone();
         let id = uuid::Uuid::now_v7();
         let now = self.clock.now();
         let txn = self.db.begin().await?;
@@ -240,6 +244,7 @@ impl AuthCore {
             .insert(&txn)
             .await
             .map_err(|e| unique_to(e, AuthError::EmailTaken))?;
+            remember_password(&txn, id, &hash_copy, now).await?;
             let event = UserSignedUp {
                 user_id: id.to_string(),
                 tenant: tenant.to_owned(),
@@ -409,6 +414,110 @@ impl AuthCore {
         Ok(())
     }
 
+    /// Changes the caller's password: the previous one must be right (failures
+    /// count toward the lockout like failed logins), the new one must pass
+    /// the policy and differ from the last `password_history` ones. Every
+    /// login of the user is then revoked, so a stolen refresh token dies
+    /// with the old password.
+    pub async fn change_password(
+        &self,
+        caller: &AccessClaims,
+        previous: &str,
+        proposed: &str,
+    ) -> Result<()> {
+        let mut v = FieldViolations::new();
+        if previous.is_empty() {
+            v.add("previous_password", "is required");
+        }
+        if proposed.is_empty() {
+            v.add("proposed_password", "is required");
+        }
+        v.check()?;
+        let user_id = uuid::Uuid::parse_str(&caller.base.sub)
+            .map_err(|_| cloudsec_runtime::token::TokenError::Malformed)?;
+        let user = user::Entity::find_by_id(user_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AuthError::UserNotFound(caller.base.sub.clone()))?;
+        let key = lockout::email_key(&user.email);
+        lockout::check(&self.db, &key, self.clock.now()).await?;
+        if previous.chars().count() > password::MAX_LENGTH
+            || !self
+                .hasher
+                .verify(previous.to_owned(), Some(user.password_hash.clone()))
+                .await?
+        {
+            lockout::record_failure(&self.db, &self.sessions.lockout, &key, self.clock.now())
+                .await?;
+            let mut v = FieldViolations::new();
+            v.add("previous_password", "is not the current password");
+            return Err(v.into());
+        }
+        let mut v = FieldViolations::new();
+        password::check_policy("proposed_password", proposed, &user.email, &mut v);
+        v.check()?;
+        let history = password_history::Entity::find()
+            .filter(password_history::Column::UserId.eq(user_id))
+            .order_by_desc(password_history::Column::CreatedAt)
+            .limit(self.sessions.password_history.max(1) as u64)
+            .all(&self.db)
+            .await?;
+        let mut earlier: Vec<String> = history.iter().map(|h| h.password_hash.clone()).collect();
+        if !earlier.contains(&user.password_hash) {
+            earlier.push(user.password_hash.clone());
+        }
+        for phc in earlier {
+            if self.hasher.verify(proposed.to_owned(), Some(phc)).await? {
+                let mut v = FieldViolations::new();
+                v.add(
+                    "proposed_password",
+                    format!(
+                        "must differ from the last {} passwords",
+                        self.sessions.password_history.max(1)
+                    ),
+                );
+                return Err(v.into());
+            }
+        }
+        let hash = self.hasher.hash(proposed.to_owned()).await?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let result = async {
+            let mut row: user::ActiveModel = user.into();
+            row.password_hash = Set(hash.clone());
+            row.update(&txn).await?;
+            remember_password(&txn, user_id, &hash, now).await?;
+            // Keep only what the policy needs.
+            let keep: Vec<uuid::Uuid> = password_history::Entity::find()
+                .filter(password_history::Column::UserId.eq(user_id))
+                .order_by_desc(password_history::Column::CreatedAt)
+                .limit(self.sessions.password_history.max(1) as u64)
+                .all(&txn)
+                .await?
+                .into_iter()
+                .map(|h| h.id)
+                .collect();
+            password_history::Entity::delete_many()
+                .filter(password_history::Column::UserId.eq(user_id))
+                .filter(password_history::Column::Id.is_not_in(keep))
+                .exec(&txn)
+                .await?;
+            Ok::<_, AuthError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => txn.commit().await?,
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        }
+        lockout::reset(&self.db, &key).await?;
+        let revoked = session::revoke_user(&self.db, user_id, now).await?;
+        tracing::info!(%user_id, revoked, "password changed");
+        Ok(())
+    }
+
     /// Ends every login of `user_id`, a user of the admin's own tenant.
     pub async fn admin_global_sign_out(&self, caller: &AccessClaims, user_id: &str) -> Result<()> {
         let target = self.tenant_user(caller, user_id).await?;
@@ -484,6 +593,7 @@ impl AuthCore {
             return Err(AuthError::EmailTaken);
         }
         let hash = self.hasher.hash(password.to_owned()).await?;
+        let hash_copy = hash.clone();
         let id = uuid::Uuid::now_v7();
         let now = self.clock.now();
         let tenant = caller.base.tenant.clone();
@@ -501,6 +611,7 @@ impl AuthCore {
             .insert(&txn)
             .await
             .map_err(|e| unique_to(e, AuthError::EmailTaken))?;
+            remember_password(&txn, id, &hash_copy, now).await?;
             let event = UserSignedUp {
                 user_id: id.to_string(),
                 tenant: tenant.clone(),
@@ -692,6 +803,24 @@ impl AuthCore {
             grant_types_supported: strings(&["password", "refresh_token"]),
         }
     }
+}
+
+/// Records a password hash in the user's history.
+async fn remember_password(
+    db: &impl ConnectionTrait,
+    user_id: uuid::Uuid,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    password_history::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        user_id: Set(user_id),
+        password_hash: Set(hash.to_owned()),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
 }
 
 fn required(field: &str, value: &str) -> Result<()> {

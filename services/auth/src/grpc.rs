@@ -5,10 +5,10 @@ use cloudsec_proto::auth::v1::{
     AdminCreateUserRequest, AdminCreateUserResponse, AdminDeleteUserRequest,
     AdminDeleteUserResponse, AdminDisableUserRequest, AdminDisableUserResponse,
     AdminEnableUserRequest, AdminEnableUserResponse, AdminGlobalSignOutRequest,
-    AdminGlobalSignOutResponse, GetJwksRequest, GetOpenIdConfigurationRequest,
-    GlobalSignOutRequest, GlobalSignOutResponse, Jwks, LoginRequest, LoginResponse, LogoutRequest,
-    LogoutResponse, OpenIdConfiguration, RefreshRequest, RefreshResponse, SignUpRequest,
-    SignUpResponse,
+    AdminGlobalSignOutResponse, ChangePasswordRequest, ChangePasswordResponse, GetJwksRequest,
+    GetOpenIdConfigurationRequest, GlobalSignOutRequest, GlobalSignOutResponse, Jwks, LoginRequest,
+    LoginResponse, LogoutRequest, LogoutResponse, OpenIdConfiguration, RefreshRequest,
+    RefreshResponse, SignUpRequest, SignUpResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
@@ -124,6 +124,18 @@ impl AuthService for AuthGrpc {
             .admin_global_sign_out(&caller, &request.into_inner().user_id)
             .await?;
         Ok(Response::new(AdminGlobalSignOutResponse {}))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<ChangePasswordRequest>,
+    ) -> Result<Response<ChangePasswordResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        self.core
+            .change_password(&caller, &r.previous_password, &r.proposed_password)
+            .await?;
+        Ok(Response::new(ChangePasswordResponse {}))
     }
 
     async fn admin_create_user(

@@ -70,6 +70,7 @@ on_both_backends! {
     sessions::lockout_answers_known_and_unknown_alike => sessions_lockout_answers_known_and_unknown_alike,
     sessions::openid_discovery_and_id_tokens => sessions_openid_discovery_and_id_tokens,
     sessions::admins_manage_the_users_of_their_tenant => sessions_admins_manage_the_users_of_their_tenant,
+    sessions::change_password_checks_and_revokes => sessions_change_password_checks_and_revokes,
 }
 
 /// Asserts a JSON error body in the gateway's shape and returns it.

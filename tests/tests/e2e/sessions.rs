@@ -316,3 +316,53 @@ pub(crate) async fn admins_manage_the_users_of_their_tenant(sb: &Sandbox) {
         .await;
     expect_error(r, 404, 5, "not found").await;
 }
+
+/// Changing a password through the gateway: the previous one must be
+/// right, the new one must pass the policy and not repeat a recent one, and
+/// every login of the user is revoked afterwards.
+pub(crate) async fn change_password_checks_and_revokes(sb: &Sandbox) {
+    let user = sb.user().await;
+    let login = login_body(sb, &user.email, &user.password).await;
+    let change = |previous: &str, proposed: &str| {
+        let body = json!({"previousPassword": previous, "proposedPassword": proposed});
+        let token = user.token.clone();
+        async move { sb.post("/v1/auth:changePassword", &token, &body).await }
+    };
+    let r = change("not my password at all", "a brand new passphrase").await;
+    expect_error(r, 400, 3, "is not the current password").await;
+    let r = change(&user.password, "short").await;
+    expect_error(r, 400, 3, "at least 12").await;
+    let r = change(&user.password, &user.password).await;
+    expect_error(r, 400, 3, "must differ from the last 5").await;
+    let r = sb
+        .post_public(
+            "/v1/auth:changePassword",
+            &json!({"previousPassword": user.password, "proposedPassword": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!(r.status(), 401, "needs the user's access token");
+
+    let r = change(&user.password, "a brand new passphrase").await;
+    assert_eq!(r.status(), 200);
+    let r = refresh(sb, &login["refreshToken"]).await;
+    expect_error(r, 401, 16, "invalid refresh token").await;
+    let r = sb
+        .post_public(
+            "/v1/auth:login",
+            &json!({"email": user.email, "password": user.password}),
+        )
+        .await;
+    expect_error(r, 401, 16, "invalid email or password").await;
+    let fresh = login_body(sb, &user.email, "a brand new passphrase").await;
+    // The old password is in the history now.
+    let body =
+        json!({"previousPassword": "a brand new passphrase", "proposedPassword": user.password});
+    let r = sb
+        .post(
+            "/v1/auth:changePassword",
+            fresh["accessToken"].as_str().unwrap(),
+            &body,
+        )
+        .await;
+    expect_error(r, 400, 3, "must differ from the last 5").await;
+}

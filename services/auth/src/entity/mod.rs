@@ -1,6 +1,7 @@
 //! The auth service's tables.
 
 pub mod login_attempt;
+pub mod password_history;
 pub mod refresh_token;
 pub mod signing_key;
 pub mod tenant;

@@ -6,6 +6,7 @@ mod m20261129_000001_create_tables;
 mod m20261129_000002_sessions;
 mod m20261129_000003_key_rotation;
 mod m20261129_000004_disabled_users;
+mod m20261129_000005_password_history;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_sessions::Migration),
             Box::new(m20261129_000003_key_rotation::Migration),
             Box::new(m20261129_000004_disabled_users::Migration),
+            Box::new(m20261129_000005_password_history::Migration),
         ]
     }
 
