@@ -241,10 +241,7 @@ async fn create_latency(db: DatabaseConnection, bus_db: DatabaseConnection, n: u
     .unwrap();
     let stop = CancellationToken::new();
     let relay_task = tokio::spawn(relay.run(stop.clone()));
-    let caller = Caller {
-        tenant: "bench".into(),
-        user: "bencher".into(),
-    };
+    let caller = Caller::trusted("bench", "bencher");
     // Warm-up: pools, statement caches, the first pages of each table.
     for i in 0..100 {
         create_document(&db, &caller, new_document(i), Some(&outbox)).await;

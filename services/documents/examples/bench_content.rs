@@ -56,10 +56,7 @@ async fn measure(dir: &std::path::Path, name: &str, content: ContentStore, n: us
         cloudsec_bus::Outbox::new(),
         content,
     );
-    let caller = Caller {
-        tenant: "bench".into(),
-        user: "bench".into(),
-    };
+    let caller = Caller::trusted("bench", "bench");
     let body: String = (0..SIZE).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     let classes = Classification::ALL;
     let mut ids = Vec::with_capacity(n);

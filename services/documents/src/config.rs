@@ -36,6 +36,18 @@ pub struct DocumentsConfig {
     /// Where document content goes and which keys seal it.
     #[serde(default)]
     pub content: ContentConfig,
+    /// Members of this group (the access token's `cognito:groups`) and
+    /// tenant admins see and handle `RESTRICTED` documents; to everyone
+    /// else they do not exist.
+    #[serde(default = "default_restricted_group")]
+    pub restricted_group: String,
+}
+
+/// The group whose members see restricted documents, unless configured.
+pub const DEFAULT_RESTRICTED_GROUP: &str = "restricted";
+
+fn default_restricted_group() -> String {
+    DEFAULT_RESTRICTED_GROUP.into()
 }
 
 /// The `[documents.content]` section. Everything is optional: with a

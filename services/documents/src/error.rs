@@ -18,6 +18,11 @@ pub enum DocumentsError {
     NotFound,
     #[error("etag mismatch: the document changed since it was read")]
     EtagMismatch,
+    /// Making a document restricted without being allowed to see one.
+    #[error(
+        "restricted documents need membership of the restricted group or the tenant:admin scope"
+    )]
+    Restricted,
     #[error("database error: {0}")]
     Database(#[from] sea_orm::DbErr),
     /// A stored row that the code cannot read back.
@@ -48,6 +53,7 @@ impl DocumentsError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             DocumentsError::Invalid(_) => ErrorKind::InvalidArgument,
+            DocumentsError::Restricted => ErrorKind::PermissionDenied,
             DocumentsError::NotFound => ErrorKind::NotFound,
             DocumentsError::EtagMismatch => ErrorKind::Aborted,
             // The pool could not reach the database: worth a retry.
@@ -72,9 +78,9 @@ impl From<DocumentsError> for tonic::Status {
         let kind = error.kind();
         match error {
             DocumentsError::Invalid(violations) => violations.into_status(),
-            DocumentsError::NotFound | DocumentsError::EtagMismatch => {
-                tonic::Status::new(kind.grpc_code(), error.to_string())
-            }
+            DocumentsError::NotFound
+            | DocumentsError::EtagMismatch
+            | DocumentsError::Restricted => tonic::Status::new(kind.grpc_code(), error.to_string()),
             // The cause may name tables, hosts or data: log it, and give
             // the client only the request id to quote.
             other => {

@@ -25,11 +25,23 @@ pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 pub struct DocumentsGrpc {
     store: Store,
     verifier: Arc<TokenVerifier>,
+    /// Members of this group (and tenant admins) see restricted documents.
+    restricted_group: String,
 }
 
 impl DocumentsGrpc {
     pub fn new(store: Store, verifier: Arc<TokenVerifier>) -> Self {
-        Self { store, verifier }
+        Self {
+            store,
+            verifier,
+            restricted_group: crate::config::DEFAULT_RESTRICTED_GROUP.to_owned(),
+        }
+    }
+
+    /// Another group than `restricted` for restricted documents.
+    pub fn with_restricted_group(mut self, group: &str) -> Self {
+        self.restricted_group = group.to_owned();
+        self
     }
 
     /// The tonic service, with the request size limit set.
@@ -42,10 +54,20 @@ impl DocumentsGrpc {
     }
 
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let claims = self.verifier.authenticate(request).await?;
+        let token = cloudsec_runtime::token::bearer(request.metadata())
+            .ok_or(cloudsec_runtime::token::TokenError::Missing)?;
+        let claims = self.verifier.verify_access(token).await?;
+        tracing::Span::current().record("sub", claims.base.sub.as_str());
+        let admin = claims
+            .base
+            .scope
+            .split_ascii_whitespace()
+            .any(|s| s == "tenant:admin");
+        let member = claims.groups.contains(&self.restricted_group);
         Ok(Caller {
-            tenant: claims.tenant,
-            user: claims.sub,
+            tenant: claims.base.tenant,
+            user: claims.base.sub,
+            restricted: admin || member,
         })
     }
 }

@@ -102,7 +102,11 @@ impl Documents {
         )
         .await?;
         let store = Store::new(db, tokens, outbox, content);
-        host.add_service(DocumentsGrpc::new(store.clone(), verifier).into_server());
+        host.add_service(
+            DocumentsGrpc::new(store.clone(), verifier)
+                .with_restricted_group(&config.restricted_group)
+                .into_server(),
+        );
         Ok(Self {
             host,
             relay,

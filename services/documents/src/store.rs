@@ -159,6 +159,7 @@ impl Store {
     }
 
     pub async fn create(&self, caller: &Caller, new: NewDocument) -> Result<Document> {
+        may_classify(caller, new.classification)?;
         let now = now();
         let document = Document {
             id: Uuid::now_v7(),
@@ -397,8 +398,10 @@ impl Store {
 
     /// One page of the caller's tenant's documents, newest first.
     pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<Page> {
-        let mut select =
-            document::Entity::find().filter(document::Column::Tenant.eq(caller.tenant.as_str()));
+        let mut select = visible(
+            document::Entity::find().filter(document::Column::Tenant.eq(caller.tenant.as_str())),
+            caller,
+        );
         if let Some(classification) = query.filter.classification {
             select = select.filter(document::Column::Classification.eq(classification.as_str()));
         }
@@ -506,6 +509,27 @@ impl Store {
             .col_expr(document::Column::UpdateTime, Expr::value(now()))
             .filter(document::Column::Id.eq(patch.id))
             .filter(document::Column::Tenant.eq(caller.tenant.as_str()));
+        if !caller.restricted {
+            update = update.filter(document::Column::Classification.ne(RESTRICTED));
+        }
+        if let Some(classification) = patch.classification
+            && let Err(refused) = may_classify(caller, classification)
+        {
+            // A document the caller cannot see stays missing to them.
+            let exists = visible(
+                document::Entity::find_by_id(patch.id)
+                    .filter(document::Column::Tenant.eq(caller.tenant.as_str())),
+                caller,
+            )
+            .one(&self.db)
+            .await?
+            .is_some();
+            return Err(if exists {
+                refused
+            } else {
+                DocumentsError::NotFound
+            });
+        }
         if let Some(title) = patch.title {
             update = update.col_expr(document::Column::Title, Expr::value(title));
         }
@@ -669,6 +693,9 @@ impl Store {
         let mut delete = document::Entity::delete_many()
             .filter(document::Column::Id.eq(id))
             .filter(document::Column::Tenant.eq(caller.tenant.as_str()));
+        if !caller.restricted {
+            delete = delete.filter(document::Column::Classification.ne(RESTRICTED));
+        }
         if let Some(etag) = if_match {
             delete = delete.filter(document::Column::Etag.eq(etag));
         }
@@ -706,6 +733,27 @@ impl Store {
     }
 }
 
+/// Only callers who may see restricted documents may make one.
+fn may_classify(caller: &Caller, classification: Classification) -> Result<()> {
+    if classification == Classification::Restricted && !caller.restricted {
+        return Err(DocumentsError::Restricted);
+    }
+    Ok(())
+}
+
+/// The stored name of the restricted classification.
+const RESTRICTED: &str = "RESTRICTED";
+
+/// `select` without the restricted documents when the caller may not see
+/// them: to them such documents do not exist (NOT_FOUND, absent from lists).
+fn visible<S: QueryFilter>(select: S, caller: &Caller) -> S {
+    if caller.restricted {
+        select
+    } else {
+        select.filter(document::Column::Classification.ne(RESTRICTED))
+    }
+}
+
 /// A conditional write changed nothing: either the document is not the
 /// caller's tenant's (or does not exist), or its etag moved on.
 async fn why_unchanged(txn: &DatabaseTransaction, caller: &Caller, id: Uuid) -> DocumentsError {
@@ -713,10 +761,8 @@ async fn why_unchanged(txn: &DatabaseTransaction, caller: &Caller, id: Uuid) -> 
         .select_only()
         .column(document::Column::Id)
         .filter(document::Column::Id.eq(id))
-        .filter(document::Column::Tenant.eq(caller.tenant.as_str()))
-        .into_tuple::<Uuid>()
-        .one(txn)
-        .await;
+        .filter(document::Column::Tenant.eq(caller.tenant.as_str()));
+    let found = visible(found, caller).into_tuple::<Uuid>().one(txn).await;
     match found {
         Ok(Some(_)) => DocumentsError::EtagMismatch,
         Ok(None) => DocumentsError::NotFound,
@@ -730,11 +776,14 @@ async fn load_row(
     caller: &Caller,
     id: Uuid,
 ) -> Result<(Document, document::Model)> {
-    let row = document::Entity::find_by_id(id)
-        .filter(document::Column::Tenant.eq(caller.tenant.as_str()))
-        .one(txn)
-        .await?
-        .ok_or(DocumentsError::NotFound)?;
+    let row = visible(
+        document::Entity::find_by_id(id)
+            .filter(document::Column::Tenant.eq(caller.tenant.as_str())),
+        caller,
+    )
+    .one(txn)
+    .await?
+    .ok_or(DocumentsError::NotFound)?;
     let labels = labels_of(txn, &[id]).await?.remove(&id).unwrap_or_default();
     let document = Document {
         id: row.id,

@@ -19,6 +19,7 @@ fn config(database_url: &str, key: &str) -> DocumentsConfig {
         tls: None,
         shutdown_grace: Duration::from_secs(1),
         content: Default::default(),
+        restricted_group: "restricted".into(),
     }
 }
 

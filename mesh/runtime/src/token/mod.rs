@@ -286,7 +286,8 @@ fn check_subject(claims: &Claims) -> Result<(), TokenError> {
     Ok(())
 }
 
-fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
+/// The token of an `authorization: Bearer ...` header, if any.
+pub fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
     let value = metadata.get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

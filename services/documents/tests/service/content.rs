@@ -162,10 +162,7 @@ async fn tampered_content_is_an_error_never_content() {
     std::fs::copy(objects.join(&other_key), objects.join(&key_key)).unwrap();
     rejected(get(&h, &victim.id).await.unwrap_err());
     // The store's own error says what happened.
-    let caller = Caller {
-        tenant: "acme".into(),
-        user: "alice".into(),
-    };
+    let caller = Caller::trusted("acme", "alice");
     match h
         .store
         .get(&caller, Uuid::parse_str(&victim.id).unwrap())

@@ -51,4 +51,5 @@ on_both_backends!(
     delete_removes_labels,
     over_the_wire,
     every_change_writes_its_event_atomically,
+    restricted_documents_need_the_group,
 );

@@ -1375,3 +1375,108 @@ pub(crate) async fn every_change_writes_its_event_atomically(h: Harness) {
         assert!(!payload.contains("content of plan"), "{payload}");
     }
 }
+
+/// RESTRICTED documents are for members of the `restricted` group and the
+/// tenant's admins; to other members of the tenant they do not exist, and
+/// those members cannot make one.
+pub(crate) async fn restricted_documents_need_the_group(h: Harness) {
+    use crate::support::{carol, dan};
+    let secret = create(&h, doc("Merger", C::Restricted, &[])).await;
+    let open = create(&h, doc("Menu", C::Internal, &[])).await;
+
+    // Carol (acme, group "finance"): the restricted one is missing to her.
+    let status = get_as(&h, carol, &secret.id).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(get_as(&h, carol, &open.id).await.unwrap().title, "Menu");
+    let listed = h
+        .api
+        .list_documents(carol(pb::ListDocumentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = listed.documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, [open.id.as_str()]);
+    let restricted_only = h
+        .api
+        .list_documents(carol(pb::ListDocumentsRequest {
+            classification: C::Restricted as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(restricted_only.documents.is_empty());
+    let mut change = secret.clone();
+    change.title = "Leaked".into();
+    let status = h
+        .api
+        .update_document(carol(pb::UpdateDocumentRequest {
+            document: Some(change),
+            update_mask: None,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = h
+        .api
+        .delete_document(carol(pb::DeleteDocumentRequest {
+            id: secret.id.clone(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    // Nor may she make one, directly or by reclassifying.
+    let status = h
+        .api
+        .create_document(carol(pb::CreateDocumentRequest {
+            document: Some(doc("Mine", C::Restricted, &[])),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("restricted group"), "{status:?}");
+    let mut reclass = open.clone();
+    reclass.classification = C::Restricted as i32;
+    let status = h
+        .api
+        .update_document(carol(pb::UpdateDocumentRequest {
+            document: Some(reclass),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["classification".into()],
+            }),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(get(&h, &secret.id).await.title, "Merger", "unchanged");
+
+    // Dan, the tenant admin, manages every document of the tenant.
+    assert_eq!(get_as(&h, dan, &secret.id).await.unwrap().title, "Merger");
+    let mut change = get(&h, &secret.id).await;
+    change.title = "Merger (final)".into();
+    h.api
+        .update_document(dan(pb::UpdateDocumentRequest {
+            document: Some(change),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["title".into()],
+            }),
+        }))
+        .await
+        .expect("an admin updates a restricted document");
+    h.api
+        .delete_document(dan(pb::DeleteDocumentRequest {
+            id: secret.id.clone(),
+            etag: String::new(),
+        }))
+        .await
+        .expect("an admin deletes it");
+    // Nobody crosses tenants.
+    assert_eq!(
+        get_as(&h, crate::support::mallory, &open.id)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+}

@@ -12,7 +12,7 @@ use cloudsec_documents::page_token::PageTokenKey;
 use cloudsec_documents::store::Store;
 use cloudsec_proto::auth::v1::Jwks;
 use cloudsec_proto::documents::v1 as pb;
-use cloudsec_runtime::token::{Claims, Signer, TokenVerifier};
+use cloudsec_runtime::token::{AccessClaims, Claims, Signer, TokenVerifier};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tonic::Request;
 
@@ -54,37 +54,70 @@ pub(crate) fn init_logs() {
 }
 
 pub(crate) fn token(tenant: &str, user: &str) -> String {
+    token_with(tenant, user, "", &[])
+}
+
+/// A token with a scope and groups (`cognito:groups`).
+pub(crate) fn token_with(tenant: &str, user: &str, scope: &str, groups: &[&str]) -> String {
     let now = chrono::Utc::now().timestamp();
     SIGNER
-        .sign(&Claims {
-            iss: ISSUER.into(),
-            sub: user.into(),
-            aud: AUDIENCE.into(),
-            exp: now + 300,
-            iat: now,
-            nbf: None,
-            jti: uuid::Uuid::new_v4().to_string(),
-            tenant: tenant.into(),
-            scope: String::new(),
+        .sign_claims(&AccessClaims {
+            base: Claims {
+                iss: ISSUER.into(),
+                sub: user.into(),
+                aud: AUDIENCE.into(),
+                exp: now + 300,
+                iat: now,
+                nbf: None,
+                jti: uuid::Uuid::new_v4().to_string(),
+                tenant: tenant.into(),
+                scope: scope.into(),
+            },
+            token_use: "access".into(),
+            client_id: "cloudsec".into(),
+            auth_time: Some(now),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         })
         .expect("sign a test token")
 }
 
-/// `message` as `user` of `tenant`.
-pub(crate) fn as_user<T>(tenant: &str, user: &str, message: T) -> Request<T> {
+fn with_token<T>(token: String, message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "authorization",
-        format!("Bearer {}", token(tenant, user))
-            .parse()
-            .expect("ascii header"),
+        format!("Bearer {token}").parse().expect("ascii header"),
     );
     request
 }
 
-/// `message` as alice of tenant acme, the usual caller.
+/// `message` as `user` of `tenant`, with no groups.
+pub(crate) fn as_user<T>(tenant: &str, user: &str, message: T) -> Request<T> {
+    with_token(token(tenant, user), message)
+}
+
+/// `message` as alice of tenant acme, the usual caller; she is in the
+/// `restricted` group.
 pub(crate) fn alice<T>(message: T) -> Request<T> {
-    as_user("acme", "alice", message)
+    with_token(
+        token_with("acme", "alice", "documents", &["restricted"]),
+        message,
+    )
+}
+
+/// `message` as carol of acme, in no group.
+pub(crate) fn carol<T>(message: T) -> Request<T> {
+    with_token(
+        token_with("acme", "carol", "documents", &["finance"]),
+        message,
+    )
+}
+
+/// `message` as dan, acme's tenant admin, in no group.
+pub(crate) fn dan<T>(message: T) -> Request<T> {
+    with_token(
+        token_with("acme", "dan", "documents tenant:admin", &[]),
+        message,
+    )
 }
 
 /// `message` as mallory of another tenant.
