@@ -382,6 +382,24 @@ impl AuthService for TestAuth {
         Err(tonic::Status::unimplemented("not in the test auth"))
     }
 
+    async fn admin_add_user_to_group(
+        &self,
+        _: tonic::Request<cloudsec_proto::auth::v1::AdminAddUserToGroupRequest>,
+    ) -> Result<tonic::Response<cloudsec_proto::auth::v1::AdminAddUserToGroupResponse>, tonic::Status>
+    {
+        Err(tonic::Status::unimplemented("not in the test auth"))
+    }
+
+    async fn admin_remove_user_from_group(
+        &self,
+        _: tonic::Request<cloudsec_proto::auth::v1::AdminRemoveUserFromGroupRequest>,
+    ) -> Result<
+        tonic::Response<cloudsec_proto::auth::v1::AdminRemoveUserFromGroupResponse>,
+        tonic::Status,
+    > {
+        Err(tonic::Status::unimplemented("not in the test auth"))
+    }
+
     async fn get_open_id_configuration(
         &self,
         _: tonic::Request<cloudsec_proto::auth::v1::GetOpenIdConfigurationRequest>,

@@ -17,7 +17,7 @@ use sea_orm::{
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AuthConfig, LockoutConfig};
-use crate::entity::{password_history, tenant, user};
+use crate::entity::{password_history, tenant, user, user_group};
 use crate::error::{AuthError, Result};
 use crate::keys::{KeyRing, KeyStore, Policy, SigningConfig};
 use crate::lockout;
@@ -332,7 +332,8 @@ impl AuthCore {
                 .checked_add_signed(to_chrono(self.sessions.refresh_ttl))
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
         };
-        let access = self.access_token(&user, &grant, now)?;
+        let groups = groups_of(&self.db, user.id).await?;
+        let access = self.access_token(&user, &grant, groups, now)?;
         let id_token = self.id_token(&user, &grant, now)?;
         let refresh_token = session::issue(&self.db, &grant, now).await?;
         tracing::info!(user_id = %user.id, "login");
@@ -358,7 +359,8 @@ impl AuthCore {
                     Ok(Err("user disabled"))
                 }
                 Rotation::Rotated { user, grant, token } => {
-                    let access = self.access_token(&user, &grant, now)?;
+                    let groups = groups_of(&txn, user.id).await?;
+                    let access = self.access_token(&user, &grant, groups, now)?;
                     let id_token = self.id_token(&user, &grant, now)?;
                     Ok(Ok(Tokens {
                         access,
@@ -674,6 +676,39 @@ impl AuthCore {
         Ok(())
     }
 
+    /// Adds (or removes) a user of the caller's tenant to (from) `group`;
+    /// idempotent. Tokens list the change from the next one on.
+    pub async fn admin_set_group(
+        &self,
+        caller: &AccessClaims,
+        user_id: &str,
+        group: &str,
+        member: bool,
+    ) -> Result<()> {
+        check_group(group)?;
+        let target = self.tenant_user(caller, user_id).await?;
+        if member {
+            let row = user_group::ActiveModel {
+                user_id: Set(target.id),
+                group_name: Set(group.to_owned()),
+                created_at: Set(self.clock.now()),
+            };
+            match user_group::Entity::insert(row).exec(&self.db).await {
+                Ok(_) => {}
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            user_group::Entity::delete_many()
+                .filter(user_group::Column::UserId.eq(target.id))
+                .filter(user_group::Column::GroupName.eq(group))
+                .exec(&self.db)
+                .await?;
+        }
+        tracing::info!(user_id = %target.id, group, member, admin = %caller.base.sub, "group membership");
+        Ok(())
+    }
+
     /// Deletes a user of the caller's tenant with every login of theirs.
     pub async fn admin_delete_user(&self, caller: &AccessClaims, user_id: &str) -> Result<()> {
         let target = self.tenant_user(caller, user_id).await?;
@@ -689,6 +724,7 @@ impl AuthCore {
         &self,
         user: &user::Model,
         grant: &Grant,
+        groups: Vec<String>,
         now: DateTime<Utc>,
     ) -> Result<AccessToken> {
         let now = now.timestamp();
@@ -714,7 +750,7 @@ impl AuthCore {
             token_use: "access".into(),
             client_id: grant.client_id.clone(),
             auth_time: Some(grant.auth_time.timestamp()),
-            groups: Vec::new(),
+            groups,
         };
         let token = self.keys.signer().sign_claims(&claims)?;
         Ok(AccessToken {
@@ -803,6 +839,31 @@ impl AuthCore {
             grant_types_supported: strings(&["password", "refresh_token"]),
         }
     }
+}
+
+/// A user's groups, sorted.
+async fn groups_of(db: &impl ConnectionTrait, user_id: uuid::Uuid) -> Result<Vec<String>> {
+    Ok(user_group::Entity::find()
+        .filter(user_group::Column::UserId.eq(user_id))
+        .order_by_asc(user_group::Column::GroupName)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|g| g.group_name)
+        .collect())
+}
+
+fn check_group(group: &str) -> Result<()> {
+    let ok = (1..=64).contains(&group.len())
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        let mut v = FieldViolations::new();
+        v.add("group", "must be 1 to 64 letters, digits, `-`, `_` and `.`");
+        return Err(v.into());
+    }
+    Ok(())
 }
 
 /// Records a password hash in the user's history.

@@ -2,13 +2,14 @@
 
 use cloudsec_proto::auth::v1::auth_service_server::AuthService;
 use cloudsec_proto::auth::v1::{
-    AdminCreateUserRequest, AdminCreateUserResponse, AdminDeleteUserRequest,
-    AdminDeleteUserResponse, AdminDisableUserRequest, AdminDisableUserResponse,
-    AdminEnableUserRequest, AdminEnableUserResponse, AdminGlobalSignOutRequest,
-    AdminGlobalSignOutResponse, ChangePasswordRequest, ChangePasswordResponse, GetJwksRequest,
-    GetOpenIdConfigurationRequest, GlobalSignOutRequest, GlobalSignOutResponse, Jwks, LoginRequest,
-    LoginResponse, LogoutRequest, LogoutResponse, OpenIdConfiguration, RefreshRequest,
-    RefreshResponse, SignUpRequest, SignUpResponse,
+    AdminAddUserToGroupRequest, AdminAddUserToGroupResponse, AdminCreateUserRequest,
+    AdminCreateUserResponse, AdminDeleteUserRequest, AdminDeleteUserResponse,
+    AdminDisableUserRequest, AdminDisableUserResponse, AdminEnableUserRequest,
+    AdminEnableUserResponse, AdminGlobalSignOutRequest, AdminGlobalSignOutResponse,
+    AdminRemoveUserFromGroupRequest, AdminRemoveUserFromGroupResponse, ChangePasswordRequest,
+    ChangePasswordResponse, GetJwksRequest, GetOpenIdConfigurationRequest, GlobalSignOutRequest,
+    GlobalSignOutResponse, Jwks, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse,
+    OpenIdConfiguration, RefreshRequest, RefreshResponse, SignUpRequest, SignUpResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
@@ -152,6 +153,30 @@ impl AuthService for AuthGrpc {
             user_id: user.user_id,
             tenant: user.tenant,
         }))
+    }
+
+    async fn admin_add_user_to_group(
+        &self,
+        request: Request<AdminAddUserToGroupRequest>,
+    ) -> Result<Response<AdminAddUserToGroupResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        self.core
+            .admin_set_group(&caller, &r.user_id, &r.group, true)
+            .await?;
+        Ok(Response::new(AdminAddUserToGroupResponse {}))
+    }
+
+    async fn admin_remove_user_from_group(
+        &self,
+        request: Request<AdminRemoveUserFromGroupRequest>,
+    ) -> Result<Response<AdminRemoveUserFromGroupResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        self.core
+            .admin_set_group(&caller, &r.user_id, &r.group, false)
+            .await?;
+        Ok(Response::new(AdminRemoveUserFromGroupResponse {}))
     }
 
     async fn admin_disable_user(

@@ -71,6 +71,7 @@ on_both_backends! {
     sessions::openid_discovery_and_id_tokens => sessions_openid_discovery_and_id_tokens,
     sessions::admins_manage_the_users_of_their_tenant => sessions_admins_manage_the_users_of_their_tenant,
     sessions::change_password_checks_and_revokes => sessions_change_password_checks_and_revokes,
+    sessions::groups_open_restricted_documents => sessions_groups_open_restricted_documents,
 }
 
 /// Asserts a JSON error body in the gateway's shape and returns it.

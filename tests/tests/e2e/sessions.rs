@@ -366,3 +366,87 @@ pub(crate) async fn change_password_checks_and_revokes(sb: &Sandbox) {
         .await;
     expect_error(r, 400, 3, "must differ from the last 5").await;
 }
+
+/// Groups reach the documents service through the access token: a member
+/// added to `restricted` by the tenant admin sees restricted documents
+/// from their next token on, and loses them when removed.
+pub(crate) async fn groups_open_restricted_documents(sb: &Sandbox) {
+    let admin = sb.user().await;
+    let email = format!(
+        "rita-{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let password = "rita's long passphrase";
+    let r = sb
+        .post(
+            "/v1/users",
+            &admin.token,
+            &json!({"email": email, "password": password}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let rita: serde_json::Value = r.json().await.unwrap();
+    let rita_id = rita["userId"].as_str().unwrap().to_owned();
+    let secret = crate::create(
+        sb,
+        &admin.token,
+        json!({"title": "merger", "classification": "RESTRICTED", "content": "terms"}),
+    )
+    .await;
+    let secret_id = secret["id"].as_str().unwrap();
+
+    let token = |body: serde_json::Value| body["accessToken"].as_str().unwrap().to_owned();
+    let before = token(login_body(sb, &email, password).await);
+    let r = sb.get(&format!("/v1/documents/{secret_id}"), &before).await;
+    expect_error(r, 404, 5, "not found").await;
+    let r = sb
+        .post(
+            "/v1/documents",
+            &before,
+            &json!({"title": "mine", "classification": "RESTRICTED", "content": "x"}),
+        )
+        .await;
+    expect_error(r, 403, 7, "restricted group").await;
+
+    let r = sb
+        .post(
+            &format!("/v1/users/{rita_id}/groups"),
+            &admin.token,
+            &json!({"group": "restricted"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = sb
+        .post(
+            &format!("/v1/users/{rita_id}/groups"),
+            &admin.token,
+            &json!({"group": "no spaces allowed"}),
+        )
+        .await;
+    expect_error(r, 400, 3, "letters, digits").await;
+    let member = token(login_body(sb, &email, password).await);
+    let r = sb.get(&format!("/v1/documents/{secret_id}"), &member).await;
+    assert_eq!(r.status(), 200);
+    let claims: serde_json::Value = {
+        use base64::Engine;
+        let part = member.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(claims["cognito:groups"], json!(["restricted"]));
+
+    let r = sb
+        .delete(
+            &format!("/v1/users/{rita_id}/groups/restricted"),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let after = token(login_body(sb, &email, password).await);
+    let r = sb.get(&format!("/v1/documents/{secret_id}"), &after).await;
+    expect_error(r, 404, 5, "not found").await;
+}

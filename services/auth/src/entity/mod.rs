@@ -6,3 +6,4 @@ pub mod refresh_token;
 pub mod signing_key;
 pub mod tenant;
 pub mod user;
+pub mod user_group;

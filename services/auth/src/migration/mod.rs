@@ -7,6 +7,7 @@ mod m20261129_000002_sessions;
 mod m20261129_000003_key_rotation;
 mod m20261129_000004_disabled_users;
 mod m20261129_000005_password_history;
+mod m20261129_000006_groups;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_key_rotation::Migration),
             Box::new(m20261129_000004_disabled_users::Migration),
             Box::new(m20261129_000005_password_history::Migration),
+            Box::new(m20261129_000006_groups::Migration),
         ]
     }
 
