@@ -55,6 +55,23 @@ pub fn check_policy(field: &str, password: &str, email: &str, violations: &mut F
     }
     if COMMON.contains(&lower.as_str()) || password.chars().all(|c| password.starts_with(c)) {
         violations.add(field, "is too common");
+        return;
+    }
+    // zxcvbn bundles the 30,000 most common passwords of public breaches,
+    // names and common words, and scores keyboard walks, repeats, dates
+    // and l33t variants of them; below 3 it takes fewer than 10^10 guesses.
+    let local = email.split('@').next().unwrap_or_default();
+    let estimate = zxcvbn::zxcvbn(password, &[email, local]);
+    if (estimate.score() as u8) < 3 {
+        let why = estimate
+            .feedback()
+            .and_then(|f| f.warning())
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        violations.add(
+            field,
+            format!("is too easy to guess: a common or breached password or a simple pattern{why}"),
+        );
     }
 }
 
@@ -231,6 +248,18 @@ mod tests {
             ["must be at most 128 characters"]
         );
         assert!(violations("123456789012345").contains(&"must not be only digits".to_owned()));
+        for weak in [
+            "Password123456",
+            "iloveyou12345",
+            "qwertyuiopasdf",
+            "monkey123456789",
+        ] {
+            let v = violations(weak);
+            assert!(
+                v.iter().any(|d| d.starts_with("is too easy to guess")),
+                "{weak}: {v:?}"
+            );
+        }
         assert!(
             violations("my-alice-password").contains(&"must not contain the email name".to_owned())
         );

@@ -332,6 +332,8 @@ pub(crate) async fn change_password_checks_and_revokes(sb: &Sandbox) {
     expect_error(r, 400, 3, "is not the current password").await;
     let r = change(&user.password, "short").await;
     expect_error(r, 400, 3, "at least 12").await;
+    let r = change(&user.password, "Password123456").await;
+    expect_error(r, 400, 3, "common or breached").await;
     let r = change(&user.password, &user.password).await;
     expect_error(r, 400, 3, "must differ from the last 5").await;
     let r = sb
