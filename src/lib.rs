@@ -6,6 +6,7 @@
 //! here; the components themselves live in their own crates.
 
 pub mod call;
+pub mod mailer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -647,6 +648,8 @@ pub struct LocalPlatform {
     vault: Option<cloudsec_secrets::VaultClient>,
     /// Renew and replace the database logins while the platform runs.
     db_credentials: Vec<cloudsec_secrets::database::DbCredentials>,
+    /// Logs confirmation codes: `up` has no mail server.
+    mailer: cloudsec_bus::Subscriber,
 }
 
 /// Where a started platform listens.
@@ -883,6 +886,12 @@ impl LocalPlatform {
                 config.events.provisioning,
             )
             .await?;
+        let mailer = mailer::log_codes(
+            &bus,
+            config.events.provisioning,
+            audit_config.shutdown_grace,
+        )
+        .await?;
         let mut app_audit = audit_config.clone();
         app_audit.grpc_listen = loopback_any();
         let audit = Audit::build(&app_audit, audit_verifier, audit_queue).await?;
@@ -928,6 +937,7 @@ impl LocalPlatform {
             mesh,
             vault,
             db_credentials,
+            mailer,
         })
     }
 
@@ -1013,6 +1023,7 @@ impl LocalPlatform {
             identities,
             vault,
             db_credentials,
+            mailer,
             ..
         } = self;
         // Held to the end: dropping a handle stops its lease renewal.
@@ -1068,6 +1079,15 @@ impl LocalPlatform {
                         .run_until_stopped(None, s)
                         .await
                         .map_err(|e| e.to_string()),
+                )
+            });
+        }
+        {
+            let s = shutdown.clone();
+            tasks.spawn(async move {
+                (
+                    "mailer",
+                    mailer.run(s.child_token()).await.map_err(|e| e.to_string()),
                 )
             });
         }

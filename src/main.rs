@@ -566,6 +566,9 @@ async fn up(data_dir: PathBuf, cfg: LoadedConfig) -> Result<(), Fatal> {
          \n\nTry it:\n\
          \n  curl -s {base}/v1/auth:signUp -H 'content-type: application/json' \\\
          \n    -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse battery\",\"tenant\":\"acme\"}}'\
+         \n  # the code is in the log below: \"confirmation code ... code=NNNNNN\"\
+         \n  curl -s {base}/v1/auth:confirmSignUp -H 'content-type: application/json' \\\
+         \n    -d '{{\"email\":\"ada@example.com\",\"code\":\"NNNNNN\"}}'\
          \n  TOKEN=$(curl -s {base}/v1/auth:login -H 'content-type: application/json' \\\
          \n    -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse battery\"}}' | sed 's/.*\"accessToken\":\"\\([^\"]*\\)\".*/\\1/')\
          \n  curl -s {base}/v1/documents -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\

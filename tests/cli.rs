@@ -75,9 +75,43 @@ fn bad_configuration_exits_64_naming_the_key() {
     );
 }
 
-/// Starts `cloudsec up` on port-0 listeners and returns the child and the
-/// gateway URL it printed.
-fn start_up(data: &std::path::Path) -> (std::process::Child, String) {
+/// A running `cloudsec up`: the child, the gateway URL it printed, and the
+/// confirmation codes its log shows, as they appear.
+struct Up {
+    child: std::process::Child,
+    url: String,
+    codes: mpsc::Receiver<String>,
+}
+
+/// The code in a log line of the development mailer, if it is one.
+fn logged_code(line: &str) -> Option<String> {
+    // Strip the colours of the pretty format.
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    if !plain.contains("confirmation code") {
+        return None;
+    }
+    let at = plain.find("code=")? + "code=".len();
+    let code: String = plain[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (code.len() == 6).then_some(code)
+}
+
+/// Starts `cloudsec up` on port-0 listeners.
+fn start_up(data: &std::path::Path) -> Up {
     let mut child = cloudsec()
         .args(["up", "--data-dir"])
         .arg(data)
@@ -88,7 +122,7 @@ fn start_up(data: &std::path::Path) -> (std::process::Child, String) {
         .env("CLOUDSEC__DOCUMENTS__GRPC_LISTEN", "127.0.0.1:0")
         .env("CLOUDSEC__DOCUMENTS__ADMIN_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn cloudsec up");
     let stdout = child.stdout.take().unwrap();
@@ -100,10 +134,20 @@ fn start_up(data: &std::path::Path) -> (std::process::Child, String) {
             }
         }
     });
+    let stderr = child.stderr.take().unwrap();
+    let (code_tx, codes) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Read to the end, so the child never blocks on a full pipe.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(code) = logged_code(&line) {
+                let _ = code_tx.send(code);
+            }
+        }
+    });
     let url = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("cloudsec up prints the gateway URL");
-    (child, url)
+    Up { child, url, codes }
 }
 
 fn stop(mut child: std::process::Child) {
@@ -157,15 +201,24 @@ fn post(url: &str, body: &str) -> (u16, String) {
 #[test]
 fn up_serves_stops_cleanly_and_reuses_its_data() {
     let data = tempfile::tempdir().unwrap();
-    let (child, url) = start_up(data.path());
+    let Up { child, url, codes } = start_up(data.path());
     let (status, body) = post(
         &format!("{url}/v1/auth:signUp"),
         r#"{"email":"ada@example.com","password":"correct horse battery","tenant":"acme"}"#,
     );
     assert_eq!(status, 200, "{body}");
+    // `up` has no mail server: the code is in its log.
+    let code = codes
+        .recv_timeout(Duration::from_secs(30))
+        .expect("cloudsec up logs the confirmation code");
+    let (status, body) = post(
+        &format!("{url}/v1/auth:confirmSignUp"),
+        &format!(r#"{{"email":"ada@example.com","code":"{code}"}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
     stop(child);
 
-    let (child, url) = start_up(data.path());
+    let Up { child, url, .. } = start_up(data.path());
     let (status, body) = post(
         &format!("{url}/v1/auth:login"),
         r#"{"email":"ada@example.com","password":"correct horse battery"}"#,

@@ -306,11 +306,16 @@ fn default_jwks_min_refresh() -> Duration {
     cloudsec_runtime::token::REFRESH_INTERVAL
 }
 
-/// Signing up, logging in and reading the keys cannot need a token.
+/// Signing up and confirming, logging in, resetting a forgotten password
+/// and reading the keys cannot need a token.
 fn default_public() -> Vec<String> {
     [
         "cloudsec.auth.v1.AuthService/SignUp",
         "cloudsec.auth.v1.AuthService/Login",
+        "cloudsec.auth.v1.AuthService/ConfirmSignUp",
+        "cloudsec.auth.v1.AuthService/ResendConfirmationCode",
+        "cloudsec.auth.v1.AuthService/ForgotPassword",
+        "cloudsec.auth.v1.AuthService/ConfirmForgotPassword",
         "cloudsec.auth.v1.AuthService/GetJwks",
         "cloudsec.auth.v1.AuthService/GetOpenIdConfiguration",
     ]
@@ -607,7 +612,7 @@ mod tests {
         assert!(config.api_keys["partner"].enabled);
         let jwt = config.jwt.unwrap();
         assert_eq!(jwt.refresh_interval, Duration::from_secs(60));
-        assert_eq!(jwt.public.len(), 4);
+        assert_eq!(jwt.public.len(), 8);
         assert_eq!(config.cors.unwrap().max_age, Duration::from_secs(3600));
         assert_eq!(config.trusted_proxies.len(), 2);
     }

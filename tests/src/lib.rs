@@ -11,9 +11,12 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudsec::{Addresses, LocalPlatform, PlatformError};
+use cloudsec_bus::{DomainEvent, QueueSpec};
+use cloudsec_proto::events::v1::{ConfirmationPurpose, UserConfirmationRequested};
 use cloudsec_runtime::Shutdown;
 use cloudsec_runtime::tls::MeshTls;
 use sea_orm::{ConnectionTrait, Database};
@@ -123,6 +126,9 @@ pub struct Sandbox {
     dir: tempfile::TempDir,
     pg: Option<PgDatabase>,
     extra: Extra,
+    /// Every confirmation code the platform sent, in order: the sandbox
+    /// reads its own queue, as a mailer would.
+    mail: Arc<Mutex<Vec<UserConfirmationRequested>>>,
 }
 
 /// Configuration a test adds on top of the sandbox's own.
@@ -231,6 +237,16 @@ impl Sandbox {
         let auth_name = platform.server_name("auth");
         let documents_name = platform.server_name("documents");
         let shutdown = Shutdown::new();
+        let mail = Arc::new(Mutex::new(Vec::new()));
+        let mailbox = platform
+            .bus()
+            .queue(
+                &QueueSpec::new("sandbox-mailer", &[UserConfirmationRequested::TYPE]),
+                config.config.events.provisioning,
+            )
+            .await
+            .expect("sandbox mail queue");
+        tokio::spawn(read_mail(mailbox, mail.clone(), shutdown.clone()));
         let task = tokio::spawn(platform.run_until_stopped(shutdown.clone()));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -248,6 +264,7 @@ impl Sandbox {
             dir,
             pg,
             extra,
+            mail,
         };
         sandbox.wait_ready().await;
         sandbox
@@ -383,8 +400,50 @@ impl Sandbox {
             .expect("PATCH")
     }
 
-    /// Signs up a fresh user in a fresh tenant through the gateway and logs
-    /// in.
+    /// The latest code sent to `email` for `purpose`, waiting for its
+    /// event to arrive; it is taken, so the next call waits for a new one.
+    pub async fn code(&self, email: &str, purpose: ConfirmationPurpose) -> String {
+        let code = eventually(Duration::from_secs(15), || async {
+            let mut mail = self.mail.lock().expect("mail lock");
+            let latest = mail
+                .iter()
+                .rposition(|m| m.email == email && m.purpose() == purpose)?;
+            let code = mail[latest].code.clone();
+            mail.retain(|m| !(m.email == email && m.purpose() == purpose));
+            Some(code)
+        })
+        .await;
+        code.unwrap_or_else(|| panic!("no {purpose:?} code reached {email}"))
+    }
+
+    /// Whether any code for `email` arrived and was not taken.
+    pub fn has_mail(&self, email: &str) -> bool {
+        self.mail
+            .lock()
+            .expect("mail lock")
+            .iter()
+            .any(|m| m.email == email)
+    }
+
+    /// Confirms `email`'s sign-up with the code the platform sent.
+    pub async fn confirm(&self, email: &str) {
+        let code = self.code(email, ConfirmationPurpose::SignUp).await;
+        let r = self
+            .post_public(
+                "/v1/auth:confirmSignUp",
+                &serde_json::json!({"email": email, "code": code}),
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            200,
+            "confirm sign-up: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Signs up a fresh user in a fresh tenant through the gateway,
+    /// confirms the code it was sent, and logs in.
     pub async fn user(&self) -> User {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let email = format!("user-{}@example.com", &suffix[..12]);
@@ -404,6 +463,7 @@ impl Sandbox {
         );
         let body: serde_json::Value = r.json().await.expect("sign up json");
         let user_id = body["userId"].as_str().expect("userId").to_owned();
+        self.confirm(&email).await;
         let token = self.login(&email, &password).await;
         User {
             email,
@@ -458,6 +518,32 @@ impl Sandbox {
         self.stop_platform().await;
         if let Some(pg) = self.pg.take() {
             pg.drop_now().await;
+        }
+    }
+}
+
+/// Moves every confirmation event from `queue` into `mail` until
+/// `shutdown`.
+async fn read_mail(
+    queue: Arc<dyn cloudsec_bus::Queue>,
+    mail: Arc<Mutex<Vec<UserConfirmationRequested>>>,
+    shutdown: Shutdown,
+) {
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = queue.receive(10, Duration::from_secs(1), Duration::from_secs(30)) => r,
+        };
+        let Ok(deliveries) = received else {
+            continue;
+        };
+        for delivery in deliveries {
+            if let Ok(event) = &delivery.event
+                && let Ok(request) = event.decode::<UserConfirmationRequested>()
+            {
+                mail.lock().expect("mail lock").push(request);
+            }
+            let _ = queue.delete(&delivery).await;
         }
     }
 }

@@ -300,6 +300,34 @@ impl AuthService for TestAuth {
         }))
     }
 
+    async fn confirm_sign_up(
+        &self,
+        _: tonic::Request<pb_auth::ConfirmSignUpRequest>,
+    ) -> Result<tonic::Response<pb_auth::ConfirmSignUpResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("confirm_sign_up"))
+    }
+
+    async fn resend_confirmation_code(
+        &self,
+        _: tonic::Request<pb_auth::ResendConfirmationCodeRequest>,
+    ) -> Result<tonic::Response<pb_auth::ResendConfirmationCodeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("resend_confirmation_code"))
+    }
+
+    async fn forgot_password(
+        &self,
+        _: tonic::Request<pb_auth::ForgotPasswordRequest>,
+    ) -> Result<tonic::Response<pb_auth::ForgotPasswordResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("forgot_password"))
+    }
+
+    async fn confirm_forgot_password(
+        &self,
+        _: tonic::Request<pb_auth::ConfirmForgotPasswordRequest>,
+    ) -> Result<tonic::Response<pb_auth::ConfirmForgotPasswordResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("confirm_forgot_password"))
+    }
+
     async fn login(
         &self,
         _: tonic::Request<LoginRequest>,

@@ -63,6 +63,7 @@ domain_event!(DocumentUpdated, document_id);
 domain_event!(DocumentShared, document_id);
 domain_event!(DocumentDeleted, document_id);
 domain_event!(UserSignedUp, user_id);
+domain_event!(UserConfirmationRequested, user_id);
 
 /// One event: the CloudEvents context attributes and the payload bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]

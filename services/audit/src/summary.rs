@@ -18,6 +18,9 @@ const EVENTS_PACKAGE: &str = "cloudsec.events.v1.";
 const TYPE_KEY: &str = "@type";
 /// Set, with why, when a domain event's payload does not decode.
 const ERROR_KEY: &str = "@error";
+/// What a field marked `(cloudsec.api.v1.sensitive)` reads as: the record
+/// shows that a secret was sent, never the secret.
+pub const REDACTED: &str = "[redacted]";
 
 /// A payload's summary and actor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,7 @@ pub struct Summary {
 #[derive(Clone)]
 pub struct EventDecoder {
     pool: DescriptorPool,
+    sensitive: Option<prost_reflect::ExtensionDescriptor>,
 }
 
 impl std::fmt::Debug for EventDecoder {
@@ -45,9 +49,9 @@ impl std::fmt::Debug for EventDecoder {
 impl EventDecoder {
     /// A decoder over the contracts compiled into `cloudsec-proto`.
     pub fn new() -> Result<Self, prost_reflect::DescriptorError> {
-        Ok(Self {
-            pool: DescriptorPool::decode(cloudsec_proto::FILE_DESCRIPTOR_SET)?,
-        })
+        let pool = DescriptorPool::decode(cloudsec_proto::FILE_DESCRIPTOR_SET)?;
+        let sensitive = pool.get_extension_by_name("cloudsec.api.v1.sensitive");
+        Ok(Self { pool, sensitive })
     }
 
     /// The summary of `event`. Never fails: the audit log records every
@@ -60,7 +64,7 @@ impl EventDecoder {
             .filter(|_| event.datacontenttype == PROTOBUF)
             .and_then(|_| self.pool.get_message_by_name(&event.event_type));
         if let Some(descriptor) = descriptor {
-            match decode(descriptor, &event.data) {
+            match decode(descriptor, &event.data, self.sensitive.as_ref()) {
                 Ok(decoded) => fields = decoded,
                 Err(reason) => {
                     fields.insert(ERROR_KEY.to_owned(), Value::String(reason));
@@ -79,17 +83,42 @@ impl EventDecoder {
 fn decode(
     descriptor: prost_reflect::MessageDescriptor,
     data: &[u8],
+    sensitive: Option<&prost_reflect::ExtensionDescriptor>,
 ) -> Result<Map<String, Value>, String> {
-    let message = DynamicMessage::decode(descriptor, data)
+    let mut message = DynamicMessage::decode(descriptor.clone(), data)
         .map_err(|e| format!("payload does not decode: {e}"))?;
+    // Cleared before serializing, so no secret reaches the JSON even for a
+    // moment; the redaction marker is put back after.
+    let mut redacted = Vec::new();
+    for field in descriptor.fields() {
+        if is_sensitive(&field, sensitive) && message.has_field(&field) {
+            message.clear_field(&field);
+            redacted.push(field.name().to_owned());
+        }
+    }
     // Proto field names read like the contract; 64-bit integers stay
     // strings, so no value is rounded.
     let options = SerializeOptions::new().use_proto_field_name(true);
-    match message.serialize_with_options(serde_json::value::Serializer, &options) {
-        Ok(Value::Object(fields)) => Ok(fields),
-        Ok(_) => Err("payload is not a message".to_owned()),
-        Err(e) => Err(format!("payload does not serialize: {e}")),
+    let mut fields = match message.serialize_with_options(serde_json::value::Serializer, &options) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => return Err("payload is not a message".to_owned()),
+        Err(e) => return Err(format!("payload does not serialize: {e}")),
+    };
+    for name in redacted {
+        fields.insert(name, Value::String(REDACTED.to_owned()));
     }
+    Ok(fields)
+}
+
+fn is_sensitive(
+    field: &prost_reflect::FieldDescriptor,
+    sensitive: Option<&prost_reflect::ExtensionDescriptor>,
+) -> bool {
+    let Some(extension) = sensitive else {
+        return false;
+    };
+    let options = field.options();
+    options.has_extension(extension) && options.get_extension(extension).as_bool() == Some(true)
 }
 
 /// The payload's `actor`; a sign-up's actor is the user who signed up.
@@ -97,6 +126,8 @@ fn actor(event_type: &str, fields: &Map<String, Value>) -> String {
     let field = match fields.get("actor") {
         Some(Value::String(actor)) if !actor.is_empty() => return actor.clone(),
         _ if event_type == "cloudsec.events.v1.UserSignedUp" => "user_id",
+        // The user asked for the code (or signed up, which sent it).
+        _ if event_type == "cloudsec.events.v1.UserConfirmationRequested" => "user_id",
         _ => return String::new(),
     };
     match fields.get(field) {
@@ -185,6 +216,28 @@ mod tests {
         let summary = decoder().summarize(&event);
         assert_eq!(summary.actor, "u1");
         assert_eq!(parse(&summary)["tenant_created"], true);
+    }
+
+    #[test]
+    fn sensitive_fields_are_redacted() {
+        let event = Envelope::new(
+            "/cloudsec/auth",
+            &ev::UserConfirmationRequested {
+                user_id: "u1".into(),
+                tenant: "acme".into(),
+                email: "u1@example.com".into(),
+                purpose: ev::ConfirmationPurpose::PasswordReset as i32,
+                code: "123456".into(),
+                ..Default::default()
+            },
+        );
+        let summary = decoder().summarize(&event);
+        assert!(!summary.json.contains("123456"), "{}", summary.json);
+        let json = parse(&summary);
+        assert_eq!(json["code"], REDACTED);
+        assert_eq!(json["purpose"], "PASSWORD_RESET");
+        assert_eq!(json["email"], "u1@example.com");
+        assert_eq!(summary.actor, "u1");
     }
 
     #[test]

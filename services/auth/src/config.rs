@@ -40,6 +40,9 @@ pub struct AuthConfig {
     /// Token-signing keys: where they are kept and how they rotate.
     #[serde(default)]
     pub signing: crate::keys::SigningConfig,
+    /// Email confirmation and password-reset codes.
+    #[serde(default)]
+    pub confirmation: crate::codes::ConfirmationConfig,
 }
 
 /// Progressive lockout: after `threshold` consecutive failed logins for an
@@ -117,6 +120,7 @@ impl AuthConfig {
             lockout: LockoutConfig::default(),
             signing: crate::keys::SigningConfig::default(),
             password_history: default_password_history(),
+            confirmation: crate::codes::ConfirmationConfig::default(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cloudsec_bus::{Envelope, Outbox};
 use cloudsec_proto::auth::v1::Jwks;
-use cloudsec_proto::events::v1::UserSignedUp;
+use cloudsec_proto::events::v1::{UserConfirmationRequested, UserSignedUp};
 use cloudsec_runtime::FieldViolations;
 use cloudsec_runtime::token::{AccessClaims, Claims, TokenVerifier};
 use sea_orm::{
@@ -16,6 +16,7 @@ use sea_orm::{
 };
 
 use crate::clock::{Clock, SystemClock};
+use crate::codes::{self, ConfirmationConfig, Purpose};
 use crate::config::{AuthConfig, LockoutConfig};
 use crate::entity::{password_history, tenant, user, user_group};
 use crate::error::{AuthError, Result};
@@ -49,6 +50,7 @@ pub struct SessionSettings {
     pub lockout: LockoutConfig,
     /// Earlier passwords a new one may not repeat.
     pub password_history: usize,
+    pub confirmation: ConfirmationConfig,
 }
 
 impl SessionSettings {
@@ -58,6 +60,7 @@ impl SessionSettings {
             client_id: config.client_id.clone(),
             lockout: config.lockout,
             password_history: config.password_history,
+            confirmation: config.confirmation,
         }
     }
 }
@@ -223,6 +226,7 @@ impl AuthCore {
         let hash_copy = hash.clone();
         let id = uuid::Uuid::now_v7();
         let now = self.clock.now();
+        let confirm = self.sessions.confirmation.required;
         let txn = self.db.begin().await?;
         let result = async {
             tenant::ActiveModel {
@@ -240,21 +244,22 @@ impl AuthCore {
                 is_tenant_admin: Set(true),
                 created_at: Set(now),
                 disabled_at: Set(None),
+                confirmed_at: Set((!confirm).then_some(now)),
             }
             .insert(&txn)
             .await
             .map_err(|e| unique_to(e, AuthError::EmailTaken))?;
             remember_password(&txn, id, &hash_copy, now).await?;
+            if confirm {
+                self.send_code(&txn, id, tenant, &email, Purpose::SignUp, now)
+                    .await?;
+            }
             let event = UserSignedUp {
                 user_id: id.to_string(),
                 tenant: tenant.to_owned(),
                 email: email.clone(),
                 tenant_created: true,
-                sign_up_time: Some(prost_types::Timestamp {
-                    seconds: now.timestamp(),
-                    // Below one billion by construction.
-                    nanos: now.timestamp_subsec_nanos() as i32,
-                }),
+                sign_up_time: Some(timestamp(now)),
             };
             self.outbox
                 .append(
@@ -323,6 +328,10 @@ impl AuthCore {
             }
         };
         lockout::reset(&self.db, &key).await?;
+        if user.confirmed_at.is_none() {
+            tracing::info!(user_id = %user.id, "login refused: not confirmed");
+            return Err(AuthError::NotConfirmed);
+        }
         let grant = Grant {
             user_id: user.id,
             tenant: user.tenant.clone(),
@@ -416,6 +425,288 @@ impl AuthCore {
         Ok(())
     }
 
+    /// Refuses `proposed` when it matches the current password or one of
+    /// the last `password_history`.
+    async fn check_history(&self, user: &user::Model, proposed: &str, field: &str) -> Result<()> {
+        let keep = self.sessions.password_history.max(1);
+        let history = password_history::Entity::find()
+            .filter(password_history::Column::UserId.eq(user.id))
+            .order_by_desc(password_history::Column::CreatedAt)
+            .limit(keep as u64)
+            .all(&self.db)
+            .await?;
+        let mut earlier: Vec<String> = history.iter().map(|h| h.password_hash.clone()).collect();
+        if !earlier.contains(&user.password_hash) {
+            earlier.push(user.password_hash.clone());
+        }
+        for phc in earlier {
+            if self.hasher.verify(proposed.to_owned(), Some(phc)).await? {
+                let mut v = FieldViolations::new();
+                v.add(field, format!("must differ from the last {keep} passwords"));
+                return Err(v.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the user's password hash and records it in the history, which
+    /// keeps only what the policy needs.
+    async fn store_password(
+        &self,
+        txn: &impl ConnectionTrait,
+        user: user::Model,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let user_id = user.id;
+        let mut row: user::ActiveModel = user.into();
+        row.password_hash = Set(hash.to_owned());
+        row.update(txn).await?;
+        remember_password(txn, user_id, hash, now).await?;
+        let keep: Vec<uuid::Uuid> = password_history::Entity::find()
+            .filter(password_history::Column::UserId.eq(user_id))
+            .order_by_desc(password_history::Column::CreatedAt)
+            .limit(self.sessions.password_history.max(1) as u64)
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        password_history::Entity::delete_many()
+            .filter(password_history::Column::UserId.eq(user_id))
+            .filter(password_history::Column::Id.is_not_in(keep))
+            .exec(txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a new code for `purpose` and appends the event that delivers
+    /// it, in the caller's transaction.
+    async fn send_code(
+        &self,
+        txn: &impl ConnectionTrait,
+        user_id: uuid::Uuid,
+        tenant: &str,
+        email: &str,
+        purpose: Purpose,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let ttl = match purpose {
+            Purpose::SignUp => self.sessions.confirmation.code_ttl,
+            Purpose::PasswordReset => self.sessions.confirmation.reset_code_ttl,
+        };
+        let (code, expires_at) = codes::issue(txn, user_id, purpose, ttl, now).await?;
+        let event = UserConfirmationRequested {
+            user_id: user_id.to_string(),
+            tenant: tenant.to_owned(),
+            email: email.to_owned(),
+            purpose: purpose.event() as i32,
+            code,
+            expire_time: Some(timestamp(expires_at)),
+        };
+        self.outbox
+            .append(
+                txn,
+                &Envelope::new(crate::EVENT_SOURCE, &event).with_current_trace(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The user with `email`, for the code flows (which answer the same
+    /// whether or not one exists).
+    async fn find_by_email(&self, email: &str) -> Result<Option<user::Model>> {
+        let email = email.trim().to_lowercase();
+        Ok(user::Entity::find()
+            .filter(user::Column::Email.eq(&email))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Sends a code when `user` may get one now; a code sent under
+    /// `resend_interval` ago is left alone, so the flows cannot be used to
+    /// flood a mailbox.
+    async fn maybe_send_code(&self, user: &user::Model, purpose: Purpose) -> Result<bool> {
+        let now = self.clock.now();
+        let txn = session::begin_write(&self.db).await?;
+        let result = async {
+            if !codes::may_send(
+                &txn,
+                user.id,
+                purpose,
+                self.sessions.confirmation.resend_interval,
+                now,
+            )
+            .await?
+            {
+                return Ok(false);
+            }
+            self.send_code(&txn, user.id, &user.tenant, &user.email, purpose, now)
+                .await?;
+            Ok::<_, AuthError>(true)
+        }
+        .await;
+        match result {
+            Ok(sent) => {
+                txn.commit().await?;
+                if sent {
+                    self.outbox.committed();
+                }
+                Ok(sent)
+            }
+            Err(e) => {
+                txn.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Confirms the sign-up of `email` with `code`. Unknown emails, users
+    /// already confirmed and wrong, expired or spent codes all get one
+    /// answer.
+    pub async fn confirm_sign_up(&self, email: &str, code: &str) -> Result<()> {
+        code_fields(email, code)?;
+        let Some(user) = self.find_by_email(email).await? else {
+            return Err(bad_code());
+        };
+        let now = self.clock.now();
+        let max = self.sessions.confirmation.max_attempts;
+        let txn = session::begin_write(&self.db).await?;
+        let result = async {
+            if user.confirmed_at.is_some()
+                || !codes::spend(&txn, user.id, Purpose::SignUp, code, max, now).await?
+            {
+                return Ok(false);
+            }
+            let user_id = user.id;
+            let mut row: user::ActiveModel = user.into();
+            row.confirmed_at = Set(Some(now));
+            row.update(&txn).await?;
+            tracing::info!(%user_id, "sign-up confirmed");
+            Ok::<_, AuthError>(true)
+        }
+        .await;
+        match result {
+            // A wrong code commits too: it counts a try.
+            Ok(confirmed) => {
+                txn.commit().await?;
+                if confirmed { Ok(()) } else { Err(bad_code()) }
+            }
+            Err(e) => {
+                txn.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends a new sign-up code to an unconfirmed, enabled user. Succeeds
+    /// whatever the email, so the answer reveals nothing.
+    pub async fn resend_confirmation_code(&self, email: &str) -> Result<()> {
+        required("email", email)?;
+        if let Some(user) = self.find_by_email(email).await?
+            && user.confirmed_at.is_none()
+            && user.disabled_at.is_none()
+        {
+            let sent = self.maybe_send_code(&user, Purpose::SignUp).await?;
+            tracing::info!(user_id = %user.id, sent, "confirmation code requested");
+        }
+        Ok(())
+    }
+
+    /// Sends a password-reset code to an enabled user. Succeeds whatever
+    /// the email, so the answer reveals nothing.
+    pub async fn forgot_password(&self, email: &str) -> Result<()> {
+        required("email", email)?;
+        if let Some(user) = self.find_by_email(email).await?
+            && user.disabled_at.is_none()
+        {
+            let sent = self.maybe_send_code(&user, Purpose::PasswordReset).await?;
+            tracing::info!(user_id = %user.id, sent, "password reset requested");
+        }
+        Ok(())
+    }
+
+    /// Sets a new password with a reset code. The code also proves the
+    /// email, so an unconfirmed user is confirmed by it. Every login of the
+    /// user is revoked and the lockout cleared.
+    pub async fn confirm_forgot_password(
+        &self,
+        email: &str,
+        code: &str,
+        proposed: &str,
+    ) -> Result<()> {
+        let mut v = FieldViolations::new();
+        if email.trim().is_empty() {
+            v.add("email", "is required");
+        }
+        if code.trim().is_empty() {
+            v.add("code", "is required");
+        }
+        if proposed.is_empty() {
+            v.add("password", "is required");
+        } else {
+            password::check_policy("password", proposed, &email.trim().to_lowercase(), &mut v);
+        }
+        v.check()?;
+        let Some(user) = self
+            .find_by_email(email)
+            .await?
+            .filter(|u| u.disabled_at.is_none())
+        else {
+            return Err(bad_code());
+        };
+        let now = self.clock.now();
+        let max = self.sessions.confirmation.max_attempts;
+        // Look before the expensive checks, so a wrong code costs no
+        // hashing; the code is spent below, with the new password.
+        if !codes::peek(&self.db, user.id, Purpose::PasswordReset, code, max, now).await? {
+            let txn = session::begin_write(&self.db).await?;
+            codes::spend(&txn, user.id, Purpose::PasswordReset, code, max, now).await?;
+            txn.commit().await?;
+            return Err(bad_code());
+        }
+        self.check_history(&user, proposed, "password").await?;
+        let hash = self.hasher.hash(proposed.to_owned()).await?;
+        let now = self.clock.now();
+        let user_id = user.id;
+        let key = lockout::email_key(&user.email);
+        let txn = session::begin_write(&self.db).await?;
+        let result = async {
+            if !codes::spend(&txn, user_id, Purpose::PasswordReset, code, max, now).await? {
+                return Ok(false);
+            }
+            let confirmed = user.confirmed_at.is_some();
+            self.store_password(&txn, user, &hash, now).await?;
+            if !confirmed {
+                user::Entity::update_many()
+                    .col_expr(
+                        user::Column::ConfirmedAt,
+                        sea_orm::sea_query::Expr::value(now),
+                    )
+                    .filter(user::Column::Id.eq(user_id))
+                    .exec(&txn)
+                    .await?;
+            }
+            Ok::<_, AuthError>(true)
+        }
+        .await;
+        match result {
+            Ok(true) => txn.commit().await?,
+            Ok(false) => {
+                txn.commit().await?;
+                return Err(bad_code());
+            }
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        }
+        lockout::reset(&self.db, &key).await?;
+        let revoked = session::revoke_user(&self.db, user_id, now).await?;
+        tracing::info!(%user_id, revoked, "password reset");
+        Ok(())
+    }
+
     /// Changes the caller's password: the previous one must be right (failures
     /// count toward the lockout like failed logins), the new one must pass
     /// the policy and differ from the last `password_history` ones. Every
@@ -458,56 +749,12 @@ impl AuthCore {
         let mut v = FieldViolations::new();
         password::check_policy("proposed_password", proposed, &user.email, &mut v);
         v.check()?;
-        let history = password_history::Entity::find()
-            .filter(password_history::Column::UserId.eq(user_id))
-            .order_by_desc(password_history::Column::CreatedAt)
-            .limit(self.sessions.password_history.max(1) as u64)
-            .all(&self.db)
+        self.check_history(&user, proposed, "proposed_password")
             .await?;
-        let mut earlier: Vec<String> = history.iter().map(|h| h.password_hash.clone()).collect();
-        if !earlier.contains(&user.password_hash) {
-            earlier.push(user.password_hash.clone());
-        }
-        for phc in earlier {
-            if self.hasher.verify(proposed.to_owned(), Some(phc)).await? {
-                let mut v = FieldViolations::new();
-                v.add(
-                    "proposed_password",
-                    format!(
-                        "must differ from the last {} passwords",
-                        self.sessions.password_history.max(1)
-                    ),
-                );
-                return Err(v.into());
-            }
-        }
         let hash = self.hasher.hash(proposed.to_owned()).await?;
         let now = self.clock.now();
         let txn = self.db.begin().await?;
-        let result = async {
-            let mut row: user::ActiveModel = user.into();
-            row.password_hash = Set(hash.clone());
-            row.update(&txn).await?;
-            remember_password(&txn, user_id, &hash, now).await?;
-            // Keep only what the policy needs.
-            let keep: Vec<uuid::Uuid> = password_history::Entity::find()
-                .filter(password_history::Column::UserId.eq(user_id))
-                .order_by_desc(password_history::Column::CreatedAt)
-                .limit(self.sessions.password_history.max(1) as u64)
-                .all(&txn)
-                .await?
-                .into_iter()
-                .map(|h| h.id)
-                .collect();
-            password_history::Entity::delete_many()
-                .filter(password_history::Column::UserId.eq(user_id))
-                .filter(password_history::Column::Id.is_not_in(keep))
-                .exec(&txn)
-                .await?;
-            Ok::<_, AuthError>(())
-        }
-        .await;
-        match result {
+        match self.store_password(&txn, user, &hash, now).await {
             Ok(()) => txn.commit().await?,
             Err(e) => {
                 txn.rollback().await?;
@@ -609,6 +856,8 @@ impl AuthCore {
                 is_tenant_admin: Set(tenant_admin),
                 created_at: Set(now),
                 disabled_at: Set(None),
+                // The admin vouches for the address.
+                confirmed_at: Set(Some(now)),
             }
             .insert(&txn)
             .await
@@ -619,11 +868,7 @@ impl AuthCore {
                 tenant: tenant.clone(),
                 email: email.clone(),
                 tenant_created: false,
-                sign_up_time: Some(prost_types::Timestamp {
-                    seconds: now.timestamp(),
-                    // Below one billion by construction.
-                    nanos: now.timestamp_subsec_nanos() as i32,
-                }),
+                sign_up_time: Some(timestamp(now)),
             };
             self.outbox
                 .append(
@@ -882,6 +1127,32 @@ async fn remember_password(
     .insert(db)
     .await?;
     Ok(())
+}
+
+/// The one answer for every code that does not open.
+fn bad_code() -> AuthError {
+    let mut v = FieldViolations::new();
+    v.add("code", "is wrong or has expired; ask for a new one");
+    v.into()
+}
+
+fn code_fields(email: &str, code: &str) -> Result<()> {
+    let mut v = FieldViolations::new();
+    if email.trim().is_empty() {
+        v.add("email", "is required");
+    }
+    if code.trim().is_empty() {
+        v.add("code", "is required");
+    }
+    Ok(v.check()?)
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        // Below one billion by construction.
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
 }
 
 fn required(field: &str, value: &str) -> Result<()> {

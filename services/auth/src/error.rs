@@ -30,6 +30,9 @@ pub enum AuthError {
     LockedOut { retry_after: Duration },
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// Only after the right password, so it reveals nothing new.
+    #[error("the user is not confirmed: enter the code sent to the email, or ask for a new one")]
+    NotConfirmed,
     #[error("this needs the tenant:admin scope")]
     NotAdmin,
     /// Also for users of other tenants, which must look missing.
@@ -60,6 +63,7 @@ impl AuthError {
             AuthError::LockedOut { .. } => ErrorKind::ResourceExhausted,
             AuthError::Token(TokenError::KeysUnavailable) => ErrorKind::Unavailable,
             AuthError::Token(_) => ErrorKind::Unauthenticated,
+            AuthError::NotConfirmed => ErrorKind::FailedPrecondition,
             AuthError::NotAdmin => ErrorKind::PermissionDenied,
             AuthError::UserNotFound(_) => ErrorKind::NotFound,
             AuthError::Busy | AuthError::Unavailable(_) => ErrorKind::Unavailable,

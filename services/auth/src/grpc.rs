@@ -7,9 +7,12 @@ use cloudsec_proto::auth::v1::{
     AdminDisableUserRequest, AdminDisableUserResponse, AdminEnableUserRequest,
     AdminEnableUserResponse, AdminGlobalSignOutRequest, AdminGlobalSignOutResponse,
     AdminRemoveUserFromGroupRequest, AdminRemoveUserFromGroupResponse, ChangePasswordRequest,
-    ChangePasswordResponse, GetJwksRequest, GetOpenIdConfigurationRequest, GlobalSignOutRequest,
-    GlobalSignOutResponse, Jwks, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse,
-    OpenIdConfiguration, RefreshRequest, RefreshResponse, SignUpRequest, SignUpResponse,
+    ChangePasswordResponse, ConfirmForgotPasswordRequest, ConfirmForgotPasswordResponse,
+    ConfirmSignUpRequest, ConfirmSignUpResponse, ForgotPasswordRequest, ForgotPasswordResponse,
+    GetJwksRequest, GetOpenIdConfigurationRequest, GlobalSignOutRequest, GlobalSignOutResponse,
+    Jwks, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, OpenIdConfiguration,
+    RefreshRequest, RefreshResponse, ResendConfirmationCodeRequest, ResendConfirmationCodeResponse,
+    SignUpRequest, SignUpResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
@@ -57,6 +60,44 @@ impl AuthService for AuthGrpc {
             user_id: user.user_id,
             tenant: user.tenant,
         }))
+    }
+
+    async fn confirm_sign_up(
+        &self,
+        request: Request<ConfirmSignUpRequest>,
+    ) -> Result<Response<ConfirmSignUpResponse>, Status> {
+        let r = request.into_inner();
+        self.core.confirm_sign_up(&r.email, &r.code).await?;
+        Ok(Response::new(ConfirmSignUpResponse {}))
+    }
+
+    async fn resend_confirmation_code(
+        &self,
+        request: Request<ResendConfirmationCodeRequest>,
+    ) -> Result<Response<ResendConfirmationCodeResponse>, Status> {
+        let r = request.into_inner();
+        self.core.resend_confirmation_code(&r.email).await?;
+        Ok(Response::new(ResendConfirmationCodeResponse {}))
+    }
+
+    async fn forgot_password(
+        &self,
+        request: Request<ForgotPasswordRequest>,
+    ) -> Result<Response<ForgotPasswordResponse>, Status> {
+        let r = request.into_inner();
+        self.core.forgot_password(&r.email).await?;
+        Ok(Response::new(ForgotPasswordResponse {}))
+    }
+
+    async fn confirm_forgot_password(
+        &self,
+        request: Request<ConfirmForgotPasswordRequest>,
+    ) -> Result<Response<ConfirmForgotPasswordResponse>, Status> {
+        let r = request.into_inner();
+        self.core
+            .confirm_forgot_password(&r.email, &r.code, &r.password)
+            .await?;
+        Ok(Response::new(ConfirmForgotPasswordResponse {}))
     }
 
     async fn login(

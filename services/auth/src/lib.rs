@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`config`]: the `[auth]` configuration section.
+//! - [`codes`]: one-time codes for sign-up confirmation and password reset.
 //! - [`core`]: sign-up, login, refresh, sign-out; no gRPC in here.
 //! - [`keys`]: signing keys in the database or Vault, rotation with
 //!   overlap, the JWKS.
@@ -16,6 +17,7 @@
 //! - [`error`]: the one error type and its gRPC mapping.
 
 pub mod clock;
+pub mod codes;
 pub mod config;
 pub mod core;
 pub mod entity;

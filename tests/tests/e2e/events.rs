@@ -54,8 +54,8 @@ pub(crate) async fn changes_reach_the_audit_log(sb: &Sandbox) {
     let r = sb.delete(&format!("/v1/documents/{id}"), &user.token).await;
     assert_eq!(r.status(), 200);
 
-    let records = audit_records(sb, &user.token, 4).await;
-    assert_eq!(records.len(), 4, "{records:#?}");
+    let records = audit_records(sb, &user.token, 5).await;
+    assert_eq!(records.len(), 5, "{records:#?}");
     let mut by_type = BTreeMap::new();
     for (i, record) in records.iter().enumerate() {
         assert_eq!(record["seq"], (i + 1).to_string(), "seq runs 1, 2, 3, ...");
@@ -79,9 +79,15 @@ pub(crate) async fn changes_reach_the_audit_log(sb: &Sandbox) {
             "cloudsec.events.v1.DocumentCreated",
             "cloudsec.events.v1.DocumentDeleted",
             "cloudsec.events.v1.DocumentUpdated",
+            "cloudsec.events.v1.UserConfirmationRequested",
             "cloudsec.events.v1.UserSignedUp",
         ]
     );
+    // The sign-up's code reached the mailer, never the audit log.
+    let requested = &by_type["cloudsec.events.v1.UserConfirmationRequested"];
+    assert_eq!(requested["summary"]["code"], "[redacted]", "{requested}");
+    assert_eq!(requested["summary"]["purpose"], "SIGN_UP");
+    assert_eq!(requested["actor"], user.user_id.as_str());
     let created = &by_type["cloudsec.events.v1.DocumentCreated"];
     assert_eq!(created["subject"], id.as_str());
     assert_eq!(created["actor"], user.user_id.as_str());
@@ -105,12 +111,12 @@ pub(crate) async fn changes_reach_the_audit_log(sb: &Sandbox) {
     assert_eq!(r.status(), 200);
     let verdict: serde_json::Value = r.json().await.unwrap();
     assert_eq!(verdict["ok"], true, "{verdict}");
-    assert_eq!(verdict["recordsChecked"], "4", "{verdict}");
+    assert_eq!(verdict["recordsChecked"], "5", "{verdict}");
 
-    // Another tenant's admin sees only their own sign-up.
+    // Another tenant's admin sees only their own sign-up and its code.
     let other = sb.user().await;
-    let theirs = audit_records(sb, &other.token, 1).await;
-    assert_eq!(theirs.len(), 1, "{theirs:#?}");
+    let theirs = audit_records(sb, &other.token, 2).await;
+    assert_eq!(theirs.len(), 2, "{theirs:#?}");
     assert_eq!(theirs[0]["tenant"], other.tenant.as_str());
 
     // No token: 401 at the gateway.

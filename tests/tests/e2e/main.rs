@@ -72,6 +72,7 @@ on_both_backends! {
     sessions::admins_manage_the_users_of_their_tenant => sessions_admins_manage_the_users_of_their_tenant,
     sessions::change_password_checks_and_revokes => sessions_change_password_checks_and_revokes,
     sessions::groups_open_restricted_documents => sessions_groups_open_restricted_documents,
+    sessions::sign_up_confirmation_and_password_reset => sessions_sign_up_confirmation_and_password_reset,
 }
 
 /// Asserts a JSON error body in the gateway's shape and returns it.

@@ -452,3 +452,91 @@ pub(crate) async fn groups_open_restricted_documents(sb: &Sandbox) {
     let r = sb.get(&format!("/v1/documents/{secret_id}"), &after).await;
     expect_error(r, 404, 5, "not found").await;
 }
+
+/// Sign-up confirmation and password reset, with the codes read from the
+/// bus as a mailer reads them.
+pub(crate) async fn sign_up_confirmation_and_password_reset(sb: &Sandbox) {
+    use cloudsec_proto::events::v1::ConfirmationPurpose;
+
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let email = format!("new-{suffix}@example.com");
+    let password = "correct horse battery staple";
+    let r = sb
+        .post_public(
+            "/v1/auth:signUp",
+            &json!({"email": email, "password": password, "tenant": format!("t-{suffix}")}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // Not confirmed: the right password gets a 400 that says so.
+    let r = sb
+        .post_public(
+            "/v1/auth:login",
+            &json!({"email": email, "password": password}),
+        )
+        .await;
+    expect_error(r, 400, 9, "not confirmed").await;
+
+    let code = sb.code(&email, ConfirmationPurpose::SignUp).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    for (who, what) in [
+        (email.as_str(), wrong),
+        ("nobody@example.com", code.as_str()),
+    ] {
+        let r = sb
+            .post_public(
+                "/v1/auth:confirmSignUp",
+                &json!({"email": who, "code": what}),
+            )
+            .await;
+        expect_error(r, 400, 3, "code: is wrong or has expired").await;
+    }
+    // A resend within the minute sends nothing and answers the same.
+    let r = sb
+        .post_public("/v1/auth:resendConfirmationCode", &json!({"email": email}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = sb
+        .post_public(
+            "/v1/auth:confirmSignUp",
+            &json!({"email": email, "code": code}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let before = login_body(sb, &email, password).await;
+
+    // Forgot password: unknown emails get the same 200 and no mail.
+    for who in ["nobody@example.com", email.as_str()] {
+        let r = sb
+            .post_public("/v1/auth:forgotPassword", &json!({"email": who}))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let reset = sb.code(&email, ConfirmationPurpose::PasswordReset).await;
+    assert!(!sb.has_mail("nobody@example.com"));
+    let r = sb
+        .post_public(
+            "/v1/auth:confirmForgotPassword",
+            &json!({"email": email, "code": reset, "password": "password"}),
+        )
+        .await;
+    expect_error(r, 400, 3, "password").await;
+    let r = sb
+        .post_public(
+            "/v1/auth:confirmForgotPassword",
+            &json!({"email": email, "code": reset, "password": "an entirely new passphrase"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    // The old login and the old password are gone.
+    let r = refresh(sb, &before["refreshToken"]).await;
+    assert_eq!(r.status(), 401);
+    let r = sb
+        .post_public(
+            "/v1/auth:login",
+            &json!({"email": email, "password": password}),
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    login_body(sb, &email, "an entirely new passphrase").await;
+}

@@ -1,5 +1,6 @@
 //! The auth service's tables.
 
+pub mod confirmation_code;
 pub mod login_attempt;
 pub mod password_history;
 pub mod refresh_token;

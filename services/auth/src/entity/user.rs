@@ -15,6 +15,8 @@ pub struct Model {
     pub created_at: ChronoDateTimeUtc,
     /// Set while a tenant admin has disabled the user.
     pub disabled_at: Option<ChronoDateTimeUtc>,
+    /// When the user proved they own the email; unset, they cannot log in.
+    pub confirmed_at: Option<ChronoDateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

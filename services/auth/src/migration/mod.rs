@@ -8,6 +8,7 @@ mod m20261129_000003_key_rotation;
 mod m20261129_000004_disabled_users;
 mod m20261129_000005_password_history;
 mod m20261129_000006_groups;
+mod m20261129_000007_confirmation;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_disabled_users::Migration),
             Box::new(m20261129_000005_password_history::Migration),
             Box::new(m20261129_000006_groups::Migration),
+            Box::new(m20261129_000007_confirmation::Migration),
         ]
     }
 

@@ -9,6 +9,7 @@
 // Test helpers outside `#[test]` functions may panic on setup failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod codes;
 mod keys;
 mod scenarios;
 mod support;
@@ -52,4 +53,9 @@ on_both_backends!(
     signing_keys_rotate_with_overlap,
     signing_keys_in_the_database_are_sealed,
     unknown_and_known_emails_take_similar_time,
+    sign_up_needs_the_emailed_code,
+    codes_expire_die_after_wrong_tries_and_resend_is_throttled,
+    forgotten_passwords_reset_with_a_code_and_revoke_logins,
+    a_reset_code_also_confirms_the_email,
+    a_reset_clears_the_lockout,
 );

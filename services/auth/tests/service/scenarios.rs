@@ -10,6 +10,11 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
 
+pub(crate) use crate::codes::{
+    a_reset_clears_the_lockout, a_reset_code_also_confirms_the_email,
+    codes_expire_die_after_wrong_tries_and_resend_is_throttled,
+    forgotten_passwords_reset_with_a_code_and_revoke_logins, sign_up_needs_the_emailed_code,
+};
 use crate::support::{AUDIENCE, Harness, ISSUER, PASSWORD, bearer, payload, sha256_hex};
 
 const BAD_REFRESH: &str = "invalid refresh token";
@@ -61,9 +66,10 @@ async fn live_tokens_of(h: &Harness, user_id: &str) -> u64 {
 pub(crate) async fn sign_up_writes_its_event_in_the_same_transaction(h: Harness) {
     let before = cloudsec_bus::Outbox::pending(&h.db).await.unwrap();
     h.sign_up("alice").await;
+    // The sign-up and the code that confirms it.
     assert_eq!(
         cloudsec_bus::Outbox::pending(&h.db).await.unwrap(),
-        before + 1
+        before + 2
     );
     // A refused sign-up writes no event.
     let taken = h
@@ -77,7 +83,7 @@ pub(crate) async fn sign_up_writes_its_event_in_the_same_transaction(h: Harness)
     assert_eq!(taken.unwrap_err().code(), Code::AlreadyExists);
     assert_eq!(
         cloudsec_bus::Outbox::pending(&h.db).await.unwrap(),
-        before + 1
+        before + 2
     );
 }
 

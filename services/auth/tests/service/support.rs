@@ -16,6 +16,8 @@ use cloudsec_auth::password::Hasher;
 use cloudsec_auth::{AuthCore, SessionSettings, TokenSettings};
 use cloudsec_proto::auth::v1 as pb;
 use cloudsec_proto::auth::v1::auth_service_server::AuthService;
+pub(crate) use cloudsec_proto::events::v1::ConfirmationPurpose as Purpose;
+use cloudsec_proto::events::v1::UserConfirmationRequested;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, Statement};
 use tonic::Request;
 
@@ -62,11 +64,50 @@ impl Harness {
             .await
             .expect("sign up")
             .into_inner();
+        let code = self.code(&email, Purpose::SignUp).await;
+        self.api
+            .confirm_sign_up(Request::new(pb::ConfirmSignUpRequest {
+                email: email.clone(),
+                code,
+            }))
+            .await
+            .expect("confirm sign-up");
         User {
             email,
             user_id: r.user_id,
             tenant,
         }
+    }
+
+    /// Every code sent to `email` for `purpose`, oldest first, read from
+    /// the outbox the events leave through.
+    pub(crate) async fn codes(&self, email: &str, purpose: Purpose) -> Vec<String> {
+        let envelopes = self
+            .strings(
+                "SELECT envelope FROM bus_outbox WHERE event_type = \
+                 'cloudsec.events.v1.UserConfirmationRequested' ORDER BY seq",
+                "envelope",
+            )
+            .await;
+        envelopes
+            .iter()
+            .map(|json| {
+                cloudsec_bus::Envelope::from_json(json)
+                    .unwrap()
+                    .decode::<UserConfirmationRequested>()
+                    .unwrap()
+            })
+            .filter(|e| e.email == email && e.purpose() == purpose)
+            .map(|e| e.code)
+            .collect()
+    }
+
+    /// The latest code sent to `email` for `purpose`.
+    pub(crate) async fn code(&self, email: &str, purpose: Purpose) -> String {
+        self.codes(email, purpose)
+            .await
+            .pop()
+            .unwrap_or_else(|| panic!("no {purpose:?} code for {email}"))
     }
 
     /// A user added to `tenant` who is not its admin (there is no API for
@@ -83,6 +124,7 @@ impl Harness {
             is_tenant_admin: sea_orm::Set(false),
             created_at: sea_orm::Set(Utc::now()),
             disabled_at: sea_orm::Set(None),
+            confirmed_at: sea_orm::Set(Some(Utc::now())),
         })
         .exec(&self.db)
         .await

@@ -1,0 +1,289 @@
+//! One-time codes that prove a user owns their email: sign-up confirmation
+//! and password reset.
+//!
+//! A code is six random digits. The table keeps one code per user and
+//! purpose, as a SHA-256 bound to both, so a code for one purpose or user
+//! never opens another. The clear code exists only in the
+//! `UserConfirmationRequested` event a mailer delivers. A code dies when
+//! it is used, when it expires, after `max_attempts` wrong tries, and when
+//! a new one is sent.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::TryRngCore;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::entity::confirmation_code;
+use crate::error::{AuthError, Result};
+use crate::session::sha256_hex;
+
+/// `[auth.confirmation]`: whether sign-ups must confirm their email, and
+/// how codes behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmationConfig {
+    /// When false, sign-ups can log in at once (no code is sent); password
+    /// reset still uses codes.
+    #[serde(default = "default_required")]
+    pub required: bool,
+    /// How long a sign-up code is valid.
+    #[serde(default = "default_code_ttl", with = "humantime_serde")]
+    pub code_ttl: Duration,
+    /// How long a password-reset code is valid.
+    #[serde(default = "default_reset_code_ttl", with = "humantime_serde")]
+    pub reset_code_ttl: Duration,
+    /// Wrong tries a code survives.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The least time between two codes sent to one user for one purpose.
+    #[serde(default = "default_resend_interval", with = "humantime_serde")]
+    pub resend_interval: Duration,
+}
+
+impl Default for ConfirmationConfig {
+    fn default() -> Self {
+        Self {
+            required: default_required(),
+            code_ttl: default_code_ttl(),
+            reset_code_ttl: default_reset_code_ttl(),
+            max_attempts: default_max_attempts(),
+            resend_interval: default_resend_interval(),
+        }
+    }
+}
+
+fn default_required() -> bool {
+    true
+}
+
+fn default_code_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_reset_code_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+fn default_resend_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// What a code is for; the stored name and the event's enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    SignUp,
+    PasswordReset,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::SignUp => "sign_up",
+            Purpose::PasswordReset => "password_reset",
+        }
+    }
+
+    pub(crate) fn event(self) -> cloudsec_proto::events::v1::ConfirmationPurpose {
+        use cloudsec_proto::events::v1::ConfirmationPurpose as P;
+        match self {
+            Purpose::SignUp => P::SignUp,
+            Purpose::PasswordReset => P::PasswordReset,
+        }
+    }
+}
+
+/// Digits in a code.
+pub const CODE_DIGITS: usize = 6;
+
+fn hash(user: Uuid, purpose: Purpose, code: &str) -> String {
+    sha256_hex(format!("{user}:{}:{code}", purpose.as_str()).as_bytes())
+}
+
+/// A fresh code, uniformly drawn (rejection sampling, so no digit value is
+/// likelier than another).
+fn draw() -> Result<String> {
+    const SPACE: u32 = 1_000_000;
+    // The largest multiple of SPACE below 2^32.
+    const LIMIT: u32 = u32::MAX - (u32::MAX % SPACE);
+    loop {
+        let n = rand::rngs::OsRng
+            .try_next_u32()
+            .map_err(|e| AuthError::Internal(format!("os random: {e}")))?;
+        if n < LIMIT {
+            return Ok(format!("{:0width$}", n % SPACE, width = CODE_DIGITS));
+        }
+    }
+}
+
+/// Whether a new code may be sent now: none in flight, or the last one is
+/// at least `interval` old.
+pub(crate) async fn may_send(
+    db: &impl ConnectionTrait,
+    user: Uuid,
+    purpose: Purpose,
+    interval: Duration,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let last = confirmation_code::Entity::find_by_id((user, purpose.as_str().to_owned()))
+        .one(db)
+        .await?;
+    Ok(match last {
+        None => true,
+        Some(code) => now.signed_duration_since(code.created_at) >= to_chrono(interval),
+    })
+}
+
+/// Stores a new code for `user` (replacing any earlier one) and returns it
+/// in clear, with its expiry, for the event.
+pub(crate) async fn issue(
+    db: &impl ConnectionTrait,
+    user: Uuid,
+    purpose: Purpose,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<(String, DateTime<Utc>)> {
+    let code = draw()?;
+    let expires_at = now
+        .checked_add_signed(to_chrono(ttl))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    confirmation_code::Entity::insert(confirmation_code::ActiveModel {
+        user_id: Set(user),
+        purpose: Set(purpose.as_str().to_owned()),
+        code_hash: Set(hash(user, purpose, &code)),
+        attempts: Set(0),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            confirmation_code::Column::UserId,
+            confirmation_code::Column::Purpose,
+        ])
+        .update_columns([
+            confirmation_code::Column::CodeHash,
+            confirmation_code::Column::Attempts,
+            confirmation_code::Column::CreatedAt,
+            confirmation_code::Column::ExpiresAt,
+        ])
+        .to_owned(),
+    )
+    .exec(db)
+    .await?;
+    Ok((code, expires_at))
+}
+
+/// The stored code and whether `presented` opens it now.
+async fn check(
+    db: &impl ConnectionTrait,
+    user: Uuid,
+    purpose: Purpose,
+    presented: &str,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+) -> Result<Option<(confirmation_code::Model, bool)>> {
+    let Some(stored) = confirmation_code::Entity::find_by_id((user, purpose.as_str().to_owned()))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let live = stored.expires_at > now
+        && u32::try_from(stored.attempts).unwrap_or(u32::MAX) < max_attempts;
+    let presented = presented.trim();
+    let right = presented.len() == CODE_DIGITS
+        && presented.bytes().all(|b| b.is_ascii_digit())
+        && hash(user, purpose, presented) == stored.code_hash;
+    Ok(Some((stored, live && right)))
+}
+
+/// Whether `presented` would open the live code, without spending it or
+/// counting a try.
+pub(crate) async fn peek(
+    db: &impl ConnectionTrait,
+    user: Uuid,
+    purpose: Purpose,
+    presented: &str,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    Ok(check(db, user, purpose, presented, max_attempts, now)
+        .await?
+        .is_some_and(|(_, opens)| opens))
+}
+
+/// Spends `presented` if it is the live code of `user` for `purpose`.
+/// A wrong code counts a try (and kills the code at `max_attempts`); a
+/// right one is deleted. Run it in the transaction that acts on success,
+/// so a code is spent exactly when its effect commits.
+pub(crate) async fn spend(
+    db: &impl ConnectionTrait,
+    user: Uuid,
+    purpose: Purpose,
+    presented: &str,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let Some((stored, opens)) = check(db, user, purpose, presented, max_attempts, now).await?
+    else {
+        return Ok(false);
+    };
+    let attempts = stored.attempts.saturating_add(1);
+    let dead =
+        stored.expires_at <= now || u32::try_from(attempts).unwrap_or(u32::MAX) >= max_attempts;
+    if opens || dead {
+        confirmation_code::Entity::delete_by_id((user, purpose.as_str().to_owned()))
+            .exec(db)
+            .await?;
+        return Ok(opens);
+    }
+    let mut row: confirmation_code::ActiveModel = stored.into();
+    row.attempts = Set(attempts);
+    row.update(db).await?;
+    Ok(false)
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_six_digits_and_bound_to_user_and_purpose() {
+        let code = draw().unwrap();
+        assert_eq!(code.len(), CODE_DIGITS);
+        assert!(code.bytes().all(|b| b.is_ascii_digit()), "{code}");
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_ne!(
+            hash(a, Purpose::SignUp, &code),
+            hash(b, Purpose::SignUp, &code)
+        );
+        assert_ne!(
+            hash(a, Purpose::SignUp, &code),
+            hash(a, Purpose::PasswordReset, &code)
+        );
+    }
+
+    #[test]
+    fn config_defaults_and_parse() {
+        let c: ConfirmationConfig = toml::from_str("").unwrap();
+        assert_eq!(c, ConfirmationConfig::default());
+        assert!(c.required);
+        assert_eq!(c.max_attempts, 5);
+        let c: ConfirmationConfig =
+            toml::from_str("required = false\ncode_ttl = \"1h\"\nmax_attempts = 3\n").unwrap();
+        assert!(!c.required);
+        assert_eq!(c.code_ttl, Duration::from_secs(3600));
+        assert!(toml::from_str::<ConfirmationConfig>("requird = false").is_err());
+    }
+}
