@@ -238,6 +238,13 @@ pub struct TokensConfig {
     /// The name the auth service's certificate must carry.
     #[serde(default)]
     pub auth_server_name: Option<String>,
+    /// Cognito mode: the services also accept access tokens of this user
+    /// pool.
+    #[serde(
+        default,
+        deserialize_with = "cloudsec_runtime::token::CognitoConfig::deserialize_checked"
+    )]
+    pub cognito: Option<cloudsec_runtime::token::CognitoConfig>,
 }
 
 impl Default for TokensConfig {
@@ -248,6 +255,19 @@ impl Default for TokensConfig {
             access_ttl: default_access_ttl(),
             auth_uri: None,
             auth_server_name: None,
+            cognito: None,
+        }
+    }
+}
+
+impl TokensConfig {
+    /// `verifier`, also trusting the Cognito user pool when one is set.
+    pub fn trusting(&self, verifier: TokenVerifier) -> Result<TokenVerifier, PlatformError> {
+        match &self.cognito {
+            None => Ok(verifier),
+            Some(pool) => verifier
+                .trust_cognito(pool.clone())
+                .map_err(PlatformError::Cognito),
         }
     }
 }
@@ -305,6 +325,8 @@ pub enum PlatformError {
     Gateway(#[from] cloudsec_gateway::GatewayError),
     #[error("events: {0}")]
     Events(#[from] cloudsec_bus::BusError),
+    #[error("tokens.{0}")]
+    Cognito(String),
     #[error("audit: {0}")]
     Audit(#[from] cloudsec_audit::AuditError),
     #[error("{0}")]
@@ -857,11 +879,11 @@ impl LocalPlatform {
             &auth_id.dns_name(),
             &documents_pem,
         )?;
-        let verifier = Arc::new(TokenVerifier::from_auth(
+        let verifier = Arc::new(config.tokens.trusting(TokenVerifier::from_auth(
             &config.tokens.issuer,
             &config.tokens.audience,
             auth_channel,
-        ));
+        ))?);
         let mut app_documents = documents_config.clone();
         app_documents.grpc_listen = loopback_any();
         let documents =
@@ -871,7 +893,7 @@ impl LocalPlatform {
         let audit_outbound = audit_sidecar
             .outbound_addr()
             .ok_or(PlatformError::Missing("audit sidecar outbound"))?;
-        let audit_verifier = Arc::new(TokenVerifier::from_auth(
+        let audit_verifier = Arc::new(config.tokens.trusting(TokenVerifier::from_auth(
             &config.tokens.issuer,
             &config.tokens.audience,
             cloudsec_runtime::grpc::channel(
@@ -879,7 +901,7 @@ impl LocalPlatform {
                 &auth_id.dns_name(),
                 &audit_pem,
             )?,
-        ));
+        ))?);
         let audit_queue = bus
             .queue(
                 &cloudsec_audit::queue_spec(audit_config),

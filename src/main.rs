@@ -607,11 +607,15 @@ fn verifier(cfg: &PlatformConfig, tls: &MeshTls) -> Result<Arc<TokenVerifier>, F
     })?;
     let channel = cloudsec_runtime::grpc::channel(uri, name, tls)
         .map_err(|e| missing("tokens.auth_uri", &e.to_string()))?;
-    Ok(Arc::new(TokenVerifier::from_auth(
-        &cfg.tokens.issuer,
-        &cfg.tokens.audience,
-        channel,
-    )))
+    let verifier = cfg
+        .tokens
+        .trusting(TokenVerifier::from_auth(
+            &cfg.tokens.issuer,
+            &cfg.tokens.audience,
+            channel,
+        ))
+        .map_err(|e| missing("tokens.cognito", &e.to_string()))?;
+    Ok(Arc::new(verifier))
 }
 
 async fn proxy(loaded: LoadedConfig) -> Result<(), Fatal> {

@@ -221,6 +221,12 @@ pub struct JwtConfig {
     /// Method selectors that need no token.
     #[serde(default = "default_public")]
     pub public: Vec<String>,
+    /// Cognito mode: also accept access tokens of this user pool.
+    #[serde(
+        default,
+        deserialize_with = "cloudsec_runtime::token::CognitoConfig::deserialize_checked"
+    )]
+    pub cognito: Option<cloudsec_runtime::token::CognitoConfig>,
 }
 
 /// Cross-origin resource sharing.
@@ -375,6 +381,7 @@ impl Default for JwtConfig {
             refresh_interval: default_jwks_refresh(),
             min_refresh_interval: default_jwks_min_refresh(),
             public: default_public(),
+            cognito: None,
         }
     }
 }

@@ -153,6 +153,16 @@ impl JwtAuthorizer {
         }
     }
 
+    /// Also accepts the access tokens of a Cognito user pool, whose keys
+    /// the verifier fetches from the pool itself.
+    pub(crate) fn trust_cognito(
+        mut self,
+        pool: cloudsec_runtime::token::CognitoConfig,
+    ) -> Result<Self, String> {
+        self.verifier = self.verifier.trust_cognito(pool)?;
+        Ok(self)
+    }
+
     /// Fetches the key set and replaces the known keys.
     pub(crate) async fn refresh(&self) -> Result<(), JwksError> {
         let jwks = self.source.fetch().await?;

@@ -479,13 +479,23 @@ impl Gateway {
                     ),
                     (None, None) => return Err(GatewayError::NoJwksSource(AUTH_SERVICE)),
                 };
-                Some(Arc::new(JwtAuthorizer::new(
+                let authorizer = JwtAuthorizer::new(
                     &jwt.issuer,
                     &jwt.audience,
                     source,
                     jwt.refresh_interval,
                     jwt.min_refresh_interval,
-                )))
+                );
+                let authorizer = match &jwt.cognito {
+                    None => authorizer,
+                    Some(pool) => authorizer.trust_cognito(pool.clone()).map_err(|e| {
+                        GatewayError::Config(crate::config::ConfigError {
+                            key: "gateway.jwt.cognito".into(),
+                            reason: e,
+                        })
+                    })?,
+                };
+                Some(Arc::new(authorizer))
             }
         };
         let validator = if config.validate_requests {

@@ -100,7 +100,7 @@ pub(crate) async fn lockout_answers_known_and_unknown_alike(sb: &Sandbox) {
     expect_error(r, 429, 8, "").await;
 }
 
-fn payload(jwt: &str) -> serde_json::Value {
+pub(crate) fn payload(jwt: &str) -> serde_json::Value {
     use base64::Engine;
     let part = jwt.split('.').nth(1).expect("jwt payload");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

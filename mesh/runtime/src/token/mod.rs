@@ -6,8 +6,10 @@
 //! JWKS refresh, at most every [`REFRESH_INTERVAL`], so key rotation works
 //! without letting bad tokens hammer the auth service.
 
+mod cognito;
 mod signer;
 
+pub use cognito::CognitoConfig;
 pub use signer::{Signer, SignerError};
 
 use std::collections::HashMap;
@@ -26,6 +28,9 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
+
+/// The scope that makes a user their tenant's admin.
+pub const ADMIN_SCOPE: &str = "tenant:admin";
 
 /// The claims of a cloudsec access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +99,9 @@ pub enum TokenError {
     /// An ID (or other) token presented where an access token is needed.
     #[error("not an access token")]
     NotAccess,
+    /// A trusted external token (Cognito) from which no tenant follows.
+    #[error("token names no tenant")]
+    NoTenant,
 }
 
 impl From<TokenError> for tonic::Status {
@@ -119,6 +127,8 @@ pub struct TokenVerifier {
     keys: RwLock<HashMap<String, DecodingKey>>,
     source: KeySource,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// A Cognito user pool whose access tokens are accepted too.
+    cognito: Option<cognito::CognitoPool>,
 }
 
 impl TokenVerifier {
@@ -134,7 +144,15 @@ impl TokenVerifier {
             keys: RwLock::new(HashMap::new()),
             source,
             last_fetch: tokio::sync::Mutex::new(None),
+            cognito: None,
         }
+    }
+
+    /// Also accepts the access tokens of a Cognito user pool (Cognito
+    /// mode); the error names the bad setting.
+    pub fn trust_cognito(mut self, config: CognitoConfig) -> Result<Self, String> {
+        self.cognito = Some(cognito::CognitoPool::new(config)?);
+        Ok(self)
     }
 
     /// A verifier whose keys are given with [`TokenVerifier::set_keys`].
@@ -209,6 +227,11 @@ impl TokenVerifier {
 
     /// Like [`TokenVerifier::verify`], with the Cognito-style claims.
     pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if let Some(pool) = &self.cognito
+            && cognito::peek_issuer(token).as_deref() == Some(pool.issuer())
+        {
+            return pool.verify(token).await;
+        }
         let claims: AccessClaims = self.decode(token).await?;
         // Tokens from before `token_use` existed have none.
         if !claims.token_use.is_empty() && claims.token_use != "access" {

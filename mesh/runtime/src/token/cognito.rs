@@ -1,0 +1,423 @@
+//! Cognito mode: access tokens of an Amazon Cognito user pool, verified
+//! against the pool's JWKS and read as cloudsec claims.
+//!
+//! Cognito access tokens have no `aud` (they name the app client in
+//! `client_id`) and no tenant. The tenant comes from a claim a
+//! pre-token-generation trigger adds (`custom:tenant` by default) or, when
+//! that is absent, from the one group that starts with
+//! `tenant_group_prefix`. Whoever administers the pool therefore decides
+//! tenancy: trust a pool only as far as you trust its admins.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::{AccessClaims, Claims, LEEWAY_SECS, REFRESH_INTERVAL, TokenError, token_error};
+
+/// `[tokens.cognito]` (services) and `[gateway.jwt.cognito]` (the edge).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CognitoConfig {
+    /// The user pool, e.g. `eu-west-1_AbCdEf123`; its region is the part
+    /// before `_`.
+    pub user_pool_id: String,
+    /// App clients whose tokens are accepted (`client_id`); at least one.
+    pub client_ids: Vec<String>,
+    /// Default `https://cognito-idp.<region>.amazonaws.com/<pool>`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Default `<issuer>/.well-known/jwks.json`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// The claim that names the tenant.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// Without the claim: the tenant is the rest of the one group that
+    /// starts with this, e.g. `tenant-` makes group `tenant-acme` tenant
+    /// `acme`.
+    #[serde(default)]
+    pub tenant_group_prefix: Option<String>,
+    /// Members of this group get the `tenant:admin` scope.
+    #[serde(default)]
+    pub admin_group: Option<String>,
+}
+
+fn default_tenant_claim() -> String {
+    "custom:tenant".to_owned()
+}
+
+impl CognitoConfig {
+    /// The `iss` of the pool's tokens.
+    pub fn issuer(&self) -> String {
+        self.issuer.clone().unwrap_or_else(|| {
+            let region = self
+                .user_pool_id
+                .split_once('_')
+                .map_or("", |(region, _)| region);
+            format!(
+                "https://cognito-idp.{region}.amazonaws.com/{}",
+                self.user_pool_id
+            )
+        })
+    }
+
+    /// Where the pool's keys are.
+    pub fn jwks_url(&self) -> String {
+        self.jwks_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/.well-known/jwks.json", self.issuer()))
+    }
+
+    /// For `#[serde(default, deserialize_with = ...)]` on an optional
+    /// section: the settings are checked as they are read, so a bad one
+    /// fails the configuration with its key.
+    pub fn deserialize_checked<'de, D>(deserializer: D) -> Result<Option<Self>, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        let config = Option::<Self>::deserialize(deserializer)?;
+        if let Some((key, problem)) = config.as_ref().and_then(Self::problem) {
+            return Err(serde::de::Error::custom(format!("{key} {problem}")));
+        }
+        Ok(config)
+    }
+
+    /// What is wrong with the settings, as (key, problem).
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self
+            .user_pool_id
+            .split_once('_')
+            .is_none_or(|(r, id)| r.is_empty() || id.is_empty())
+        {
+            return Some(("user_pool_id", "must look like <region>_<id>"));
+        }
+        if self.client_ids.is_empty() || self.client_ids.iter().any(String::is_empty) {
+            return Some(("client_ids", "must list at least one app client id"));
+        }
+        let url = self.jwks_url();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Some(("jwks_url", "must be an http(s) URL"));
+        }
+        None
+    }
+}
+
+/// The claims of a Cognito access token that cloudsec reads.
+#[derive(Debug, Deserialize)]
+struct CognitoClaims {
+    iss: String,
+    sub: String,
+    exp: i64,
+    iat: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+    #[serde(default)]
+    jti: String,
+    #[serde(default)]
+    token_use: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    auth_time: Option<i64>,
+    #[serde(default, rename = "cognito:groups")]
+    groups: Vec<String>,
+    #[serde(flatten)]
+    rest: HashMap<String, serde_json::Value>,
+}
+
+/// A trusted user pool and its keys.
+#[derive(Debug)]
+pub(super) struct CognitoPool {
+    config: CognitoConfig,
+    issuer: String,
+    jwks_url: String,
+    validation: Validation,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    http: reqwest::Client,
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// The longest a JWKS fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Deserialize)]
+struct JwksDocument {
+    keys: Vec<JwkDocument>,
+}
+
+#[derive(Debug, Deserialize)]
+struct JwkDocument {
+    #[serde(default)]
+    kty: String,
+    #[serde(default)]
+    kid: String,
+    #[serde(default)]
+    alg: String,
+    #[serde(default)]
+    n: String,
+    #[serde(default)]
+    e: String,
+}
+
+impl CognitoPool {
+    pub(super) fn new(config: CognitoConfig) -> Result<Self, String> {
+        if let Some((key, problem)) = config.problem() {
+            return Err(format!("cognito.{key}: {problem}"));
+        }
+        let issuer = config.issuer();
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&issuer]);
+        // Access tokens carry `client_id`, checked below, and no `aud`.
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cognito: HTTP client: {e}"))?;
+        Ok(Self {
+            jwks_url: config.jwks_url(),
+            config,
+            issuer,
+            validation,
+            keys: RwLock::new(HashMap::new()),
+            http,
+            last_fetch: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub(super) fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys.read().ok()?.get(kid).cloned()
+    }
+
+    /// Fetches the pool's keys, at most every [`REFRESH_INTERVAL`].
+    async fn refresh(&self) -> Result<(), TokenError> {
+        let mut last = self.last_fetch.lock().await;
+        if last.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL) {
+            return Ok(());
+        }
+        *last = Some(Instant::now());
+        let fetched: Result<JwksDocument, reqwest::Error> = async {
+            self.http
+                .get(&self.jwks_url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await
+        }
+        .await;
+        let document = match fetched {
+            Ok(document) => document,
+            Err(error) => {
+                tracing::warn!(url = %self.jwks_url, %error, "cognito jwks fetch failed");
+                *last = None;
+                return Err(TokenError::KeysUnavailable);
+            }
+        };
+        let mut keys = HashMap::new();
+        for jwk in document.keys {
+            if jwk.kty != "RSA" || (!jwk.alg.is_empty() && jwk.alg != "RS256") {
+                continue;
+            }
+            match DecodingKey::from_rsa_components(&jwk.n, &jwk.e) {
+                Ok(key) => {
+                    keys.insert(jwk.kid, key);
+                }
+                Err(error) => {
+                    tracing::warn!(kid = %jwk.kid, %error, "skipping unusable cognito jwk")
+                }
+            }
+        }
+        if let Ok(mut guard) = self.keys.write() {
+            *guard = keys;
+        }
+        Ok(())
+    }
+
+    /// Verifies a token this pool issued and reads it as cloudsec claims.
+    pub(super) async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = match self.key(&kid) {
+            Some(key) => key,
+            None => {
+                self.refresh().await?;
+                self.key(&kid).ok_or(TokenError::UnknownKey)?
+            }
+        };
+        let claims = jsonwebtoken::decode::<CognitoClaims>(token, &key, &self.validation)
+            .map_err(token_error)?
+            .claims;
+        if claims.token_use != "access" {
+            return Err(TokenError::NotAccess);
+        }
+        if !self.config.client_ids.contains(&claims.client_id) {
+            return Err(TokenError::Audience);
+        }
+        let tenant = self.tenant_of(&claims).ok_or(TokenError::NoTenant)?;
+        let mut scope = claims.scope.clone();
+        if let Some(admin) = &self.config.admin_group
+            && claims.groups.contains(admin)
+        {
+            scope.push_str(if scope.is_empty() { "" } else { " " });
+            scope.push_str(crate::token::ADMIN_SCOPE);
+        }
+        Ok(AccessClaims {
+            base: Claims {
+                iss: claims.iss,
+                sub: claims.sub,
+                aud: claims.client_id.clone(),
+                exp: claims.exp,
+                iat: claims.iat,
+                nbf: claims.nbf,
+                jti: claims.jti,
+                tenant,
+                scope,
+            },
+            token_use: claims.token_use,
+            client_id: claims.client_id,
+            auth_time: claims.auth_time,
+            groups: claims.groups,
+        })
+    }
+
+    fn tenant_of(&self, claims: &CognitoClaims) -> Option<String> {
+        let named = claims
+            .rest
+            .get(&self.config.tenant_claim)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        let tenant = named.or_else(|| {
+            let prefix = self.config.tenant_group_prefix.as_deref()?;
+            let mut tenants = claims.groups.iter().filter_map(|g| g.strip_prefix(prefix));
+            let first = tenants.next()?;
+            // Two tenant groups would make the tenant a guess.
+            tenants.next().is_none().then(|| first.to_owned())
+        })?;
+        valid_tenant(&tenant).then_some(tenant)
+    }
+}
+
+/// The rule tenant names follow everywhere: 3 to 63 lowercase letters,
+/// digits and dashes.
+fn valid_tenant(tenant: &str) -> bool {
+    (3..=63).contains(&tenant.len())
+        && tenant.starts_with(|c: char| c.is_ascii_lowercase())
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The `iss` of a compact JWS, unverified: only to pick the verifier.
+pub(super) fn peek_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> CognitoConfig {
+        toml::from_str(
+            "user_pool_id = \"eu-west-1_Abc\"\nclient_ids = [\"app\"]\ntenant_group_prefix = \"tenant-\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn issuer_and_keys_follow_the_pool() {
+        let c = config();
+        assert_eq!(
+            c.issuer(),
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc"
+        );
+        assert_eq!(
+            c.jwks_url(),
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc/.well-known/jwks.json"
+        );
+        assert_eq!(c.tenant_claim, "custom:tenant");
+        assert!(c.problem().is_none());
+        let mut bad = c.clone();
+        bad.user_pool_id = "nounderscore".into();
+        assert_eq!(bad.problem().unwrap().0, "user_pool_id");
+        let mut bad = c;
+        bad.client_ids.clear();
+        assert_eq!(bad.problem().unwrap().0, "client_ids");
+        assert!(
+            toml::from_str::<CognitoConfig>("user_pool_id = \"a_b\"\nclient_ids = []\nx = 1")
+                .is_err()
+        );
+    }
+
+    fn claims(groups: &[&str], rest: &[(&str, &str)]) -> CognitoClaims {
+        CognitoClaims {
+            iss: String::new(),
+            sub: "s".into(),
+            exp: 0,
+            iat: 0,
+            nbf: None,
+            jti: String::new(),
+            token_use: "access".into(),
+            client_id: "app".into(),
+            scope: String::new(),
+            auth_time: None,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            rest: rest
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned())))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_tenant_comes_from_the_claim_or_one_group() {
+        let pool = CognitoPool::new(config()).unwrap();
+        assert_eq!(
+            pool.tenant_of(&claims(&["tenant-acme"], &[("custom:tenant", "globex")])),
+            Some("globex".into())
+        );
+        assert_eq!(
+            pool.tenant_of(&claims(&["staff", "tenant-acme"], &[])),
+            Some("acme".into())
+        );
+        assert_eq!(
+            pool.tenant_of(&claims(&["tenant-acme", "tenant-globex"], &[])),
+            None
+        );
+        assert_eq!(pool.tenant_of(&claims(&["staff"], &[])), None);
+        assert_eq!(pool.tenant_of(&claims(&["tenant-Bad_Name"], &[])), None);
+    }
+
+    #[test]
+    fn peeks_the_issuer() {
+        // {"alg":"RS256"} . {"iss":"https://x"} . sig
+        assert_eq!(
+            peek_issuer("eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL3gifQ.c2ln"),
+            Some("https://x".into())
+        );
+        assert_eq!(peek_issuer("garbage"), None);
+    }
+}
