@@ -312,8 +312,10 @@ fn default_jwks_min_refresh() -> Duration {
     cloudsec_runtime::token::REFRESH_INTERVAL
 }
 
-/// Signing up and confirming, logging in, resetting a forgotten password
-/// and reading the keys cannot need a token.
+/// Signing up and confirming, logging in (and its MFA steps, which carry a
+/// session instead), resetting a forgotten password and reading the keys
+/// cannot need a token. Enrolling MFA while logged in sends a token, which
+/// the auth service checks itself.
 fn default_public() -> Vec<String> {
     [
         "cloudsec.auth.v1.AuthService/SignUp",
@@ -322,6 +324,9 @@ fn default_public() -> Vec<String> {
         "cloudsec.auth.v1.AuthService/ResendConfirmationCode",
         "cloudsec.auth.v1.AuthService/ForgotPassword",
         "cloudsec.auth.v1.AuthService/ConfirmForgotPassword",
+        "cloudsec.auth.v1.AuthService/RespondToAuthChallenge",
+        "cloudsec.auth.v1.AuthService/AssociateSoftwareToken",
+        "cloudsec.auth.v1.AuthService/VerifySoftwareToken",
         "cloudsec.auth.v1.AuthService/GetJwks",
         "cloudsec.auth.v1.AuthService/GetOpenIdConfiguration",
     ]
@@ -619,7 +624,7 @@ mod tests {
         assert!(config.api_keys["partner"].enabled);
         let jwt = config.jwt.unwrap();
         assert_eq!(jwt.refresh_interval, Duration::from_secs(60));
-        assert_eq!(jwt.public.len(), 8);
+        assert_eq!(jwt.public.len(), 11);
         assert_eq!(config.cors.unwrap().max_age, Duration::from_secs(3600));
         assert_eq!(config.trusted_proxies.len(), 2);
     }

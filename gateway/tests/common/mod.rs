@@ -328,6 +328,34 @@ impl AuthService for TestAuth {
         Err(tonic::Status::unimplemented("confirm_forgot_password"))
     }
 
+    async fn respond_to_auth_challenge(
+        &self,
+        _: tonic::Request<pb_auth::RespondToAuthChallengeRequest>,
+    ) -> Result<tonic::Response<pb_auth::LoginResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("respond_to_auth_challenge"))
+    }
+
+    async fn associate_software_token(
+        &self,
+        _: tonic::Request<pb_auth::AssociateSoftwareTokenRequest>,
+    ) -> Result<tonic::Response<pb_auth::AssociateSoftwareTokenResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("associate_software_token"))
+    }
+
+    async fn verify_software_token(
+        &self,
+        _: tonic::Request<pb_auth::VerifySoftwareTokenRequest>,
+    ) -> Result<tonic::Response<pb_auth::VerifySoftwareTokenResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("verify_software_token"))
+    }
+
+    async fn set_tenant_mfa_mode(
+        &self,
+        _: tonic::Request<pb_auth::SetTenantMfaModeRequest>,
+    ) -> Result<tonic::Response<pb_auth::SetTenantMfaModeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("set_tenant_mfa_mode"))
+    }
+
     async fn login(
         &self,
         _: tonic::Request<LoginRequest>,

@@ -89,16 +89,30 @@ pub struct Tokens {
 
 #[derive(Debug, Clone)]
 pub struct AuthCore {
-    db: DatabaseConnection,
-    hasher: Hasher,
+    pub(crate) db: DatabaseConnection,
+    pub(crate) hasher: Hasher,
     keys: Arc<KeyRing>,
     /// Checks this service's own access tokens, for the sign-out calls;
     /// the key ring keeps its keys current.
     verifier: Arc<TokenVerifier>,
     tokens: TokenSettings,
-    sessions: SessionSettings,
+    pub(crate) sessions: SessionSettings,
     outbox: Outbox,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Seals MFA secrets; `None` keeps them in the clear (no key service).
+    pub(crate) mfa_sealer: Option<crate::keys::KeySealer>,
+}
+
+/// What a login gives: tokens, or a challenge to answer first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Tokens(Tokens),
+    Challenge {
+        /// `SOFTWARE_TOKEN_MFA` or `MFA_SETUP`.
+        name: &'static str,
+        /// Opaque and single-use.
+        session: String,
+    },
 }
 
 /// Lowercased and checked; violations are recorded on `field`.
@@ -156,6 +170,7 @@ impl AuthCore {
     ) -> Result<Self> {
         let verifier = Arc::new(TokenVerifier::fixed(&tokens.issuer, &tokens.audience));
         let store = KeyStore::from_config(signing, &db, secrets).await?;
+        let mfa_sealer = crate::keys::KeySealer::from_config(signing, secrets).await;
         let keys = KeyRing::open(
             store,
             Policy::new(signing, tokens.access_ttl),
@@ -172,6 +187,7 @@ impl AuthCore {
             sessions,
             outbox,
             clock: Arc::new(SystemClock),
+            mfa_sealer,
         })
     }
 
@@ -232,6 +248,7 @@ impl AuthCore {
             tenant::ActiveModel {
                 id: Set(tenant.to_owned()),
                 created_at: Set(now),
+                mfa_mode: Set(crate::mfa::MfaMode::default().as_str().to_owned()),
             }
             .insert(&txn)
             .await
@@ -290,7 +307,7 @@ impl AuthCore {
     /// Checks the password and issues an access token and a refresh token.
     /// Unknown email and wrong password give the same error after the same
     /// work; so does a locked email, known or not.
-    pub async fn login(&self, email: &str, password: &str) -> Result<Tokens> {
+    pub async fn login(&self, email: &str, password: &str) -> Result<LoginOutcome> {
         let mut v = FieldViolations::new();
         if email.trim().is_empty() {
             v.add("email", "is required");
@@ -327,11 +344,25 @@ impl AuthCore {
                 return Err(AuthError::BadCredentials);
             }
         };
-        lockout::reset(&self.db, &key).await?;
         if user.confirmed_at.is_none() {
             tracing::info!(user_id = %user.id, "login refused: not confirmed");
             return Err(AuthError::NotConfirmed);
         }
+        // The failure count is cleared only once every factor has passed:
+        // a right password must not reset the count of wrong MFA codes.
+        if let Some(challenge) = self.mfa_challenge(&user, now).await? {
+            return Ok(challenge);
+        }
+        lockout::reset(&self.db, &key).await?;
+        Ok(LoginOutcome::Tokens(self.issue_tokens(&user, now).await?))
+    }
+
+    /// A new login of `user`: a refresh-token family and the tokens.
+    pub(crate) async fn issue_tokens(
+        &self,
+        user: &user::Model,
+        now: DateTime<Utc>,
+    ) -> Result<Tokens> {
         let grant = Grant {
             user_id: user.id,
             tenant: user.tenant.clone(),
@@ -342,8 +373,8 @@ impl AuthCore {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
         };
         let groups = groups_of(&self.db, user.id).await?;
-        let access = self.access_token(&user, &grant, groups, now)?;
-        let id_token = self.id_token(&user, &grant, now)?;
+        let access = self.access_token(user, &grant, groups, now)?;
+        let id_token = self.id_token(user, &grant, now)?;
         let refresh_token = session::issue(&self.db, &grant, now).await?;
         tracing::info!(user_id = %user.id, "login");
         Ok(Tokens {

@@ -33,6 +33,13 @@ pub enum AuthError {
     /// Only after the right password, so it reveals nothing new.
     #[error("the user is not confirmed: enter the code sent to the email, or ask for a new one")]
     NotConfirmed,
+    /// One answer for unknown, expired, spent and exhausted sessions.
+    #[error("invalid or expired session: log in again")]
+    BadSession,
+    #[error("MFA is off for this tenant")]
+    MfaOff,
+    #[error("no authenticator is being enrolled: call AssociateSoftwareToken first")]
+    NoPendingMfa,
     #[error("this needs the tenant:admin scope")]
     NotAdmin,
     /// Also for users of other tenants, which must look missing.
@@ -63,7 +70,10 @@ impl AuthError {
             AuthError::LockedOut { .. } => ErrorKind::ResourceExhausted,
             AuthError::Token(TokenError::KeysUnavailable) => ErrorKind::Unavailable,
             AuthError::Token(_) => ErrorKind::Unauthenticated,
-            AuthError::NotConfirmed => ErrorKind::FailedPrecondition,
+            AuthError::NotConfirmed | AuthError::MfaOff | AuthError::NoPendingMfa => {
+                ErrorKind::FailedPrecondition
+            }
+            AuthError::BadSession => ErrorKind::Unauthenticated,
             AuthError::NotAdmin => ErrorKind::PermissionDenied,
             AuthError::UserNotFound(_) => ErrorKind::NotFound,
             AuthError::Busy | AuthError::Unavailable(_) => ErrorKind::Unavailable,

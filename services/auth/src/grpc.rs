@@ -6,19 +6,22 @@ use cloudsec_proto::auth::v1::{
     AdminCreateUserResponse, AdminDeleteUserRequest, AdminDeleteUserResponse,
     AdminDisableUserRequest, AdminDisableUserResponse, AdminEnableUserRequest,
     AdminEnableUserResponse, AdminGlobalSignOutRequest, AdminGlobalSignOutResponse,
-    AdminRemoveUserFromGroupRequest, AdminRemoveUserFromGroupResponse, ChangePasswordRequest,
+    AdminRemoveUserFromGroupRequest, AdminRemoveUserFromGroupResponse,
+    AssociateSoftwareTokenRequest, AssociateSoftwareTokenResponse, ChangePasswordRequest,
     ChangePasswordResponse, ConfirmForgotPasswordRequest, ConfirmForgotPasswordResponse,
     ConfirmSignUpRequest, ConfirmSignUpResponse, ForgotPasswordRequest, ForgotPasswordResponse,
     GetJwksRequest, GetOpenIdConfigurationRequest, GlobalSignOutRequest, GlobalSignOutResponse,
-    Jwks, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, OpenIdConfiguration,
+    Jwks, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, MfaMode, OpenIdConfiguration,
     RefreshRequest, RefreshResponse, ResendConfirmationCodeRequest, ResendConfirmationCodeResponse,
-    SignUpRequest, SignUpResponse,
+    RespondToAuthChallengeRequest, SetTenantMfaModeRequest, SetTenantMfaModeResponse,
+    SignUpRequest, SignUpResponse, VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
 
-use crate::core::{AuthCore, Tokens};
+use crate::core::{AuthCore, LoginOutcome, Tokens};
 use crate::error::AuthError;
+use crate::mfa::Enroller;
 
 #[derive(Debug, Clone)]
 pub struct AuthGrpc {
@@ -42,6 +45,17 @@ fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
     let value = metadata.get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn login_response(tokens: Tokens) -> LoginResponse {
+    LoginResponse {
+        access_token: tokens.access.token,
+        token_type: "Bearer".into(),
+        expires_in: seconds(tokens.access.expires_in),
+        refresh_token: tokens.refresh_token,
+        id_token: tokens.id_token,
+        ..LoginResponse::default()
+    }
 }
 
 fn seconds(d: std::time::Duration) -> i32 {
@@ -105,18 +119,85 @@ impl AuthService for AuthGrpc {
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
         let r = request.into_inner();
-        let Tokens {
-            access,
-            id_token,
-            refresh_token,
-        } = self.core.login(&r.email, &r.password).await?;
-        Ok(Response::new(LoginResponse {
-            access_token: access.token,
-            token_type: "Bearer".into(),
-            expires_in: seconds(access.expires_in),
-            refresh_token,
-            id_token,
+        let response = match self.core.login(&r.email, &r.password).await? {
+            LoginOutcome::Tokens(tokens) => login_response(tokens),
+            LoginOutcome::Challenge { name, session } => LoginResponse {
+                challenge_name: name.to_owned(),
+                session,
+                ..LoginResponse::default()
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn respond_to_auth_challenge(
+        &self,
+        request: Request<RespondToAuthChallengeRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        let r = request.into_inner();
+        let tokens = self.core.respond_to_challenge(&r.session, &r.code).await?;
+        Ok(Response::new(login_response(tokens)))
+    }
+
+    async fn associate_software_token(
+        &self,
+        request: Request<AssociateSoftwareTokenRequest>,
+    ) -> Result<Response<AssociateSoftwareTokenResponse>, Status> {
+        let enrolment = if request.get_ref().session.is_empty() {
+            let caller = self.caller(&request).await?;
+            self.core
+                .associate_software_token(Enroller::Caller(&caller))
+                .await?
+        } else {
+            self.core
+                .associate_software_token(Enroller::Session(&request.get_ref().session))
+                .await?
+        };
+        Ok(Response::new(AssociateSoftwareTokenResponse {
+            secret_code: enrolment.secret_base32,
+            otpauth_uri: enrolment.otpauth_uri,
+            qr_code_svg: enrolment.qr_svg,
         }))
+    }
+
+    async fn verify_software_token(
+        &self,
+        request: Request<VerifySoftwareTokenRequest>,
+    ) -> Result<Response<VerifySoftwareTokenResponse>, Status> {
+        let code = request.get_ref().code.clone();
+        let enrolled = if request.get_ref().session.is_empty() {
+            let caller = self.caller(&request).await?;
+            self.core
+                .verify_software_token(Enroller::Caller(&caller), &code)
+                .await?
+        } else {
+            self.core
+                .verify_software_token(Enroller::Session(&request.get_ref().session), &code)
+                .await?
+        };
+        Ok(Response::new(VerifySoftwareTokenResponse {
+            recovery_codes: enrolled.recovery_codes,
+            login: enrolled.tokens.map(login_response),
+        }))
+    }
+
+    async fn set_tenant_mfa_mode(
+        &self,
+        request: Request<SetTenantMfaModeRequest>,
+    ) -> Result<Response<SetTenantMfaModeResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let mode = match MfaMode::try_from(request.get_ref().mode) {
+            Ok(MfaMode::Off) => crate::mfa::MfaMode::Off,
+            Ok(MfaMode::Optional) => crate::mfa::MfaMode::Optional,
+            Ok(MfaMode::Required) => crate::mfa::MfaMode::Required,
+            _ => {
+                let mut v = cloudsec_runtime::FieldViolations::new();
+                v.add("mode", "must be OFF, OPTIONAL or REQUIRED");
+                return Err(AuthError::from(v).into());
+            }
+        };
+        self.core.set_tenant_mfa_mode(&caller, mode).await?;
+        Ok(Response::new(SetTenantMfaModeResponse {}))
     }
 
     async fn refresh(

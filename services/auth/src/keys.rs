@@ -262,15 +262,55 @@ impl KeySealer {
         }
     }
 
+    /// The sealer `config` names, over the platform's key service; `None`
+    /// (with a warning) without one, or when `encryption_key` is empty.
+    pub async fn from_config(
+        config: &SigningConfig,
+        secrets: Option<&cloudsec_secrets::Secrets>,
+    ) -> Option<Self> {
+        if config.encryption_key.is_empty() {
+            return None;
+        }
+        let Some(secrets) = secrets else {
+            tracing::warn!(
+                "no [secrets] back end: token signing keys and MFA secrets are stored in the \
+                 clear in the auth database"
+            );
+            return None;
+        };
+        if let Some(client) = secrets.vault() {
+            let transit = cloudsec_secrets::TransitKeys::new(client.clone(), &config.transit_mount);
+            // Best effort: a least-privilege token may not create keys; the
+            // operator has then made it.
+            if let Err(error) = transit.ensure_key(&config.encryption_key).await {
+                tracing::debug!(%error, key = %config.encryption_key, "cannot create the transit key (it may exist already)");
+            }
+        }
+        Some(Self::new(
+            secrets.key_service(&config.transit_mount),
+            &config.encryption_key,
+        ))
+    }
+
     fn context(kid: &str) -> Vec<u8> {
         format!("cloudsec-auth-signing-key/{kid}").into_bytes()
     }
 
     async fn seal(&self, kid: &str, pem: &str) -> Result<String> {
+        self.seal_bytes(&Self::context(kid), pem.as_bytes()).await
+    }
+
+    async fn open(&self, kid: &str, stored: &str) -> Result<String> {
+        let pem = self.open_bytes(&Self::context(kid), stored).await?;
+        String::from_utf8(pem).map_err(|e| AuthError::Internal(format!("signing key {kid}: {e}")))
+    }
+
+    /// Seals `plain`, bound to `context`: it opens only with the same one.
+    pub(crate) async fn seal_bytes(&self, context: &[u8], plain: &[u8]) -> Result<String> {
         use base64::Engine;
         let sealed = self
             .envelope
-            .seal(&self.key_name, pem.as_bytes(), &Self::context(kid))
+            .seal(&self.key_name, plain, context)
             .await
             .map_err(seal_error)?;
         let json = serde_json::to_vec(&sealed).map_err(|e| AuthError::Internal(e.to_string()))?;
@@ -280,9 +320,10 @@ impl KeySealer {
         ))
     }
 
-    async fn open(&self, kid: &str, stored: &str) -> Result<String> {
+    /// Opens what [`KeySealer::seal_bytes`] sealed under `context`.
+    pub(crate) async fn open_bytes(&self, context: &[u8], stored: &str) -> Result<Vec<u8>> {
         use base64::Engine;
-        let bad = |why: String| AuthError::Internal(format!("signing key {kid}: {why}"));
+        let bad = |why: String| AuthError::Internal(format!("sealed secret: {why}"));
         let b64 = stored
             .strip_prefix(SEALED_PREFIX)
             .ok_or_else(|| bad("not sealed".into()))?;
@@ -291,21 +332,26 @@ impl KeySealer {
             .map_err(|e| bad(e.to_string()))?;
         let sealed: cloudsec_secrets::Sealed =
             serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))?;
-        let pem = self
+        let plain = self
             .envelope
-            .open(&sealed, &Self::context(kid))
+            .open(&sealed, context)
             .await
             .map_err(seal_error)?;
-        String::from_utf8(pem.to_vec()).map_err(|e| bad(e.to_string()))
+        Ok(plain.to_vec())
     }
 }
 
 fn seal_error(e: cloudsec_secrets::Error) -> AuthError {
     if e.is_unavailable() {
-        AuthError::Unavailable(format!("sealing signing keys: {e}"))
+        AuthError::Unavailable(format!("sealing secrets: {e}"))
     } else {
-        AuthError::Internal(format!("sealing signing keys: {e}"))
+        AuthError::Internal(format!("sealing secrets: {e}"))
     }
+}
+
+/// Marks a value [`KeySealer::seal_bytes`] made.
+pub(crate) fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(SEALED_PREFIX)
 }
 
 /// The private keys' home.
@@ -342,33 +388,7 @@ impl KeyStore {
         let vault = secrets.and_then(cloudsec_secrets::Secrets::vault);
         match &config.store {
             KeyStoreConfig::Database => {
-                let sealer = match secrets {
-                    _ if config.encryption_key.is_empty() => None,
-                    None => {
-                        tracing::warn!(
-                            "no [secrets] back end: token signing keys are stored in the clear in \
-                             the auth database"
-                        );
-                        None
-                    }
-                    Some(secrets) => {
-                        if let Some(client) = vault {
-                            let transit = cloudsec_secrets::TransitKeys::new(
-                                client.clone(),
-                                &config.transit_mount,
-                            );
-                            // Best effort: a least-privilege token may not
-                            // create keys; the operator has then made it.
-                            if let Err(error) = transit.ensure_key(&config.encryption_key).await {
-                                tracing::debug!(%error, key = %config.encryption_key, "cannot create the transit key (it may exist already)");
-                            }
-                        }
-                        Some(KeySealer::new(
-                            secrets.key_service(&config.transit_mount),
-                            &config.encryption_key,
-                        ))
-                    }
-                };
+                let sealer = KeySealer::from_config(config, secrets).await;
                 Ok(Self::Database {
                     db: db.clone(),
                     sealer,

@@ -8,6 +8,8 @@
 //! - [`core`]: sign-up, login, refresh, sign-out; no gRPC in here.
 //! - [`keys`]: signing keys in the database or Vault, rotation with
 //!   overlap, the JWKS.
+//! - [`mfa`]: TOTP enrolment, login challenges, recovery codes and the
+//!   tenant's MFA mode.
 //! - [`session`]: refresh tokens: minting, rotation, reuse detection.
 //! - [`lockout`]: progressive lockout after failed logins.
 //! - [`clock`]: the time source, replaceable in tests.
@@ -25,6 +27,7 @@ pub mod error;
 pub mod grpc;
 pub mod keys;
 pub(crate) mod lockout;
+pub mod mfa;
 pub mod migration;
 pub mod password;
 pub(crate) mod session;
@@ -39,7 +42,7 @@ use cloudsec_runtime::host::{HostError, ServiceHost};
 use cloudsec_runtime::tls::MeshTls;
 
 pub use crate::config::AuthConfig;
-pub use crate::core::{AuthCore, SessionSettings, TokenSettings};
+pub use crate::core::{AuthCore, LoginOutcome, SessionSettings, TokenSettings};
 pub use crate::error::{AuthError, Result};
 
 /// Largest accepted request; every auth message is tiny.

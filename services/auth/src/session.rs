@@ -52,7 +52,7 @@ pub(crate) fn presented_hash(token: &str) -> Option<String> {
     (bytes.len() == TOKEN_BYTES).then(|| sha256_hex(token.trim().as_bytes()))
 }
 
-fn mint() -> Result<(String, String)> {
+pub(crate) fn mint() -> Result<(String, String)> {
     let mut bytes = [0u8; TOKEN_BYTES];
     rand::rngs::OsRng
         .try_fill_bytes(&mut bytes)

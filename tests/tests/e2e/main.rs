@@ -74,6 +74,7 @@ on_both_backends! {
     sessions::change_password_checks_and_revokes => sessions_change_password_checks_and_revokes,
     sessions::groups_open_restricted_documents => sessions_groups_open_restricted_documents,
     sessions::sign_up_confirmation_and_password_reset => sessions_sign_up_confirmation_and_password_reset,
+    sessions::mfa_enrolment_and_login => sessions_mfa_enrolment_and_login,
 }
 
 /// Asserts a JSON error body in the gateway's shape and returns it.

@@ -540,3 +540,78 @@ pub(crate) async fn sign_up_confirmation_and_password_reset(sb: &Sandbox) {
     assert_eq!(r.status(), 401);
     login_body(sb, &email, "an entirely new passphrase").await;
 }
+
+/// TOTP through the gateway: enrol while logged in, then log in with a
+/// code; the secret is sealed in the auth database.
+pub(crate) async fn mfa_enrolment_and_login(sb: &Sandbox) {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+
+    let user = sb.user().await;
+    let r = sb
+        .post("/v1/auth:associateSoftwareToken", &user.token, &json!({}))
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let enrol: serde_json::Value = r.json().await.unwrap();
+    let secret = enrol["secretCode"].as_str().unwrap().to_owned();
+    assert!(enrol["qrCodeSvg"].as_str().unwrap().contains("<svg"));
+    let now = chrono::Utc::now();
+    let code = cloudsec_auth::mfa::code_at(&secret, now).unwrap();
+    let r = sb
+        .post(
+            "/v1/auth:verifySoftwareToken",
+            &user.token,
+            &json!({"code": code}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let done: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(done["recoveryCodes"].as_array().unwrap().len(), 10);
+
+    // The secret is sealed, not stored in the clear.
+    let db = Database::connect(&sb.auth_database_url()).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT secret FROM mfa_totp",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let stored: String = rows[0].try_get("", "secret").unwrap();
+    assert!(stored.starts_with("sealed:v1:"), "{stored}");
+    db.close().await.unwrap();
+
+    // A login now stops at the challenge.
+    let r = sb
+        .post_public(
+            "/v1/auth:login",
+            &json!({"email": user.email, "password": user.password}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let challenge: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(challenge["challengeName"], "SOFTWARE_TOKEN_MFA");
+    assert!(challenge.get("accessToken").is_none_or(|t| t == ""));
+    // The enrolment code is spent; the next step's code (one step of
+    // drift) completes the login without waiting.
+    let r = sb
+        .post_public(
+            "/v1/auth:respondToAuthChallenge",
+            &json!({"session": challenge["session"], "code": code}),
+        )
+        .await;
+    expect_error(r, 400, 3, "code").await;
+    let ahead = cloudsec_auth::mfa::code_at(&secret, now + chrono::Duration::seconds(30)).unwrap();
+    let r = sb
+        .post_public(
+            "/v1/auth:respondToAuthChallenge",
+            &json!({"session": challenge["session"], "code": ahead}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let tokens: serde_json::Value = r.json().await.unwrap();
+    let r = sb
+        .get("/v1/documents", tokens["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(r.status(), 200);
+}

@@ -2,6 +2,9 @@
 
 pub mod confirmation_code;
 pub mod login_attempt;
+pub mod mfa_challenge;
+pub mod mfa_recovery_code;
+pub mod mfa_totp;
 pub mod password_history;
 pub mod refresh_token;
 pub mod signing_key;

@@ -6,6 +6,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     pub created_at: ChronoDateTimeUtc,
+    /// `off`, `optional` or `required`; see [`crate::mfa::MfaMode`].
+    pub mfa_mode: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod m20261129_000004_disabled_users;
 mod m20261129_000005_password_history;
 mod m20261129_000006_groups;
 mod m20261129_000007_confirmation;
+mod m20261129_000008_mfa;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_password_history::Migration),
             Box::new(m20261129_000006_groups::Migration),
             Box::new(m20261129_000007_confirmation::Migration),
+            Box::new(m20261129_000008_mfa::Migration),
         ]
     }
 

@@ -11,6 +11,7 @@
 
 mod codes;
 mod keys;
+mod mfa;
 mod scenarios;
 mod support;
 
@@ -58,4 +59,6 @@ on_both_backends!(
     forgotten_passwords_reset_with_a_code_and_revoke_logins,
     a_reset_code_also_confirms_the_email,
     a_reset_clears_the_lockout,
+    totp_enrolment_challenge_replay_and_recovery,
+    tenant_mfa_modes,
 );

@@ -15,6 +15,7 @@ pub(crate) use crate::codes::{
     codes_expire_die_after_wrong_tries_and_resend_is_throttled,
     forgotten_passwords_reset_with_a_code_and_revoke_logins, sign_up_needs_the_emailed_code,
 };
+pub(crate) use crate::mfa::{tenant_mfa_modes, totp_enrolment_challenge_replay_and_recovery};
 use crate::support::{AUDIENCE, Harness, ISSUER, PASSWORD, bearer, payload, sha256_hex};
 
 const BAD_REFRESH: &str = "invalid refresh token";
