@@ -1088,7 +1088,13 @@ impl Shared {
             request_id = %request_id,
         );
         telemetry::extract(&parts.headers, &span);
-        let request = self.grpc_request(message, &parts.headers, request_id, &span)?;
+        let request = self.grpc_request(
+            message,
+            &parts.headers,
+            request_id,
+            context.client.ip,
+            &span,
+        )?;
         if target.streaming {
             let format = Format::from_accept(&parts.headers);
             return self
@@ -1119,6 +1125,7 @@ impl Shared {
         message: DynamicMessage,
         headers: &HeaderMap,
         request_id: &str,
+        client_ip: Option<std::net::IpAddr>,
         span: &tracing::Span,
     ) -> Result<tonic::Request<DynamicMessage>, ApiError> {
         // Metadata is built from an allowlist, so hop-by-hop headers
@@ -1139,6 +1146,11 @@ impl Shared {
         forward_grpc_metadata(headers, &mut metadata)?;
         if let Ok(value) = HeaderValue::from_str(request_id) {
             metadata.insert(REQUEST_ID, value);
+        }
+        // The address the gateway believes (see `client`), for limits the
+        // services keep per client, such as failed logins per IP.
+        if let Some(value) = client_ip.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
+            metadata.insert(CLIENT_IP, value);
         }
         telemetry::inject(span, &mut metadata);
         let mut request = tonic::Request::new(message);
@@ -1327,6 +1339,9 @@ const GRPC_METADATA: &str = "grpc-metadata-";
 /// Metadata the gateway sets itself or that belongs to the transport;
 /// a client cannot set it through `Grpc-Metadata-*`, and a service's is
 /// not echoed back as `Grpc-Metadata-*`.
+/// The client's address, as the gateway believes it, for the services.
+const CLIENT_IP: &str = "x-cloudsec-client-ip";
+
 fn reserved_metadata(key: &str) -> bool {
     key.starts_with("grpc-")
         || key.ends_with("-bin")
@@ -1334,6 +1349,7 @@ fn reserved_metadata(key: &str) -> bool {
             key,
             "authorization"
                 | "x-request-id"
+                | "x-cloudsec-client-ip"
                 | "traceparent"
                 | "tracestate"
                 | "content-type"

@@ -442,6 +442,7 @@ async fn grpc_metadata_headers_go_both_ways() {
         .get(h.url("/v1/items/x"))
         .header("grpc-metadata-tenant-hint", "acme")
         .header("grpc-metadata-authorization", "Bearer forged")
+        .header("grpc-metadata-x-cloudsec-client-ip", "6.6.6.6")
         .header("connection", "keep-alive")
         .send()
         .await
@@ -451,6 +452,11 @@ async fn grpc_metadata_headers_go_both_ways() {
     assert_eq!(status, 200);
     assert_eq!(reply["metadata"]["tenant-hint"], "acme");
     assert!(reply["metadata"].get("authorization").is_none(), "{reply}");
+    // The client address is the gateway's to say, never the client's.
+    assert_eq!(
+        reply["metadata"]["x-cloudsec-client-ip"], "127.0.0.1",
+        "{reply}"
+    );
     h.stop().await;
 }
 

@@ -195,6 +195,7 @@ async fn echo(
         "grpc-timeout",
         "traceparent",
         "tenant-hint",
+        "x-cloudsec-client-ip",
     ] {
         if let Some(value) = request.metadata().get(key).and_then(|v| v.to_str().ok()) {
             metadata.insert(

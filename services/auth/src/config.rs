@@ -57,6 +57,22 @@ pub struct LockoutConfig {
     pub base: Duration,
     #[serde(default = "default_lockout_max", with = "humantime_serde")]
     pub max: Duration,
+    /// Failed logins from one client address, each within `ip_window` of
+    /// the one before, after which that address may not log in for
+    /// `ip_window`, whatever the email; 0 turns the limit off. The address
+    /// is the one the gateway believes (`x-cloudsec-client-ip`).
+    #[serde(default = "default_ip_threshold")]
+    pub ip_threshold: u32,
+    #[serde(default = "default_ip_window", with = "humantime_serde")]
+    pub ip_window: Duration,
+}
+
+fn default_ip_threshold() -> u32 {
+    50
+}
+
+fn default_ip_window() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 impl Default for LockoutConfig {
@@ -65,6 +81,8 @@ impl Default for LockoutConfig {
             threshold: default_lockout_threshold(),
             base: default_lockout_base(),
             max: default_lockout_max(),
+            ip_threshold: default_ip_threshold(),
+            ip_window: default_ip_window(),
         }
     }
 }

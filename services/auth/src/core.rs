@@ -307,7 +307,12 @@ impl AuthCore {
     /// Checks the password and issues an access token and a refresh token.
     /// Unknown email and wrong password give the same error after the same
     /// work; so does a locked email, known or not.
-    pub async fn login(&self, email: &str, password: &str) -> Result<LoginOutcome> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<LoginOutcome> {
         let mut v = FieldViolations::new();
         if email.trim().is_empty() {
             v.add("email", "is required");
@@ -324,6 +329,10 @@ impl AuthCore {
         v.check()?;
         let email = email.trim().to_lowercase();
         let key = lockout::email_key(&email);
+        let ip_key = client.map(lockout::ip_key);
+        if let Some(ip_key) = &ip_key {
+            lockout::check(&self.db, ip_key, self.clock.now()).await?;
+        }
         lockout::check(&self.db, &key, self.clock.now()).await?;
         let found = user::Entity::find()
             .filter(user::Column::Email.eq(&email))
@@ -340,6 +349,10 @@ impl AuthCore {
             _ => {
                 let failures =
                     lockout::record_failure(&self.db, &self.sessions.lockout, &key, now).await?;
+                if let Some(ip_key) = &ip_key {
+                    lockout::record_ip_failure(&self.db, &self.sessions.lockout, ip_key, now)
+                        .await?;
+                }
                 tracing::info!(failures, "login refused");
                 return Err(AuthError::BadCredentials);
             }

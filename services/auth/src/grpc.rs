@@ -47,6 +47,18 @@ fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The client's address as the gateway forwards it; callers inside the
+/// mesh are trusted workloads, and the gateway overwrites whatever a client
+/// sends.
+fn client_ip(metadata: &tonic::metadata::MetadataMap) -> Option<std::net::IpAddr> {
+    metadata
+        .get("x-cloudsec-client-ip")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn login_response(tokens: Tokens) -> LoginResponse {
     LoginResponse {
         access_token: tokens.access.token,
@@ -118,8 +130,9 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
+        let client = client_ip(request.metadata());
         let r = request.into_inner();
-        let response = match self.core.login(&r.email, &r.password).await? {
+        let response = match self.core.login(&r.email, &r.password, client).await? {
             LoginOutcome::Tokens(tokens) => login_response(tokens),
             LoginOutcome::Challenge { name, session } => LoginResponse {
                 challenge_name: name.to_owned(),

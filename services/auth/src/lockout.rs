@@ -1,4 +1,5 @@
-//! Progressive lockout of an email after repeated failed logins.
+//! Progressive lockout of an email after repeated failed logins, and a
+//! limit on failed logins per client address.
 //!
 //! Failures are counted per email string, not per account: an unknown
 //! email is locked after the same tries as a known one and gets the same
@@ -10,7 +11,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+};
 
 use crate::config::LockoutConfig;
 use crate::entity::login_attempt;
@@ -20,6 +23,79 @@ use crate::session::{begin_write, sha256_hex};
 /// The key of an email's counter: the hash of its normalized form.
 pub(crate) fn email_key(email: &str) -> String {
     sha256_hex(email.trim().to_lowercase().as_bytes())
+}
+
+/// The key of a client address's counter, distinct from every email key.
+pub(crate) fn ip_key(ip: std::net::IpAddr) -> String {
+    sha256_hex(format!("ip:{ip}").as_bytes())
+}
+
+/// Counts a failed login from a client address: a burst of
+/// `ip_threshold` failures, each within `ip_window` of the last, locks the
+/// address for `ip_window`. A success does not clear it, so one good
+/// account cannot launder a password spray.
+pub(crate) async fn record_ip_failure(
+    db: &DatabaseConnection,
+    rule: &LockoutConfig,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if rule.ip_threshold == 0 {
+        return Ok(());
+    }
+    let window = chrono::Duration::from_std(rule.ip_window).unwrap_or(chrono::Duration::MAX);
+    let txn = begin_write(db).await?;
+    let result = async {
+        // A quiet spell longer than the window starts the count afresh.
+        if let Some(since) = now.checked_sub_signed(window) {
+            login_attempt::Entity::update_many()
+                .col_expr(login_attempt::Column::Failures, Expr::value(0))
+                .filter(login_attempt::Column::EmailHash.eq(key))
+                .filter(login_attempt::Column::UpdatedAt.lt(since))
+                .exec(&txn)
+                .await?;
+        }
+        login_attempt::Entity::insert(login_attempt::ActiveModel {
+            email_hash: Set(key.to_owned()),
+            failures: Set(1),
+            locked_until: Set(None),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(login_attempt::Column::EmailHash)
+                .value(
+                    login_attempt::Column::Failures,
+                    Expr::col((login_attempt::Entity, login_attempt::Column::Failures)).add(1),
+                )
+                .value(login_attempt::Column::UpdatedAt, now)
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        let failures = login_attempt::Entity::find_by_id(key.to_owned())
+            .one(&txn)
+            .await?
+            .map_or(0, |r| u32::try_from(r.failures).unwrap_or(0));
+        if failures >= rule.ip_threshold {
+            login_attempt::Entity::update(login_attempt::ActiveModel {
+                email_hash: Set(key.to_owned()),
+                locked_until: Set(now.checked_add_signed(window)),
+                ..Default::default()
+            })
+            .exec(&txn)
+            .await?;
+            tracing::warn!(failures, "client address locked out of logins");
+        }
+        Ok::<_, AuthError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(txn.commit().await?),
+        Err(e) => {
+            txn.rollback().await?;
+            Err(e)
+        }
+    }
 }
 
 /// How long the `failures`-th consecutive failure locks the email: nothing

@@ -245,3 +245,58 @@ pub(crate) async fn a_reset_clears_the_lockout(h: Harness) {
         .await
         .expect("the owner of the email is let back in");
 }
+
+async fn login_from(
+    h: &Harness,
+    email: &str,
+    password: &str,
+    ip: &str,
+) -> tonic::Result<pb::LoginResponse> {
+    let mut request = Request::new(pb::LoginRequest {
+        email: email.into(),
+        password: password.into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-cloudsec-client-ip", ip.parse().unwrap());
+    h.api.login(request).await.map(|r| r.into_inner())
+}
+
+pub(crate) async fn failed_logins_are_limited_per_client_address(h: Harness) {
+    let alice = h.sign_up("alice").await;
+    let spray = "203.0.113.7";
+    // A password spray: one try per email, so no email locks.
+    for i in 0..49 {
+        let status = login_from(&h, &format!("victim{i}@example.com"), "Winter2026!", spray)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // A right password does not clear the address's count.
+    login_from(&h, &alice.email, PASSWORD, spray)
+        .await
+        .expect("under the limit");
+    let _ = login_from(&h, "victim49@example.com", "Winter2026!", spray).await;
+    // The fiftieth failure locks the address, for every email.
+    let status = login_from(&h, &alice.email, PASSWORD, spray)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("900 s"), "{status:?}");
+    // Other addresses, and callers the gateway did not name, are not.
+    login_from(&h, &alice.email, PASSWORD, "198.51.100.1")
+        .await
+        .expect("another address");
+    h.login(&alice.email, PASSWORD).await.expect("no address");
+    // The lock lasts the window.
+    h.clock.advance(Duration::from_secs(15 * 60));
+    login_from(&h, &alice.email, PASSWORD, spray)
+        .await
+        .expect("after the window");
+    // After a quiet spell the count starts afresh: one failure locks nothing.
+    h.clock.advance(Duration::from_secs(16 * 60));
+    let _ = login_from(&h, "victim50@example.com", "Winter2026!", spray).await;
+    login_from(&h, &alice.email, PASSWORD, spray)
+        .await
+        .expect("a fresh count");
+}

@@ -61,4 +61,5 @@ on_both_backends!(
     a_reset_clears_the_lockout,
     totp_enrolment_challenge_replay_and_recovery,
     tenant_mfa_modes,
+    failed_logins_are_limited_per_client_address,
 );

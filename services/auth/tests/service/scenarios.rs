@@ -13,6 +13,7 @@ use tonic_types::StatusExt;
 pub(crate) use crate::codes::{
     a_reset_clears_the_lockout, a_reset_code_also_confirms_the_email,
     codes_expire_die_after_wrong_tries_and_resend_is_throttled,
+    failed_logins_are_limited_per_client_address,
     forgotten_passwords_reset_with_a_code_and_revoke_logins, sign_up_needs_the_emailed_code,
 };
 pub(crate) use crate::mfa::{tenant_mfa_modes, totp_enrolment_challenge_replay_and_recovery};
