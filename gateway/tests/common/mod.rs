@@ -357,6 +357,13 @@ impl AuthService for TestAuth {
         Err(tonic::Status::unimplemented("set_tenant_mfa_mode"))
     }
 
+    async fn list_groups(
+        &self,
+        _: tonic::Request<pb_auth::ListGroupsRequest>,
+    ) -> Result<tonic::Response<pb_auth::ListGroupsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("list_groups"))
+    }
+
     async fn login(
         &self,
         _: tonic::Request<LoginRequest>,

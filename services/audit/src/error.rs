@@ -5,8 +5,8 @@ use cloudsec_runtime::db::DbError;
 use cloudsec_runtime::host::HostError;
 use cloudsec_runtime::{ErrorKind, FieldViolations};
 
-use crate::ADMIN_SCOPE;
 use crate::page_token::BadKey;
+use crate::{ADMIN_SCOPE, READ_SCOPE};
 
 pub type Result<T, E = AuditError> = std::result::Result<T, E>;
 
@@ -15,7 +15,7 @@ pub enum AuditError {
     #[error("invalid request: {0}")]
     Invalid(FieldViolations),
     /// A valid token without the tenant admin scope.
-    #[error("the audit log needs the `{ADMIN_SCOPE}` scope")]
+    #[error("the audit log needs the `{ADMIN_SCOPE}` or `{READ_SCOPE}` scope")]
     NotAdmin,
     #[error("database error: {0}")]
     Database(#[from] sea_orm::DbErr),
@@ -98,7 +98,7 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
         assert_eq!(
             status.message(),
-            "the audit log needs the `tenant:admin` scope"
+            "the audit log needs the `tenant:admin` or `audit:read` scope"
         );
         assert_eq!(AuditError::NotAdmin.kind().http_status().as_u16(), 403);
         let mut v = FieldViolations::new();

@@ -68,6 +68,10 @@ pub const NAME: &str = "audit";
 /// tenant's first user); the audit log is theirs alone.
 pub const ADMIN_SCOPE: &str = "tenant:admin";
 
+/// The scope that reads the audit log without being an admin, granted
+/// through a group (`auth.group_scopes`).
+pub const READ_SCOPE: &str = "audit:read";
+
 /// Opens the audit database at `url` and applies the service's and the
 /// bus's migrations (the inbox lives next to the records, so an append
 /// and its inbox entry commit together).

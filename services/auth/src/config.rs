@@ -43,6 +43,41 @@ pub struct AuthConfig {
     /// Email confirmation and password-reset codes.
     #[serde(default)]
     pub confirmation: crate::codes::ConfirmationConfig,
+    /// Roles: the scopes each group's members get in their access tokens.
+    /// The default maps `auditors` to `audit:read`; a configured table
+    /// replaces it.
+    #[serde(default = "default_group_scopes", deserialize_with = "group_scopes")]
+    pub group_scopes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+fn default_group_scopes() -> std::collections::BTreeMap<String, Vec<String>> {
+    std::collections::BTreeMap::from([("auditors".to_owned(), vec!["audit:read".to_owned()])])
+}
+
+/// Scopes are single words; `tenant:admin` comes only from the user's
+/// admin flag, never from a group.
+fn group_scopes<'de, D>(
+    deserializer: D,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let map = std::collections::BTreeMap::<String, Vec<String>>::deserialize(deserializer)?;
+    for (group, scopes) in &map {
+        for scope in scopes {
+            if scope.is_empty() || scope.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(serde::de::Error::custom(format!(
+                    "{group}: `{scope}` is not a scope (one word, no spaces)"
+                )));
+            }
+            if scope == crate::core::ADMIN_SCOPE {
+                return Err(serde::de::Error::custom(format!(
+                    "{group}: `{scope}` comes from the user's admin flag, not from a group"
+                )));
+            }
+        }
+    }
+    Ok(map)
 }
 
 /// Progressive lockout: after `threshold` consecutive failed logins for an
@@ -139,6 +174,7 @@ impl AuthConfig {
             signing: crate::keys::SigningConfig::default(),
             password_history: default_password_history(),
             confirmation: crate::codes::ConfirmationConfig::default(),
+            group_scopes: default_group_scopes(),
         }
     }
 }
@@ -161,6 +197,7 @@ mod tests {
         );
         assert_eq!(w.auth.client_id, "cloudsec");
         assert_eq!(w.auth.lockout, LockoutConfig::default());
+        assert_eq!(w.auth.group_scopes["auditors"], ["audit:read"]);
 
         let w: Wrapper = toml::from_str(
             "[auth]\ndatabase_url = \"sqlite://x\"\nrefresh_token_ttl = \"7d\"\n\
@@ -176,5 +213,17 @@ mod tests {
             "[auth]\ndatabase_url = \"sqlite://x\"\n[auth.lockout]\nthreshhold = 3\n",
         );
         assert!(bad.is_err(), "unknown keys are refused");
+
+        let w: Wrapper = toml::from_str(
+            "[auth]\ndatabase_url = \"sqlite://x\"\n[auth.group_scopes]\nreaders = [\"audit:read\", \"reports\"]\n",
+        )
+        .unwrap();
+        assert_eq!(w.auth.group_scopes["readers"], ["audit:read", "reports"]);
+        assert!(!w.auth.group_scopes.contains_key("auditors"), "replaced");
+        for bad in ["[\"tenant:admin\"]", "[\"two words\"]", "[\"\"]"] {
+            let text =
+                format!("[auth]\ndatabase_url = \"sqlite://x\"\n[auth.group_scopes]\ng = {bad}\n");
+            assert!(toml::from_str::<Wrapper>(&text).is_err(), "{bad}");
+        }
     }
 }

@@ -51,6 +51,8 @@ pub struct SessionSettings {
     /// Earlier passwords a new one may not repeat.
     pub password_history: usize,
     pub confirmation: ConfirmationConfig,
+    /// The scopes each group's members get.
+    pub group_scopes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl SessionSettings {
@@ -61,6 +63,7 @@ impl SessionSettings {
             lockout: config.lockout,
             password_history: config.password_history,
             confirmation: config.confirmation,
+            group_scopes: config.group_scopes.clone(),
         }
     }
 }
@@ -998,6 +1001,54 @@ impl AuthCore {
         Ok(())
     }
 
+    /// The groups of the caller's tenant: name, member ids and the scopes
+    /// they grant, sorted by name (tenant admins).
+    pub async fn list_groups(
+        &self,
+        caller: &AccessClaims,
+    ) -> Result<Vec<(String, Vec<String>, Vec<String>)>> {
+        if !caller
+            .base
+            .scope
+            .split_whitespace()
+            .any(|s| s == ADMIN_SCOPE)
+        {
+            return Err(AuthError::NotAdmin);
+        }
+        let members: Vec<uuid::Uuid> = user::Entity::find()
+            .filter(user::Column::Tenant.eq(&caller.base.tenant))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        let mut groups: std::collections::BTreeMap<String, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for row in user_group::Entity::find()
+            .filter(user_group::Column::UserId.is_in(members))
+            .all(&self.db)
+            .await?
+        {
+            groups
+                .entry(row.group_name)
+                .or_default()
+                .push(row.user_id.to_string());
+        }
+        Ok(groups
+            .into_iter()
+            .map(|(name, mut ids)| {
+                ids.sort();
+                let scopes = self
+                    .sessions
+                    .group_scopes
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_default();
+                (name, ids, scopes)
+            })
+            .collect())
+    }
+
     /// Deletes a user of the caller's tenant with every login of theirs.
     pub async fn admin_delete_user(&self, caller: &AccessClaims, user_id: &str) -> Result<()> {
         let target = self.tenant_user(caller, user_id).await?;
@@ -1007,6 +1058,21 @@ impl AuthCore {
         user::Entity::delete_by_id(id).exec(&self.db).await?;
         tracing::info!(user_id = %id, admin = %caller.base.sub, "user deleted");
         Ok(())
+    }
+
+    /// `documents`, `tenant:admin` for admins, and what the user's groups
+    /// map to, once each.
+    fn scopes_of(&self, user: &user::Model, groups: &[String]) -> String {
+        let mut scopes = std::collections::BTreeSet::from(["documents"]);
+        if user.is_tenant_admin {
+            scopes.insert(ADMIN_SCOPE);
+        }
+        for group in groups {
+            if let Some(mapped) = self.sessions.group_scopes.get(group) {
+                scopes.extend(mapped.iter().map(String::as_str));
+            }
+        }
+        scopes.into_iter().collect::<Vec<_>>().join(" ")
     }
 
     fn access_token(
@@ -1028,13 +1094,10 @@ impl AuthCore {
                 nbf: Some(now),
                 jti: uuid::Uuid::new_v4().to_string(),
                 tenant: user.tenant.clone(),
-                // Read from the user at every refresh, so a demoted admin
-                // loses the scope with the next access token.
-                scope: if user.is_tenant_admin {
-                    format!("documents {ADMIN_SCOPE}")
-                } else {
-                    "documents".into()
-                },
+                // Read from the user and their groups at every refresh, so
+                // a demoted admin or a removed member loses the scope with
+                // the next access token.
+                scope: self.scopes_of(user, &groups),
             },
             token_use: "access".into(),
             client_id: grant.client_id.clone(),
@@ -1062,7 +1125,8 @@ pub struct IdClaims {
     pub jti: String,
     pub token_use: String,
     pub email: String,
-    /// No confirmation flow exists yet, so no email is verified.
+    /// Whether the user proved they own the email (a confirmation or
+    /// reset code, or an admin who created the user).
     pub email_verified: bool,
     #[serde(rename = "cognito:username")]
     pub username: String,
@@ -1102,7 +1166,7 @@ impl AuthCore {
             jti: uuid::Uuid::new_v4().to_string(),
             token_use: "id".into(),
             email: user.email.clone(),
-            email_verified: false,
+            email_verified: user.confirmed_at.is_some(),
             username: user.id.to_string(),
             tenant: user.tenant.clone(),
         };

@@ -11,10 +11,11 @@ use cloudsec_proto::auth::v1::{
     ChangePasswordResponse, ConfirmForgotPasswordRequest, ConfirmForgotPasswordResponse,
     ConfirmSignUpRequest, ConfirmSignUpResponse, ForgotPasswordRequest, ForgotPasswordResponse,
     GetJwksRequest, GetOpenIdConfigurationRequest, GlobalSignOutRequest, GlobalSignOutResponse,
-    Jwks, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, MfaMode, OpenIdConfiguration,
-    RefreshRequest, RefreshResponse, ResendConfirmationCodeRequest, ResendConfirmationCodeResponse,
-    RespondToAuthChallengeRequest, SetTenantMfaModeRequest, SetTenantMfaModeResponse,
-    SignUpRequest, SignUpResponse, VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
+    Group, Jwks, ListGroupsRequest, ListGroupsResponse, LoginRequest, LoginResponse, LogoutRequest,
+    LogoutResponse, MfaMode, OpenIdConfiguration, RefreshRequest, RefreshResponse,
+    ResendConfirmationCodeRequest, ResendConfirmationCodeResponse, RespondToAuthChallengeRequest,
+    SetTenantMfaModeRequest, SetTenantMfaModeResponse, SignUpRequest, SignUpResponse,
+    VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
@@ -191,6 +192,24 @@ impl AuthService for AuthGrpc {
         Ok(Response::new(VerifySoftwareTokenResponse {
             recovery_codes: enrolled.recovery_codes,
             login: enrolled.tokens.map(login_response),
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<ListGroupsRequest>,
+    ) -> Result<Response<ListGroupsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let groups = self.core.list_groups(&caller).await?;
+        Ok(Response::new(ListGroupsResponse {
+            groups: groups
+                .into_iter()
+                .map(|(name, member_ids, scopes)| Group {
+                    name,
+                    member_ids,
+                    scopes,
+                })
+                .collect(),
         }))
     }
 

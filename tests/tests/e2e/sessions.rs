@@ -615,3 +615,71 @@ pub(crate) async fn mfa_enrolment_and_login(sb: &Sandbox) {
         .await;
     assert_eq!(r.status(), 200);
 }
+
+/// Roles: membership of `auditors` maps to the `audit:read` scope, which
+/// the audit service accepts; admins list the groups.
+pub(crate) async fn groups_map_to_scopes(sb: &Sandbox) {
+    let admin = sb.user().await;
+    let email = format!(
+        "ava-{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let password = "ava's long passphrase";
+    let r = sb
+        .post(
+            "/v1/users",
+            &admin.token,
+            &json!({"email": email, "password": password}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let ava: serde_json::Value = r.json().await.unwrap();
+    let ava_id = ava["userId"].as_str().unwrap().to_owned();
+    let token = |body: serde_json::Value| body["accessToken"].as_str().unwrap().to_owned();
+
+    let plain = token(login_body(sb, &email, password).await);
+    assert_eq!(payload(&plain)["scope"], "documents");
+    let r = sb.get("/v1/audit/records", &plain).await;
+    expect_error(r, 403, 7, "audit:read").await;
+    // Members may not list groups.
+    let r = sb.get("/v1/groups", &plain).await;
+    assert_eq!(r.status(), 403);
+
+    let r = sb
+        .post(
+            &format!("/v1/users/{ava_id}/groups"),
+            &admin.token,
+            &json!({"group": "auditors"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let auditor = token(login_body(sb, &email, password).await);
+    assert_eq!(payload(&auditor)["scope"], "audit:read documents");
+    let r = sb.get("/v1/audit/records", &auditor).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+
+    let r = sb.get("/v1/groups", &admin.token).await;
+    assert_eq!(r.status(), 200);
+    let listed: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        listed["groups"],
+        json!([{"name": "auditors", "memberIds": [ava_id], "scopes": ["audit:read"]}]),
+        "{listed}"
+    );
+    // Another tenant's admin sees none of it.
+    let other = sb.user().await;
+    let r = sb.get("/v1/groups", &other.token).await;
+    let theirs: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        theirs.get("groups").is_none_or(|g| g == &json!([])),
+        "{theirs}"
+    );
+
+    // Out of the group, out of the scope at the next token.
+    let r = sb
+        .delete(&format!("/v1/users/{ava_id}/groups/auditors"), &admin.token)
+        .await;
+    assert_eq!(r.status(), 200);
+    let after = token(login_body(sb, &email, password).await);
+    assert_eq!(payload(&after)["scope"], "documents");
+}
