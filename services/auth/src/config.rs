@@ -43,6 +43,9 @@ pub struct AuthConfig {
     /// Email confirmation and password-reset codes.
     #[serde(default)]
     pub confirmation: crate::codes::ConfirmationConfig,
+    /// App clients by `client_id`, beside the default `client_id`.
+    #[serde(default)]
+    pub clients: std::collections::BTreeMap<String, AppClientConfig>,
     /// Roles: the scopes each group's members get in their access tokens.
     /// The default maps `auditors` to `audit:read`; a configured table
     /// replaces it.
@@ -78,6 +81,23 @@ where
         }
     }
     Ok(map)
+}
+
+/// An app client: what its logins' tokens may be. Unset values are the
+/// platform's (`tokens.access_ttl`, `auth.refresh_token_ttl`, every scope).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppClientConfig {
+    /// At most `tokens.access_ttl`, which the signing keys' overlap is
+    /// sized for.
+    #[serde(default, with = "humantime_serde")]
+    pub access_token_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub refresh_token_ttl: Option<Duration>,
+    /// The scopes its tokens may carry; a user's other scopes are left
+    /// out.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// Progressive lockout: after `threshold` consecutive failed logins for an
@@ -175,6 +195,7 @@ impl AuthConfig {
             password_history: default_password_history(),
             confirmation: crate::codes::ConfirmationConfig::default(),
             group_scopes: default_group_scopes(),
+            clients: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -53,6 +53,18 @@ pub struct SessionSettings {
     pub confirmation: ConfirmationConfig,
     /// The scopes each group's members get.
     pub group_scopes: std::collections::BTreeMap<String, Vec<String>>,
+    /// Registered app clients besides `client_id`.
+    pub clients: std::collections::BTreeMap<String, crate::config::AppClientConfig>,
+}
+
+/// The app client of a login, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AppClient {
+    pub(crate) id: String,
+    pub(crate) access_ttl: Duration,
+    pub(crate) refresh_ttl: Duration,
+    /// `None`: every scope the user has.
+    pub(crate) scopes: Option<Vec<String>>,
 }
 
 impl SessionSettings {
@@ -64,6 +76,7 @@ impl SessionSettings {
             password_history: config.password_history,
             confirmation: config.confirmation,
             group_scopes: config.group_scopes.clone(),
+            clients: config.clients.clone(),
         }
     }
 }
@@ -171,6 +184,22 @@ impl AuthCore {
         signing: &SigningConfig,
         secrets: Option<&cloudsec_secrets::Secrets>,
     ) -> Result<Self> {
+        for (id, client) in &sessions.clients {
+            if let Some(ttl) = client.access_token_ttl
+                && (ttl > tokens.access_ttl || ttl.is_zero())
+            {
+                return Err(AuthError::Internal(format!(
+                    "auth.clients.{id}.access_token_ttl must be more than 0s and at most \
+                     tokens.access_ttl ({}s): old signing keys stay published only that long",
+                    tokens.access_ttl.as_secs()
+                )));
+            }
+            if client.refresh_token_ttl.is_some_and(|t| t.is_zero()) {
+                return Err(AuthError::Internal(format!(
+                    "auth.clients.{id}.refresh_token_ttl must be more than 0s"
+                )));
+            }
+        }
         let verifier = Arc::new(TokenVerifier::fixed(&tokens.issuer, &tokens.audience));
         let store = KeyStore::from_config(signing, &db, secrets).await?;
         let mfa_sealer = crate::keys::KeySealer::from_config(signing, secrets).await;
@@ -315,7 +344,9 @@ impl AuthCore {
         email: &str,
         password: &str,
         client: Option<std::net::IpAddr>,
+        client_id: &str,
     ) -> Result<LoginOutcome> {
+        let app = self.app_client(client_id)?;
         let mut v = FieldViolations::new();
         if email.trim().is_empty() {
             v.add("email", "is required");
@@ -366,31 +397,61 @@ impl AuthCore {
         }
         // The failure count is cleared only once every factor has passed:
         // a right password must not reset the count of wrong MFA codes.
-        if let Some(challenge) = self.mfa_challenge(&user, now).await? {
+        if let Some(challenge) = self.mfa_challenge(&user, &app, now).await? {
             return Ok(challenge);
         }
         lockout::reset(&self.db, &key).await?;
-        Ok(LoginOutcome::Tokens(self.issue_tokens(&user, now).await?))
+        Ok(LoginOutcome::Tokens(
+            self.issue_tokens(&user, &app, now).await?,
+        ))
+    }
+
+    /// The app client `id` names; empty is the default one. An unknown id
+    /// is the caller's mistake, named before any password is hashed.
+    pub(crate) fn app_client(&self, id: &str) -> Result<AppClient> {
+        let id = if id.is_empty() {
+            self.sessions.client_id.as_str()
+        } else {
+            id
+        };
+        let config = match self.sessions.clients.get(id) {
+            Some(config) => config.clone(),
+            None if id == self.sessions.client_id => crate::config::AppClientConfig::default(),
+            None => {
+                let mut v = FieldViolations::new();
+                v.add("client_id", "is not a registered app client");
+                return Err(v.into());
+            }
+        };
+        Ok(AppClient {
+            id: id.to_owned(),
+            access_ttl: config.access_token_ttl.unwrap_or(self.tokens.access_ttl),
+            refresh_ttl: config
+                .refresh_token_ttl
+                .unwrap_or(self.sessions.refresh_ttl),
+            scopes: config.scopes,
+        })
     }
 
     /// A new login of `user`: a refresh-token family and the tokens.
     pub(crate) async fn issue_tokens(
         &self,
         user: &user::Model,
+        app: &AppClient,
         now: DateTime<Utc>,
     ) -> Result<Tokens> {
         let grant = Grant {
             user_id: user.id,
             tenant: user.tenant.clone(),
-            client_id: self.sessions.client_id.clone(),
+            client_id: app.id.clone(),
             auth_time: now,
             expires_at: now
-                .checked_add_signed(to_chrono(self.sessions.refresh_ttl))
+                .checked_add_signed(to_chrono(app.refresh_ttl))
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
         };
         let groups = groups_of(&self.db, user.id).await?;
-        let access = self.access_token(user, &grant, groups, now)?;
-        let id_token = self.id_token(user, &grant, now)?;
+        let access = self.access_token(user, &grant, groups, app, now)?;
+        let id_token = self.id_token(user, &grant, app, now)?;
         let refresh_token = session::issue(&self.db, &grant, now).await?;
         tracing::info!(user_id = %user.id, "login");
         Ok(Tokens {
@@ -415,9 +476,14 @@ impl AuthCore {
                     Ok(Err("user disabled"))
                 }
                 Rotation::Rotated { user, grant, token } => {
+                    // A client removed from the configuration ends its
+                    // logins.
+                    let Ok(app) = self.app_client(&grant.client_id) else {
+                        return Ok(Err("app client removed"));
+                    };
                     let groups = groups_of(&txn, user.id).await?;
-                    let access = self.access_token(&user, &grant, groups, now)?;
-                    let id_token = self.id_token(&user, &grant, now)?;
+                    let access = self.access_token(&user, &grant, groups, &app, now)?;
+                    let id_token = self.id_token(&user, &grant, &app, now)?;
                     Ok(Ok(Tokens {
                         access,
                         id_token,
@@ -1062,7 +1128,7 @@ impl AuthCore {
 
     /// `documents`, `tenant:admin` for admins, and what the user's groups
     /// map to, once each.
-    fn scopes_of(&self, user: &user::Model, groups: &[String]) -> String {
+    fn scopes_of(&self, user: &user::Model, groups: &[String], app: &AppClient) -> String {
         let mut scopes = std::collections::BTreeSet::from(["documents"]);
         if user.is_tenant_admin {
             scopes.insert(ADMIN_SCOPE);
@@ -1072,6 +1138,9 @@ impl AuthCore {
                 scopes.extend(mapped.iter().map(String::as_str));
             }
         }
+        if let Some(allowed) = &app.scopes {
+            scopes.retain(|s| allowed.iter().any(|a| a == s));
+        }
         scopes.into_iter().collect::<Vec<_>>().join(" ")
     }
 
@@ -1080,10 +1149,11 @@ impl AuthCore {
         user: &user::Model,
         grant: &Grant,
         groups: Vec<String>,
+        app: &AppClient,
         now: DateTime<Utc>,
     ) -> Result<AccessToken> {
         let now = now.timestamp();
-        let ttl = self.tokens.access_ttl;
+        let ttl = app.access_ttl;
         let claims = AccessClaims {
             base: Claims {
                 iss: self.tokens.issuer.clone(),
@@ -1097,7 +1167,7 @@ impl AuthCore {
                 // Read from the user and their groups at every refresh, so
                 // a demoted admin or a removed member loses the scope with
                 // the next access token.
-                scope: self.scopes_of(user, &groups),
+                scope: self.scopes_of(user, &groups, app),
             },
             token_use: "access".into(),
             client_id: grant.client_id.clone(),
@@ -1153,9 +1223,15 @@ pub const CLAIMS_SUPPORTED: &[&str] = &[
 ];
 
 impl AuthCore {
-    fn id_token(&self, user: &user::Model, grant: &Grant, now: DateTime<Utc>) -> Result<String> {
+    fn id_token(
+        &self,
+        user: &user::Model,
+        grant: &Grant,
+        app: &AppClient,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
         let now = now.timestamp();
-        let ttl = i64::try_from(self.tokens.access_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let ttl = i64::try_from(app.access_ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = IdClaims {
             iss: self.tokens.issuer.clone(),
             sub: user.id.to_string(),

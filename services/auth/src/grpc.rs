@@ -133,7 +133,11 @@ impl AuthService for AuthGrpc {
     ) -> Result<Response<LoginResponse>, Status> {
         let client = client_ip(request.metadata());
         let r = request.into_inner();
-        let response = match self.core.login(&r.email, &r.password, client).await? {
+        let response = match self
+            .core
+            .login(&r.email, &r.password, client, &r.client_id)
+            .await?
+        {
             LoginOutcome::Tokens(tokens) => login_response(tokens),
             LoginOutcome::Challenge { name, session } => LoginResponse {
                 challenge_name: name.to_owned(),

@@ -28,7 +28,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, Tran
 use totp_rs::{Algorithm, Builder, Totp};
 use uuid::Uuid;
 
-use crate::core::{ADMIN_SCOPE, AuthCore, LoginOutcome, Tokens};
+use crate::core::{ADMIN_SCOPE, AppClient, AuthCore, LoginOutcome, Tokens};
 use crate::entity::{mfa_challenge, mfa_recovery_code, mfa_totp, tenant, user};
 use crate::error::{AuthError, Result};
 use crate::lockout;
@@ -192,6 +192,7 @@ impl AuthCore {
     pub(crate) async fn mfa_challenge(
         &self,
         user: &user::Model,
+        app: &AppClient,
         now: DateTime<Utc>,
     ) -> Result<Option<LoginOutcome>> {
         let mode = self.tenant_mode(&user.tenant).await?;
@@ -212,6 +213,7 @@ impl AuthCore {
             session_hash: Set(hash),
             user_id: Set(user.id),
             kind: Set(kind.to_owned()),
+            client_id: Set(app.id.clone()),
             attempts: Set(0),
             expires_at: Set(now + chrono::Duration::from_std(CHALLENGE_TTL).unwrap_or_default()),
         }
@@ -341,7 +343,8 @@ impl AuthCore {
             return Err(bad_session());
         }
         lockout::reset(&self.db, &lockout::email_key(&user.email)).await?;
-        self.issue_tokens(&user, now).await
+        let app = self.app_client(&challenge.client_id)?;
+        self.issue_tokens(&user, &app, now).await
     }
 
     async fn enroller(
@@ -482,7 +485,10 @@ impl AuthCore {
         }
         tracing::info!(user_id = %user.id, "totp enrolled");
         let tokens = match challenge {
-            Some(_) => Some(self.issue_tokens(&user, now).await?),
+            Some(challenge) => {
+                let app = self.app_client(&challenge.client_id)?;
+                Some(self.issue_tokens(&user, &app, now).await?)
+            }
             None => None,
         };
         Ok(Enrolled {

@@ -31,10 +31,24 @@ async fn grpc_user(sb: &Sandbox) -> (String, String) {
         .await
         .expect("sign up")
         .into_inner();
+    // The code reaches the sandbox over the bus, as a mailer gets it.
+    let code = sb
+        .code(
+            &email,
+            cloudsec_proto::events::v1::ConfirmationPurpose::SignUp,
+        )
+        .await;
+    auth.confirm_sign_up(cloudsec_proto::auth::v1::ConfirmSignUpRequest {
+        email: email.clone(),
+        code,
+    })
+    .await
+    .expect("confirm sign-up");
     let login = auth
         .login(LoginRequest {
             email,
             password: "correct horse battery staple".into(),
+            client_id: String::new(),
         })
         .await
         .expect("login")

@@ -683,3 +683,75 @@ pub(crate) async fn groups_map_to_scopes(sb: &Sandbox) {
     let after = token(login_body(sb, &email, password).await);
     assert_eq!(payload(&after)["scope"], "documents");
 }
+
+/// App clients: a registered client's logins get its lifetimes and at most
+/// its scopes, across refreshes; unknown clients are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_clients_set_lifetimes_and_scopes() {
+    let extra = cloudsec_tests::Extra {
+        toml: "[auth.clients.reports]\naccess_token_ttl = \"5m\"\nrefresh_token_ttl = \"1h\"\n\
+               scopes = [\"documents\"]\n"
+            .into(),
+        ..cloudsec_tests::Extra::default()
+    };
+    let sb = Sandbox::start_with(cloudsec_tests::Backend::Sqlite, extra)
+        .await
+        .expect("sqlite sandbox");
+    let admin = sb.user().await;
+    let login = |client: &'static str| {
+        let sb = &sb;
+        let admin = &admin;
+        async move {
+            sb.post_public(
+                "/v1/auth:login",
+                &json!({"email": admin.email, "password": admin.password, "clientId": client}),
+            )
+            .await
+        }
+    };
+
+    let r = login("reports").await;
+    assert_eq!(r.status(), 200);
+    let reports: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(reports["expiresIn"], 300);
+    let access = payload(reports["accessToken"].as_str().unwrap());
+    assert_eq!(access["scope"], "documents", "{access}");
+    assert_eq!(access["client_id"], "reports");
+    assert_eq!(
+        access["exp"].as_i64().unwrap() - access["iat"].as_i64().unwrap(),
+        300
+    );
+    assert_eq!(
+        payload(reports["idToken"].as_str().unwrap())["aud"],
+        "reports"
+    );
+    // The narrower token cannot do what the admin's default one can.
+    let r = sb
+        .get(
+            "/v1/audit/records",
+            reports["accessToken"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    // A refresh stays with the client.
+    let r = refresh(&sb, &reports["refreshToken"]).await;
+    assert_eq!(r.status(), 200);
+    let refreshed: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(refreshed["expiresIn"], 300);
+    assert_eq!(
+        payload(refreshed["accessToken"].as_str().unwrap())["scope"],
+        "documents"
+    );
+
+    // The default client: the platform's lifetimes, every scope.
+    let r = login("").await;
+    let default: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(default["expiresIn"], 900);
+    assert_eq!(
+        payload(default["accessToken"].as_str().unwrap())["scope"],
+        "documents tenant:admin"
+    );
+    let r = login("nope").await;
+    expect_error(r, 400, 3, "client_id").await;
+    sb.stop().await;
+}

@@ -10,6 +10,8 @@ pub struct Model {
     pub user_id: Uuid,
     /// `totp` (answer with a code) or `setup` (enrol first).
     pub kind: String,
+    /// The app client the login is for.
+    pub client_id: String,
     pub attempts: i32,
     pub expires_at: ChronoDateTimeUtc,
 }

@@ -47,6 +47,7 @@ enum MfaChallenges {
     SessionHash,
     UserId,
     Kind,
+    ClientId,
     Attempts,
     ExpiresAt,
 }
@@ -154,6 +155,7 @@ impl MigrationTrait for Migration {
                     )
                     .col(ColumnDef::new(MfaChallenges::UserId).uuid().not_null())
                     .col(ColumnDef::new(MfaChallenges::Kind).string().not_null())
+                    .col(ColumnDef::new(MfaChallenges::ClientId).string().not_null())
                     .col(
                         ColumnDef::new(MfaChallenges::Attempts)
                             .integer()

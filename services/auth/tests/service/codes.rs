@@ -255,6 +255,7 @@ async fn login_from(
     let mut request = Request::new(pb::LoginRequest {
         email: email.into(),
         password: password.into(),
+        client_id: String::new(),
     });
     request
         .metadata_mut()

@@ -145,6 +145,7 @@ impl Harness {
             .login(Request::new(pb::LoginRequest {
                 email: email.into(),
                 password: password.into(),
+                client_id: String::new(),
             }))
             .await
             .map(|r| r.into_inner())
