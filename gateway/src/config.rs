@@ -327,6 +327,8 @@ fn default_public() -> Vec<String> {
         "cloudsec.auth.v1.AuthService/RespondToAuthChallenge",
         "cloudsec.auth.v1.AuthService/AssociateSoftwareToken",
         "cloudsec.auth.v1.AuthService/VerifySoftwareToken",
+        "cloudsec.auth.v1.AuthService/StartFederatedLogin",
+        "cloudsec.auth.v1.AuthService/CompleteFederatedLogin",
         "cloudsec.auth.v1.AuthService/GetJwks",
         "cloudsec.auth.v1.AuthService/GetOpenIdConfiguration",
     ]
@@ -624,7 +626,7 @@ mod tests {
         assert!(config.api_keys["partner"].enabled);
         let jwt = config.jwt.unwrap();
         assert_eq!(jwt.refresh_interval, Duration::from_secs(60));
-        assert_eq!(jwt.public.len(), 11);
+        assert_eq!(jwt.public.len(), 13);
         assert_eq!(config.cors.unwrap().max_age, Duration::from_secs(3600));
         assert_eq!(config.trusted_proxies.len(), 2);
     }

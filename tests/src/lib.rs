@@ -9,6 +9,8 @@
 // A test harness: panicking with a clear message is how it reports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod oidc;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -364,6 +364,20 @@ impl AuthService for TestAuth {
         Err(tonic::Status::unimplemented("list_groups"))
     }
 
+    async fn start_federated_login(
+        &self,
+        _: tonic::Request<pb_auth::StartFederatedLoginRequest>,
+    ) -> Result<tonic::Response<pb_auth::StartFederatedLoginResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("start_federated_login"))
+    }
+
+    async fn complete_federated_login(
+        &self,
+        _: tonic::Request<pb_auth::CompleteFederatedLoginRequest>,
+    ) -> Result<tonic::Response<pb_auth::LoginResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("complete_federated_login"))
+    }
+
     async fn login(
         &self,
         _: tonic::Request<LoginRequest>,

@@ -43,6 +43,9 @@ pub struct AuthConfig {
     /// Email confirmation and password-reset codes.
     #[serde(default)]
     pub confirmation: crate::codes::ConfirmationConfig,
+    /// External OpenID Connect providers users may sign in with, by name.
+    #[serde(default)]
+    pub federation: std::collections::BTreeMap<String, crate::federation::ProviderConfig>,
     /// App clients by `client_id`, beside the default `client_id`.
     #[serde(default)]
     pub clients: std::collections::BTreeMap<String, AppClientConfig>,
@@ -196,6 +199,7 @@ impl AuthConfig {
             confirmation: crate::codes::ConfirmationConfig::default(),
             group_scopes: default_group_scopes(),
             clients: std::collections::BTreeMap::new(),
+            federation: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -117,6 +117,8 @@ pub struct AuthCore {
     pub(crate) clock: Arc<dyn Clock>,
     /// Seals MFA secrets; `None` keeps them in the clear (no key service).
     pub(crate) mfa_sealer: Option<crate::keys::KeySealer>,
+    /// External identity providers, when any are configured.
+    pub(crate) federation: Option<Arc<crate::federation::Federation>>,
 }
 
 /// What a login gives: tokens, or a challenge to answer first.
@@ -220,7 +222,19 @@ impl AuthCore {
             outbox,
             clock: Arc::new(SystemClock),
             mfa_sealer,
+            federation: None,
         })
+    }
+
+    /// The same core, signing users in through these providers too.
+    pub fn with_federation(
+        mut self,
+        providers: std::collections::BTreeMap<String, crate::federation::ProviderConfig>,
+    ) -> Result<Self> {
+        if !providers.is_empty() {
+            self.federation = Some(Arc::new(crate::federation::Federation::new(providers)?));
+        }
+        Ok(self)
     }
 
     /// The same core reading time from `clock`.

@@ -33,6 +33,9 @@ pub enum AuthError {
     /// Only after the right password, so it reveals nothing new.
     #[error("the user is not confirmed: enter the code sent to the email, or ask for a new one")]
     NotConfirmed,
+    /// A federated sign-in that did not prove who the user is.
+    #[error("{0}")]
+    Federation(String),
     /// One answer for unknown, expired, spent and exhausted sessions.
     #[error("invalid or expired session: log in again")]
     BadSession,
@@ -73,7 +76,7 @@ impl AuthError {
             AuthError::NotConfirmed | AuthError::MfaOff | AuthError::NoPendingMfa => {
                 ErrorKind::FailedPrecondition
             }
-            AuthError::BadSession => ErrorKind::Unauthenticated,
+            AuthError::BadSession | AuthError::Federation(_) => ErrorKind::Unauthenticated,
             AuthError::NotAdmin => ErrorKind::PermissionDenied,
             AuthError::UserNotFound(_) => ErrorKind::NotFound,
             AuthError::Busy | AuthError::Unavailable(_) => ErrorKind::Unavailable,

@@ -8,14 +8,15 @@ use cloudsec_proto::auth::v1::{
     AdminEnableUserResponse, AdminGlobalSignOutRequest, AdminGlobalSignOutResponse,
     AdminRemoveUserFromGroupRequest, AdminRemoveUserFromGroupResponse,
     AssociateSoftwareTokenRequest, AssociateSoftwareTokenResponse, ChangePasswordRequest,
-    ChangePasswordResponse, ConfirmForgotPasswordRequest, ConfirmForgotPasswordResponse,
-    ConfirmSignUpRequest, ConfirmSignUpResponse, ForgotPasswordRequest, ForgotPasswordResponse,
-    GetJwksRequest, GetOpenIdConfigurationRequest, GlobalSignOutRequest, GlobalSignOutResponse,
-    Group, Jwks, ListGroupsRequest, ListGroupsResponse, LoginRequest, LoginResponse, LogoutRequest,
-    LogoutResponse, MfaMode, OpenIdConfiguration, RefreshRequest, RefreshResponse,
-    ResendConfirmationCodeRequest, ResendConfirmationCodeResponse, RespondToAuthChallengeRequest,
-    SetTenantMfaModeRequest, SetTenantMfaModeResponse, SignUpRequest, SignUpResponse,
-    VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
+    ChangePasswordResponse, CompleteFederatedLoginRequest, ConfirmForgotPasswordRequest,
+    ConfirmForgotPasswordResponse, ConfirmSignUpRequest, ConfirmSignUpResponse,
+    ForgotPasswordRequest, ForgotPasswordResponse, GetJwksRequest, GetOpenIdConfigurationRequest,
+    GlobalSignOutRequest, GlobalSignOutResponse, Group, Jwks, ListGroupsRequest,
+    ListGroupsResponse, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, MfaMode,
+    OpenIdConfiguration, RefreshRequest, RefreshResponse, ResendConfirmationCodeRequest,
+    ResendConfirmationCodeResponse, RespondToAuthChallengeRequest, SetTenantMfaModeRequest,
+    SetTenantMfaModeResponse, SignUpRequest, SignUpResponse, StartFederatedLoginRequest,
+    StartFederatedLoginResponse, VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
@@ -136,6 +137,41 @@ impl AuthService for AuthGrpc {
         let response = match self
             .core
             .login(&r.email, &r.password, client, &r.client_id)
+            .await?
+        {
+            LoginOutcome::Tokens(tokens) => login_response(tokens),
+            LoginOutcome::Challenge { name, session } => LoginResponse {
+                challenge_name: name.to_owned(),
+                session,
+                ..LoginResponse::default()
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn start_federated_login(
+        &self,
+        request: Request<StartFederatedLoginRequest>,
+    ) -> Result<Response<StartFederatedLoginResponse>, Status> {
+        let r = request.into_inner();
+        let (authorization_url, state) = self
+            .core
+            .start_federated_login(&r.provider, &r.client_id)
+            .await?;
+        Ok(Response::new(StartFederatedLoginResponse {
+            authorization_url,
+            state,
+        }))
+    }
+
+    async fn complete_federated_login(
+        &self,
+        request: Request<CompleteFederatedLoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        let r = request.into_inner();
+        let response = match self
+            .core
+            .complete_federated_login(&r.state, &r.code)
             .await?
         {
             LoginOutcome::Tokens(tokens) => login_response(tokens),

@@ -6,6 +6,8 @@
 //! - [`config`]: the `[auth]` configuration section.
 //! - [`codes`]: one-time codes for sign-up confirmation and password reset.
 //! - [`core`]: sign-up, login, refresh, sign-out; no gRPC in here.
+//! - [`federation`]: sign-in through an external OpenID Connect provider
+//!   (authorization code with PKCE).
 //! - [`keys`]: signing keys in the database or Vault, rotation with
 //!   overlap, the JWKS.
 //! - [`mfa`]: TOTP enrolment, login challenges, recovery codes and the
@@ -24,6 +26,7 @@ pub mod config;
 pub mod core;
 pub mod entity;
 pub mod error;
+pub mod federation;
 pub mod grpc;
 pub mod keys;
 pub(crate) mod lockout;
@@ -105,7 +108,8 @@ impl Auth {
             &config.signing,
             secrets,
         )
-        .await?;
+        .await?
+        .with_federation(config.federation.clone())?;
         let keys = core.keys().clone();
         let mut host = ServiceHost::bind(
             "auth",

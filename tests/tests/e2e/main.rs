@@ -7,6 +7,7 @@
 mod bad_input;
 mod cognito;
 mod events;
+mod federation;
 mod grpc;
 mod mtls;
 mod ops;

@@ -1,6 +1,8 @@
 //! The auth service's tables.
 
 pub mod confirmation_code;
+pub mod federated_identity;
+pub mod federation_login;
 pub mod login_attempt;
 pub mod mfa_challenge;
 pub mod mfa_recovery_code;

@@ -10,6 +10,7 @@ mod m20261129_000005_password_history;
 mod m20261129_000006_groups;
 mod m20261129_000007_confirmation;
 mod m20261129_000008_mfa;
+mod m20261129_000009_federation;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_groups::Migration),
             Box::new(m20261129_000007_confirmation::Migration),
             Box::new(m20261129_000008_mfa::Migration),
+            Box::new(m20261129_000009_federation::Migration),
         ]
     }
 

@@ -1,0 +1,471 @@
+//! Sign in with an external OpenID Connect provider: the authorization
+//! code flow with PKCE (S256), as a relying party.
+//!
+//! 1. `StartFederatedLogin` makes a `state`, a `nonce` and a PKCE verifier,
+//!    keeps them for ten minutes under the state's SHA-256, and returns the
+//!    provider's authorization URL.
+//! 2. The browser signs in at the provider and comes back to the app's
+//!    `redirect_uri` with `code` and `state`.
+//! 3. `CompleteFederatedLogin` spends the state (once), exchanges the code
+//!    with the verifier at the token endpoint, and checks the ID token:
+//!    RS256 with a key of the provider's JWKS, `iss`, `aud` (our client id),
+//!    `exp`/`nbf`, and the `nonce` of step 1.
+//! 4. The provider's user is the cloudsec user linked to `(provider, sub)`;
+//!    failing that, the user with the same email, linked now, but only when
+//!    the provider says the email is verified; failing that, a new user in
+//!    the provider's tenant. MFA still applies; then the tokens.
+//!
+//! Endpoints come from the issuer's `/.well-known/openid-configuration`,
+//! fetched at first use and cached.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use cloudsec_runtime::{FieldViolations, Secret};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rand::TryRngCore;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::RwLock;
+
+use crate::core::{AuthCore, LoginOutcome};
+use crate::entity::{federated_identity, federation_login, tenant, user};
+use crate::error::{AuthError, Result};
+use crate::session::sha256_hex;
+
+/// `[auth.federation.<name>]`: one external provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The provider's issuer; its discovery document is under it.
+    pub issuer: String,
+    /// Our client id at the provider: the ID token's audience.
+    pub client_id: String,
+    /// Sent with `client_secret_post` when set (confidential clients).
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// Where the provider sends the browser back: the app's page that
+    /// calls `CompleteFederatedLogin`.
+    pub redirect_uri: String,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The existing tenant that users new to cloudsec join (as members).
+    pub tenant: String,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into()]
+}
+
+/// How long a started login may take at the provider.
+const STATE_TTL: Duration = Duration::from_secs(600);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Deserialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    jwks_uri: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    id_token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct JwksDocument {
+    keys: Vec<JwkDocument>,
+}
+
+#[derive(Debug, Deserialize)]
+struct JwkDocument {
+    #[serde(default)]
+    kty: String,
+    #[serde(default)]
+    kid: String,
+    #[serde(default)]
+    n: String,
+    #[serde(default)]
+    e: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdClaims {
+    sub: String,
+    #[serde(default)]
+    nonce: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    email_verified: EmailVerified,
+}
+
+/// Some providers send `"true"` as a string.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum EmailVerified {
+    Bool(bool),
+    Text(String),
+    #[default]
+    Missing,
+}
+
+impl EmailVerified {
+    fn is_true(&self) -> bool {
+        match self {
+            EmailVerified::Bool(b) => *b,
+            EmailVerified::Text(t) => t == "true",
+            EmailVerified::Missing => false,
+        }
+    }
+}
+
+/// The providers and what was discovered of them.
+#[derive(Debug)]
+pub struct Federation {
+    providers: BTreeMap<String, ProviderConfig>,
+    discovered: RwLock<HashMap<String, Discovery>>,
+    http: reqwest::Client,
+}
+
+impl Federation {
+    pub fn new(providers: BTreeMap<String, ProviderConfig>) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .map_err(|e| AuthError::Internal(format!("federation http client: {e}")))?;
+        Ok(Self {
+            providers,
+            discovered: RwLock::new(HashMap::new()),
+            http,
+        })
+    }
+
+    fn provider(&self, name: &str) -> Result<&ProviderConfig> {
+        self.providers.get(name).ok_or_else(|| {
+            let mut v = FieldViolations::new();
+            v.add("provider", "is not a configured identity provider");
+            v.into()
+        })
+    }
+
+    async fn discovery(&self, name: &str, provider: &ProviderConfig) -> Result<Discovery> {
+        if let Some(found) = self.discovered.read().await.get(name) {
+            return Ok(found.clone());
+        }
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            provider.issuer.trim_end_matches('/')
+        );
+        let document: Discovery = self.get_json(&url).await?;
+        if document.issuer != provider.issuer {
+            return Err(AuthError::Unavailable(format!(
+                "identity provider {name}: its discovery document names issuer {}, not {}",
+                document.issuer, provider.issuer
+            )));
+        }
+        self.discovered
+            .write()
+            .await
+            .insert(name.to_owned(), document.clone());
+        Ok(document)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T> {
+        let unavailable =
+            |e: reqwest::Error| AuthError::Unavailable(format!("identity provider: {url}: {e}"));
+        self.http
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)
+    }
+}
+
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| AuthError::Internal(format!("os random: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn bad_state() -> AuthError {
+    AuthError::Federation("the sign-in expired or was already used: start again".into())
+}
+
+impl AuthCore {
+    fn federation(&self) -> Result<&Federation> {
+        self.federation.as_deref().ok_or_else(|| {
+            let mut v = FieldViolations::new();
+            v.add("provider", "is not a configured identity provider");
+            v.into()
+        })
+    }
+
+    /// Step 1: the URL to send the browser to, and the state it carries.
+    pub async fn start_federated_login(
+        &self,
+        provider_name: &str,
+        client_id: &str,
+    ) -> Result<(String, String)> {
+        let federation = self.federation()?;
+        let provider = federation.provider(provider_name)?;
+        let app = self.app_client(client_id)?;
+        let discovery = federation.discovery(provider_name, provider).await?;
+        let state = random_token()?;
+        let nonce = random_token()?;
+        let verifier = random_token()?;
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let now = self.clock.now();
+        federation_login::ActiveModel {
+            state_hash: Set(sha256_hex(state.as_bytes())),
+            provider: Set(provider_name.to_owned()),
+            nonce: Set(nonce.clone()),
+            code_verifier: Set(verifier),
+            client_id: Set(app.id),
+            expires_at: Set(now + chrono::Duration::from_std(STATE_TTL).unwrap_or_default()),
+        }
+        .insert(&self.db)
+        .await?;
+        let scope = provider.scopes.join(" ");
+        let url = url::Url::parse_with_params(
+            &discovery.authorization_endpoint,
+            &[
+                ("response_type", "code"),
+                ("client_id", provider.client_id.as_str()),
+                ("redirect_uri", provider.redirect_uri.as_str()),
+                ("scope", scope.as_str()),
+                ("state", state.as_str()),
+                ("nonce", nonce.as_str()),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .map_err(|e| {
+            AuthError::Unavailable(format!(
+                "identity provider {provider_name}: bad authorization endpoint: {e}"
+            ))
+        })?;
+        Ok((url.to_string(), state))
+    }
+
+    /// Steps 3 and 4: the provider's code for a cloudsec login.
+    pub async fn complete_federated_login(&self, state: &str, code: &str) -> Result<LoginOutcome> {
+        let mut v = FieldViolations::new();
+        if state.trim().is_empty() {
+            v.add("state", "is required");
+        }
+        if code.trim().is_empty() {
+            v.add("code", "is required");
+        }
+        v.check()?;
+        let federation = self.federation()?;
+        let now = self.clock.now();
+        let hash = sha256_hex(state.trim().as_bytes());
+        let Some(started) = federation_login::Entity::find_by_id(hash.clone())
+            .one(&self.db)
+            .await?
+        else {
+            return Err(bad_state());
+        };
+        // Spent whatever happens next: a state opens one exchange.
+        let spent = federation_login::Entity::delete_by_id(hash)
+            .exec(&self.db)
+            .await?;
+        if spent.rows_affected == 0 || started.expires_at <= now {
+            return Err(bad_state());
+        }
+        let provider = federation.provider(&started.provider)?;
+        let discovery = federation.discovery(&started.provider, provider).await?;
+
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "authorization_code")
+                .append_pair("code", code.trim())
+                .append_pair("redirect_uri", &provider.redirect_uri)
+                .append_pair("client_id", &provider.client_id)
+                .append_pair("code_verifier", &started.code_verifier);
+            if let Some(secret) = &provider.client_secret {
+                form.append_pair("client_secret", secret.expose());
+            }
+            form.finish()
+        };
+        let response = federation
+            .http
+            .post(&discovery.token_endpoint)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                AuthError::Unavailable(format!("identity provider {}: {e}", started.provider))
+            })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            tracing::info!(provider = %started.provider, %status, body = %body.chars().take(300).collect::<String>(), "code exchange refused");
+            return Err(AuthError::Federation(format!(
+                "the identity provider refused the code ({status})"
+            )));
+        }
+        let tokens: TokenResponse = response
+            .json()
+            .await
+            .map_err(|e| AuthError::Federation(format!("the provider's token response: {e}")))?;
+        let claims = self
+            .check_id_token(
+                federation,
+                &discovery,
+                provider,
+                &tokens.id_token,
+                &started.nonce,
+            )
+            .await?;
+        let user = self
+            .federated_user(&started.provider, provider, &claims, now)
+            .await?;
+        let app = self.app_client(&started.client_id)?;
+        tracing::info!(user_id = %user.id, provider = %started.provider, "federated login");
+        if let Some(challenge) = self.mfa_challenge(&user, &app, now).await? {
+            return Ok(challenge);
+        }
+        Ok(LoginOutcome::Tokens(
+            self.issue_tokens(&user, &app, now).await?,
+        ))
+    }
+
+    async fn check_id_token(
+        &self,
+        federation: &Federation,
+        discovery: &Discovery,
+        provider: &ProviderConfig,
+        id_token: &str,
+        nonce: &str,
+    ) -> Result<IdClaims> {
+        let invalid = |why: String| {
+            AuthError::Federation(format!("the provider's ID token is invalid: {why}"))
+        };
+        let header = jsonwebtoken::decode_header(id_token).map_err(|e| invalid(e.to_string()))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let jwks: JwksDocument = federation.get_json(&discovery.jwks_uri).await?;
+        let jwk = jwks
+            .keys
+            .iter()
+            .find(|k| k.kty == "RSA" && Some(&k.kid) == header.kid.as_ref())
+            .ok_or_else(|| invalid("signed by a key the provider does not publish".into()))?;
+        let key =
+            DecodingKey::from_rsa_components(&jwk.n, &jwk.e).map_err(|e| invalid(e.to_string()))?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&provider.issuer]);
+        validation.set_audience(&[&provider.client_id]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        let claims = jsonwebtoken::decode::<IdClaims>(id_token, &key, &validation)
+            .map_err(|e| invalid(e.to_string()))?
+            .claims;
+        // Constant-time is moot: the nonce is ours and single-use.
+        if claims.nonce != nonce {
+            return Err(invalid("the nonce is not the one this sign-in sent".into()));
+        }
+        if claims.sub.is_empty() {
+            return Err(invalid("no subject".into()));
+        }
+        Ok(claims)
+    }
+
+    /// The cloudsec user of the provider's user (see the module docs).
+    async fn federated_user(
+        &self,
+        provider_name: &str,
+        provider: &ProviderConfig,
+        claims: &IdClaims,
+        now: DateTime<Utc>,
+    ) -> Result<user::Model> {
+        let linked =
+            federated_identity::Entity::find_by_id((provider_name.to_owned(), claims.sub.clone()))
+                .one(&self.db)
+                .await?;
+        let user = if let Some(link) = linked {
+            user::Entity::find_by_id(link.user_id).one(&self.db).await?
+        } else {
+            if !claims.email_verified.is_true() || claims.email.is_empty() {
+                return Err(AuthError::Federation(
+                    "the identity provider has not verified this user's email, so it cannot be linked to an account".into(),
+                ));
+            }
+            let email = claims.email.trim().to_lowercase();
+            let user = match user::Entity::find()
+                .filter(user::Column::Email.eq(&email))
+                .one(&self.db)
+                .await?
+            {
+                Some(existing) => existing,
+                None => self.create_federated_user(provider, &email, now).await?,
+            };
+            federated_identity::ActiveModel {
+                provider: Set(provider_name.to_owned()),
+                subject: Set(claims.sub.clone()),
+                user_id: Set(user.id),
+                created_at: Set(now),
+            }
+            .insert(&self.db)
+            .await?;
+            tracing::info!(user_id = %user.id, provider = provider_name, "federated identity linked");
+            Some(user)
+        };
+        user.filter(|u| u.disabled_at.is_none())
+            .ok_or(AuthError::BadCredentials)
+    }
+
+    async fn create_federated_user(
+        &self,
+        provider: &ProviderConfig,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> Result<user::Model> {
+        if tenant::Entity::find_by_id(provider.tenant.clone())
+            .one(&self.db)
+            .await?
+            .is_none()
+        {
+            return Err(AuthError::Internal(format!(
+                "auth.federation: tenant {} does not exist",
+                provider.tenant
+            )));
+        }
+        // A password nobody knows: the account signs in through the
+        // provider until a reset sets one.
+        let hash = self.hasher.hash(random_token()?).await?;
+        let model = user::ActiveModel {
+            id: Set(uuid::Uuid::now_v7()),
+            email: Set(email.to_owned()),
+            tenant: Set(provider.tenant.clone()),
+            password_hash: Set(hash),
+            is_tenant_admin: Set(false),
+            created_at: Set(now),
+            disabled_at: Set(None),
+            // The provider verified the email.
+            confirmed_at: Set(Some(now)),
+        }
+        .insert(&self.db)
+        .await?;
+        tracing::info!(user_id = %model.id, tenant = %provider.tenant, "federated user created");
+        Ok(model)
+    }
+}
