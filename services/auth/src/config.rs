@@ -34,6 +34,9 @@ pub struct AuthConfig {
     pub client_id: String,
     #[serde(default)]
     pub lockout: LockoutConfig,
+    /// Length and character classes of new passwords.
+    #[serde(default)]
+    pub password_policy: crate::password::PasswordPolicy,
     /// How many earlier passwords a new one may not repeat.
     #[serde(default = "default_password_history")]
     pub password_history: usize,
@@ -196,6 +199,7 @@ impl AuthConfig {
             lockout: LockoutConfig::default(),
             signing: crate::keys::SigningConfig::default(),
             password_history: default_password_history(),
+            password_policy: crate::password::PasswordPolicy::default(),
             confirmation: crate::codes::ConfirmationConfig::default(),
             group_scopes: default_group_scopes(),
             clients: std::collections::BTreeMap::new(),

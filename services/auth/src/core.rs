@@ -53,6 +53,7 @@ pub struct SessionSettings {
     pub confirmation: ConfirmationConfig,
     /// The scopes each group's members get.
     pub group_scopes: std::collections::BTreeMap<String, Vec<String>>,
+    pub password_policy: crate::password::PasswordPolicy,
     /// Registered app clients besides `client_id`.
     pub clients: std::collections::BTreeMap<String, crate::config::AppClientConfig>,
 }
@@ -77,6 +78,7 @@ impl SessionSettings {
             confirmation: config.confirmation,
             group_scopes: config.group_scopes.clone(),
             clients: config.clients.clone(),
+            password_policy: config.password_policy,
         }
     }
 }
@@ -261,7 +263,13 @@ impl AuthCore {
         if password.is_empty() {
             v.add("password", "is required");
         } else {
-            password::check_policy("password", password, &email, &mut v);
+            password::check_policy(
+                "password",
+                password,
+                &email,
+                &self.sessions.password_policy,
+                &mut v,
+            );
         }
         check_tenant("tenant", tenant, &mut v);
         v.check()?;
@@ -772,7 +780,13 @@ impl AuthCore {
         if proposed.is_empty() {
             v.add("password", "is required");
         } else {
-            password::check_policy("password", proposed, &email.trim().to_lowercase(), &mut v);
+            password::check_policy(
+                "password",
+                proposed,
+                &email.trim().to_lowercase(),
+                &self.sessions.password_policy,
+                &mut v,
+            );
         }
         v.check()?;
         let Some(user) = self
@@ -874,7 +888,13 @@ impl AuthCore {
             return Err(v.into());
         }
         let mut v = FieldViolations::new();
-        password::check_policy("proposed_password", proposed, &user.email, &mut v);
+        password::check_policy(
+            "proposed_password",
+            proposed,
+            &user.email,
+            &self.sessions.password_policy,
+            &mut v,
+        );
         v.check()?;
         self.check_history(&user, proposed, "proposed_password")
             .await?;
@@ -957,7 +977,13 @@ impl AuthCore {
         if password.is_empty() {
             v.add("password", "is required");
         } else {
-            password::check_policy("password", password, &email, &mut v);
+            password::check_policy(
+                "password",
+                password,
+                &email,
+                &self.sessions.password_policy,
+                &mut v,
+            );
         }
         v.check()?;
         if user::Entity::find()

@@ -33,11 +33,66 @@ const COMMON: &[&str] = &[
 ];
 
 /// Adds a violation on `field` for every rule `password` breaks.
-pub fn check_policy(field: &str, password: &str, email: &str, violations: &mut FieldViolations) {
+/// `[auth.password_policy]`: what a new password must have beyond what
+/// is always checked (at most 128 characters, not only digits, not the
+/// email's name, not common or breached, zxcvbn score 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordPolicy {
+    /// At least this many characters (12 by default; not below 8).
+    #[serde(default = "default_min_length")]
+    pub min_length: usize,
+    /// At least this many of the four classes: lowercase, uppercase,
+    /// digits, others (symbols, spaces, non-ASCII letters). 0 by default:
+    /// NIST SP 800-63B advises length and breach checks over composition
+    /// rules, but some compliance regimes demand them.
+    #[serde(default)]
+    pub min_classes: u8,
+}
+
+fn default_min_length() -> usize {
+    MIN_LENGTH
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_length: MIN_LENGTH,
+            min_classes: 0,
+        }
+    }
+}
+
+/// How many of the four character classes `password` uses.
+fn classes(password: &str) -> u8 {
+    let has = |f: &dyn Fn(char) -> bool| u8::from(password.chars().any(f));
+    has(&|c| c.is_lowercase())
+        + has(&|c| c.is_uppercase())
+        + has(&|c| c.is_ascii_digit())
+        + has(&|c| !c.is_lowercase() && !c.is_uppercase() && !c.is_ascii_digit())
+}
+
+pub fn check_policy(
+    field: &str,
+    password: &str,
+    email: &str,
+    policy: &PasswordPolicy,
+    violations: &mut FieldViolations,
+) {
     let chars = password.chars().count();
-    if chars < MIN_LENGTH {
-        violations.add(field, format!("must be at least {MIN_LENGTH} characters"));
+    let min = policy.min_length.max(8);
+    if chars < min {
+        violations.add(field, format!("must be at least {min} characters"));
         return;
+    }
+    if classes(password) < policy.min_classes {
+        violations.add(
+            field,
+            format!(
+                "must mix at least {} of: lowercase, uppercase, digits, symbols",
+                policy.min_classes
+            ),
+        );
     }
     if chars > MAX_LENGTH {
         violations.add(field, format!("must be at most {MAX_LENGTH} characters"));
@@ -235,8 +290,39 @@ mod tests {
 
     fn violations(password: &str) -> Vec<String> {
         let mut v = FieldViolations::new();
-        check_policy("password", password, "alice@example.com", &mut v);
+        check_policy(
+            "password",
+            password,
+            "alice@example.com",
+            &PasswordPolicy::default(),
+            &mut v,
+        );
         v.iter().map(|(_, d)| d.to_owned()).collect()
+    }
+
+    #[test]
+    fn character_classes_when_asked() {
+        assert_eq!(classes("correct horse battery"), 2);
+        assert_eq!(classes("Correct-Horse-Battery-9"), 4);
+        assert_eq!(classes("ÉTÉ été 2026"), 4);
+        let strict = PasswordPolicy {
+            min_length: 16,
+            min_classes: 3,
+        };
+        let check = |p: &str| {
+            let mut v = FieldViolations::new();
+            check_policy("password", p, "alice@example.com", &strict, &mut v);
+            v.iter().map(|(_, d)| d.to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(check("correct horse"), ["must be at least 16 characters"]);
+        assert_eq!(
+            check("correct horse battery staple"),
+            ["must mix at least 3 of: lowercase, uppercase, digits, symbols"]
+        );
+        assert!(check("Correct horse battery staple").is_empty());
+        let parsed: PasswordPolicy = toml::from_str("min_classes = 3").unwrap();
+        assert_eq!(parsed.min_length, 12);
+        assert!(toml::from_str::<PasswordPolicy>("min_clases = 3").is_err());
     }
 
     #[test]
