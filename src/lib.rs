@@ -245,6 +245,14 @@ pub struct TokensConfig {
         deserialize_with = "cloudsec_runtime::token::CognitoConfig::deserialize_checked"
     )]
     pub cognito: Option<cloudsec_runtime::token::CognitoConfig>,
+    /// How often verifiers pull the auth service's token revocations
+    /// (disabled, deleted and signed-out users); a revoked access token
+    /// stops working everywhere within this.
+    #[serde(
+        default = "cloudsec_runtime::token::default_revocation_interval",
+        with = "humantime_serde"
+    )]
+    pub revocation_interval: Duration,
 }
 
 impl Default for TokensConfig {
@@ -256,13 +264,17 @@ impl Default for TokensConfig {
             auth_uri: None,
             auth_server_name: None,
             cognito: None,
+            revocation_interval: cloudsec_runtime::token::default_revocation_interval(),
         }
     }
 }
 
 impl TokensConfig {
-    /// `verifier`, also trusting the Cognito user pool when one is set.
+    /// `verifier` as these settings say: pulling revocations every
+    /// `revocation_interval`, and also trusting the Cognito user pool when
+    /// one is set.
     pub fn trusting(&self, verifier: TokenVerifier) -> Result<TokenVerifier, PlatformError> {
+        let verifier = verifier.revocation_interval(self.revocation_interval);
         match &self.cognito {
             None => Ok(verifier),
             Some(pool) => verifier

@@ -218,6 +218,14 @@ pub struct JwtConfig {
     /// that tokens with made-up `kid`s cannot hammer the key source.
     #[serde(default = "default_jwks_min_refresh", with = "humantime_serde")]
     pub min_refresh_interval: Duration,
+    /// How often the auth service's token revocations (disabled, deleted
+    /// and signed-out users) are pulled; a revoked token stops passing the
+    /// edge within this.
+    #[serde(
+        default = "cloudsec_runtime::token::default_revocation_interval",
+        with = "humantime_serde"
+    )]
+    pub revocation_interval: Duration,
     /// Method selectors that need no token.
     #[serde(default = "default_public")]
     pub public: Vec<String>,
@@ -387,6 +395,7 @@ impl Default for JwtConfig {
             jwks_url: None,
             refresh_interval: default_jwks_refresh(),
             min_refresh_interval: default_jwks_min_refresh(),
+            revocation_interval: cloudsec_runtime::token::default_revocation_interval(),
             public: default_public(),
             cognito: None,
         }
@@ -536,6 +545,12 @@ impl GatewayConfig {
             if jwt.refresh_interval.is_zero() {
                 return Err(invalid(
                     "gateway.jwt.refresh_interval",
+                    "must be more than 0s",
+                ));
+            }
+            if jwt.revocation_interval.is_zero() {
+                return Err(invalid(
+                    "gateway.jwt.revocation_interval",
                     "must be more than 0s",
                 ));
             }

@@ -153,6 +153,13 @@ impl JwtAuthorizer {
         }
     }
 
+    /// Also refuses the tokens the auth service behind `channel` revoked,
+    /// pulled at most every `interval`.
+    pub(crate) fn with_revocations(mut self, channel: Channel, interval: Duration) -> Self {
+        self.verifier = self.verifier.with_revocations(channel, interval);
+        self
+    }
+
     /// Also accepts the access tokens of a Cognito user pool, whose keys
     /// the verifier fetches from the pool itself.
     pub(crate) fn trust_cognito(

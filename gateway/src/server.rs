@@ -486,6 +486,14 @@ impl Gateway {
                     jwt.refresh_interval,
                     jwt.min_refresh_interval,
                 );
+                // Whatever signs the keys, the platform's auth service is
+                // where users are disabled and signed out.
+                let authorizer = match channels.get(AUTH_SERVICE) {
+                    Some(channel) => {
+                        authorizer.with_revocations(channel.clone(), jwt.revocation_interval)
+                    }
+                    None => authorizer,
+                };
                 let authorizer = match &jwt.cognito {
                     None => authorizer,
                     Some(pool) => authorizer.trust_cognito(pool.clone()).map_err(|e| {

@@ -263,8 +263,11 @@ impl Sandbox {
             )
         };
         let listeners = "grpc_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n";
+        // Revoked tokens are refused within a pull; tests wait for that,
+        // so the pulls come often.
+        let revocations = "[tokens]\nrevocation_interval = \"100ms\"\n";
         format!(
-            "{events}[auth]\n{listeners}{db}\n[documents]\n{listeners}{db}\n{content}[audit]\n{listeners}{db}\n\
+            "{revocations}{events}[auth]\n{listeners}{db}\n[documents]\n{listeners}{db}\n{content}[audit]\n{listeners}{db}\n\
              [gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n"
         )
     }

@@ -413,6 +413,16 @@ impl AuthService for TestAuth {
         Err(tonic::Status::unimplemented("admin global sign-out"))
     }
 
+    async fn list_token_revocations(
+        &self,
+        _: tonic::Request<cloudsec_proto::auth::v1::ListTokenRevocationsRequest>,
+    ) -> Result<
+        tonic::Response<cloudsec_proto::auth::v1::ListTokenRevocationsResponse>,
+        tonic::Status,
+    > {
+        Ok(tonic::Response::new(Default::default()))
+    }
+
     async fn get_jwks(
         &self,
         _: tonic::Request<GetJwksRequest>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cloudsec_bus::{Envelope, Outbox};
-use cloudsec_proto::auth::v1::Jwks;
+use cloudsec_proto::auth::v1::{Jwks, ListTokenRevocationsResponse, TokenRevocation};
 use cloudsec_proto::events::v1::{UserConfirmationRequested, UserSignedUp};
 use cloudsec_runtime::FieldViolations;
 use cloudsec_runtime::token::{AccessClaims, Claims, TokenVerifier};
@@ -23,10 +23,15 @@ use crate::error::{AuthError, Result};
 use crate::keys::{KeyRing, KeyStore, Policy, SigningConfig};
 use crate::lockout;
 use crate::password::{self, Hasher};
+use crate::revocation;
 use crate::session::{self, Grant, Rotation};
 
 /// The scope that makes a user their tenant's admin.
 pub const ADMIN_SCOPE: &str = "tenant:admin";
+
+/// How long a revocation outlives the longest access token: the clock skew
+/// verifiers allow plus slack for their pulls.
+const REVOCATION_MARGIN: Duration = Duration::from_secs(60);
 
 /// What the tokens say about who issued them and for whom.
 #[derive(Debug, Clone)]
@@ -316,6 +321,7 @@ impl AuthCore {
                 created_at: Set(now),
                 disabled_at: Set(None),
                 confirmed_at: Set((!confirm).then_some(now)),
+                token_generation: Set(0),
             }
             .insert(&txn)
             .await
@@ -548,14 +554,70 @@ impl AuthCore {
 
     /// Checks an access token issued by this service.
     pub async fn authenticate(&self, access_token: &str) -> Result<AccessClaims> {
-        Ok(self.verifier.verify_access(access_token).await?)
+        let claims = self.verifier.verify_access(access_token).await?;
+        // The service's own calls read revocations from the table, so they
+        // take effect here at once rather than at the next pull.
+        if let Ok(user_id) = uuid::Uuid::parse_str(&claims.base.sub)
+            && let Some(min) =
+                revocation::min_generation(&self.db, user_id, self.clock.now()).await?
+            && claims.generation < min
+        {
+            return Err(cloudsec_runtime::token::TokenError::Revoked.into());
+        }
+        Ok(claims)
+    }
+
+    /// Ends every login of `user_id`: their refresh tokens at once, their
+    /// access tokens at every verifier's next revocation pull.
+    async fn end_all_logins(&self, user_id: uuid::Uuid, now: DateTime<Utc>) -> Result<u64> {
+        // Tokens are verified with leeway, so the revocation outlives the
+        // longest access token by a margin.
+        let horizon = self.tokens.access_ttl + REVOCATION_MARGIN;
+        revocation::revoke(&self.db, user_id, now, horizon).await?;
+        session::revoke_user(&self.db, user_id, now).await
+    }
+
+    /// The access-token revocations in force, raised after `since` (with
+    /// [`revocation::OVERLAP`]), and the time of the answer.
+    pub async fn token_revocations(
+        &self,
+        since: Option<prost_types::Timestamp>,
+    ) -> Result<ListTokenRevocationsResponse> {
+        let since = match since {
+            None => None,
+            Some(t) => {
+                let at = u32::try_from(t.nanos)
+                    .ok()
+                    .and_then(|nanos| DateTime::<Utc>::from_timestamp(t.seconds, nanos));
+                let Some(at) = at else {
+                    let mut v = FieldViolations::new();
+                    v.add("since", "is not a valid timestamp");
+                    return Err(v.into());
+                };
+                Some(at)
+            }
+        };
+        let now = self.clock.now();
+        let revocations = revocation::list(&self.db, since, now)
+            .await?
+            .into_iter()
+            .map(|r| TokenRevocation {
+                user_id: r.user_id.to_string(),
+                min_generation: r.min_generation,
+                expire_time: Some(timestamp(r.expires_at)),
+            })
+            .collect();
+        Ok(ListTokenRevocationsResponse {
+            revocations,
+            server_time: Some(timestamp(now)),
+        })
     }
 
     /// Ends every login of the user the access token names.
     pub async fn global_sign_out(&self, caller: &AccessClaims) -> Result<()> {
         let user_id = uuid::Uuid::parse_str(&caller.base.sub)
             .map_err(|_| cloudsec_runtime::token::TokenError::Malformed)?;
-        let revoked = session::revoke_user(&self.db, user_id, self.clock.now()).await?;
+        let revoked = self.end_all_logins(user_id, self.clock.now()).await?;
         tracing::info!(%user_id, revoked, "global sign-out");
         Ok(())
     }
@@ -843,7 +905,7 @@ impl AuthCore {
             }
         }
         lockout::reset(&self.db, &key).await?;
-        let revoked = session::revoke_user(&self.db, user_id, now).await?;
+        let revoked = self.end_all_logins(user_id, now).await?;
         tracing::info!(%user_id, revoked, "password reset");
         Ok(())
     }
@@ -909,7 +971,7 @@ impl AuthCore {
             }
         }
         lockout::reset(&self.db, &key).await?;
-        let revoked = session::revoke_user(&self.db, user_id, now).await?;
+        let revoked = self.end_all_logins(user_id, now).await?;
         tracing::info!(%user_id, revoked, "password changed");
         Ok(())
     }
@@ -917,7 +979,7 @@ impl AuthCore {
     /// Ends every login of `user_id`, a user of the admin's own tenant.
     pub async fn admin_global_sign_out(&self, caller: &AccessClaims, user_id: &str) -> Result<()> {
         let target = self.tenant_user(caller, user_id).await?;
-        let revoked = session::revoke_user(&self.db, target.id, self.clock.now()).await?;
+        let revoked = self.end_all_logins(target.id, self.clock.now()).await?;
         tracing::info!(user_id = %target.id, admin = %caller.base.sub, revoked, "admin global sign-out");
         Ok(())
     }
@@ -1011,6 +1073,7 @@ impl AuthCore {
                 disabled_at: Set(None),
                 // The admin vouches for the address.
                 confirmed_at: Set(Some(now)),
+                token_generation: Set(0),
             }
             .insert(&txn)
             .await
@@ -1066,7 +1129,7 @@ impl AuthCore {
         row.disabled_at = Set(disabled.then_some(now));
         row.update(&self.db).await?;
         if disabled {
-            let revoked = session::revoke_user(&self.db, id, now).await?;
+            let revoked = self.end_all_logins(id, now).await?;
             tracing::info!(user_id = %id, admin = %caller.base.sub, revoked, "user disabled");
         } else {
             tracing::info!(user_id = %id, admin = %caller.base.sub, "user enabled");
@@ -1160,7 +1223,7 @@ impl AuthCore {
         let target = self.tenant_user(caller, user_id).await?;
         Self::not_self(caller, &target, "delete")?;
         let id = target.id;
-        session::revoke_user(&self.db, id, self.clock.now()).await?;
+        self.end_all_logins(id, self.clock.now()).await?;
         user::Entity::delete_by_id(id).exec(&self.db).await?;
         tracing::info!(user_id = %id, admin = %caller.base.sub, "user deleted");
         Ok(())
@@ -1213,6 +1276,7 @@ impl AuthCore {
             client_id: grant.client_id.clone(),
             auth_time: Some(grant.auth_time.timestamp()),
             groups,
+            generation: user.token_generation,
         };
         let token = self.keys.signer().sign_claims(&claims)?;
         Ok(AccessToken {

@@ -462,6 +462,7 @@ impl AuthCore {
             disabled_at: Set(None),
             // The provider verified the email.
             confirmed_at: Set(Some(now)),
+            token_generation: Set(0),
         }
         .insert(&self.db)
         .await?;

@@ -12,11 +12,12 @@ use cloudsec_proto::auth::v1::{
     ConfirmForgotPasswordResponse, ConfirmSignUpRequest, ConfirmSignUpResponse,
     ForgotPasswordRequest, ForgotPasswordResponse, GetJwksRequest, GetOpenIdConfigurationRequest,
     GlobalSignOutRequest, GlobalSignOutResponse, Group, Jwks, ListGroupsRequest,
-    ListGroupsResponse, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, MfaMode,
-    OpenIdConfiguration, RefreshRequest, RefreshResponse, ResendConfirmationCodeRequest,
-    ResendConfirmationCodeResponse, RespondToAuthChallengeRequest, SetTenantMfaModeRequest,
-    SetTenantMfaModeResponse, SignUpRequest, SignUpResponse, StartFederatedLoginRequest,
-    StartFederatedLoginResponse, VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
+    ListGroupsResponse, ListTokenRevocationsRequest, ListTokenRevocationsResponse, LoginRequest,
+    LoginResponse, LogoutRequest, LogoutResponse, MfaMode, OpenIdConfiguration, RefreshRequest,
+    RefreshResponse, ResendConfirmationCodeRequest, ResendConfirmationCodeResponse,
+    RespondToAuthChallengeRequest, SetTenantMfaModeRequest, SetTenantMfaModeResponse,
+    SignUpRequest, SignUpResponse, StartFederatedLoginRequest, StartFederatedLoginResponse,
+    VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
@@ -404,6 +405,14 @@ impl AuthService for AuthGrpc {
             .admin_delete_user(&caller, &request.into_inner().user_id)
             .await?;
         Ok(Response::new(AdminDeleteUserResponse {}))
+    }
+
+    async fn list_token_revocations(
+        &self,
+        request: Request<ListTokenRevocationsRequest>,
+    ) -> Result<Response<ListTokenRevocationsResponse>, Status> {
+        let since = request.into_inner().since;
+        Ok(Response::new(self.core.token_revocations(since).await?))
     }
 
     async fn get_jwks(&self, _request: Request<GetJwksRequest>) -> Result<Response<Jwks>, Status> {

@@ -33,6 +33,7 @@ pub(crate) mod lockout;
 pub mod mfa;
 pub mod migration;
 pub mod password;
+pub mod revocation;
 pub(crate) mod session;
 
 use std::net::SocketAddr;

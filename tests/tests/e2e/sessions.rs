@@ -18,6 +18,27 @@ async fn login_body(sb: &Sandbox, email: &str, password: &str) -> serde_json::Va
     r.json().await.unwrap()
 }
 
+/// Waits until the documents service refuses `token` as revoked:
+/// revocations reach verifiers by pull (every 100 ms in the sandbox), so
+/// this polls, for at most 10 s.
+pub(crate) async fn refused_as_revoked(sb: &Sandbox, token: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = sb.get("/v1/documents", token).await;
+        if r.status() == 401 {
+            let body = r.text().await.unwrap();
+            assert!(body.contains("token revoked"), "{body}");
+            return;
+        }
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token still works 10 s after its revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn refresh(sb: &Sandbox, token: &serde_json::Value) -> reqwest::Response {
     sb.post_public("/v1/auth:refresh", &json!({"refreshToken": token}))
         .await
@@ -66,6 +87,13 @@ pub(crate) async fn refresh_rotates_and_reuse_revokes(sb: &Sandbox) {
         .await;
     assert_eq!(r.status(), 200);
     expect_error(refresh(sb, &c["refreshToken"]).await, 401, 16, "").await;
+    // Every access token issued so far dies with the sign-out, the caller's
+    // included; a login right after it (even within the same second) works.
+    let d = login_body(sb, &user.email, &user.password).await;
+    refused_as_revoked(sb, c["accessToken"].as_str().unwrap()).await;
+    refused_as_revoked(sb, &user.token).await;
+    let fresh = d["accessToken"].as_str().unwrap();
+    assert_eq!(sb.get("/v1/documents", fresh).await.status(), 200);
 }
 
 pub(crate) async fn lockout_answers_known_and_unknown_alike(sb: &Sandbox) {
@@ -280,6 +308,8 @@ pub(crate) async fn admins_manage_the_users_of_their_tenant(sb: &Sandbox) {
     assert_eq!(r.status(), 200);
     let r = refresh(sb, &bob["refreshToken"]).await;
     expect_error(r, 401, 16, "invalid refresh token").await;
+    // The access token Bob still holds stops working too.
+    refused_as_revoked(sb, &bob_token).await;
     let r = sb
         .post_public(
             "/v1/auth:login",
@@ -298,10 +328,13 @@ pub(crate) async fn admins_manage_the_users_of_their_tenant(sb: &Sandbox) {
         .await;
     assert_eq!(r.status(), 200);
     let again = login_body(sb, &email, password).await;
+    let again_token = again["accessToken"].as_str().unwrap().to_owned();
+    assert_eq!(crate::document_ids(sb, &again_token).await.len(), 1);
     let r = sb
         .delete(&format!("/v1/users/{bob_id}"), &admin.token)
         .await;
     assert_eq!(r.status(), 200);
+    refused_as_revoked(sb, &again_token).await;
     let r = refresh(sb, &again["refreshToken"]).await;
     expect_error(r, 401, 16, "invalid refresh token").await;
     let r = sb
@@ -356,6 +389,7 @@ pub(crate) async fn change_password_checks_and_revokes(sb: &Sandbox) {
         .await;
     expect_error(r, 401, 16, "invalid email or password").await;
     let fresh = login_body(sb, &user.email, "a brand new passphrase").await;
+    refused_as_revoked(sb, &user.token).await;
     // The old password is in the history now.
     let body =
         json!({"previousPassword": "a brand new passphrase", "proposedPassword": user.password});

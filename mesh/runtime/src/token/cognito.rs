@@ -292,6 +292,7 @@ impl CognitoPool {
             client_id: claims.client_id,
             auth_time: claims.auth_time,
             groups: claims.groups,
+            generation: 0,
         })
     }
 

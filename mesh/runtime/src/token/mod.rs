@@ -5,29 +5,45 @@
 //! token is refused before any key is used. An unknown `kid` triggers one
 //! JWKS refresh, at most every [`REFRESH_INTERVAL`], so key rotation works
 //! without letting bad tokens hammer the auth service.
+//!
+//! Keys are parsed once, when the key set arrives, not at every token: the
+//! RSA check itself is then all that is left of the cost (see
+//! docs/benchmarks.md#auth). Verifiers fed by the auth service also refuse
+//! tokens it has revoked (see [`revocation`]).
 
 mod cognito;
+mod revocation;
 mod signer;
 
 pub use cognito::CognitoConfig;
+pub use revocation::REVOCATION_INTERVAL;
 pub use signer::{Signer, SignerError};
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloudsec_proto::auth::v1::auth_service_client::AuthServiceClient;
 use cloudsec_proto::auth::v1::{GetJwksRequest, Jwks};
-use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
+
+use revocation::Revocations;
 
 /// The least time between two JWKS fetches caused by unknown key ids.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
+
+/// [`REVOCATION_INTERVAL`], for `serde(default = ...)`.
+pub fn default_revocation_interval() -> Duration {
+    REVOCATION_INTERVAL
+}
 
 /// The scope that makes a user their tenant's admin.
 pub const ADMIN_SCOPE: &str = "tenant:admin";
@@ -72,6 +88,11 @@ pub struct AccessClaims {
     /// Cognito's name for the user's groups; `groups` is read too.
     #[serde(default, rename = "cognito:groups", alias = "groups")]
     pub groups: Vec<String>,
+    /// The user's token generation at issue; a revocation raises it, and
+    /// verifiers refuse tokens below the revoked user's new value. 0 in
+    /// tokens older than the claim.
+    #[serde(default, rename = "cloudsec:generation")]
+    pub generation: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +123,10 @@ pub enum TokenError {
     /// A trusted external token (Cognito) from which no tenant follows.
     #[error("token names no tenant")]
     NoTenant,
+    /// Issued before its user was disabled, deleted, signed out everywhere
+    /// or given a new password.
+    #[error("token revoked")]
+    Revoked,
 }
 
 impl From<TokenError> for tonic::Status {
@@ -121,31 +146,60 @@ enum KeySource {
     Auth(AuthServiceClient<Channel>),
 }
 
+/// A verification key, parsed once.
+type Key = Arc<ParsedPublicKey>;
+
 #[derive(Debug)]
 pub struct TokenVerifier {
-    validation: Validation,
-    keys: RwLock<HashMap<String, DecodingKey>>,
+    issuer: String,
+    audience: String,
+    keys: RwLock<HashMap<String, Key>>,
     source: KeySource,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     /// A Cognito user pool whose access tokens are accepted too.
     cognito: Option<cognito::CognitoPool>,
+    /// The auth service's revocations, when it is the key source.
+    revocations: Option<Arc<Revocations>>,
 }
 
 impl TokenVerifier {
     fn new(issuer: &str, audience: &str, source: KeySource) -> Self {
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        validation.leeway = LEEWAY_SECS;
+        let revocations = match &source {
+            KeySource::Auth(client) => Some(Arc::new(Revocations::new(
+                client.clone(),
+                REVOCATION_INTERVAL,
+            ))),
+            KeySource::Fixed => None,
+        };
         Self {
-            validation,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
             keys: RwLock::new(HashMap::new()),
             source,
             last_fetch: tokio::sync::Mutex::new(None),
             cognito: None,
+            revocations,
         }
+    }
+
+    /// Also refuses the tokens the auth service behind `channel` revoked,
+    /// pulling its list at most every `interval` (for verifiers whose keys
+    /// come from elsewhere, such as the gateway's).
+    pub fn with_revocations(mut self, channel: Channel, interval: Duration) -> Self {
+        self.revocations = Some(Arc::new(Revocations::new(
+            AuthServiceClient::new(channel),
+            interval,
+        )));
+        self
+    }
+
+    /// Pulls revocations every `interval` instead of
+    /// [`REVOCATION_INTERVAL`]; no effect on a verifier without them.
+    pub fn revocation_interval(mut self, interval: Duration) -> Self {
+        if let Some(r) = &self.revocations {
+            self.revocations = Some(Arc::new(Revocations::new(r.client(), interval)));
+        }
+        self
     }
 
     /// Also accepts the access tokens of a Cognito user pool (Cognito
@@ -177,11 +231,11 @@ impl TokenVerifier {
             if jwk.kty != "RSA" || (!jwk.alg.is_empty() && jwk.alg != "RS256") {
                 continue;
             }
-            match DecodingKey::from_rsa_components(&jwk.n, &jwk.e) {
+            match parse_rsa_jwk(&jwk.n, &jwk.e) {
                 Ok(key) => {
-                    keys.insert(jwk.kid.clone(), key);
+                    keys.insert(jwk.kid.clone(), Arc::new(key));
                 }
-                Err(error) => tracing::warn!(kid = %jwk.kid, %error, "skipping unusable jwk"),
+                Err(error) => tracing::warn!(kid = %jwk.kid, error, "skipping unusable jwk"),
             }
         }
         if let Ok(mut guard) = self.keys.write() {
@@ -189,7 +243,7 @@ impl TokenVerifier {
         }
     }
 
-    fn key(&self, kid: &str) -> Option<DecodingKey> {
+    fn key(&self, kid: &str) -> Option<Key> {
         self.keys.read().ok()?.get(kid).cloned()
     }
 
@@ -237,6 +291,11 @@ impl TokenVerifier {
         if !claims.token_use.is_empty() && claims.token_use != "access" {
             return Err(TokenError::NotAccess);
         }
+        if let Some(revocations) = &self.revocations {
+            revocations
+                .check(&claims.base.sub, claims.generation)
+                .await?;
+        }
         Ok(claims)
     }
 
@@ -256,9 +315,34 @@ impl TokenVerifier {
                 self.key(&kid).ok_or(TokenError::UnknownKey)?
             }
         };
-        let data = jsonwebtoken::decode::<T>(token, &key, &self.validation).map_err(token_error)?;
-        check_subject(data.claims.base())?;
-        Ok(data.claims)
+        let claims: T = verify_rs256(token, &key)?;
+        self.check_claims(claims.base())?;
+        Ok(claims)
+    }
+
+    /// What RFC 7519 asks of `exp`, `nbf`, `iss` and `aud` (checked in
+    /// that order, as jsonwebtoken does), with [`LEEWAY_SECS`] of skew.
+    fn check_claims(&self, claims: &Claims) -> Result<(), TokenError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let leeway = LEEWAY_SECS as i64;
+        if claims.exp < now.saturating_sub(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.iss != self.issuer {
+            return Err(TokenError::Issuer);
+        }
+        if claims.aud != self.audience {
+            return Err(TokenError::Audience);
+        }
+        check_subject(claims)
     }
 
     /// Verifies the `authorization: Bearer ...` metadata of a call.
@@ -273,16 +357,51 @@ impl TokenVerifier {
     }
 }
 
+/// The error of a jsonwebtoken check (the Cognito pool's).
 fn token_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind;
     match e.kind() {
-        JwtErrorKind::ExpiredSignature => TokenError::Expired,
-        JwtErrorKind::ImmatureSignature => TokenError::NotYetValid,
-        JwtErrorKind::InvalidIssuer => TokenError::Issuer,
-        JwtErrorKind::InvalidAudience => TokenError::Audience,
-        JwtErrorKind::InvalidSignature => TokenError::Signature,
-        JwtErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::Issuer,
+        ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::InvalidSignature => TokenError::Signature,
+        ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
         _ => TokenError::Malformed,
     }
+}
+
+/// An RSA public key from a JWK's base64url `n` and `e`.
+fn parse_rsa_jwk(n: &str, e: &str) -> Result<ParsedPublicKey, &'static str> {
+    let n = URL_SAFE_NO_PAD
+        .decode(n)
+        .map_err(|_| "n is not base64url")?;
+    let e = URL_SAFE_NO_PAD
+        .decode(e)
+        .map_err(|_| "e is not base64url")?;
+    RsaPublicKeyComponents { n: &n, e: &e }
+        .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+        .map_err(|_| "not a usable RSA public key")
+}
+
+/// Checks the RS256 signature of a compact JWS (whose header the caller
+/// has read) and returns its claims; nothing of the payload is read before
+/// the signature holds.
+fn verify_rs256<T: serde::de::DeserializeOwned>(
+    token: &str,
+    key: &ParsedPublicKey,
+) -> Result<T, TokenError> {
+    let (message, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+    let (_, payload) = message.split_once('.').ok_or(TokenError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| TokenError::Malformed)?;
+    key.verify_sig(message.as_bytes(), &signature)
+        .map_err(|_| TokenError::Signature)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)
 }
 
 /// What every accepted token must name: whom it is for and their tenant.

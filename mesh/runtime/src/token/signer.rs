@@ -186,6 +186,7 @@ mod tests {
             client_id: "cloudsec".into(),
             auth_time: Some(1_700_000_000),
             groups: Vec::new(),
+            generation: 0,
         };
         let token = signer.sign_claims(&access).unwrap();
         assert_eq!(verifier.verify(&token).await.unwrap().sub, "user");

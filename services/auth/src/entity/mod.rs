@@ -11,5 +11,6 @@ pub mod password_history;
 pub mod refresh_token;
 pub mod signing_key;
 pub mod tenant;
+pub mod token_revocation;
 pub mod user;
 pub mod user_group;

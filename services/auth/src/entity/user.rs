@@ -17,6 +17,10 @@ pub struct Model {
     pub disabled_at: Option<ChronoDateTimeUtc>,
     /// When the user proved they own the email; unset, they cannot log in.
     pub confirmed_at: Option<ChronoDateTimeUtc>,
+    /// Raised by every revocation of the user's access tokens; tokens carry
+    /// the value they were issued under (`cloudsec:generation`), and
+    /// verifiers refuse lower ones.
+    pub token_generation: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ mod m20261129_000006_groups;
 mod m20261129_000007_confirmation;
 mod m20261129_000008_mfa;
 mod m20261129_000009_federation;
+mod m20261130_000010_token_revocations;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000007_confirmation::Migration),
             Box::new(m20261129_000008_mfa::Migration),
             Box::new(m20261129_000009_federation::Migration),
+            Box::new(m20261130_000010_token_revocations::Migration),
         ]
     }
 

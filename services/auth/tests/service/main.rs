@@ -12,6 +12,7 @@
 mod codes;
 mod keys;
 mod mfa;
+mod revocation;
 mod scenarios;
 mod support;
 
@@ -62,4 +63,6 @@ on_both_backends!(
     totp_enrolment_challenge_replay_and_recovery,
     tenant_mfa_modes,
     failed_logins_are_limited_per_client_address,
+    revoked_access_tokens_are_listed_and_refused,
+    mesh_verifiers_pull_revocations,
 );

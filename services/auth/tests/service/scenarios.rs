@@ -17,6 +17,9 @@ pub(crate) use crate::codes::{
     forgotten_passwords_reset_with_a_code_and_revoke_logins, sign_up_needs_the_emailed_code,
 };
 pub(crate) use crate::mfa::{tenant_mfa_modes, totp_enrolment_challenge_replay_and_recovery};
+pub(crate) use crate::revocation::{
+    mesh_verifiers_pull_revocations, revoked_access_tokens_are_listed_and_refused,
+};
 use crate::support::{AUDIENCE, Harness, ISSUER, PASSWORD, bearer, payload, sha256_hex};
 
 const BAD_REFRESH: &str = "invalid refresh token";

@@ -125,6 +125,7 @@ impl Harness {
             created_at: sea_orm::Set(Utc::now()),
             disabled_at: sea_orm::Set(None),
             confirmed_at: sea_orm::Set(Some(Utc::now())),
+            token_generation: sea_orm::Set(0),
         })
         .exec(&self.db)
         .await

@@ -77,6 +77,7 @@ pub(crate) fn token_with(tenant: &str, user: &str, scope: &str, groups: &[&str])
             client_id: "cloudsec".into(),
             auth_time: Some(now),
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            generation: 0,
         })
         .expect("sign a test token")
 }
