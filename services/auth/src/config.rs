@@ -46,6 +46,9 @@ pub struct AuthConfig {
     /// Email confirmation and password-reset codes.
     #[serde(default)]
     pub confirmation: crate::codes::ConfirmationConfig,
+    /// The sweeper of expired and abandoned rows.
+    #[serde(default)]
+    pub cleanup: crate::cleanup::CleanupConfig,
     /// External OpenID Connect providers users may sign in with, by name.
     #[serde(default)]
     pub federation: std::collections::BTreeMap<String, crate::federation::ProviderConfig>,
@@ -201,6 +204,7 @@ impl AuthConfig {
             password_history: default_password_history(),
             password_policy: crate::password::PasswordPolicy::default(),
             confirmation: crate::codes::ConfirmationConfig::default(),
+            cleanup: crate::cleanup::CleanupConfig::default(),
             group_scopes: default_group_scopes(),
             clients: std::collections::BTreeMap::new(),
             federation: std::collections::BTreeMap::new(),

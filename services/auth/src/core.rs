@@ -56,6 +56,7 @@ pub struct SessionSettings {
     /// Earlier passwords a new one may not repeat.
     pub password_history: usize,
     pub confirmation: ConfirmationConfig,
+    pub cleanup: crate::cleanup::CleanupConfig,
     /// The scopes each group's members get.
     pub group_scopes: std::collections::BTreeMap<String, Vec<String>>,
     pub password_policy: crate::password::PasswordPolicy,
@@ -81,6 +82,7 @@ impl SessionSettings {
             lockout: config.lockout,
             password_history: config.password_history,
             confirmation: config.confirmation,
+            cleanup: config.cleanup,
             group_scopes: config.group_scopes.clone(),
             clients: config.clients.clone(),
             password_policy: config.password_policy,

@@ -20,6 +20,7 @@
 //! - [`entity`], [`migration`]: the tables and their migrations.
 //! - [`error`]: the one error type and its gRPC mapping.
 
+pub mod cleanup;
 pub mod clock;
 pub mod codes;
 pub mod config;
@@ -59,6 +60,8 @@ pub struct Auth {
     host: ServiceHost,
     keys: std::sync::Arc<keys::KeyRing>,
     relay: Relay,
+    /// A handle on the core for the cleanup sweeps.
+    sweeper: AuthCore,
 }
 
 /// The CloudEvents `source` of the service's events.
@@ -120,11 +123,17 @@ impl Auth {
             config.shutdown_grace,
         )
         .await?;
+        let sweeper = core.clone();
         host.add_service(
             AuthServiceServer::new(grpc::AuthGrpc::new(core))
                 .max_decoding_message_size(MAX_MESSAGE),
         );
-        Ok(Self { host, keys, relay })
+        Ok(Self {
+            host,
+            keys,
+            relay,
+            sweeper,
+        })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -155,6 +164,7 @@ impl Auth {
         let relay_stop = Shutdown::new();
         let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
         let _keys = self.keys.spawn(shutdown.clone());
+        let _sweeper = cleanup::spawn(self.sweeper, shutdown.clone());
         let served = self.host.run_until_stopped(tls, shutdown).await;
         relay_stop.cancel();
         if let Err(error) = relay.await {

@@ -9,6 +9,7 @@
 // Test helpers outside `#[test]` functions may panic on setup failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cleanup;
 mod codes;
 mod keys;
 mod mfa;
@@ -65,4 +66,5 @@ on_both_backends!(
     failed_logins_are_limited_per_client_address,
     revoked_access_tokens_are_listed_and_refused,
     mesh_verifiers_pull_revocations,
+    the_sweeper_deletes_only_what_cannot_matter,
 );

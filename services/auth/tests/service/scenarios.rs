@@ -10,6 +10,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
 
+pub(crate) use crate::cleanup::the_sweeper_deletes_only_what_cannot_matter;
 pub(crate) use crate::codes::{
     a_reset_clears_the_lockout, a_reset_code_also_confirms_the_email,
     codes_expire_die_after_wrong_tries_and_resend_is_throttled,
