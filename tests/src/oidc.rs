@@ -19,11 +19,13 @@ use serde_json::json;
 use sha2::Digest;
 
 /// Who the provider signs in next.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ProviderUser {
     pub sub: String,
     pub email: String,
     pub email_verified: bool,
+    /// More claims for the ID token (attribute mapping).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug)]
@@ -183,7 +185,7 @@ async fn token(State(inner): State<Shared>, body: String) -> Response {
     } else {
         pending.nonce
     };
-    let claims = json!({
+    let mut claims = json!({
         "iss": inner.issuer,
         "sub": pending.user.sub,
         "aud": pending.client_id,
@@ -193,6 +195,9 @@ async fn token(State(inner): State<Shared>, body: String) -> Response {
         "email": pending.user.email,
         "email_verified": pending.user.email_verified,
     });
+    if let Some(map) = claims.as_object_mut() {
+        map.extend(pending.user.extra.clone());
+    }
     let id_token = inner.signer.sign_claims(&claims).expect("sign");
     Json(json!({"access_token": "opaque", "token_type": "Bearer", "id_token": id_token}))
         .into_response()

@@ -14,6 +14,12 @@
 //!    failing that, the user with the same email, linked now, but only when
 //!    the provider says the email is verified; failing that, a new user in
 //!    the provider's tenant. MFA still applies; then the tokens.
+//! 5. Attribute mapping: `attributes` names the claims that carry the email,
+//!    its verification and the user's groups at the provider; `group_map`
+//!    turns provider groups into cloudsec groups. The cloudsec groups named
+//!    in `group_map` follow the provider at every sign-in (joined when the
+//!    claim lists a group mapped to them, left when not); every other group
+//!    stays with the tenant admins.
 //!
 //! Endpoints come from the issuer's `/.well-known/openid-configuration`,
 //! fetched at first use and cached.
@@ -33,7 +39,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
 use crate::core::{AuthCore, LoginOutcome};
-use crate::entity::{federated_identity, federation_login, tenant, user};
+use crate::entity::{federated_identity, federation_login, tenant, user, user_group};
 use crate::error::{AuthError, Result};
 use crate::session::sha256_hex;
 
@@ -55,6 +61,65 @@ pub struct ProviderConfig {
     pub scopes: Vec<String>,
     /// The existing tenant that users new to cloudsec join (as members).
     pub tenant: String,
+    /// Which ID-token claims carry the user's attributes.
+    #[serde(default)]
+    pub attributes: AttributeMapping,
+    /// Provider group → cloudsec group; see the module docs.
+    #[serde(default, deserialize_with = "group_map")]
+    pub group_map: BTreeMap<String, String>,
+}
+
+/// `[auth.federation.<name>.attributes]`: claim names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeMapping {
+    /// The claim with the email (`email`).
+    #[serde(default = "default_email_claim")]
+    pub email: String,
+    /// The claim saying the provider verified it (`email_verified`).
+    #[serde(default = "default_email_verified_claim")]
+    pub email_verified: String,
+    /// The claim listing the user's groups at the provider (an array, or
+    /// one space-separated string); unset, groups are not mapped.
+    #[serde(default)]
+    pub groups: Option<String>,
+}
+
+impl Default for AttributeMapping {
+    fn default() -> Self {
+        Self {
+            email: default_email_claim(),
+            email_verified: default_email_verified_claim(),
+            groups: None,
+        }
+    }
+}
+
+fn default_email_claim() -> String {
+    "email".into()
+}
+
+fn default_email_verified_claim() -> String {
+    "email_verified".into()
+}
+
+/// A `group_map` whose targets are group names.
+fn group_map<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+    let map = BTreeMap::<String, String>::deserialize(deserializer)?;
+    for (from, to) in &map {
+        let ok = (1..=64).contains(&to.len())
+            && to
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            return Err(serde::de::Error::custom(format!(
+                "`{from}` maps to `{to}`, which is not a group name (1 to 64 letters, digits, `-`, `_` and `.`)"
+            )));
+        }
+    }
+    Ok(map)
 }
 
 fn default_scopes() -> Vec<String> {
@@ -95,33 +160,45 @@ struct JwkDocument {
     e: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// What a checked ID token says, read through the attribute mapping.
+#[derive(Debug)]
 struct IdClaims {
     sub: String,
-    #[serde(default)]
     nonce: String,
-    #[serde(default)]
     email: String,
-    #[serde(default)]
-    email_verified: EmailVerified,
+    email_verified: bool,
+    /// `None` when the provider maps no groups.
+    groups: Option<Vec<String>>,
 }
 
-/// Some providers send `"true"` as a string.
-#[derive(Debug, Default, Deserialize)]
-#[serde(untagged)]
-enum EmailVerified {
-    Bool(bool),
-    Text(String),
-    #[default]
-    Missing,
-}
-
-impl EmailVerified {
-    fn is_true(&self) -> bool {
-        match self {
-            EmailVerified::Bool(b) => *b,
-            EmailVerified::Text(t) => t == "true",
-            EmailVerified::Missing => false,
+impl IdClaims {
+    fn read(raw: &serde_json::Map<String, serde_json::Value>, mapping: &AttributeMapping) -> Self {
+        let text = |name: &str| {
+            raw.get(name)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // Some providers send `"true"` as a string.
+        let email_verified = match raw.get(&mapping.email_verified) {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => s == "true",
+            _ => false,
+        };
+        let groups = mapping.groups.as_ref().map(|claim| match raw.get(claim) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|g| g.as_str().map(str::to_owned))
+                .collect(),
+            Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        });
+        Self {
+            sub: text("sub"),
+            nonce: text("nonce"),
+            email: text(&mapping.email),
+            email_verified,
+            groups,
         }
     }
 }
@@ -136,6 +213,13 @@ pub struct Federation {
 
 impl Federation {
     pub fn new(providers: BTreeMap<String, ProviderConfig>) -> Result<Self> {
+        for (name, provider) in &providers {
+            if !provider.group_map.is_empty() && provider.attributes.groups.is_none() {
+                return Err(AuthError::Internal(format!(
+                    "auth.federation.{name}: group_map needs attributes.groups, the claim that lists the user's groups"
+                )));
+            }
+        }
         let http = reqwest::Client::builder()
             .timeout(HTTP_TIMEOUT)
             .build()
@@ -376,9 +460,14 @@ impl AuthCore {
         validation.set_audience(&[&provider.client_id]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = 30;
-        let claims = jsonwebtoken::decode::<IdClaims>(id_token, &key, &validation)
-            .map_err(|e| invalid(e.to_string()))?
-            .claims;
+        let raw = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            id_token,
+            &key,
+            &validation,
+        )
+        .map_err(|e| invalid(e.to_string()))?
+        .claims;
+        let claims = IdClaims::read(&raw, &provider.attributes);
         // Constant-time is moot: the nonce is ours and single-use.
         if claims.nonce != nonce {
             return Err(invalid("the nonce is not the one this sign-in sent".into()));
@@ -404,7 +493,7 @@ impl AuthCore {
         let user = if let Some(link) = linked {
             user::Entity::find_by_id(link.user_id).one(&self.db).await?
         } else {
-            if !claims.email_verified.is_true() || claims.email.is_empty() {
+            if !claims.email_verified || claims.email.is_empty() {
                 return Err(AuthError::Federation(
                     "the identity provider has not verified this user's email, so it cannot be linked to an account".into(),
                 ));
@@ -429,8 +518,60 @@ impl AuthCore {
             tracing::info!(user_id = %user.id, provider = provider_name, "federated identity linked");
             Some(user)
         };
-        user.filter(|u| u.disabled_at.is_none())
-            .ok_or(AuthError::BadCredentials)
+        let user = user
+            .filter(|u| u.disabled_at.is_none())
+            .ok_or(AuthError::BadCredentials)?;
+        if let Some(groups) = &claims.groups {
+            self.sync_mapped_groups(provider_name, provider, &user, groups, now)
+                .await?;
+        }
+        Ok(user)
+    }
+
+    /// Makes the user's membership of every group `group_map` targets
+    /// match what the provider says now.
+    async fn sync_mapped_groups(
+        &self,
+        provider_name: &str,
+        provider: &ProviderConfig,
+        user: &user::Model,
+        at_provider: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let wanted: std::collections::BTreeSet<&str> = at_provider
+            .iter()
+            .filter_map(|g| provider.group_map.get(g).map(String::as_str))
+            .collect();
+        let targets: std::collections::BTreeSet<&str> =
+            provider.group_map.values().map(String::as_str).collect();
+        let current: std::collections::BTreeSet<String> = user_group::Entity::find()
+            .filter(user_group::Column::UserId.eq(user.id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| m.group_name)
+            .collect();
+        for group in &targets {
+            let member = current.contains(*group);
+            if wanted.contains(group) && !member {
+                user_group::ActiveModel {
+                    user_id: Set(user.id),
+                    group_name: Set((*group).to_owned()),
+                    created_at: Set(now),
+                }
+                .insert(&self.db)
+                .await?;
+                tracing::info!(user_id = %user.id, group, provider = provider_name, "group joined from the identity provider");
+            } else if !wanted.contains(group) && member {
+                user_group::Entity::delete_many()
+                    .filter(user_group::Column::UserId.eq(user.id))
+                    .filter(user_group::Column::GroupName.eq(*group))
+                    .exec(&self.db)
+                    .await?;
+                tracing::info!(user_id = %user.id, group, provider = provider_name, "group left as the identity provider says");
+            }
+        }
+        Ok(())
     }
 
     async fn create_federated_user(
@@ -468,5 +609,64 @@ impl AuthCore {
         .await?;
         tracing::info!(user_id = %model.id, tenant = %provider.tenant, "federated user created");
         Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "issuer = \"https://idp.example\"\nclient_id = \"app\"\n\
+        redirect_uri = \"https://app.example/cb\"\ntenant = \"corp\"\n";
+
+    #[test]
+    fn attributes_are_read_through_the_mapping() {
+        let mapping = AttributeMapping {
+            email: "mail".into(),
+            email_verified: "verified".into(),
+            groups: Some("roles".into()),
+        };
+        let raw = serde_json::json!({
+            "sub": "s1", "nonce": "n", "mail": "A@x.example", "email": "ignored@x.example",
+            "verified": "true", "roles": "finance  audit"
+        });
+        let claims = IdClaims::read(raw.as_object().unwrap(), &mapping);
+        assert_eq!(claims.email, "A@x.example");
+        assert!(claims.email_verified);
+        assert_eq!(claims.groups, Some(vec!["finance".into(), "audit".into()]));
+        // Defaults: `email`/`email_verified`, and no groups unless asked.
+        let raw = serde_json::json!({"sub": "s1", "email": "b@x.example", "email_verified": 1});
+        let claims = IdClaims::read(raw.as_object().unwrap(), &AttributeMapping::default());
+        assert_eq!(claims.email, "b@x.example");
+        assert!(!claims.email_verified, "only true or \"true\" count");
+        assert_eq!(claims.groups, None);
+    }
+
+    #[test]
+    fn group_maps_are_checked_when_loaded() {
+        let bad: std::result::Result<ProviderConfig, _> = toml::from_str(&format!(
+            "{BASE}group_map = {{ finance = \"not a group\" }}\n"
+        ));
+        let error = bad.unwrap_err().to_string();
+        assert!(error.contains("`finance` maps to `not a group`"), "{error}");
+
+        let without_claim: ProviderConfig = toml::from_str(&format!(
+            "{BASE}group_map = {{ finance = \"restricted\" }}\n"
+        ))
+        .unwrap();
+        let error = Federation::new(BTreeMap::from([("corp".to_owned(), without_claim)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("group_map needs attributes.groups"),
+            "{error}"
+        );
+
+        let good: ProviderConfig = toml::from_str(&format!(
+            "{BASE}attributes = {{ groups = \"roles\" }}\ngroup_map = {{ finance = \"restricted\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(good.attributes.email, "email");
+        assert!(Federation::new(BTreeMap::from([("corp".to_owned(), good)])).is_ok());
     }
 }

@@ -14,10 +14,15 @@ const REDIRECT: &str = "https://app.example/callback";
 /// Start, follow the provider's redirect as a browser would, and return
 /// the app's `CompleteFederatedLogin` body (state and code).
 async fn sign_in_at_provider(sb: &Sandbox) -> Value {
+    sign_in_with(sb, "corp-idp").await
+}
+
+/// [`sign_in_at_provider`] with the configured provider `provider`.
+async fn sign_in_with(sb: &Sandbox, provider: &str) -> Value {
     let r = sb
         .post_public(
             "/v1/auth:startFederatedLogin",
-            &json!({"provider": "corp-idp"}),
+            &json!({"provider": provider}),
         )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
@@ -52,7 +57,11 @@ async fn oidc_federation_with_pkce_state_and_nonce() {
     let extra = Extra {
         toml: format!(
             "[auth.federation.corp-idp]\nissuer = \"{}\"\nclient_id = \"cloudsec-app\"\n\
-             redirect_uri = \"{REDIRECT}\"\ntenant = \"corp\"\n",
+             redirect_uri = \"{REDIRECT}\"\ntenant = \"corp\"\n\
+             [auth.federation.corp-groups]\nissuer = \"{0}\"\nclient_id = \"cloudsec-app\"\n\
+             redirect_uri = \"{REDIRECT}\"\ntenant = \"corp\"\n\
+             attributes = {{ email = \"mail\", groups = \"roles\" }}\n\
+             group_map = {{ idp-finance = \"restricted\", idp-audit = \"auditors\" }}\n",
             idp.issuer
         ),
         ..Extra::default()
@@ -80,6 +89,7 @@ async fn oidc_federation_with_pkce_state_and_nonce() {
         sub: "idp-42".into(),
         email: "New.Person@corp.example".into(),
         email_verified: true,
+        ..ProviderUser::default()
     });
     let first = sign_in_at_provider(&sb).await;
     let r = complete(&sb, &first).await;
@@ -115,6 +125,7 @@ async fn oidc_federation_with_pkce_state_and_nonce() {
         sub: "idp-admin".into(),
         email: admin_email.into(),
         email_verified: true,
+        ..ProviderUser::default()
     });
     let linked = sign_in_at_provider(&sb).await;
     let tokens: Value = complete(&sb, &linked).await.json().await.unwrap();
@@ -127,6 +138,7 @@ async fn oidc_federation_with_pkce_state_and_nonce() {
         sub: "idp-mallory".into(),
         email: admin_email.into(),
         email_verified: false,
+        ..ProviderUser::default()
     });
     let unverified = sign_in_at_provider(&sb).await;
     let r = complete(&sb, &unverified).await;
@@ -137,6 +149,7 @@ async fn oidc_federation_with_pkce_state_and_nonce() {
         sub: "idp-42".into(),
         email: "new.person@corp.example".into(),
         email_verified: true,
+        ..ProviderUser::default()
     });
     idp.send_wrong_nonce(true);
     let replayed = sign_in_at_provider(&sb).await;
@@ -154,5 +167,54 @@ async fn oidc_federation_with_pkce_state_and_nonce() {
         .post_public("/v1/auth:startFederatedLogin", &json!({"provider": "nope"}))
         .await;
     expect_error(r, 400, 3, "provider").await;
+
+    // Attribute mapping: the email comes from `mail`, and the provider's
+    // `roles` decide the mapped groups at every sign-in.
+    let mut extra = serde_json::Map::new();
+    extra.insert("mail".into(), json!("Grouped@corp.example"));
+    extra.insert("roles".into(), json!(["idp-finance", "idp-unmapped"]));
+    idp.sign_in_as(ProviderUser {
+        sub: "idp-77".into(),
+        email: String::new(),
+        email_verified: true,
+        extra: extra.clone(),
+    });
+    let body = sign_in_with(&sb, "corp-groups").await;
+    let r = complete(&sb, &body).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let tokens: Value = r.json().await.unwrap();
+    let claims = payload(tokens["accessToken"].as_str().unwrap());
+    assert_eq!(claims["cognito:groups"], json!(["restricted"]), "{claims}");
+    assert_eq!(claims["scope"], "documents");
+    let id = payload(tokens["idToken"].as_str().unwrap());
+    assert_eq!(id["email"], "grouped@corp.example");
+    let grouped = claims["sub"].as_str().unwrap().to_owned();
+    // A group the admin gives is not the provider's to take away.
+    let admin = sb.login(admin_email, "correct horse battery staple").await;
+    let r = sb
+        .post(
+            &format!("/v1/users/{grouped}/groups"),
+            &admin,
+            &json!({"group": "editors"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    extra.insert("roles".into(), json!("idp-audit"));
+    idp.sign_in_as(ProviderUser {
+        sub: "idp-77".into(),
+        email: String::new(),
+        email_verified: true,
+        extra,
+    });
+    let body = sign_in_with(&sb, "corp-groups").await;
+    let tokens: Value = complete(&sb, &body).await.json().await.unwrap();
+    let claims = payload(tokens["accessToken"].as_str().unwrap());
+    assert_eq!(claims["sub"], grouped.as_str(), "linked");
+    assert_eq!(
+        claims["cognito:groups"],
+        json!(["auditors", "editors"]),
+        "{claims}"
+    );
+    assert_eq!(claims["scope"], "audit:read documents");
     sb.stop().await;
 }

@@ -1,12 +1,16 @@
 //! RS256 signing keys: generation, PEM storage and the public JWK.
+//!
+//! The private key is parsed once, when the key is loaded, and the JWS
+//! header once per key: signing a token is then one RSA signature, not a
+//! key parse (with its consistency checks) and a signature, as
+//! jsonwebtoken's `encode` does for every token.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::KeyPair as _;
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use cloudsec_proto::auth::v1::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 use super::Claims;
 
@@ -24,8 +28,18 @@ pub enum SignerError {
 pub struct Signer {
     kid: String,
     pem: String,
-    encoding: EncodingKey,
+    pair: KeyPair,
+    /// base64url of `{"typ":"JWT","alg":"RS256","kid":...}`.
+    header: String,
     jwk: Jwk,
+}
+
+/// The JWS header of every token, in the order jsonwebtoken writes it.
+#[derive(serde::Serialize)]
+struct JwsHeader<'a> {
+    typ: &'static str,
+    alg: &'static str,
+    kid: &'a str,
 }
 
 impl std::fmt::Debug for Signer {
@@ -69,11 +83,17 @@ impl Signer {
             n: URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
             e: URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
         };
-        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| bad(&e))?;
+        let header = serde_json::to_vec(&JwsHeader {
+            typ: "JWT",
+            alg: "RS256",
+            kid,
+        })
+        .map_err(|e| bad(&e))?;
         Ok(Self {
             kid: kid.to_owned(),
             pem: pem.to_owned(),
-            encoding,
+            pair,
+            header: URL_SAFE_NO_PAD.encode(header),
             jwk,
         })
     }
@@ -100,10 +120,17 @@ impl Signer {
     /// Like [`Signer::sign`], for any claim set such as
     /// [`AccessClaims`](super::AccessClaims).
     pub fn sign_claims<C: serde::Serialize>(&self, claims: &C) -> Result<String, SignerError> {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| SignerError::Sign(e.to_string()))
+        let payload = serde_json::to_vec(claims).map_err(|e| SignerError::Sign(e.to_string()))?;
+        let mut token = format!("{}.{}", self.header, URL_SAFE_NO_PAD.encode(payload));
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        // PKCS#1 v1.5 is deterministic; the generator is only for blinding.
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.pair
+            .sign(&RSA_PKCS1_SHA256, &rng, token.as_bytes(), &mut signature)
+            .map_err(|e| SignerError::Sign(e.to_string()))?;
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(token)
     }
 }
 
@@ -112,6 +139,28 @@ mod tests {
     use super::*;
     use crate::token::{TokenError, TokenVerifier};
     use cloudsec_proto::auth::v1::Jwks;
+
+    /// Other JWT libraries read our tokens: jsonwebtoken's own decoder
+    /// checks the signature and finds the header it expects.
+    #[test]
+    fn tokens_verify_with_jsonwebtoken_too() {
+        let signer = Signer::generate().unwrap();
+        let token = signer.sign(&claims(60, "aud")).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
+        assert_eq!(header.kid.as_deref(), Some(signer.kid()));
+        let key = jsonwebtoken::DecodingKey::from_rsa_components(&signer.jwk().n, &signer.jwk().e)
+            .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_audience(&["aud"]);
+        let read = jsonwebtoken::decode::<Claims>(&token, &key, &validation).unwrap();
+        assert_eq!(read.claims.sub, "user");
+        let other = Signer::generate().unwrap();
+        let wrong =
+            jsonwebtoken::DecodingKey::from_rsa_components(&other.jwk().n, &other.jwk().e).unwrap();
+        assert!(jsonwebtoken::decode::<Claims>(&token, &wrong, &validation).is_err());
+    }
 
     fn claims(exp_offset: i64, aud: &str) -> Claims {
         let now = chrono_now();
