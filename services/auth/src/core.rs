@@ -18,7 +18,9 @@ use sea_orm::{
 use crate::clock::{Clock, SystemClock};
 use crate::codes::{self, ConfirmationConfig, Purpose};
 use crate::config::{AuthConfig, LockoutConfig};
-use crate::entity::{password_history, tenant, user, user_group};
+use crate::entity::{
+    mfa_challenge, mfa_recovery_code, mfa_totp, password_history, tenant, user, user_group,
+};
 use crate::error::{AuthError, Result};
 use crate::keys::{KeyRing, KeyStore, Policy, SigningConfig};
 use crate::lockout;
@@ -1136,6 +1138,46 @@ impl AuthCore {
         } else {
             tracing::info!(user_id = %id, admin = %caller.base.sub, "user enabled");
         }
+        Ok(())
+    }
+
+    /// Removes the authenticator, recovery codes and open challenges of a
+    /// user of the caller's tenant, and ends their logins (the lost device
+    /// may be in someone else's hands).
+    pub async fn admin_reset_mfa(&self, caller: &AccessClaims, user_id: &str) -> Result<()> {
+        let target = self.tenant_user(caller, user_id).await?;
+        Self::not_self(caller, &target, "reset the MFA of")?;
+        let id = target.id;
+        let txn = self.db.begin().await?;
+        let result = async {
+            let removed = mfa_totp::Entity::delete_many()
+                .filter(mfa_totp::Column::UserId.eq(id))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            mfa_recovery_code::Entity::delete_many()
+                .filter(mfa_recovery_code::Column::UserId.eq(id))
+                .exec(&txn)
+                .await?;
+            mfa_challenge::Entity::delete_many()
+                .filter(mfa_challenge::Column::UserId.eq(id))
+                .exec(&txn)
+                .await?;
+            Ok::<_, AuthError>(removed)
+        }
+        .await;
+        let removed = match result {
+            Ok(removed) => {
+                txn.commit().await?;
+                removed
+            }
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        };
+        let revoked = self.end_all_logins(id, self.clock.now()).await?;
+        tracing::info!(user_id = %id, admin = %caller.base.sub, had_authenticator = removed > 0, revoked, "user mfa reset");
         Ok(())
     }
 

@@ -6,18 +6,18 @@ use cloudsec_proto::auth::v1::{
     AdminCreateUserResponse, AdminDeleteUserRequest, AdminDeleteUserResponse,
     AdminDisableUserRequest, AdminDisableUserResponse, AdminEnableUserRequest,
     AdminEnableUserResponse, AdminGlobalSignOutRequest, AdminGlobalSignOutResponse,
-    AdminRemoveUserFromGroupRequest, AdminRemoveUserFromGroupResponse,
-    AssociateSoftwareTokenRequest, AssociateSoftwareTokenResponse, ChangePasswordRequest,
-    ChangePasswordResponse, CompleteFederatedLoginRequest, ConfirmForgotPasswordRequest,
-    ConfirmForgotPasswordResponse, ConfirmSignUpRequest, ConfirmSignUpResponse,
-    ForgotPasswordRequest, ForgotPasswordResponse, GetJwksRequest, GetOpenIdConfigurationRequest,
-    GlobalSignOutRequest, GlobalSignOutResponse, Group, Jwks, ListGroupsRequest,
-    ListGroupsResponse, ListTokenRevocationsRequest, ListTokenRevocationsResponse, LoginRequest,
-    LoginResponse, LogoutRequest, LogoutResponse, MfaMode, OpenIdConfiguration, RefreshRequest,
-    RefreshResponse, ResendConfirmationCodeRequest, ResendConfirmationCodeResponse,
-    RespondToAuthChallengeRequest, SetTenantMfaModeRequest, SetTenantMfaModeResponse,
-    SignUpRequest, SignUpResponse, StartFederatedLoginRequest, StartFederatedLoginResponse,
-    VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
+    AdminRemoveUserFromGroupRequest, AdminRemoveUserFromGroupResponse, AdminResetUserMfaRequest,
+    AdminResetUserMfaResponse, AssociateSoftwareTokenRequest, AssociateSoftwareTokenResponse,
+    ChangePasswordRequest, ChangePasswordResponse, CompleteFederatedLoginRequest,
+    ConfirmForgotPasswordRequest, ConfirmForgotPasswordResponse, ConfirmSignUpRequest,
+    ConfirmSignUpResponse, ForgotPasswordRequest, ForgotPasswordResponse, GetJwksRequest,
+    GetOpenIdConfigurationRequest, GlobalSignOutRequest, GlobalSignOutResponse, Group, Jwks,
+    ListGroupsRequest, ListGroupsResponse, ListTokenRevocationsRequest,
+    ListTokenRevocationsResponse, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse,
+    MfaMode, OpenIdConfiguration, RefreshRequest, RefreshResponse, ResendConfirmationCodeRequest,
+    ResendConfirmationCodeResponse, RespondToAuthChallengeRequest, SetTenantMfaModeRequest,
+    SetTenantMfaModeResponse, SignUpRequest, SignUpResponse, StartFederatedLoginRequest,
+    StartFederatedLoginResponse, VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
@@ -413,6 +413,17 @@ impl AuthService for AuthGrpc {
     ) -> Result<Response<ListTokenRevocationsResponse>, Status> {
         let since = request.into_inner().since;
         Ok(Response::new(self.core.token_revocations(since).await?))
+    }
+
+    async fn admin_reset_user_mfa(
+        &self,
+        request: Request<AdminResetUserMfaRequest>,
+    ) -> Result<Response<AdminResetUserMfaResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        self.core
+            .admin_reset_mfa(&caller, &request.into_inner().user_id)
+            .await?;
+        Ok(Response::new(AdminResetUserMfaResponse {}))
     }
 
     async fn get_jwks(&self, _request: Request<GetJwksRequest>) -> Result<Response<Jwks>, Status> {

@@ -648,6 +648,37 @@ pub(crate) async fn mfa_enrolment_and_login(sb: &Sandbox) {
         .get("/v1/documents", tokens["accessToken"].as_str().unwrap())
         .await;
     assert_eq!(r.status(), 200);
+
+    // The authenticator is lost: another admin of the tenant resets it,
+    // and the next login asks for no code.
+    let second = format!(
+        "second-{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let password = "second admin's long passphrase";
+    let r = sb
+        .post(
+            "/v1/users",
+            tokens["accessToken"].as_str().unwrap(),
+            &json!({"email": second, "password": password, "tenantAdmin": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let other_admin = sb.login(&second, password).await;
+    let r = sb
+        .post(
+            &format!("/v1/users/{}:resetMfa", user.user_id),
+            &other_admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let after = login_body(sb, &user.email, &user.password).await;
+    assert!(
+        after.get("challengeName").is_none_or(|c| c == ""),
+        "{after}"
+    );
+    assert!(after["accessToken"].as_str().is_some_and(|t| !t.is_empty()));
 }
 
 /// Roles: membership of `auditors` maps to the `audit:read` scope, which

@@ -67,4 +67,5 @@ on_both_backends!(
     revoked_access_tokens_are_listed_and_refused,
     mesh_verifiers_pull_revocations,
     the_sweeper_deletes_only_what_cannot_matter,
+    admins_reset_a_lost_authenticator,
 );

@@ -256,3 +256,83 @@ pub(crate) async fn tenant_mfa_modes(h: Harness) {
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("AssociateSoftwareToken"));
 }
+
+/// A user who lost their authenticator and recovery codes: another admin
+/// of the tenant resets their MFA, which also ends their logins.
+pub(crate) async fn admins_reset_a_lost_authenticator(h: Harness) {
+    let admin = h.sign_up("alice").await;
+    let carol = h.add_member("carol", &admin.tenant).await;
+    let mallory = h.sign_up("mallory").await;
+    let admin_token = h.login_ok(&admin).await.access_token;
+    let mallory_token = h.login_ok(&mallory).await.access_token;
+    let before = h.login_ok(&carol).await;
+    let enrol = associate(&h, Some(&before.access_token), "").await.unwrap();
+    verify(
+        &h,
+        Some(&before.access_token),
+        "",
+        &code(&enrol.secret_code, &h),
+    )
+    .await
+    .unwrap();
+    let pending = h.login_ok(&carol).await;
+    assert_eq!(pending.challenge_name, "SOFTWARE_TOKEN_MFA");
+    let reset = |token: &str, user_id: &str| {
+        bearer(
+            token,
+            pb::AdminResetUserMfaRequest {
+                user_id: user_id.into(),
+            },
+        )
+    };
+
+    // Only an admin of the same tenant, and not on themself.
+    let status = h
+        .api
+        .admin_reset_user_mfa(reset(&before.access_token, &admin.user_id))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = h
+        .api
+        .admin_reset_user_mfa(reset(&mallory_token, &carol.user_id))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = h
+        .api
+        .admin_reset_user_mfa(reset(&admin_token, &admin.user_id))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        h.login_ok(&carol).await.challenge_name,
+        "SOFTWARE_TOKEN_MFA"
+    );
+
+    h.api
+        .admin_reset_user_mfa(reset(&admin_token, &carol.user_id))
+        .await
+        .unwrap();
+    // The open challenge and every login are gone; the next login asks for
+    // no code.
+    assert_code(
+        respond(&h, &pending.session, "123456").await,
+        Code::Unauthenticated,
+    );
+    assert!(h.refresh(&before.refresh_token).await.is_err());
+    let status = h
+        .api
+        .global_sign_out(bearer(&before.access_token, pb::GlobalSignOutRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(status.message(), "token revoked");
+    let after = h.login_ok(&carol).await;
+    assert!(after.challenge_name.is_empty());
+    assert!(!after.access_token.is_empty());
+    // Under REQUIRED the next login enrols again.
+    set_mode(&h, &admin_token, pb::MfaMode::Required)
+        .await
+        .unwrap();
+    assert_eq!(h.login_ok(&carol).await.challenge_name, "MFA_SETUP");
+}

@@ -17,7 +17,10 @@ pub(crate) use crate::codes::{
     failed_logins_are_limited_per_client_address,
     forgotten_passwords_reset_with_a_code_and_revoke_logins, sign_up_needs_the_emailed_code,
 };
-pub(crate) use crate::mfa::{tenant_mfa_modes, totp_enrolment_challenge_replay_and_recovery};
+pub(crate) use crate::mfa::{
+    admins_reset_a_lost_authenticator, tenant_mfa_modes,
+    totp_enrolment_challenge_replay_and_recovery,
+};
 pub(crate) use crate::revocation::{
     mesh_verifiers_pull_revocations, revoked_access_tokens_are_listed_and_refused,
 };
