@@ -1430,12 +1430,16 @@ async fn groups_of(db: &impl ConnectionTrait, user_id: uuid::Uuid) -> Result<Vec
         .collect())
 }
 
-fn check_group(group: &str) -> Result<()> {
-    let ok = (1..=64).contains(&group.len())
+/// 1 to 64 letters, digits, `-`, `_` and `.`.
+pub(crate) fn is_group_name(group: &str) -> bool {
+    (1..=64).contains(&group.len())
         && group
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn check_group(group: &str) -> Result<()> {
+    if !is_group_name(group) {
         let mut v = FieldViolations::new();
         v.add("group", "must be 1 to 64 letters, digits, `-`, `_` and `.`");
         return Err(v.into());

@@ -109,11 +109,7 @@ fn group_map<'de, D: serde::Deserializer<'de>>(
 ) -> std::result::Result<BTreeMap<String, String>, D::Error> {
     let map = BTreeMap::<String, String>::deserialize(deserializer)?;
     for (from, to) in &map {
-        let ok = (1..=64).contains(&to.len())
-            && to
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !ok {
+        if !crate::core::is_group_name(to) {
             return Err(serde::de::Error::custom(format!(
                 "`{from}` maps to `{to}`, which is not a group name (1 to 64 letters, digits, `-`, `_` and `.`)"
             )));

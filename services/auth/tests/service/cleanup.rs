@@ -19,14 +19,16 @@ pub(crate) async fn the_sweeper_deletes_only_what_cannot_matter(h: Harness) {
     let alice = h.sign_up("alice").await;
     let login = h.login_ok(&alice).await;
     // A sign-up nobody confirms.
-    h.api
-        .sign_up(Request::new(pb::SignUpRequest {
-            email: "ghost@example.com".into(),
-            password: PASSWORD.into(),
-            tenant: "t-ghost".into(),
-        }))
-        .await
-        .unwrap();
+    let ghost_signs_up = || async {
+        h.api
+            .sign_up(Request::new(pb::SignUpRequest {
+                email: "ghost@example.com".into(),
+                password: PASSWORD.into(),
+                tenant: "t-ghost".into(),
+            }))
+            .await
+    };
+    ghost_signs_up().await.unwrap();
     // One failure for an email: a counter that locks nothing.
     h.login("nobody@example.com", "wrong password entirely")
         .await
@@ -71,14 +73,7 @@ pub(crate) async fn the_sweeper_deletes_only_what_cannot_matter(h: Harness) {
     assert_eq!(rows(&h, "confirmation_codes").await, 0);
     assert!(h.refresh(&login.refresh_token).await.is_err());
     // The ghost's email and tenant name are free again.
-    h.api
-        .sign_up(Request::new(pb::SignUpRequest {
-            email: "ghost@example.com".into(),
-            password: PASSWORD.into(),
-            tenant: "t-ghost".into(),
-        }))
-        .await
-        .unwrap();
+    ghost_signs_up().await.unwrap();
     // A second sweep has nothing left to do.
     let swept = sweep(&h.db, &config, h.clock.now()).await.unwrap();
     assert_eq!(swept, Default::default());
