@@ -413,6 +413,14 @@ impl AuthService for TestAuth {
         Err(tonic::Status::unimplemented("admin global sign-out"))
     }
 
+    async fn delete_software_token(
+        &self,
+        _: tonic::Request<cloudsec_proto::auth::v1::DeleteSoftwareTokenRequest>,
+    ) -> Result<tonic::Response<cloudsec_proto::auth::v1::DeleteSoftwareTokenResponse>, tonic::Status>
+    {
+        Ok(tonic::Response::new(Default::default()))
+    }
+
     async fn admin_reset_user_mfa(
         &self,
         _: tonic::Request<cloudsec_proto::auth::v1::AdminResetUserMfaRequest>,

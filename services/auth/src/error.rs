@@ -43,6 +43,10 @@ pub enum AuthError {
     MfaOff,
     #[error("no authenticator is being enrolled: call AssociateSoftwareToken first")]
     NoPendingMfa,
+    #[error("no authenticator is enrolled")]
+    NoAuthenticator,
+    #[error("the tenant requires MFA: ask a tenant admin to reset it instead")]
+    MfaRequired,
     #[error("this needs the tenant:admin scope")]
     NotAdmin,
     /// Also for users of other tenants, which must look missing.
@@ -73,9 +77,11 @@ impl AuthError {
             AuthError::LockedOut { .. } => ErrorKind::ResourceExhausted,
             AuthError::Token(TokenError::KeysUnavailable) => ErrorKind::Unavailable,
             AuthError::Token(_) => ErrorKind::Unauthenticated,
-            AuthError::NotConfirmed | AuthError::MfaOff | AuthError::NoPendingMfa => {
-                ErrorKind::FailedPrecondition
-            }
+            AuthError::NotConfirmed
+            | AuthError::MfaOff
+            | AuthError::NoPendingMfa
+            | AuthError::NoAuthenticator
+            | AuthError::MfaRequired => ErrorKind::FailedPrecondition,
             AuthError::BadSession | AuthError::Federation(_) => ErrorKind::Unauthenticated,
             AuthError::NotAdmin => ErrorKind::PermissionDenied,
             AuthError::UserNotFound(_) => ErrorKind::NotFound,

@@ -10,14 +10,15 @@ use cloudsec_proto::auth::v1::{
     AdminResetUserMfaResponse, AssociateSoftwareTokenRequest, AssociateSoftwareTokenResponse,
     ChangePasswordRequest, ChangePasswordResponse, CompleteFederatedLoginRequest,
     ConfirmForgotPasswordRequest, ConfirmForgotPasswordResponse, ConfirmSignUpRequest,
-    ConfirmSignUpResponse, ForgotPasswordRequest, ForgotPasswordResponse, GetJwksRequest,
-    GetOpenIdConfigurationRequest, GlobalSignOutRequest, GlobalSignOutResponse, Group, Jwks,
-    ListGroupsRequest, ListGroupsResponse, ListTokenRevocationsRequest,
-    ListTokenRevocationsResponse, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse,
-    MfaMode, OpenIdConfiguration, RefreshRequest, RefreshResponse, ResendConfirmationCodeRequest,
-    ResendConfirmationCodeResponse, RespondToAuthChallengeRequest, SetTenantMfaModeRequest,
-    SetTenantMfaModeResponse, SignUpRequest, SignUpResponse, StartFederatedLoginRequest,
-    StartFederatedLoginResponse, VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
+    ConfirmSignUpResponse, DeleteSoftwareTokenRequest, DeleteSoftwareTokenResponse,
+    ForgotPasswordRequest, ForgotPasswordResponse, GetJwksRequest, GetOpenIdConfigurationRequest,
+    GlobalSignOutRequest, GlobalSignOutResponse, Group, Jwks, ListGroupsRequest,
+    ListGroupsResponse, ListTokenRevocationsRequest, ListTokenRevocationsResponse, LoginRequest,
+    LoginResponse, LogoutRequest, LogoutResponse, MfaMode, OpenIdConfiguration, RefreshRequest,
+    RefreshResponse, ResendConfirmationCodeRequest, ResendConfirmationCodeResponse,
+    RespondToAuthChallengeRequest, SetTenantMfaModeRequest, SetTenantMfaModeResponse,
+    SignUpRequest, SignUpResponse, StartFederatedLoginRequest, StartFederatedLoginResponse,
+    VerifySoftwareTokenRequest, VerifySoftwareTokenResponse,
 };
 use cloudsec_runtime::token::{AccessClaims, TokenError};
 use tonic::{Request, Response, Status};
@@ -413,6 +414,17 @@ impl AuthService for AuthGrpc {
     ) -> Result<Response<ListTokenRevocationsResponse>, Status> {
         let since = request.into_inner().since;
         Ok(Response::new(self.core.token_revocations(since).await?))
+    }
+
+    async fn delete_software_token(
+        &self,
+        request: Request<DeleteSoftwareTokenRequest>,
+    ) -> Result<Response<DeleteSoftwareTokenResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        self.core
+            .delete_software_token(&caller, &request.into_inner().code)
+            .await?;
+        Ok(Response::new(DeleteSoftwareTokenResponse {}))
     }
 
     async fn admin_reset_user_mfa(

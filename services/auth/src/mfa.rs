@@ -498,6 +498,60 @@ impl AuthCore {
     }
 
     /// Sets the caller's tenant's mode (tenant admins).
+    /// Removes the caller's authenticator and recovery codes, proven with
+    /// one of its codes (see the RPC's contract).
+    pub async fn delete_software_token(&self, caller: &AccessClaims, code: &str) -> Result<()> {
+        if code.trim().is_empty() {
+            let mut v = FieldViolations::new();
+            v.add("code", "is required");
+            return Err(v.into());
+        }
+        let user_id = Uuid::parse_str(&caller.base.sub)
+            .map_err(|_| cloudsec_runtime::token::TokenError::Malformed)?;
+        let user = user::Entity::find_by_id(user_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AuthError::UserNotFound(caller.base.sub.clone()))?;
+        let enrolled = mfa_totp::Entity::find_by_id(user.id)
+            .one(&self.db)
+            .await?
+            .is_some_and(|row| row.secret.is_some());
+        if !enrolled {
+            return Err(AuthError::NoAuthenticator);
+        }
+        if self.tenant_mode(&user.tenant).await? == MfaMode::Required {
+            return Err(AuthError::MfaRequired);
+        }
+        let key = lockout::email_key(&user.email);
+        let now = self.clock.now();
+        lockout::check(&self.db, &key, now).await?;
+        let proven = self.accept_totp(&user, code, now).await?
+            || self.accept_recovery(&user, code.trim(), now).await?;
+        if !proven {
+            lockout::record_failure(&self.db, &self.sessions.lockout, &key, now).await?;
+            return Err(bad_mfa_code());
+        }
+        let txn = self.db.begin().await?;
+        let result = async {
+            mfa_totp::Entity::delete_by_id(user.id).exec(&txn).await?;
+            mfa_recovery_code::Entity::delete_many()
+                .filter(mfa_recovery_code::Column::UserId.eq(user.id))
+                .exec(&txn)
+                .await?;
+            Ok::<_, AuthError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => txn.commit().await?,
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        }
+        tracing::info!(user_id = %user.id, "authenticator removed by its user");
+        Ok(())
+    }
+
     pub async fn set_tenant_mfa_mode(&self, caller: &AccessClaims, mode: MfaMode) -> Result<()> {
         if !caller
             .base

@@ -68,4 +68,5 @@ on_both_backends!(
     mesh_verifiers_pull_revocations,
     the_sweeper_deletes_only_what_cannot_matter,
     admins_reset_a_lost_authenticator,
+    users_remove_their_own_authenticator,
 );

@@ -336,3 +336,57 @@ pub(crate) async fn admins_reset_a_lost_authenticator(h: Harness) {
         .unwrap();
     assert_eq!(h.login_ok(&carol).await.challenge_name, "MFA_SETUP");
 }
+
+/// A user removes their own authenticator with one of its codes, or a
+/// recovery code; not while the tenant requires MFA.
+pub(crate) async fn users_remove_their_own_authenticator(h: Harness) {
+    let alice = h.sign_up("alice").await;
+    let token = h.login_ok(&alice).await.access_token;
+    let delete = |code: &str| {
+        h.api.delete_software_token(bearer(
+            &token,
+            pb::DeleteSoftwareTokenRequest { code: code.into() },
+        ))
+    };
+    let status = delete("123456").await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(status.message(), "no authenticator is enrolled");
+
+    let enrol = associate(&h, Some(&token), "").await.unwrap();
+    let first = code(&enrol.secret_code, &h);
+    let recovery = verify(&h, Some(&token), "", &first)
+        .await
+        .unwrap()
+        .recovery_codes;
+    // The enrolment's code is spent; a wrong or empty code changes nothing.
+    for bad in [first.as_str(), "", "not-a-code"] {
+        let status = delete(bad).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}: {status:?}");
+    }
+    set_mode(&h, &token, pb::MfaMode::Required).await.unwrap();
+    h.clock.advance(Duration::from_secs(30));
+    let status = delete(&code(&enrol.secret_code, &h)).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("requires MFA"), "{status:?}");
+    set_mode(&h, &token, pb::MfaMode::Optional).await.unwrap();
+    assert_eq!(
+        h.login_ok(&alice).await.challenge_name,
+        "SOFTWARE_TOKEN_MFA"
+    );
+
+    delete(&code(&enrol.secret_code, &h)).await.unwrap();
+    assert!(h.login_ok(&alice).await.challenge_name.is_empty());
+    assert!(
+        delete(&recovery[0]).await.is_err(),
+        "the recovery codes went too"
+    );
+
+    // Enrolled again, removed with a recovery code.
+    let enrol = associate(&h, Some(&token), "").await.unwrap();
+    let recovery = verify(&h, Some(&token), "", &code(&enrol.secret_code, &h))
+        .await
+        .unwrap()
+        .recovery_codes;
+    delete(&recovery[3]).await.unwrap();
+    assert!(h.login_ok(&alice).await.challenge_name.is_empty());
+}

@@ -19,7 +19,7 @@ pub(crate) use crate::codes::{
 };
 pub(crate) use crate::mfa::{
     admins_reset_a_lost_authenticator, tenant_mfa_modes,
-    totp_enrolment_challenge_replay_and_recovery,
+    totp_enrolment_challenge_replay_and_recovery, users_remove_their_own_authenticator,
 };
 pub(crate) use crate::revocation::{
     mesh_verifiers_pull_revocations, revoked_access_tokens_are_listed_and_refused,
