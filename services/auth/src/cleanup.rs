@@ -26,8 +26,8 @@ use crate::error::Result;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CleanupConfig {
-    /// Time between sweeps.
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    /// Time between sweeps; more than zero.
+    #[serde(default = "default_interval", deserialize_with = "nonzero")]
     pub interval: Duration,
     /// A sign-up not confirmed this long after it was made is deleted,
     /// which frees its email and tenant name.
@@ -37,6 +37,18 @@ pub struct CleanupConfig {
     /// deleted: failures that far apart no longer add up.
     #[serde(default = "default_failures_ttl", with = "humantime_serde")]
     pub failures_ttl: Duration,
+}
+
+/// A humantime duration other than zero: a zero interval would sweep
+/// without pause.
+fn nonzero<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Duration, D::Error> {
+    let value: Duration = humantime_serde::deserialize(deserializer)?;
+    if value.is_zero() {
+        return Err(serde::de::Error::custom("must be more than 0s"));
+    }
+    Ok(value)
 }
 
 fn default_interval() -> Duration {
@@ -171,4 +183,20 @@ pub(crate) fn spawn(core: crate::AuthCore, shutdown: Shutdown) -> tokio::task::J
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_interval_is_refused() {
+        let error = toml::from_str::<CleanupConfig>("interval = \"0s\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("must be more than 0s"), "{error}");
+        let config: CleanupConfig = toml::from_str("interval = \"30s\"").unwrap();
+        assert_eq!(config.interval, Duration::from_secs(30));
+        assert_eq!(config.unconfirmed_ttl, default_unconfirmed_ttl());
+    }
 }
