@@ -1,0 +1,2 @@
+// jsdom has no scrolling; the router scrolls to the top on navigation.
+window.scrollTo = () => undefined;
