@@ -1,0 +1,322 @@
+# Keys per purpose, one IRSA role per platform component whose inline
+# policy is the component's template in deploy/iam, and optionally the
+# Cognito user pool of Cognito mode.
+
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  partition = data.aws_partition.current.partition
+  region    = data.aws_region.current.name
+  root_arn  = "arn:${local.partition}:iam::${var.account_id}:root"
+
+  # Symmetric keys, one per purpose. The audit chain-head signing key is
+  # asymmetric and declared on its own below.
+  key_purposes = {
+    auth      = "auth: seals the token-signing keys kept in its database (envelope encryption)"
+    backup    = "AWS Backup vault"
+    cache     = "ElastiCache Redis at rest"
+    cicd      = "ECR images, CodeBuild and CodePipeline artifacts"
+    console   = "web console bucket (read by CloudFront through origin access control)"
+    documents = "documents: content bucket and per-document envelope encryption"
+    dynamodb  = "DynamoDB tables (audit log, subscriber inbox)"
+    eks       = "EKS Kubernetes secrets"
+    events    = "SNS topics and SQS queues of the event bus"
+    logs      = "CloudWatch log groups and the alarm topic"
+    rds       = "RDS PostgreSQL storage, Performance Insights and replicated backups"
+    secrets   = "Secrets Manager secrets (Redis auth token, RDS master password)"
+  }
+
+  dr_enabled = var.dr_region != null
+
+  components = toset(["auth", "documents", "audit", "gateway", "mailer"])
+  policy_dir = coalesce(var.iam_policy_dir, "${path.module}/../../../deploy/iam")
+
+  # Placeholders of deploy/iam/*.json (deploy/iam/README.md).
+  template_vars = merge(var.resources, {
+    region                = local.region
+    auth_key_arn          = aws_kms_key.this["auth"].arn
+    documents_key_arn     = aws_kms_key.this["documents"].arn
+    dynamodb_key_arn      = aws_kms_key.this["dynamodb"].arn
+    events_key_arn        = aws_kms_key.this["events"].arn
+    audit_signing_key_arn = aws_kms_key.audit_signing.arn
+  })
+
+  # The same templates rendered with stand-ins, so that their shape (actions,
+  # wildcards) is known at plan time even while key ARNs are not.
+  shape_vars = { for k in keys(local.template_vars) : k => "arn:${local.partition}:placeholder:::${k}" }
+  shapes     = { for c in local.components : c => jsondecode(templatefile("${local.policy_dir}/${c}.json", local.shape_vars)) }
+
+  # The only actions that may have Resource "*": they have no resource-level
+  # permissions in IAM (deploy/iam/README.md says why each is needed).
+  resource_wildcard_actions = ["sns:ListTopics"]
+
+  policy_violations = {
+    for c, p in local.shapes : c => concat(
+      [for s in p.Statement : "${try(s.Sid, "?")}: an Allow action contains *" if s.Effect == "Allow" && anytrue([for a in flatten([s.Action]) : strcontains(a, "*")])],
+      [for s in p.Statement : "${try(s.Sid, "?")}: Resource * for an action that has resource-level permissions" if s.Effect == "Allow" && contains(flatten([s.Resource]), "*") && length(setsubtract(flatten([s.Action]), local.resource_wildcard_actions)) > 0],
+      [for s in p.Statement : "${try(s.Sid, "?")}: NotAction/NotResource/NotPrincipal are not allowed" if can(s.NotAction) || can(s.NotResource) || can(s.NotPrincipal)],
+      [for s in p.Statement : "${try(s.Sid, "?")}: a resource ARN contains *" if s.Effect == "Allow" && anytrue([for r in flatten([s.Resource]) : strcontains(r, "*") && r != "*" && !endswith(r, "/*")])],
+    )
+  }
+}
+
+# ---------------------------------------------------------------- KMS
+
+locals {
+  # Every key: the account administers it through IAM (the AWS default key
+  # policy); "Resource": "*" in a key policy means the key itself.
+  admin_statement = {
+    Sid       = "AccountAdministersThroughIam"
+    Effect    = "Allow"
+    Principal = { AWS = local.root_arn }
+    Action    = "kms:*"
+    Resource  = "*"
+  }
+
+  key_statements = {
+    logs = [
+      {
+        Sid       = "CloudWatchLogsEncryptsItsGroups"
+        Effect    = "Allow"
+        Principal = { Service = ["logs.amazonaws.com", "logs.${local.region}.amazonaws.com"] }
+        Action    = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
+        Resource  = "*"
+        Condition = { ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:*:${var.account_id}:log-group:*" } }
+      },
+      {
+        Sid       = "AlarmsPublishToTheEncryptedAlertTopic"
+        Effect    = "Allow"
+        Principal = { Service = "cloudwatch.amazonaws.com" }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceAccount" = var.account_id } }
+      },
+    ]
+    events = [
+      {
+        Sid       = "SnsAndEventBridgeDeliverToEncryptedQueues"
+        Effect    = "Allow"
+        Principal = { Service = ["events.amazonaws.com", "sns.amazonaws.com"] }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceAccount" = var.account_id } }
+      },
+    ]
+    console = var.console_distribution_arn == null ? [] : [
+      {
+        Sid       = "CloudFrontReadsTheConsole"
+        Effect    = "Allow"
+        Principal = { Service = "cloudfront.amazonaws.com" }
+        Action    = "kms:Decrypt"
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceArn" = var.console_distribution_arn } }
+      },
+    ]
+    cicd = length(var.pipeline_account_ids) == 0 ? [] : [
+      {
+        Sid       = "PipelineAccountsUseArtifacts"
+        Effect    = "Allow"
+        Principal = { AWS = [for a in var.pipeline_account_ids : "arn:${local.partition}:iam::${a}:root"] }
+        Action    = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
+        Resource  = "*"
+      },
+    ]
+  }
+
+  key_policies = {
+    for k in keys(local.key_purposes) : k => jsonencode({
+      Version   = "2012-10-17"
+      Statement = concat([local.admin_statement], lookup(local.key_statements, k, []))
+    })
+  }
+  signing_key_policy = jsonencode({ Version = "2012-10-17", Statement = [local.admin_statement] })
+}
+
+resource "aws_kms_key" "this" {
+  for_each = local.key_purposes
+
+  description             = "${var.name} ${each.value}"
+  enable_key_rotation     = true
+  rotation_period_in_days = 365
+  deletion_window_in_days = var.key_deletion_window_days
+  multi_region            = local.dr_enabled
+  policy                  = local.key_policies[each.key]
+  tags                    = merge(var.tags, { purpose = each.key })
+}
+
+resource "aws_kms_alias" "this" {
+  for_each = local.key_purposes
+
+  name          = "alias/${var.name}-${each.key}"
+  target_key_id = aws_kms_key.this[each.key].key_id
+}
+
+resource "aws_kms_replica_key" "this" {
+  for_each = local.dr_enabled ? local.key_purposes : {}
+  provider = aws.dr
+
+  description             = "${var.name} ${each.value} (DR replica)"
+  primary_key_arn         = aws_kms_key.this[each.key].arn
+  deletion_window_in_days = var.key_deletion_window_days
+  policy                  = local.key_policies[each.key]
+  tags                    = merge(var.tags, { purpose = each.key })
+}
+
+# Chain-head signatures of the audit log (issue 18): ECDSA P-256.
+resource "aws_kms_key" "audit_signing" {
+  #checkov:skip=CKV_AWS_7:asymmetric keys cannot rotate automatically in KMS; a new key is made and the chain heads record which key signed them (docs/aws.md)
+  description              = "${var.name} audit chain-head signatures"
+  customer_master_key_spec = "ECC_NIST_P256"
+  key_usage                = "SIGN_VERIFY"
+  deletion_window_in_days  = var.key_deletion_window_days
+  multi_region             = local.dr_enabled
+  policy                   = local.signing_key_policy
+  tags                     = merge(var.tags, { purpose = "audit-signing" })
+}
+
+resource "aws_kms_alias" "audit_signing" {
+  name          = "alias/${var.name}-audit-signing"
+  target_key_id = aws_kms_key.audit_signing.key_id
+}
+
+resource "aws_kms_replica_key" "audit_signing" {
+  count    = local.dr_enabled ? 1 : 0
+  provider = aws.dr
+
+  description             = "${var.name} audit chain-head signatures (DR replica)"
+  primary_key_arn         = aws_kms_key.audit_signing.arn
+  deletion_window_in_days = var.key_deletion_window_days
+  policy                  = local.signing_key_policy
+  tags                    = merge(var.tags, { purpose = "audit-signing" })
+}
+
+# ---------------------------------------------------------------- IRSA
+
+locals {
+  # Only the component's own ServiceAccount, through the cluster's OIDC
+  # provider, with the STS audience the EKS pod identity webhook sets.
+  trust_policies = {
+    for c in local.components : c => jsonencode({
+      Version = "2012-10-17"
+      Statement = [{
+        Sid       = "ServiceAccountOnly"
+        Effect    = "Allow"
+        Principal = { Federated = var.oidc_provider_arn }
+        Action    = "sts:AssumeRoleWithWebIdentity"
+        Condition = {
+          StringEquals = {
+            "${var.oidc_issuer}:sub" = "system:serviceaccount:${var.kubernetes_namespace}:${c}"
+            "${var.oidc_issuer}:aud" = "sts.amazonaws.com"
+          }
+        }
+      }]
+    })
+  }
+}
+
+resource "aws_iam_role" "component" {
+  for_each = local.components
+
+  name                 = "${var.name}-${each.key}"
+  description          = "IRSA role of the ${each.key} ServiceAccount in ${var.kubernetes_namespace}"
+  assume_role_policy   = local.trust_policies[each.key]
+  max_session_duration = 3600
+  tags                 = merge(var.tags, { component = each.key })
+}
+
+resource "aws_iam_role_policy" "component" {
+  for_each = local.components
+
+  name   = "${var.name}-${each.key}"
+  role   = aws_iam_role.component[each.key].id
+  policy = jsonencode(jsondecode(templatefile("${local.policy_dir}/${each.key}.json", local.template_vars)))
+
+  lifecycle {
+    precondition {
+      condition     = length(local.policy_violations[each.key]) == 0
+      error_message = "deploy/iam/${each.key}.json is not least privilege: ${join("; ", local.policy_violations[each.key])}."
+    }
+  }
+}
+
+# ---------------------------------------------------------------- Cognito
+
+resource "aws_cognito_user_pool" "this" {
+  count = var.cognito.enabled ? 1 : 0
+
+  name                     = var.name
+  username_attributes      = ["email"]
+  auto_verified_attributes = ["email"]
+  mfa_configuration        = var.cognito.mfa
+  deletion_protection      = var.cognito.deletion_protection ? "ACTIVE" : "INACTIVE"
+
+  password_policy {
+    minimum_length                   = 12
+    require_lowercase                = true
+    require_uppercase                = true
+    require_numbers                  = true
+    require_symbols                  = false
+    temporary_password_validity_days = 3
+  }
+
+  dynamic "software_token_mfa_configuration" {
+    for_each = var.cognito.mfa == "OFF" ? [] : [1]
+    content {
+      enabled = true
+    }
+  }
+
+  account_recovery_setting {
+    recovery_mechanism {
+      name     = "verified_email"
+      priority = 1
+    }
+  }
+
+  admin_create_user_config {
+    allow_admin_create_user_only = false
+  }
+
+  # docs/auth.md#cognito-mode: the tenant comes from `custom:tenant` (a
+  # pre-token-generation trigger puts it into access tokens) or a group.
+  schema {
+    name                     = "tenant"
+    attribute_data_type      = "String"
+    mutable                  = false
+    developer_only_attribute = false
+    required                 = false
+    string_attribute_constraints {
+      min_length = 1
+      max_length = 64
+    }
+  }
+
+  tags = var.tags
+}
+
+resource "aws_cognito_user_pool_client" "this" {
+  count = var.cognito.enabled ? 1 : 0
+
+  name                                 = "${var.name}-console"
+  user_pool_id                         = aws_cognito_user_pool.this[0].id
+  generate_secret                      = false
+  explicit_auth_flows                  = ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+  prevent_user_existence_errors        = "ENABLED"
+  enable_token_revocation              = true
+  access_token_validity                = 15
+  id_token_validity                    = 15
+  refresh_token_validity               = 30
+  allowed_oauth_flows_user_pool_client = length(var.cognito.callback_urls) > 0
+  allowed_oauth_flows                  = length(var.cognito.callback_urls) > 0 ? ["code"] : []
+  allowed_oauth_scopes                 = length(var.cognito.callback_urls) > 0 ? ["openid", "email"] : []
+  callback_urls                        = var.cognito.callback_urls
+  logout_urls                          = var.cognito.logout_urls
+  supported_identity_providers         = ["COGNITO"]
+
+  token_validity_units {
+    access_token  = "minutes"
+    id_token      = "minutes"
+    refresh_token = "days"
+  }
+}

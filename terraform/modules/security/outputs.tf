@@ -1,0 +1,38 @@
+output "kms_key_arns" {
+  description = "ARN of each purpose's key in the primary region (auth, backup, cache, cicd, console, documents, dynamodb, eks, events, logs, rds, secrets, audit_signing)."
+  value       = merge({ for k, v in aws_kms_key.this : k => v.arn }, { audit_signing = aws_kms_key.audit_signing.arn })
+}
+
+output "kms_alias_names" {
+  description = "Alias of each purpose's key, `alias/<name>-<purpose>`."
+  value       = merge({ for k, v in aws_kms_alias.this : k => v.name }, { audit_signing = aws_kms_alias.audit_signing.name })
+}
+
+output "dr_kms_key_arns" {
+  description = "ARN of each purpose's replica key in the DR region (same key id, other region); empty without a DR region."
+  value       = merge({ for k, v in aws_kms_replica_key.this : k => v.arn }, { for k in aws_kms_replica_key.audit_signing : "audit_signing" => k.arn })
+}
+
+output "role_arns" {
+  description = "IRSA role ARN per component (auth, documents, audit, gateway, mailer), for the ServiceAccount annotation eks.amazonaws.com/role-arn."
+  value       = { for k, v in aws_iam_role.component : k => v.arn }
+}
+
+output "role_names" {
+  description = "IRSA role name per component, `<name>-<component>`."
+  value       = { for k, v in aws_iam_role.component : k => v.name }
+}
+
+output "policies" {
+  description = "The rendered inline policy of each component role (JSON), as read from deploy/iam/<component>.json."
+  value       = { for k, v in aws_iam_role_policy.component : k => v.policy }
+}
+
+output "cognito" {
+  description = "Cognito mode: user_pool_id, client_id and issuer, or null when disabled."
+  value = var.cognito.enabled ? {
+    user_pool_id = aws_cognito_user_pool.this[0].id
+    client_id    = aws_cognito_user_pool_client.this[0].id
+    issuer       = "https://cognito-idp.${local.region}.amazonaws.com/${aws_cognito_user_pool.this[0].id}"
+  } : null
+}
