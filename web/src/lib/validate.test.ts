@@ -5,7 +5,7 @@ describe('validate', () => {
   it('names empty and oversized fields in words', () => {
     expect(v.required('  ', 'Title')).toBe('Title is required.');
     expect(v.maxChars('x'.repeat(201), 200, 'Title')).toBe('Title must be at most 200 characters (it has 201).');
-    expect(v.maxBytes('é'.repeat(10), 10, 'Content')).toBe('Content must be at most 10 bytes (it has 20 bytes).');
+    expect(v.maxBytes('é'.repeat(10), 10, 'Content')).toBe('Content must be at most 10 bytes (it has 20).');
     expect(v.email('nobody')).toMatch(/name@example.com/);
     expect(v.email('a@b.c')).toBeUndefined();
   });

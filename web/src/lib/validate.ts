@@ -15,7 +15,9 @@ export function maxChars(value: string, max: number, what = 'This field'): strin
 
 export function maxBytes(value: string, max: number, what = 'This field'): string | undefined {
   const n = new TextEncoder().encode(value).length;
-  return n > max ? `${what} must be at most ${formatBytes(max)} (it has ${formatBytes(n)}).` : undefined;
+  return n > max
+    ? `${what} must be at most ${max.toLocaleString('en')} bytes (it has ${n.toLocaleString('en')}).`
+    : undefined;
 }
 
 export function formatBytes(n: number): string {

@@ -120,7 +120,7 @@ function ChangePassword() {
 }
 
 function TwoStep() {
-  const [enrolling, setEnrolling] = useState(false);
+  const [round, setRound] = useState(0);
   const [notice, setNotice] = useState('');
   const [removeCode, setRemoveCode] = useState('');
   const [removeError, setRemoveError] = useState<string>();
@@ -152,37 +152,30 @@ function TwoStep() {
     <section aria-labelledby="two-step">
       <h2 id="two-step">Two-step login</h2>
       <Notice>{notice}</Notice>
-      {enrolling ? (
-        <MfaEnrol
-          onDone={() => {
-            setEnrolling(false);
-            setNotice('Two-step login is on: the next login asks for a code from your app.');
-          }}
+      <p>An authenticator app (TOTP) adds a code to every login. Setting one up replaces any earlier one.</p>
+      <MfaEnrol
+        key={round}
+        onDone={() => {
+          setRound(round + 1);
+          setNotice('Two-step login is on: the next login asks for a code from your app.');
+        }}
+      />
+      <form onSubmit={remove} noValidate className="form">
+        <h3>Remove the authenticator</h3>
+        <ErrorBox error={error} />
+        <TextField
+          label="A current code or an unused recovery code"
+          autoComplete="one-time-code"
+          value={removeCode}
+          onChange={(e) => setRemoveCode(e.target.value)}
+          error={removeError}
         />
-      ) : (
-        <>
-          <p>An authenticator app (TOTP) adds a code to every login. Setting one up replaces any earlier one.</p>
-          <button type="button" onClick={() => setEnrolling(true)}>
-            Set up an authenticator app
+        <div className="actions">
+          <button type="submit" className="secondary" disabled={busy}>
+            Remove authenticator
           </button>
-          <form onSubmit={remove} noValidate className="form">
-            <h3>Remove the authenticator</h3>
-            <ErrorBox error={error} />
-            <TextField
-              label="A current code or an unused recovery code"
-              autoComplete="one-time-code"
-              value={removeCode}
-              onChange={(e) => setRemoveCode(e.target.value)}
-              error={removeError}
-            />
-            <div className="actions">
-              <button type="submit" className="secondary" disabled={busy}>
-                Remove authenticator
-              </button>
-            </div>
-          </form>
-        </>
-      )}
+        </div>
+      </form>
     </section>
   );
 }

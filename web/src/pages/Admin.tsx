@@ -216,7 +216,7 @@ function Users({ selfId, onChanged }: { selfId: string; onChanged: () => void })
       </p>
       <Notice>{notice}</Notice>
       <ErrorBox error={error} />
-      <div className="table-wrap" role="region" aria-label="Users" tabIndex={0}>
+      <div className="table-wrap" role="region" aria-label="Table of users" tabIndex={0}>
         <table data-testid="users-table">
           <thead>
             <tr>
@@ -349,7 +349,7 @@ function Groups({ groups, error, reload }: { groups: Group[] | null; error: ApiE
       <ErrorBox error={error ?? actError} />
       {groups && groups.length === 0 && <p>No group has members yet.</p>}
       {groups && groups.length > 0 && (
-        <div className="table-wrap" role="region" aria-label="Groups" tabIndex={0}>
+        <div className="table-wrap" role="region" aria-label="Table of groups" tabIndex={0}>
           <table>
             <thead>
               <tr>

@@ -114,7 +114,7 @@ export function Audit() {
       </form>
       <ErrorBox error={error} />
       {records && (
-        <div className="table-wrap" role="region" aria-label="Audit records" tabIndex={0}>
+        <div className="table-wrap" role="region" aria-label="Table of audit records" tabIndex={0}>
           <table data-testid="audit-table" aria-busy={loading}>
             <caption>
               Records, oldest first (page {tokens.length + 1}): {records.length}
@@ -137,10 +137,10 @@ export function Audit() {
               )}
               {records.map((r) => (
                 <tr key={r.seq}>
-                  <td>{r.seq}</td>
+                  <td className="nowrap">{r.seq}</td>
                   <td>{formatTime(r.occurTime)}</td>
                   <td>
-                    {(r.eventType ?? '').replace(/^cloudsec\.events\.v1\./, '')}
+                    <span className="event-type">{(r.eventType ?? '').replace(/^cloudsec\.events\.v1\./, '')}</span>
                     <details>
                       <summary>Details</summary>
                       <pre>{JSON.stringify(r.summary ?? {}, null, 2)}</pre>

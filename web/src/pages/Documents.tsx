@@ -22,9 +22,13 @@ export function Documents() {
   const label = query.get('label') ?? '';
   const pageSize = Number(query.get('pageSize') ?? '20') || 20;
 
-  // Tokens of the pages before this one, so that "Previous" works.
-  const [tokens, setTokens] = useState<string[]>([]);
-  const [pageToken, setPageToken] = useState('');
+  // The page token, and the tokens of the pages before it (for "Previous"),
+  // for one set of filters: new filters start again at the first page.
+  const filterKey = `${classification}|${label}|${pageSize}`;
+  const [paging, setPaging] = useState({ key: filterKey, stack: [] as string[], token: '' });
+  const current = paging.key === filterKey ? paging : { key: filterKey, stack: [] as string[], token: '' };
+  const pageToken = current.token;
+  const tokens = current.stack;
   const [docs, setDocs] = useState<Document[] | null>(null);
   const [next, setNext] = useState('');
   const [error, setError] = useState<ApiError | null>(null);
@@ -34,11 +38,6 @@ export function Documents() {
   const [fClass, setFClass] = useState(classification);
   const [fLabel, setFLabel] = useState(label);
   const [fSize, setFSize] = useState(String(pageSize));
-
-  useEffect(() => {
-    setTokens([]);
-    setPageToken('');
-  }, [classification, label, pageSize]);
 
   useEffect(() => {
     let live = true;
@@ -118,7 +117,7 @@ export function Documents() {
       </form>
       <ErrorBox error={error} />
       {docs && (
-        <div className="table-wrap" role="region" aria-label="Documents" tabIndex={0}>
+        <div className="table-wrap" role="region" aria-label="Table of documents" tabIndex={0}>
           <table data-testid="documents-table" aria-busy={loading}>
             <caption>
               Page {pageNumber}
@@ -164,10 +163,9 @@ export function Documents() {
           className="secondary"
           disabled={tokens.length === 0 || loading}
           onClick={() => {
-            const prev = [...tokens];
-            const token = prev.pop() ?? '';
-            setTokens(prev);
-            setPageToken(token);
+            const stack = [...tokens];
+            const token = stack.pop() ?? '';
+            setPaging({ key: filterKey, stack, token });
           }}
         >
           Previous page
@@ -176,10 +174,7 @@ export function Documents() {
           type="button"
           className="secondary"
           disabled={!next || loading}
-          onClick={() => {
-            setTokens([...tokens, pageToken]);
-            setPageToken(next);
-          }}
+          onClick={() => setPaging({ key: filterKey, stack: [...tokens, pageToken], token: next })}
         >
           Next page
         </button>

@@ -141,7 +141,7 @@ export function Login() {
     <Page title="Log in">
       <Notice>{notice}</Notice>
       <form onSubmit={submitPassword} noValidate className="form">
-        <ErrorBox error={error} />
+        <ErrorBox error={error} title={error?.status === 401 ? 'Login refused.' : undefined} />
         <TextField
           label="Email"
           type="email"
