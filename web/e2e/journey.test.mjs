@@ -182,6 +182,7 @@ describe('the console in a real browser', { timeout: 600_000 }, () => {
   });
 
   after(async () => {
+    report.consoleApiRefusals = watchers.reduce((n, w) => n + w.apiRefusals.length, 0);
     writeFileSync(join(results, 'report.json'), JSON.stringify(report, null, 2));
     await browser?.close().catch(() => undefined);
     await consoleServer?.close();
@@ -516,8 +517,19 @@ describe('the console in a real browser', { timeout: 600_000 }, () => {
     const { page } = admin;
     await page.getByRole('button', { name: `Disable ${BOB.email}` }).click();
     await page.getByText(`${BOB.email}: disabled.`).waitFor();
+    // The member's open session ends: their access token is revoked at
+    // every verifier within the revocation interval (5 s), the refresh is
+    // refused, and the page returns to the login with a notice.
     const m = bob.page;
-    await logout(bob);
+    const loginHeading = m.getByRole('heading', { level: 1, name: 'Log in' });
+    const deadline = Date.now() + 30_000;
+    while (!(await loginHeading.isVisible())) {
+      assert.ok(Date.now() < deadline, "the disabled member's session ended");
+      await m.getByRole('link', { name: 'Account' }).click();
+      await m.getByRole('link', { name: 'Documents', exact: true }).click();
+      await m.waitForTimeout(500);
+    }
+    await m.getByText('Your session has ended. Log in again.').waitFor();
     await login(bob, BOB.email, BOB.next);
     const text = await alertText(m);
     assert.match(text, /Login refused\./);
@@ -540,7 +552,7 @@ describe('the console in a real browser', { timeout: 600_000 }, () => {
     await page.getByLabel('Authentication code', { exact: true }).fill(recoveryCodes[0]);
     await page.getByRole('button', { name: 'Verify' }).click();
     assert.match(await alertText(page), /is wrong, expired or already used/);
-    await page.getByLabel('Authentication code', { exact: true }).fill(await authenticator.nextCode());
+    await page.getByLabel('Authentication code', { exact: true }).fill(recoveryCodes[2]);
     await page.getByRole('button', { name: 'Verify' }).click();
     await heading(page, 'Documents');
     await logout(admin);

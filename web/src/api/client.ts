@@ -22,11 +22,24 @@ export const client = createClient<paths>({
 
 const REQUEST_ID = 'x-request-id';
 
+// Calls made with no session, or with a refresh token: no access token goes with them.
+const NO_BEARER = new Set([
+  '/v1/auth:signUp',
+  '/v1/auth:confirmSignUp',
+  '/v1/auth:resendConfirmationCode',
+  '/v1/auth:forgotPassword',
+  '/v1/auth:confirmForgotPassword',
+  '/v1/auth:login',
+  '/v1/auth:respondToAuthChallenge',
+  '/v1/auth:refresh',
+  '/v1/auth:logout',
+]);
+
 const middleware: Middleware = {
   onRequest({ request }) {
     if (!request.headers.has(REQUEST_ID)) request.headers.set(REQUEST_ID, newRequestId());
     const s = getSession();
-    if (s && !request.headers.has('authorization')) {
+    if (s && !request.headers.has('authorization') && !NO_BEARER.has(new URL(request.url).pathname)) {
       request.headers.set('authorization', `Bearer ${s.accessToken}`);
     }
     lastRequestId = request.headers.get(REQUEST_ID) ?? '';
@@ -99,7 +112,6 @@ async function doRefresh(): Promise<boolean> {
   try {
     const { data, response } = await client.POST('/v1/auth:refresh', {
       body: { refreshToken: s.refreshToken },
-      headers: { authorization: '' },
     });
     if (!response.ok || !data) return false;
     startSession(data as Tokens, s.email);
