@@ -28,7 +28,7 @@ resource "aws_security_group" "postgres" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "postgres" {
-  for_each = toset(var.client_security_group_ids)
+  for_each = { for i, sg in var.client_security_group_ids : tostring(i) => sg }
 
   security_group_id            = aws_security_group.postgres.id
   description                  = "PostgreSQL from the cluster"
@@ -175,7 +175,7 @@ resource "aws_security_group" "redis" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "redis" {
-  for_each = toset(var.client_security_group_ids)
+  for_each = { for i, sg in var.client_security_group_ids : tostring(i) => sg }
 
   security_group_id            = aws_security_group.redis.id
   description                  = "Redis (TLS) from the cluster"

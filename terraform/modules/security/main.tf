@@ -17,7 +17,6 @@ locals {
     backup    = "AWS Backup vault"
     cache     = "ElastiCache Redis at rest"
     cicd      = "ECR images, CodeBuild and CodePipeline artifacts"
-    console   = "web console bucket (read by CloudFront through origin access control)"
     documents = "documents: content bucket and per-document envelope encryption"
     dynamodb  = "DynamoDB tables (audit log, subscriber inbox)"
     eks       = "EKS Kubernetes secrets"
@@ -103,16 +102,6 @@ locals {
         Condition = { StringEquals = { "aws:SourceAccount" = var.account_id } }
       },
     ]
-    console = var.console_distribution_arn == null ? [] : [
-      {
-        Sid       = "CloudFrontReadsTheConsole"
-        Effect    = "Allow"
-        Principal = { Service = "cloudfront.amazonaws.com" }
-        Action    = "kms:Decrypt"
-        Resource  = "*"
-        Condition = { StringEquals = { "aws:SourceArn" = var.console_distribution_arn } }
-      },
-    ]
     cicd = length(var.pipeline_account_ids) == 0 ? [] : [
       {
         Sid       = "PipelineAccountsUseArtifacts"
@@ -131,6 +120,22 @@ locals {
     })
   }
   signing_key_policy = jsonencode({ Version = "2012-10-17", Statement = [local.admin_statement] })
+
+  # The console key is apart from the others: its policy names the
+  # CloudFront distribution, and only this key should wait for it.
+  console_key_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat([local.admin_statement], var.console_distribution_arn == null ? [] : [
+      {
+        Sid       = "CloudFrontReadsTheConsole"
+        Effect    = "Allow"
+        Principal = { Service = "cloudfront.amazonaws.com" }
+        Action    = "kms:Decrypt"
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceArn" = var.console_distribution_arn } }
+      },
+    ])
+  })
 }
 
 resource "aws_kms_key" "this" {
@@ -161,6 +166,32 @@ resource "aws_kms_replica_key" "this" {
   deletion_window_in_days = var.key_deletion_window_days
   policy                  = local.key_policies[each.key]
   tags                    = merge(var.tags, { purpose = each.key })
+}
+
+resource "aws_kms_key" "console" {
+  description             = "${var.name} web console bucket (read by CloudFront through origin access control)"
+  enable_key_rotation     = true
+  rotation_period_in_days = 365
+  deletion_window_in_days = var.key_deletion_window_days
+  multi_region            = local.dr_enabled
+  policy                  = local.console_key_policy
+  tags                    = merge(var.tags, { purpose = "console" })
+}
+
+resource "aws_kms_alias" "console" {
+  name          = "alias/${var.name}-console"
+  target_key_id = aws_kms_key.console.key_id
+}
+
+resource "aws_kms_replica_key" "console" {
+  count    = local.dr_enabled ? 1 : 0
+  provider = aws.dr
+
+  description             = "${var.name} web console bucket (DR replica)"
+  primary_key_arn         = aws_kms_key.console.arn
+  deletion_window_in_days = var.key_deletion_window_days
+  policy                  = local.console_key_policy
+  tags                    = merge(var.tags, { purpose = "console" })
 }
 
 # Chain-head signatures of the audit log (issue 18): ECDSA P-256.

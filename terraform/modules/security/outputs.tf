@@ -1,16 +1,20 @@
 output "kms_key_arns" {
   description = "ARN of each purpose's key in the primary region (auth, backup, cache, cicd, console, documents, dynamodb, eks, events, logs, rds, secrets, audit_signing)."
-  value       = merge({ for k, v in aws_kms_key.this : k => v.arn }, { audit_signing = aws_kms_key.audit_signing.arn })
+  value       = merge({ for k, v in aws_kms_key.this : k => v.arn }, { console = aws_kms_key.console.arn, audit_signing = aws_kms_key.audit_signing.arn })
 }
 
 output "kms_alias_names" {
   description = "Alias of each purpose's key, `alias/<name>-<purpose>`."
-  value       = merge({ for k, v in aws_kms_alias.this : k => v.name }, { audit_signing = aws_kms_alias.audit_signing.name })
+  value       = merge({ for k, v in aws_kms_alias.this : k => v.name }, { console = aws_kms_alias.console.name, audit_signing = aws_kms_alias.audit_signing.name })
 }
 
 output "dr_kms_key_arns" {
   description = "ARN of each purpose's replica key in the DR region (same key id, other region); empty without a DR region."
-  value       = merge({ for k, v in aws_kms_replica_key.this : k => v.arn }, { for k in aws_kms_replica_key.audit_signing : "audit_signing" => k.arn })
+  value = merge(
+    { for k, v in aws_kms_replica_key.this : k => v.arn },
+    { for k in aws_kms_replica_key.console : "console" => k.arn },
+    { for k in aws_kms_replica_key.audit_signing : "audit_signing" => k.arn },
+  )
 }
 
 output "role_arns" {

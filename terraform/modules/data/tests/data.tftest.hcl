@@ -129,7 +129,7 @@ run "encrypted_private_and_tls_only" {
   }
 
   assert {
-    condition     = aws_vpc_security_group_ingress_rule.postgres["sg-cluster"].referenced_security_group_id == "sg-cluster" && aws_vpc_security_group_ingress_rule.postgres["sg-cluster"].from_port == 5432 && length(aws_vpc_security_group_ingress_rule.postgres) == 1
+    condition     = aws_vpc_security_group_ingress_rule.postgres["0"].referenced_security_group_id == "sg-cluster" && aws_vpc_security_group_ingress_rule.postgres["0"].from_port == 5432 && length(aws_vpc_security_group_ingress_rule.postgres) == 1
     error_message = "only the cluster reaches PostgreSQL"
   }
 }

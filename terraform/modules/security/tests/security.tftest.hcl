@@ -148,13 +148,13 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
   }
 
   assert {
-    condition     = alltrue([for k in aws_kms_key.this : k.enable_key_rotation && k.rotation_period_in_days == 365 && k.deletion_window_in_days == 30])
+    condition     = alltrue([for k in concat(values(aws_kms_key.this), [aws_kms_key.console]) : k.enable_key_rotation && k.rotation_period_in_days == 365 && k.deletion_window_in_days == 30])
     error_message = "every symmetric key rotates yearly and has a 30-day deletion window"
   }
 
   assert {
-    condition     = length(aws_kms_key.this) == 12 && aws_kms_key.audit_signing.key_usage == "SIGN_VERIFY" && aws_kms_key.audit_signing.customer_master_key_spec == "ECC_NIST_P256"
-    error_message = "12 keys per purpose and an ECDSA P-256 signing key for the audit chain heads"
+    condition     = length(aws_kms_key.this) == 11 && aws_kms_key.console.enable_key_rotation && aws_kms_key.audit_signing.key_usage == "SIGN_VERIFY" && aws_kms_key.audit_signing.customer_master_key_spec == "ECC_NIST_P256"
+    error_message = "12 keys per purpose (11 plus the console key) and an ECDSA P-256 signing key for the audit chain heads"
   }
 
   assert {
@@ -168,7 +168,7 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
   }
 
   assert {
-    condition     = !strcontains(jsondecode(aws_kms_key.this["console"].policy).Statement[0].Principal.AWS, "*") && length(jsondecode(aws_kms_key.this["console"].policy).Statement) == 1
+    condition     = !strcontains(jsondecode(aws_kms_key.console.policy).Statement[0].Principal.AWS, "*") && length(jsondecode(aws_kms_key.console.policy).Statement) == 1
     error_message = "without a distribution, the console key grants nobody outside the account"
   }
 }
@@ -182,17 +182,17 @@ run "dr_region_replicates_every_key" {
   }
 
   assert {
-    condition     = length(aws_kms_replica_key.this) == 12 && length(aws_kms_replica_key.audit_signing) == 1
+    condition     = length(aws_kms_replica_key.this) == 11 && length(aws_kms_replica_key.console) == 1 && length(aws_kms_replica_key.audit_signing) == 1
     error_message = "every key has a replica in the DR region"
   }
 
   assert {
-    condition     = alltrue([for k in aws_kms_key.this : k.multi_region]) && aws_kms_key.audit_signing.multi_region
+    condition     = alltrue([for k in aws_kms_key.this : k.multi_region]) && aws_kms_key.console.multi_region && aws_kms_key.audit_signing.multi_region
     error_message = "replicated keys are multi-Region keys"
   }
 
   assert {
-    condition     = jsondecode(aws_kms_key.this["console"].policy).Statement[1].Condition.StringEquals["aws:SourceArn"] == "arn:aws:cloudfront::111111111111:distribution/EDFDVBD6EXAMPLE" && jsondecode(aws_kms_key.this["console"].policy).Statement[1].Action == "kms:Decrypt"
+    condition     = jsondecode(aws_kms_key.console.policy).Statement[1].Condition.StringEquals["aws:SourceArn"] == "arn:aws:cloudfront::111111111111:distribution/EDFDVBD6EXAMPLE" && jsondecode(aws_kms_key.console.policy).Statement[1].Action == "kms:Decrypt"
     error_message = "only the console's distribution may decrypt the console key"
   }
 }
