@@ -32,6 +32,7 @@ const run = randomBytes(3).toString('hex');
 const PASSWORD = 'correct horse battery staple';
 const NEW_PASSWORD = 'purple elephant rides bicycles';
 const ADMIN = { email: `admin-${run}@example.com`, tenant: `acme-${run}` };
+const CAROL = { email: `carol-${run}@example.com`, password: 'velvet canyon ostrich piano' };
 const BOB = { email: `bob-${run}@example.com`, password: 'stapler quantum orchard lamp', next: 'glacier mango violin tower' };
 const HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script> Plan';
 
@@ -603,6 +604,45 @@ describe('the console in a real browser', { timeout: 600_000 }, () => {
     await page.getByRole('link', { name: 'Secret plan' }).waitFor();
     // The picture for the README (docs/img/console.png is a copy of it).
     await page.screenshot({ path: join(results, 'console.png') });
+  });
+
+  step('MFA required: a new user enrols at login; an admin resets MFA, disables, enables and deletes', async () => {
+    const { page } = admin;
+    await page.getByRole('link', { name: 'Administration' }).click();
+    await heading(page, 'Administration');
+    await page.getByLabel('Mode', { exact: true }).selectOption('REQUIRED');
+    await page.getByRole('button', { name: 'Set mode' }).click();
+    await page.getByText('Two-step login is now required for the organisation.').waitFor();
+    await page.getByLabel('Email', { exact: true }).fill(CAROL.email);
+    await page.getByLabel('Initial password', { exact: true }).fill(CAROL.password);
+    await page.getByRole('button', { name: 'Add user' }).click();
+    await page.getByTestId('users-table').getByText(CAROL.email).waitFor();
+
+    const m = bob.page;
+    await login(bob, CAROL.email, CAROL.password);
+    await heading(m, 'Set up two-step login');
+    await m.getByRole('button', { name: 'Set up an authenticator app' }).click();
+    const secret = (await m.getByTestId('totp-secret').innerText()).trim();
+    await check(bob, 'member-mfa-setup-phone', { phone: true });
+    await m.getByLabel('Code from the app', { exact: true }).fill(await new Authenticator(secret).nextCode());
+    await m.getByRole('button', { name: 'Verify and turn on' }).click();
+    await m.getByTestId('recovery-codes').waitFor();
+    await m.getByRole('button', { name: 'I have saved my recovery codes' }).click();
+    await heading(m, 'Documents');
+
+    for (const [action, done] of [
+      ['Reset MFA', 'MFA reset'],
+      ['Disable', 'disabled'],
+      ['Enable', 'enabled'],
+    ]) {
+      await page.getByRole('button', { name: `${action} ${CAROL.email}` }).click();
+      await page.getByText(`${CAROL.email}: ${done}.`).waitFor();
+    }
+    await page.getByRole('button', { name: `Delete ${CAROL.email}`, exact: true }).click();
+    await check(admin, 'admin-confirm-delete-user');
+    await page.getByRole('button', { name: `Delete ${CAROL.email} for good` }).click();
+    await page.getByText(`${CAROL.email}: deleted.`).waitFor();
+    assert.equal(await page.getByTestId('users-table').getByText(CAROL.email).count(), 0);
   });
 
   step('no console errors on any page', async () => {

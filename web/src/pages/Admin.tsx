@@ -6,7 +6,7 @@ import { ErrorBox, Notice } from '../components/ErrorBox';
 import { SelectField, TextField } from '../components/Field';
 import { Page } from '../components/Page';
 import * as v from '../lib/validate';
-import { useSession } from '../session';
+import { getSession, subscribe, useSession } from '../session';
 
 // The API has no call that lists a tenant's users, so the page lists those
 // it knows of: the ones created here, the members of groups, and ids added
@@ -27,6 +27,10 @@ function rememberUser(u: Partial<KnownUser> & { id: string }) {
   if (i < 0) setKnown([...known, { email: '', state: '', ...u }]);
   else setKnown(known.map((k, j) => (j === i ? { ...k, ...Object.fromEntries(Object.entries(u).filter(([, x]) => x)) } : k)));
 }
+// Forgotten with the session, like the tokens.
+subscribe(() => {
+  if (!getSession() && known.length > 0) setKnown([]);
+});
 function useKnown(): KnownUser[] {
   return useSyncExternalStore(
     (l) => {
