@@ -19,17 +19,27 @@ output "dr_kms_key_arns" {
 
 output "role_arns" {
   description = "IRSA role ARN per component (auth, documents, audit, gateway, mailer), for the ServiceAccount annotation eks.amazonaws.com/role-arn."
-  value       = { for k, v in aws_iam_role.component : k => v.arn }
+  value       = module.irsa.role_arns
 }
 
 output "role_names" {
   description = "IRSA role name per component, `<name>-<component>`."
-  value       = { for k, v in aws_iam_role.component : k => v.name }
+  value       = module.irsa.role_names
 }
 
 output "policies" {
   description = "The rendered inline policy of each component role (JSON), as read from deploy/iam/<component>.json."
-  value       = { for k, v in aws_iam_role_policy.component : k => v.policy }
+  value       = module.irsa.policies
+}
+
+output "trust_policies" {
+  description = "The trust policy of each component role (JSON): only its ServiceAccount through the cluster's OIDC provider."
+  value       = module.irsa.trust_policies
+}
+
+output "template_vars" {
+  description = "The values the policy templates were rendered with (deploy/iam/README.md), e.g. for rendering the same documents elsewhere."
+  value       = local.template_vars
 }
 
 output "cognito" {

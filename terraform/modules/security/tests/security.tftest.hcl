@@ -67,7 +67,7 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
   }
 
   assert {
-    condition = jsonencode(jsondecode(aws_iam_role_policy.component["documents"].policy)) == jsonencode({
+    condition = jsonencode(jsondecode(output.policies["documents"])) == jsonencode({
       Version = "2012-10-17"
       Statement = [
         { Sid = "ContentObjects", Effect = "Allow", Action = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], Resource = "arn:aws:s3:::cloudsec-test-documents/*" },
@@ -79,11 +79,11 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
         { Sid = "EncryptedTopic", Effect = "Allow", Action = ["kms:Decrypt", "kms:GenerateDataKey"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/events", Condition = { StringEquals = { "kms:ViaService" = "sns.eu-west-1.amazonaws.com" } } },
       ]
     })
-    error_message = "documents: ${aws_iam_role_policy.component["documents"].policy}"
+    error_message = "documents: ${output.policies["documents"]}"
   }
 
   assert {
-    condition = jsonencode(jsondecode(aws_iam_role_policy.component["auth"].policy)) == jsonencode({
+    condition = jsonencode(jsondecode(output.policies["auth"])) == jsonencode({
       Version = "2012-10-17"
       Statement = [
         { Sid = "SealedSigningKeys", Effect = "Allow", Action = ["kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/auth", Condition = { Null = { "kms:EncryptionContextKeys" = "false" } } },
@@ -93,11 +93,11 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
         { Sid = "EncryptedTopic", Effect = "Allow", Action = ["kms:Decrypt", "kms:GenerateDataKey"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/events", Condition = { StringEquals = { "kms:ViaService" = "sns.eu-west-1.amazonaws.com" } } },
       ]
     })
-    error_message = "auth: ${aws_iam_role_policy.component["auth"].policy}"
+    error_message = "auth: ${output.policies["auth"]}"
   }
 
   assert {
-    condition = jsonencode(jsondecode(aws_iam_role_policy.component["audit"].policy)) == jsonencode({
+    condition = jsonencode(jsondecode(output.policies["audit"])) == jsonencode({
       Version = "2012-10-17"
       Statement = [
         { Sid = "ReadItsQueue", Effect = "Allow", Action = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"], Resource = "arn:aws:sqs:eu-west-1:111111111111:audit" },
@@ -108,11 +108,11 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
         { Sid = "ChainHeadSignatures", Effect = "Allow", Action = ["kms:GetPublicKey", "kms:Sign", "kms:Verify"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/audit-signing" },
       ]
     })
-    error_message = "audit: ${aws_iam_role_policy.component["audit"].policy}"
+    error_message = "audit: ${output.policies["audit"]}"
   }
 
   assert {
-    condition = jsonencode(jsondecode(aws_iam_role_policy.component["mailer"].policy)) == jsonencode({
+    condition = jsonencode(jsondecode(output.policies["mailer"])) == jsonencode({
       Version = "2012-10-17"
       Statement = [
         { Sid = "ReadItsQueue", Effect = "Allow", Action = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"], Resource = "arn:aws:sqs:eu-west-1:111111111111:cloudsec-test-mailer" },
@@ -120,11 +120,11 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
         { Sid = "EncryptedQueues", Effect = "Allow", Action = ["kms:Decrypt", "kms:GenerateDataKey"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/events", Condition = { StringEquals = { "kms:ViaService" = "sqs.eu-west-1.amazonaws.com" } } },
       ]
     })
-    error_message = "mailer: ${aws_iam_role_policy.component["mailer"].policy}"
+    error_message = "mailer: ${output.policies["mailer"]}"
   }
 
   assert {
-    condition = jsonencode(jsondecode(aws_iam_role_policy.component["gateway"].policy)) == jsonencode({
+    condition = jsonencode(jsondecode(output.policies["gateway"])) == jsonencode({
       Version   = "2012-10-17"
       Statement = [{ Sid = "NoAwsDataPlaneCalls", Effect = "Deny", Action = "*", Resource = "*" }]
     })
@@ -133,17 +133,17 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
 
   assert {
     condition = alltrue([
-      for c, r in aws_iam_role.component :
-      jsondecode(r.assume_role_policy).Statement[0].Condition.StringEquals["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:sub"] == "system:serviceaccount:cloudsec:${c}"
-      && jsondecode(r.assume_role_policy).Statement[0].Condition.StringEquals["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:aud"] == "sts.amazonaws.com"
-      && jsondecode(r.assume_role_policy).Statement[0].Principal.Federated == var.oidc_provider_arn
-      && length(jsondecode(r.assume_role_policy).Statement) == 1
+      for c, p in output.trust_policies :
+      jsondecode(p).Statement[0].Condition.StringEquals["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:sub"] == "system:serviceaccount:cloudsec:${c}"
+      && jsondecode(p).Statement[0].Condition.StringEquals["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:aud"] == "sts.amazonaws.com"
+      && jsondecode(p).Statement[0].Principal.Federated == var.oidc_provider_arn
+      && length(jsondecode(p).Statement) == 1
     ])
     error_message = "each IRSA role trusts exactly its own ServiceAccount through the cluster's OIDC provider"
   }
 
   assert {
-    condition     = toset(keys(aws_iam_role.component)) == toset(["auth", "documents", "audit", "gateway", "mailer"]) && aws_iam_role.component["documents"].name == "cloudsec-test-documents"
+    condition     = toset(keys(output.role_names)) == toset(["auth", "documents", "audit", "gateway", "mailer"]) && output.role_names["documents"] == "cloudsec-test-documents"
     error_message = "one role per component, named <name>-<component> (DESIGN.md)"
   }
 
@@ -222,8 +222,18 @@ run "cognito_mode" {
 run "a_wildcard_action_in_a_template_is_refused" {
   command = plan
 
+  module {
+    source = "./irsa"
+  }
+
   variables {
+    name           = "cloudsec-test"
     iam_policy_dir = "./tests/fixtures/wildcard"
+    template_vars = {
+      region               = "eu-west-1"
+      documents_bucket_arn = "arn:aws:s3:::cloudsec-test-documents"
+      audit_queue_arn      = "arn:aws:sqs:eu-west-1:111111111111:audit"
+    }
   }
 
   expect_failures = [aws_iam_role_policy.component]
