@@ -210,11 +210,15 @@ resource "aws_s3_bucket_policy" "artifacts" {
         Condition = { Bool = { "aws:SecureTransport" = "false" } }
       },
       {
+        # The principal is the staging account, narrowed to its action role
+        # by condition: a role ARN as principal would have to exist first,
+        # and the staging role trusts this account's pipeline role in turn.
         Sid       = "StagingActionReadsAndWritesArtifacts"
         Effect    = "Allow"
-        Principal = { AWS = var.pipeline.staging.action_role_arn }
+        Principal = { AWS = "arn:${local.partition}:iam::${var.pipeline.staging.account_id}:root" }
         Action    = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
         Resource  = "${aws_s3_bucket.artifacts[0].arn}/*"
+        Condition = { ArnEquals = { "aws:PrincipalArn" = var.pipeline.staging.action_role_arn } }
       },
     ]
   })
@@ -587,10 +591,13 @@ resource "aws_iam_role_policy" "deploy" {
           Resource = "arn:${local.partition}:s3:::${var.deploy.state_bucket}/${var.deploy.state_key}"
         },
         {
-          Sid      = "StateKey"
-          Effect   = "Allow"
-          Action   = ["kms:Decrypt"]
-          Resource = var.deploy.state_kms_key_arn
+          # The state key is known by its alias (terraform/bootstrap); KMS
+          # matches the alias on the key it names.
+          Sid       = "StateKey"
+          Effect    = "Allow"
+          Action    = ["kms:Decrypt"]
+          Resource  = "arn:${local.partition}:kms:${local.region}:${var.account_id}:key/*"
+          Condition = { "ForAnyValue:StringEquals" = { "kms:ResourceAliases" = var.deploy.state_kms_key_alias } }
         },
         {
           Sid      = "FindTheCluster"
@@ -704,13 +711,18 @@ resource "aws_codebuild_project" "deploy" {
 resource "aws_iam_role" "action" {
   count = local.deploy_enabled && var.deploy.pipeline_role_arn != null ? 1 : 0
 
+  #checkov:skip=CKV_AWS_61:the principal is the pipeline's account narrowed to its pipeline role by an aws:PrincipalArn condition (a role ARN as principal must exist first, and the two accounts reference each other)
+
   name = "${var.name}-pipeline-action"
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{
+      # The pipeline's account, narrowed to its pipeline role by condition
+      # (the role is in another account and may not exist yet).
       Effect    = "Allow"
-      Principal = { AWS = var.deploy.pipeline_role_arn }
+      Principal = { AWS = "arn:${local.partition}:iam::${split(":", var.deploy.pipeline_role_arn)[4]}:root" }
       Action    = "sts:AssumeRole"
+      Condition = { ArnEquals = { "aws:PrincipalArn" = var.deploy.pipeline_role_arn } }
     }]
   })
   tags = var.tags

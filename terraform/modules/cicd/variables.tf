@@ -51,7 +51,7 @@ variable "logs_kms_key_arn" {
 variable "log_retention_days" {
   description = "Days build logs are kept."
   type        = number
-  default     = 90
+  default     = 365
 
   validation {
     condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
@@ -112,7 +112,7 @@ variable "deploy" {
     namespace           = optional(string, "cloudsec")
     state_bucket        = optional(string, "")
     state_key           = optional(string, "")
-    state_kms_key_arn   = optional(string, "")
+    state_kms_key_alias = optional(string, "alias/cloudsec-tfstate")
     helm_version        = optional(string, "v3.16.3")
     pipeline_role_arn   = optional(string)
     artifact_bucket_arn = optional(string)
@@ -121,8 +121,8 @@ variable "deploy" {
   default = { enabled = false }
 
   validation {
-    condition     = !var.deploy.enabled || (var.deploy.vpc_id != "" && length(var.deploy.subnet_ids) > 0 && var.deploy.cluster_name != "" && var.deploy.state_bucket != "" && var.deploy.state_key != "" && can(regex("^arn:aws[a-z-]*:kms:", var.deploy.state_kms_key_arn)))
-    error_message = "an enabled deploy project needs vpc_id, subnet_ids, cluster_name, state_bucket, state_key and state_kms_key_arn."
+    condition     = !var.deploy.enabled || (var.deploy.vpc_id != "" && length(var.deploy.subnet_ids) > 0 && var.deploy.cluster_name != "" && var.deploy.state_bucket != "" && var.deploy.state_key != "" && startswith(var.deploy.state_kms_key_alias, "alias/"))
+    error_message = "an enabled deploy project needs vpc_id, subnet_ids, cluster_name, state_bucket, state_key and the state key's alias (alias/...)."
   }
 
   validation {

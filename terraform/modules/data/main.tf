@@ -9,7 +9,7 @@ data "aws_region" "current" {}
 locals {
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.name
-  dr_enabled = var.dr != null
+  dr_enabled = var.dr_region != null
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -108,6 +108,7 @@ resource "aws_cloudwatch_log_group" "postgres" {
 }
 
 resource "aws_db_instance" "postgres" {
+  #checkov:skip=CKV_AWS_293:deletion protection is var.postgres.deletion_protection: on in staging and prod (plan_checks.py asserts it), off in dev so that it can be torn down
   #checkov:skip=CKV_AWS_157:Multi-AZ is var.postgres.multi_az: on in prod (terraform/envs/prod), off in dev and staging to halve their cost (docs/aws.md)
   identifier                            = "${var.name}-postgres"
   engine                                = "postgres"
@@ -155,7 +156,7 @@ resource "aws_db_instance_automated_backups_replication" "dr" {
   provider = aws.dr
 
   source_db_instance_arn = aws_db_instance.postgres.arn
-  kms_key_id             = var.dr.kms_key_arns.rds
+  kms_key_id             = var.dr_kms_key_arns.rds
   retention_period       = var.postgres.backup_retention_days
 }
 
@@ -207,6 +208,7 @@ resource "aws_cloudwatch_log_group" "redis" {
 }
 
 resource "aws_elasticache_replication_group" "redis" {
+  #checkov:skip=CKV2_AWS_50:Multi-AZ with automatic failover follows var.redis.num_cache_clusters (2 or more: staging, prod); dev runs one node
   replication_group_id       = "${var.name}-redis"
   description                = "${var.name} gateway rate limits and caches"
   engine                     = "redis"
@@ -311,25 +313,42 @@ resource "aws_dynamodb_table" "this" {
   }
 
   dynamic "replica" {
-    for_each = local.dr_enabled ? [var.dr] : []
+    for_each = local.dr_enabled ? [var.dr_region] : []
     content {
-      region_name            = replica.value.region
-      kms_key_arn            = replica.value.kms_key_arns.dynamodb
+      region_name            = replica.value
+      kms_key_arn            = var.dr_kms_key_arns.dynamodb
       point_in_time_recovery = true
       propagate_tags         = true
     }
   }
 
   tags = merge(var.tags, { table = each.key })
+
+  lifecycle {
+    precondition {
+      condition     = (var.dr_region == null) == (var.dr_kms_key_arns == null)
+      error_message = "dr_region goes with dr_kms_key_arns: both or neither."
+    }
+  }
 }
 
 # ---------------------------------------------------------------- S3
 
 locals {
+  # Names only, so that the buckets depend on nothing else (the console key
+  # waits for the CloudFront distribution, which needs the bucket).
   buckets = {
-    documents = { name = "${var.name}-documents-${var.account_id}", kms = var.kms_key_arns.documents, dr_kms = try(var.dr.kms_key_arns.documents, null) }
-    console   = { name = "${var.name}-console-${var.account_id}", kms = var.kms_key_arns.console, dr_kms = try(var.dr.kms_key_arns.console, null) }
+    documents = { name = "${var.name}-documents-${var.account_id}" }
+    console   = { name = "${var.name}-console-${var.account_id}" }
   }
+  bucket_keys = {
+    documents = var.kms_key_arns.documents
+    console   = var.console_kms_key_arn
+  }
+  bucket_dr_keys = local.dr_enabled ? {
+    documents = var.dr_kms_key_arns.documents
+    console   = var.dr_kms_key_arns.console
+  } : {}
   access_log_bucket = "${var.name}-access-logs-${var.account_id}"
 }
 
@@ -431,9 +450,118 @@ resource "aws_s3_bucket_policy" "logs" {
   depends_on = [aws_s3_bucket_public_access_block.logs]
 }
 
+# The DR region's own access-log bucket (its standby load balancer logs
+# there), configured like the primary's.
+resource "aws_s3_bucket" "logs_dr" {
+  count    = local.dr_enabled ? 1 : 0
+  provider = aws.dr
+
+  #checkov:skip=CKV_AWS_145:S3 server access logging and load balancer logs cannot deliver to a bucket whose default encryption is SSE-KMS; it is SSE-S3
+  #checkov:skip=CKV_AWS_18:this is the access-log bucket; logging it into itself would loop
+  #checkov:skip=CKV_AWS_144:access logs stay in the region they describe
+  #checkov:skip=CKV2_AWS_62:nothing consumes events of the log bucket
+  bucket = "${local.access_log_bucket}-dr"
+  tags   = var.tags
+}
+
+resource "aws_s3_bucket_versioning" "logs_dr" {
+  count    = local.dr_enabled ? 1 : 0
+  provider = aws.dr
+
+  bucket = aws_s3_bucket.logs_dr[0].id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "logs_dr" {
+  count    = local.dr_enabled ? 1 : 0
+  provider = aws.dr
+
+  bucket = aws_s3_bucket.logs_dr[0].id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_ownership_controls" "logs_dr" {
+  count    = local.dr_enabled ? 1 : 0
+  provider = aws.dr
+
+  bucket = aws_s3_bucket.logs_dr[0].id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "logs_dr" {
+  count    = local.dr_enabled ? 1 : 0
+  provider = aws.dr
+
+  bucket = aws_s3_bucket.logs_dr[0].id
+  rule {
+    id     = "expire"
+    status = "Enabled"
+    filter {}
+    expiration {
+      days = var.access_log_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "logs_dr" {
+  count    = local.dr_enabled ? 1 : 0
+  provider = aws.dr
+
+  bucket                  = aws_s3_bucket.logs_dr[0].id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_policy" "logs_dr" {
+  count    = local.dr_enabled ? 1 : 0
+  provider = aws.dr
+
+  bucket = aws_s3_bucket.logs_dr[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "TlsOnly"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [aws_s3_bucket.logs_dr[0].arn, "${aws_s3_bucket.logs_dr[0].arn}/*"]
+        Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      },
+      {
+        Sid       = "LoadBalancerAccessLogs"
+        Effect    = "Allow"
+        Principal = { Service = "delivery.logs.amazonaws.com" }
+        Action    = "s3:PutObject"
+        Resource  = "${aws_s3_bucket.logs_dr[0].arn}/lb/AWSLogs/${var.account_id}/*"
+        Condition = { StringEquals = { "aws:SourceAccount" = var.account_id, "s3:x-amz-acl" = "bucket-owner-full-control" } }
+      },
+    ]
+  })
+
+  depends_on = [aws_s3_bucket_public_access_block.logs_dr]
+}
+
 resource "aws_s3_bucket" "this" {
   for_each = local.buckets
 
+  #checkov:skip=CKV_AWS_144:cross-region replication is configured where there is a DR region (prod, var.dr_region; plan_checks.py asserts it); dev and staging have none by design
   bucket = each.value.name
   tags   = merge(var.tags, { bucket = each.key })
 }
@@ -454,7 +582,7 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
   rule {
     apply_server_side_encryption_by_default {
       sse_algorithm     = "aws:kms"
-      kms_master_key_id = each.value.kms
+      kms_master_key_id = local.bucket_keys[each.key]
     }
     bucket_key_enabled = true
   }
@@ -571,34 +699,34 @@ resource "aws_s3_bucket" "replica" {
 }
 
 resource "aws_s3_bucket_versioning" "replica" {
-  for_each = aws_s3_bucket.replica
+  for_each = local.dr_enabled ? local.buckets : {}
   provider = aws.dr
 
-  bucket = each.value.id
+  bucket = aws_s3_bucket.replica[each.key].id
   versioning_configuration {
     status = "Enabled"
   }
 }
 
 resource "aws_s3_bucket_server_side_encryption_configuration" "replica" {
-  for_each = aws_s3_bucket.replica
+  for_each = local.dr_enabled ? local.buckets : {}
   provider = aws.dr
 
-  bucket = each.value.id
+  bucket = aws_s3_bucket.replica[each.key].id
   rule {
     apply_server_side_encryption_by_default {
       sse_algorithm     = "aws:kms"
-      kms_master_key_id = local.buckets[each.key].dr_kms
+      kms_master_key_id = local.bucket_dr_keys[each.key]
     }
     bucket_key_enabled = true
   }
 }
 
 resource "aws_s3_bucket_public_access_block" "replica" {
-  for_each = aws_s3_bucket.replica
+  for_each = local.dr_enabled ? local.buckets : {}
   provider = aws.dr
 
-  bucket                  = each.value.id
+  bucket                  = aws_s3_bucket.replica[each.key].id
   block_public_acls       = true
   block_public_policy     = true
   ignore_public_acls      = true
@@ -606,20 +734,20 @@ resource "aws_s3_bucket_public_access_block" "replica" {
 }
 
 resource "aws_s3_bucket_ownership_controls" "replica" {
-  for_each = aws_s3_bucket.replica
+  for_each = local.dr_enabled ? local.buckets : {}
   provider = aws.dr
 
-  bucket = each.value.id
+  bucket = aws_s3_bucket.replica[each.key].id
   rule {
     object_ownership = "BucketOwnerEnforced"
   }
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "replica" {
-  for_each = aws_s3_bucket.replica
+  for_each = local.dr_enabled ? local.buckets : {}
   provider = aws.dr
 
-  bucket = each.value.id
+  bucket = aws_s3_bucket.replica[each.key].id
   rule {
     id     = "old-versions"
     status = "Enabled"
@@ -636,20 +764,31 @@ resource "aws_s3_bucket_lifecycle_configuration" "replica" {
 }
 
 resource "aws_s3_bucket_policy" "replica" {
-  for_each = aws_s3_bucket.replica
+  for_each = local.dr_enabled ? local.buckets : {}
   provider = aws.dr
 
-  bucket = each.value.id
+  bucket = aws_s3_bucket.replica[each.key].id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [{
-      Sid       = "TlsOnly"
-      Effect    = "Deny"
-      Principal = "*"
-      Action    = "s3:*"
-      Resource  = [each.value.arn, "${each.value.arn}/*"]
-      Condition = { Bool = { "aws:SecureTransport" = "false" } }
-    }]
+    Statement = concat(
+      [{
+        Sid       = "TlsOnly"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [aws_s3_bucket.replica[each.key].arn, "${aws_s3_bucket.replica[each.key].arn}/*"]
+        Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      }],
+      # CloudFront fails over to the console's replica.
+      each.key == "console" && var.console_distribution_arn != null ? [{
+        Sid       = "CloudFrontReadsTheConsole"
+        Effect    = "Allow"
+        Principal = { Service = "cloudfront.amazonaws.com" }
+        Action    = "s3:GetObject"
+        Resource  = "${aws_s3_bucket.replica[each.key].arn}/*"
+        Condition = { StringEquals = { "aws:SourceArn" = var.console_distribution_arn } }
+      }] : [],
+    )
   })
 
   depends_on = [aws_s3_bucket_public_access_block.replica]
@@ -701,15 +840,15 @@ resource "aws_iam_role_policy" "replication" {
         Sid       = "DecryptSource"
         Effect    = "Allow"
         Action    = "kms:Decrypt"
-        Resource  = [for b in local.buckets : b.kms]
+        Resource  = values(local.bucket_keys)
         Condition = { StringLike = { "kms:ViaService" = "s3.${local.region}.amazonaws.com" } }
       },
       {
         Sid       = "EncryptReplica"
         Effect    = "Allow"
         Action    = ["kms:Encrypt", "kms:GenerateDataKey"]
-        Resource  = [for b in local.buckets : b.dr_kms]
-        Condition = { StringLike = { "kms:ViaService" = "s3.${var.dr.region}.amazonaws.com" } }
+        Resource  = values(local.bucket_dr_keys)
+        Condition = { StringLike = { "kms:ViaService" = "s3.${var.dr_region}.amazonaws.com" } }
       },
     ]
   })
@@ -741,7 +880,7 @@ resource "aws_s3_bucket_replication_configuration" "this" {
       storage_class = "STANDARD"
 
       encryption_configuration {
-        replica_kms_key_id = each.value.dr_kms
+        replica_kms_key_id = local.bucket_dr_keys[each.key]
       }
 
       # S3 Replication Time Control: 99.99% of objects within 15 minutes.

@@ -36,7 +36,7 @@ output "buckets" {
   description = "S3 buckets by role (documents, console): name, ARN and regional domain name (the console's CloudFront origin)."
   value = {
     for k, b in aws_s3_bucket.this : k => {
-      name                 = b.id
+      name                 = b.bucket
       arn                  = b.arn
       regional_domain_name = b.bucket_regional_domain_name
     }
@@ -47,7 +47,7 @@ output "replica_buckets" {
   description = "The DR replicas of the buckets (name, ARN, regional domain name); empty without DR."
   value = {
     for k, b in aws_s3_bucket.replica : k => {
-      name                 = b.id
+      name                 = b.bucket
       arn                  = b.arn
       regional_domain_name = b.bucket_regional_domain_name
     }
@@ -56,7 +56,12 @@ output "replica_buckets" {
 
 output "access_log_bucket" {
   description = "The bucket that receives S3 server access logs (prefix s3/) and load balancer logs (prefix lb/)."
-  value       = aws_s3_bucket.logs.id
+  value       = aws_s3_bucket.logs.bucket
+}
+
+output "dr_access_log_bucket" {
+  description = "The DR region's access-log bucket (its load balancer's logs, prefix lb/), or null."
+  value       = one(aws_s3_bucket.logs_dr[*].bucket)
 }
 
 output "backup_resource_arns" {

@@ -44,13 +44,12 @@ variable "client_security_group_ids" {
 }
 
 variable "kms_key_arns" {
-  description = "Keys of module security (kms_key_arns): rds, cache, dynamodb, documents, console, secrets and logs."
+  description = "Keys of module security (kms_key_arns): rds, cache, dynamodb, documents, secrets and logs."
   type = object({
     rds       = string
     cache     = string
     dynamodb  = string
     documents = string
-    console   = string
     secrets   = string
     logs      = string
   })
@@ -61,22 +60,41 @@ variable "kms_key_arns" {
   }
 }
 
-variable "dr" {
-  description = "Disaster recovery (prod): the DR region and its replica keys (module security, dr_kms_key_arns). RDS backups, both buckets and the DynamoDB tables are replicated there. Null: no replication."
+variable "console_kms_key_arn" {
+  description = "The console key (module security, console_kms_key_arn)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:kms:", var.console_kms_key_arn))
+    error_message = "console_kms_key_arn must be a KMS key ARN."
+  }
+}
+
+variable "dr_region" {
+  description = "Disaster recovery (prod): the DR region. RDS backups, both buckets and the DynamoDB tables are replicated there. Null: no replication."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.dr_region == null || can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.dr_region))
+    error_message = "dr_region must be an AWS region name."
+  }
+
+}
+
+variable "dr_kms_key_arns" {
+  description = "The replica keys in the DR region (module security, dr_kms_key_arns and dr_console_kms_key_arn): rds, dynamodb, documents, console. Required with dr_region."
   type = object({
-    region = string
-    kms_key_arns = object({
-      rds       = string
-      dynamodb  = string
-      documents = string
-      console   = string
-    })
+    rds       = string
+    dynamodb  = string
+    documents = string
+    console   = string
   })
   default = null
 
   validation {
-    condition     = var.dr == null || can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.dr.region))
-    error_message = "dr.region must be an AWS region name."
+    condition     = var.dr_kms_key_arns == null || alltrue([for k, v in coalesce(var.dr_kms_key_arns, { rds = "arn:aws:kms:", dynamodb = "arn:aws:kms:", documents = "arn:aws:kms:", console = "arn:aws:kms:" }) : can(regex("^arn:aws[a-z-]*:kms:", v))])
+    error_message = "every entry of dr_kms_key_arns must be a KMS key ARN."
   }
 }
 

@@ -39,17 +39,6 @@ output "api" {
   }
 }
 
-output "dr_api" {
-  description = "The DR region's HTTP API (same fields as api), or null."
-  value = local.dr_enabled ? {
-    id               = module.dr[0].api_id
-    stage            = module.dr[0].stage
-    execute_api_host = module.dr[0].execute_api_host
-    target_group_arn = module.dr[0].target_group_arn
-    lb_sg_id         = module.dr[0].load_balancer_security_group_id
-  } : null
-}
-
 output "health_check_id" {
   description = "The Route 53 health check of the primary API (failover and Shield's health-based detection)."
   value       = aws_route53_health_check.primary_api.id

@@ -37,13 +37,11 @@ variable "primary" {
   })
 }
 
-variable "dr" {
-  description = "The DR region's copy of the API entry (prod): its VPC, range, private subnets and the replica of the logs key. With it, `api.<domain>` fails over to the DR region when the primary's health check fails. Null: no failover."
+variable "dr_api" {
+  description = "The DR region's API entry (prod: ./regional_api applied in the DR region by the root, output domain_target): with it, `api.<domain>` fails over there when the primary's health check fails. Null: no failover."
   type = object({
-    vpc_id           = string
-    vpc_cidr         = string
-    subnet_ids       = list(string)
-    logs_kms_key_arn = string
+    name    = string
+    zone_id = string
   })
   default = null
 }

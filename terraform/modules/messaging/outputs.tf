@@ -29,7 +29,7 @@ output "event_bus_arn" {
 }
 
 output "queues" {
-  description = "Per subscriber key: name, url and arn of the queue and of its dead-letter queue (dlq_name, dlq_url, dlq_arn), the rule's name and arn, the subscription's arn."
+  description = "Per subscriber key: name, url and arn of the queue and of its dead-letter queue (dlq_name, dlq_url, dlq_arn), the rule's name and arn, the subscription's arn, and the QueueSpec it was made for (event_types, max_receives, visibility_timeout_seconds, fifo, filter_policy, event_pattern)."
   value = {
     for k, s in local.subscribers : k => {
       name             = aws_sqs_queue.queue[k].name
@@ -41,6 +41,13 @@ output "queues" {
       rule_name        = aws_cloudwatch_event_rule.subscriber[k].name
       rule_arn         = aws_cloudwatch_event_rule.subscriber[k].arn
       subscription_arn = aws_sns_topic_subscription.subscriber[k].arn
+
+      event_types                = s.event_types
+      max_receives               = s.max_receives
+      visibility_timeout_seconds = s.visibility_timeout_seconds
+      fifo                       = s.fifo
+      filter_policy              = s.filter
+      event_pattern              = s.pattern
     }
   }
 }

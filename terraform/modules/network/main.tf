@@ -29,7 +29,7 @@ resource "aws_default_security_group" "this" {
   vpc_id  = aws_vpc.this.id
   ingress = []
   egress  = []
-  tags   = merge(var.tags, { Name = "${var.name}-default-unused" })
+  tags    = merge(var.tags, { Name = "${var.name}-default-unused" })
 }
 
 resource "aws_internet_gateway" "this" {
@@ -98,6 +98,7 @@ resource "aws_route_table" "public" {
 }
 
 resource "aws_route" "public_internet" {
+  #checkov:skip=CKV2_AWS_35:the public subnets' default route is the internet gateway by design (they hold the NAT gateways and public load balancers); checkov's plan scan cannot see the gateway made in the same plan
   route_table_id         = aws_route_table.public.id
   destination_cidr_block = "0.0.0.0/0"
   gateway_id             = aws_internet_gateway.this.id
@@ -119,6 +120,8 @@ resource "aws_route_table" "private" {
 
 resource "aws_route" "private_nat" {
   for_each = local.zones
+
+  #checkov:skip=CKV2_AWS_35:the default route is the NAT gateway (tests/network.tftest.hcl asserts it); the directory scan passes this check, the plan scan cannot connect a route to a NAT gateway made in the same plan
 
   route_table_id         = aws_route_table.private[each.key].id
   destination_cidr_block = "0.0.0.0/0"

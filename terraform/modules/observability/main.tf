@@ -10,6 +10,8 @@ locals {
 resource "aws_cloudwatch_log_group" "component" {
   for_each = toset(var.components)
 
+  #checkov:skip=CKV_AWS_338:application logs are kept per environment (dev 14 days, staging 30, prod 90; docs/aws.md, cost notes); the audit trail lives in the audit service, and infrastructure logs are kept a year
+
   name              = "/cloudsec/${var.name}/${each.key}"
   retention_in_days = var.log_retention_days
   kms_key_id        = var.kms_key_arn

@@ -1,6 +1,11 @@
 output "kms_key_arns" {
-  description = "ARN of each purpose's key in the primary region (auth, backup, cache, cicd, console, documents, dynamodb, eks, events, logs, rds, secrets, audit_signing)."
-  value       = merge({ for k, v in aws_kms_key.this : k => v.arn }, { console = aws_kms_key.console.arn, audit_signing = aws_kms_key.audit_signing.arn })
+  description = "ARN of each purpose's key in the primary region (auth, backup, cache, cicd, documents, dynamodb, eks, events, logs, rds, secrets, audit_signing). The console key is apart (console_kms_key_arn): it waits for the CloudFront distribution."
+  value       = merge({ for k, v in aws_kms_key.this : k => v.arn }, { audit_signing = aws_kms_key.audit_signing.arn })
+}
+
+output "console_kms_key_arn" {
+  description = "ARN of the console bucket's key (its policy admits the CloudFront distribution)."
+  value       = aws_kms_key.console.arn
 }
 
 output "kms_alias_names" {
@@ -9,12 +14,16 @@ output "kms_alias_names" {
 }
 
 output "dr_kms_key_arns" {
-  description = "ARN of each purpose's replica key in the DR region (same key id, other region); empty without a DR region."
+  description = "ARN of each purpose's replica key in the DR region (same key id, other region; console apart); empty without a DR region."
   value = merge(
     { for k, v in aws_kms_replica_key.this : k => v.arn },
-    { for k in aws_kms_replica_key.console : "console" => k.arn },
     { for k in aws_kms_replica_key.audit_signing : "audit_signing" => k.arn },
   )
+}
+
+output "dr_console_kms_key_arn" {
+  description = "ARN of the console key's replica in the DR region, or null."
+  value       = one(aws_kms_replica_key.console[*].arn)
 }
 
 output "role_arns" {

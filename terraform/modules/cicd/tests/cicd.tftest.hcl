@@ -38,13 +38,12 @@ variables {
   kms_key_arn      = "arn:aws:kms:eu-west-1:333333333333:key/cicd"
   logs_kms_key_arn = "arn:aws:kms:eu-west-1:333333333333:key/logs"
   deploy = {
-    enabled           = true
-    vpc_id            = "vpc-1"
-    subnet_ids        = ["subnet-a", "subnet-b"]
-    cluster_name      = "cloudsec-prod"
-    state_bucket      = "cloudsec-tfstate-333333333333"
-    state_key         = "cloudsec/prod/terraform.tfstate"
-    state_kms_key_arn = "arn:aws:kms:eu-west-1:333333333333:key/tfstate"
+    enabled      = true
+    vpc_id       = "vpc-1"
+    subnet_ids   = ["subnet-a", "subnet-b"]
+    cluster_name = "cloudsec-prod"
+    state_bucket = "cloudsec-tfstate-333333333333"
+    state_key    = "cloudsec/prod/terraform.tfstate"
   }
 }
 
@@ -147,4 +146,33 @@ run "bad_variables_are_refused" {
   }
 
   expect_failures = [var.environment, var.account_id, var.ecr, var.pipeline, var.deploy]
+}
+
+run "cross_account_action_role" {
+  command = plan
+
+  variables {
+    environment = "staging"
+    deploy = {
+      enabled             = true
+      vpc_id              = "vpc-1"
+      subnet_ids          = ["subnet-a"]
+      cluster_name        = "cloudsec-staging"
+      state_bucket        = "cloudsec-tfstate-222222222222"
+      state_key           = "cloudsec/staging/terraform.tfstate"
+      pipeline_role_arn   = "arn:aws:iam::333333333333:role/cloudsec-prod-codepipeline"
+      artifact_bucket_arn = "arn:aws:s3:::cloudsec-prod-pipeline-artifacts-333333333333"
+      artifact_key_arn    = "arn:aws:kms:eu-west-1:333333333333:key/cicd"
+    }
+  }
+
+  assert {
+    condition     = jsondecode(aws_iam_role.action[0].assume_role_policy).Statement[0].Condition.ArnEquals["aws:PrincipalArn"] == "arn:aws:iam::333333333333:role/cloudsec-prod-codepipeline" && jsondecode(aws_iam_role.action[0].assume_role_policy).Statement[0].Principal.AWS == "arn:aws:iam::333333333333:root"
+    error_message = "only the pipeline role of the pipeline account may start this environment's deploy"
+  }
+
+  assert {
+    condition     = one([for s in jsondecode(aws_iam_role_policy.action[0].policy).Statement : s.Action if s.Sid == "RunTheDeploy"]) == ["codebuild:BatchGetBuilds", "codebuild:StartBuild"]
+    error_message = "the action role can only run the deploy project"
+  }
 }

@@ -41,10 +41,10 @@ variables {
     cache     = "arn:aws:kms:eu-west-1:111111111111:key/cache"
     dynamodb  = "arn:aws:kms:eu-west-1:111111111111:key/dynamodb"
     documents = "arn:aws:kms:eu-west-1:111111111111:key/documents"
-    console   = "arn:aws:kms:eu-west-1:111111111111:key/console"
     secrets   = "arn:aws:kms:eu-west-1:111111111111:key/secrets"
     logs      = "arn:aws:kms:eu-west-1:111111111111:key/logs"
   }
+  console_kms_key_arn = "arn:aws:kms:eu-west-1:111111111111:key/console"
   postgres = {
     instance_class        = "db.t4g.medium"
     allocated_storage     = 20
@@ -101,7 +101,7 @@ run "encrypted_private_and_tls_only" {
   }
 
   assert {
-    condition     = alltrue([for k, c in aws_s3_bucket_server_side_encryption_configuration.this : one(c.rule).apply_server_side_encryption_by_default[0].sse_algorithm == "aws:kms" && one(c.rule).apply_server_side_encryption_by_default[0].kms_master_key_id == var.kms_key_arns[k]])
+    condition     = alltrue([for k, c in aws_s3_bucket_server_side_encryption_configuration.this : one(c.rule).apply_server_side_encryption_by_default[0].sse_algorithm == "aws:kms" && one(c.rule).apply_server_side_encryption_by_default[0].kms_master_key_id == (k == "console" ? var.console_kms_key_arn : var.kms_key_arns[k])])
     error_message = "documents and console buckets use SSE-KMS with their own keys"
   }
 
@@ -150,14 +150,12 @@ run "prod_is_multi_az_and_replicated" {
       num_cache_clusters = 3
     }
     console_distribution_arn = "arn:aws:cloudfront::111111111111:distribution/EDFDVBD6EXAMPLE"
-    dr = {
-      region = "eu-central-1"
-      kms_key_arns = {
-        rds       = "arn:aws:kms:eu-central-1:111111111111:key/rds"
-        dynamodb  = "arn:aws:kms:eu-central-1:111111111111:key/dynamodb"
-        documents = "arn:aws:kms:eu-central-1:111111111111:key/documents"
-        console   = "arn:aws:kms:eu-central-1:111111111111:key/console"
-      }
+    dr_region                = "eu-central-1"
+    dr_kms_key_arns = {
+      rds       = "arn:aws:kms:eu-central-1:111111111111:key/rds"
+      dynamodb  = "arn:aws:kms:eu-central-1:111111111111:key/dynamodb"
+      documents = "arn:aws:kms:eu-central-1:111111111111:key/documents"
+      console   = "arn:aws:kms:eu-central-1:111111111111:key/console"
     }
   }
 
@@ -167,17 +165,17 @@ run "prod_is_multi_az_and_replicated" {
   }
 
   assert {
-    condition     = aws_db_instance_automated_backups_replication.dr[0].kms_key_id == var.dr.kms_key_arns.rds && aws_db_instance_automated_backups_replication.dr[0].retention_period == 35
+    condition     = aws_db_instance_automated_backups_replication.dr[0].kms_key_id == var.dr_kms_key_arns.rds && aws_db_instance_automated_backups_replication.dr[0].retention_period == 35
     error_message = "PostgreSQL backups are replicated to the DR region, encrypted there"
   }
 
   assert {
-    condition     = alltrue([for t in aws_dynamodb_table.this : one(t.replica).region_name == "eu-central-1" && one(t.replica).kms_key_arn == var.dr.kms_key_arns.dynamodb && one(t.replica).point_in_time_recovery])
+    condition     = alltrue([for t in aws_dynamodb_table.this : one(t.replica).region_name == "eu-central-1" && one(t.replica).kms_key_arn == var.dr_kms_key_arns.dynamodb && one(t.replica).point_in_time_recovery])
     error_message = "tables have an encrypted replica with PITR in the DR region"
   }
 
   assert {
-    condition     = alltrue([for k, r in aws_s3_bucket_replication_configuration.this : r.rule[0].destination[0].encryption_configuration[0].replica_kms_key_id == var.dr.kms_key_arns[k] && r.rule[0].source_selection_criteria[0].sse_kms_encrypted_objects[0].status == "Enabled" && r.rule[0].destination[0].replication_time[0].status == "Enabled"])
+    condition     = alltrue([for k, r in aws_s3_bucket_replication_configuration.this : r.rule[0].destination[0].encryption_configuration[0].replica_kms_key_id == var.dr_kms_key_arns[k] && r.rule[0].source_selection_criteria[0].sse_kms_encrypted_objects[0].status == "Enabled" && r.rule[0].destination[0].replication_time[0].status == "Enabled"])
     error_message = "both buckets replicate (KMS objects included) to replicas encrypted with the DR keys"
   }
 
@@ -213,11 +211,10 @@ run "bad_variables_are_refused" {
     }
     noncurrent_version_days = 0
     access_log_days         = 7
-    dr = {
-      region       = "mars"
-      kms_key_arns = { rds = "x", dynamodb = "x", documents = "x", console = "x" }
-    }
+    dr_region               = "mars"
+    dr_kms_key_arns         = { rds = "x", dynamodb = "x", documents = "x", console = "x" }
+    console_kms_key_arn     = "console"
   }
 
-  expect_failures = [var.account_id, var.database_subnet_ids, var.client_security_group_ids, var.postgres, var.redis, var.noncurrent_version_days, var.access_log_days, var.dr]
+  expect_failures = [var.account_id, var.database_subnet_ids, var.client_security_group_ids, var.postgres, var.redis, var.noncurrent_version_days, var.access_log_days, var.dr_region, var.dr_kms_key_arns, var.console_kms_key_arn]
 }

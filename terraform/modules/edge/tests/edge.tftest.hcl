@@ -16,14 +16,6 @@ mock_provider "aws" {
   alias = "us_east_1"
 }
 
-mock_provider "aws" {
-  alias = "dr"
-
-  mock_data "aws_region" {
-    defaults = { name = "eu-central-1" }
-  }
-}
-
 variables {
   name           = "cloudsec-test"
   account_id     = "111111111111"
@@ -46,12 +38,12 @@ run "edge_without_dr" {
   command = plan
 
   assert {
-    condition     = aws_wafv2_web_acl.this.scope == "CLOUDFRONT" && length(aws_wafv2_web_acl.this.rule) == 5
-    error_message = "a CloudFront-scope web ACL with four managed rule groups and a rate rule"
+    condition     = aws_wafv2_web_acl.this.scope == "CLOUDFRONT" && length(aws_wafv2_web_acl.this.rule) == 6
+    error_message = "a CloudFront-scope web ACL with five managed rule groups and a rate rule"
   }
 
   assert {
-    condition     = toset([for r in aws_wafv2_web_acl.this.rule : r.statement[0].managed_rule_group_statement[0].name if length(r.statement[0].managed_rule_group_statement) > 0]) == toset(["AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesSQLiRuleSet"])
+    condition     = toset([for r in aws_wafv2_web_acl.this.rule : r.statement[0].managed_rule_group_statement[0].name if length(r.statement[0].managed_rule_group_statement) > 0]) == toset(["AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesAnonymousIpList", "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesSQLiRuleSet"])
     error_message = "the AWS managed rule groups are attached"
   }
 
@@ -91,7 +83,7 @@ run "edge_without_dr" {
   }
 
   assert {
-    condition     = length(aws_route53_record.api_secondary) == 0 && length(aws_route53_record.api_primary.failover_routing_policy) == 0 && length(module.dr) == 0
+    condition     = length(aws_route53_record.api_secondary) == 0 && length(aws_route53_record.api_primary.failover_routing_policy) == 0
     error_message = "without DR, api.<domain> is a plain alias"
   }
 
@@ -163,11 +155,9 @@ run "failover_to_dr" {
   command = plan
 
   variables {
-    dr = {
-      vpc_id           = "vpc-dr"
-      vpc_cidr         = "10.30.0.0/16"
-      subnet_ids       = ["subnet-x", "subnet-y", "subnet-z"]
-      logs_kms_key_arn = "arn:aws:kms:eu-central-1:111111111111:key/logs"
+    dr_api = {
+      name    = "d-abcdef1234.execute-api.eu-central-1.amazonaws.com"
+      zone_id = "Z1U9ULNL0V5AJ3"
     }
     console_failover_bucket = {
       name                 = "cloudsec-test-console-111111111111-replica"
@@ -182,8 +172,8 @@ run "failover_to_dr" {
   }
 
   assert {
-    condition     = length(module.dr) == 1
-    error_message = "the DR region has its own API entry"
+    condition     = one(aws_route53_record.api_secondary[0].alias).name == var.dr_api.name
+    error_message = "the secondary points at the DR region's API"
   }
 
   assert {

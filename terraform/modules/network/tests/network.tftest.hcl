@@ -10,6 +10,15 @@ mock_provider "aws" {
   mock_resource "aws_cloudwatch_log_group" {
     defaults = { arn = "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/vpc/cloudsec-test/flow-logs" }
   }
+  mock_resource "aws_nat_gateway" {
+    defaults = { id = "nat-0123456789abcdef0" }
+  }
+  mock_resource "aws_internet_gateway" {
+    defaults = { id = "igw-0123456789abcdef0" }
+  }
+  mock_resource "aws_route_table" {
+    defaults = { route = [] }
+  }
   mock_resource "aws_iam_role" {
     defaults = { arn = "arn:aws:iam::111111111111:role/cloudsec-test-vpc-flow-logs" }
   }
@@ -34,6 +43,16 @@ run "three_zones_nat_per_zone" {
   assert {
     condition     = length(aws_nat_gateway.this) == 3 && output.nat_gateway_count == 3
     error_message = "one NAT gateway per zone"
+  }
+
+  assert {
+    condition     = alltrue([for az, r in aws_route.private_nat : r.nat_gateway_id == aws_nat_gateway.this[az].id && r.destination_cidr_block == "0.0.0.0/0" && r.gateway_id == null])
+    error_message = "each private subnet's default route is its zone's NAT gateway"
+  }
+
+  assert {
+    condition     = aws_route.public_internet.gateway_id == aws_internet_gateway.this.id && length(aws_route_table.intra.route) == 0
+    error_message = "public subnets route through the internet gateway; intra subnets have no route out"
   }
 
   assert {

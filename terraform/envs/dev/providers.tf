@@ -1,0 +1,27 @@
+provider "aws" {
+  region              = var.region
+  allowed_account_ids = [var.account_id]
+
+  default_tags {
+    tags = {
+      environment = local.environment
+      service     = "cloudsec"
+      owner       = var.owner
+    }
+  }
+}
+
+# CloudFront's certificate, its WAF and their logs live in us-east-1.
+provider "aws" {
+  alias               = "us_east_1"
+  region              = "us-east-1"
+  allowed_account_ids = [var.account_id]
+
+  default_tags {
+    tags = {
+      environment = local.environment
+      service     = "cloudsec"
+      owner       = var.owner
+    }
+  }
+}
