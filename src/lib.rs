@@ -600,12 +600,18 @@ fn first_reference(table: &toml::Table, prefix: &str) -> Option<String> {
 /// The configuration of `cloudsec up`: laptop defaults under `data_dir`
 /// (SQLite files, a generated page-token key, the local keystore), then
 /// the user's file, then `CLOUDSEC__...` variables.
+///
+/// The whole configuration is checked before anything is written, so a
+/// bad key or value leaves no data directory behind.
 pub async fn local_config(
     data_dir: &Path,
     file: Option<&str>,
     env: &std::collections::BTreeMap<String, String>,
 ) -> Result<LoadedConfig, LocalConfigError> {
-    let layers = local_layers(data_dir, file, env)?;
+    check_local(data_dir, file, env)?;
+    private_dir(data_dir)?;
+    let key = page_token_key(data_dir)?;
+    let layers = local_layers(data_dir, file, env, &key);
     let layers: Vec<&str> = layers.iter().map(String::as_str).collect();
     load_config(&layers, env, Some(data_dir)).await
 }
@@ -618,7 +624,9 @@ pub async fn local_secrets(
     file: Option<&str>,
     env: &std::collections::BTreeMap<String, String>,
 ) -> Result<Option<Secrets>, LocalConfigError> {
-    let layers = local_layers(data_dir, file, env)?;
+    check_local(data_dir, file, env)?;
+    private_dir(data_dir)?;
+    let layers = local_layers(data_dir, file, env, &Secret::new(PLACEHOLDER_PAGE_KEY));
     let layers: Vec<&str> = layers.iter().map(String::as_str).collect();
     let root = cloudsec_runtime::config::merge_layers(&layers, env)?;
     match root.get("secrets") {
@@ -627,15 +635,57 @@ pub async fn local_secrets(
     }
 }
 
+/// Stands in for the generated page-token key while a configuration is
+/// only checked; never used to sign.
+const PLACEHOLDER_PAGE_KEY: &str = "placeholder-page-token-key-only-for-checking";
+
+/// Deserializes `cloudsec up`'s layers with `vault:` references left as
+/// they are, touching neither the disk nor a secrets back end.
+fn check_local(
+    data_dir: &Path,
+    file: Option<&str>,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<(), LocalConfigError> {
+    let layers = local_layers(data_dir, file, env, &Secret::new(PLACEHOLDER_PAGE_KEY));
+    let layers: Vec<&str> = layers.iter().map(String::as_str).collect();
+    let root = cloudsec_runtime::config::merge_layers(&layers, env)?;
+    cloudsec_runtime::config::from_table::<PlatformConfig>(root, env)?;
+    Ok(())
+}
+
+/// Creates `dir` readable by its owner only, and makes an existing one
+/// so: it holds databases, keys and the development CA.
+pub fn private_dir(dir: &Path) -> Result<(), PlatformError> {
+    let err = |source| PlatformError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+        let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(err)?;
+            tracing::info!(path = %dir.display(), "data directory made private (mode 700)");
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(err)?;
+    Ok(())
+}
+
 fn local_layers(
     data_dir: &Path,
     file: Option<&str>,
     env: &std::collections::BTreeMap<String, String>,
-) -> Result<Vec<String>, LocalConfigError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| PlatformError::DataDir {
-        path: data_dir.to_owned(),
-        source,
-    })?;
+    page_token_key: &Secret,
+) -> Vec<String> {
     let sqlite = |name: &str| toml_str(&format!("sqlite://{}", data_dir.join(name).display()));
     let defaults = format!(
         "[events]\ndatabase_url = {bus}\n\n[auth]\ndatabase_url = {auth}\n\n[documents]\ndatabase_url = {docs}\npage_token_key = {key}\n\n[audit]\ndatabase_url = {audit}\n\n[gateway]\n",
@@ -643,7 +693,7 @@ fn local_layers(
         auth = sqlite("auth.db"),
         docs = sqlite("documents.db"),
         audit = sqlite("audit.db"),
-        key = toml_str(page_token_key(data_dir)?.expose()),
+        key = toml_str(page_token_key.expose()),
     );
     let mut layers = vec![defaults];
     layers.extend(file.map(str::to_owned));
@@ -658,7 +708,7 @@ fn local_layers(
     if !chose {
         layers.insert(1, "[secrets]\nbackend = \"local\"\n".to_owned());
     }
-    Ok(layers)
+    layers
 }
 
 /// Auth, documents, audit and the gateway in one process, each with its own
@@ -758,10 +808,7 @@ impl LocalPlatform {
         let db_credentials =
             start_database_credentials(&mut config, loaded.secrets.as_ref()).await?;
         let config = &config;
-        std::fs::create_dir_all(dir).map_err(|source| PlatformError::DataDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        private_dir(dir)?;
         let mesh = config.mesh.clone();
         let vault = loaded.secrets.as_ref().and_then(Secrets::vault).cloned();
         let issuer: Arc<dyn Issuer> = match &mesh.issuer {

@@ -53,10 +53,10 @@ enum Command {
         /// An access token, sent as `authorization: Bearer ...`.
         #[arg(long, env = "CLOUDSEC_TOKEN")]
         token: Option<String>,
-        #[arg(long, default_value = ".cloudsec")]
-        data_dir: PathBuf,
+        /// The running platform's data directory; by default `.cloudsec`
+        /// here or in the nearest parent directory that has one.
         #[arg(long)]
-        config: Option<PathBuf>,
+        data_dir: Option<PathBuf>,
     },
     /// Write a workload certificate from the local CA (with the CA and key)
     /// into a directory, for tools such as grpcurl.
@@ -68,8 +68,16 @@ enum Command {
         /// How long the certificate is valid, e.g. `1h`.
         #[arg(long, default_value = "1h", value_parser = humantime_serde::re::humantime::parse_duration)]
         lifetime: std::time::Duration,
-        #[arg(long, default_value = ".cloudsec")]
-        data_dir: PathBuf,
+        /// The platform's data directory; by default `.cloudsec` here or in
+        /// the nearest parent directory that has one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Create the development CA in `--data-dir` when there is none
+        /// (for `serve` without `up`); without it a missing CA is an error.
+        #[arg(long, requires = "data_dir")]
+        init_ca: bool,
+        /// `[mesh]` settings (trust domain, namespace) when the platform is
+        /// not running.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -215,6 +223,10 @@ fn missing(key: &str, why: &str) -> Fatal {
 }
 
 fn main() -> ExitCode {
+    // Databases, keys, the CA and certificates this process writes are
+    // for its own user alone, whatever the shell's umask.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -329,10 +341,9 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             request,
             token,
             data_dir,
-            config,
         } => {
-            let cfg = up_config(&data_dir, config.as_deref()).await?.config;
-            let out = cloudsec::call::call(&data_dir, &cfg, &method, &request, token.as_deref())
+            let data_dir = cloudsec::call::find_data_dir(data_dir.as_deref()).map_err(fatal)?;
+            let out = cloudsec::call::call(&data_dir, &method, &request, token.as_deref())
                 .await
                 .map_err(fatal)?;
             println!("{out}");
@@ -343,10 +354,22 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             out,
             lifetime,
             data_dir,
+            init_ca,
             config,
         } => {
-            let cfg = up_config(&data_dir, config.as_deref()).await?.config;
-            cloudsec::call::export_cert(&data_dir, &cfg, &name, lifetime, &out)
+            #[derive(serde::Deserialize)]
+            struct MeshOnly {
+                #[serde(default)]
+                mesh: cloudsec::MeshConfig,
+            }
+            let text = read_file(config.as_deref())?;
+            let mesh = config::load::<MeshOnly>(text.as_deref(), &config::process_env())?.mesh;
+            if let (true, Some(dir)) = (init_ca, &data_dir) {
+                cloudsec::private_dir(dir).map_err(fatal)?;
+                cloudsec_identity::LocalCa::load_or_create(&dir.join("pki")).map_err(fatal)?;
+            }
+            let data_dir = cloudsec::call::find_data_dir(data_dir.as_deref()).map_err(fatal)?;
+            cloudsec::call::export_cert(&data_dir, &mesh, &name, lifetime, &out)
                 .await
                 .map_err(fatal)?;
             println!(
@@ -553,6 +576,10 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
 }
 
 async fn up(data_dir: PathBuf, cfg: LoadedConfig) -> Result<(), Fatal> {
+    // Before anything is printed: a SIGTERM right after the banner must
+    // drain, not kill.
+    let shutdown = Shutdown::new();
+    shutdown::cancel_on_signal(shutdown.clone());
     let platform = LocalPlatform::build(&data_dir, &cfg)
         .await
         .map_err(startup)?;
@@ -586,9 +613,30 @@ async fn up(data_dir: PathBuf, cfg: LoadedConfig) -> Result<(), Fatal> {
         auth = a.auth,
         docs = a.documents,
     );
-    let shutdown = Shutdown::new();
-    shutdown::cancel_on_signal(shutdown.clone());
-    platform.run_until_stopped(shutdown).await.map_err(fatal)
+    let running = cloudsec::call::RunningPlatform {
+        pid: std::process::id(),
+        trust_domain: cfg.config.mesh.trust_domain.clone(),
+        namespace: cfg.config.mesh.namespace.clone(),
+        gateway: a.gateway,
+        services: [
+            ("cloudsec.auth.v1.AuthService", "auth", a.auth),
+            (
+                "cloudsec.documents.v1.DocumentService",
+                "documents",
+                a.documents,
+            ),
+            ("cloudsec.audit.v1.AuditService", "audit", a.audit),
+        ]
+        .into_iter()
+        .map(|(service, account, addr)| (service.to_owned(), (account.to_owned(), addr)))
+        .collect(),
+    };
+    if let Err(error) = running.publish(&data_dir) {
+        tracing::warn!(%error, "cannot publish the running platform for `cloudsec call`");
+    }
+    let result = platform.run_until_stopped(shutdown).await.map_err(fatal);
+    cloudsec::call::RunningPlatform::withdraw(&data_dir);
+    result
 }
 
 /// A token verifier that fetches the JWKS from the auth service named in
@@ -631,7 +679,7 @@ async fn proxy(loaded: LoadedConfig) -> Result<(), Fatal> {
         other => fatal(other),
     };
     if c.tls.is_some() || matches!(cfg.mesh.issuer, cloudsec::IssuerConfig::Local) {
-        return cloudsec_proxy::Proxy::run_from_files(&c, shutdown)
+        return cloudsec_proxy::Proxy::run_from_files(&c, Some(&cfg.mesh.trust_domain), shutdown)
             .await
             .map_err(proxy_error);
     }

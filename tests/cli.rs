@@ -56,6 +56,21 @@ fn bad_configuration_exits_64_naming_the_key() {
             .arg(&file),
         "tokens.access_ttl",
     );
+    // A bad start leaves nothing behind: no data directory, no keys.
+    let fresh = dir.path().join("never-created");
+    fails_with_64(
+        cloudsec()
+            .args(["up", "--data-dir"])
+            .arg(&fresh)
+            .arg("--config")
+            .arg(&file),
+        "tokens.access_ttl",
+    );
+    assert!(
+        !fresh.exists(),
+        "a bad configuration created {}",
+        fresh.display()
+    );
     std::fs::write(&file, "not toml at all [").unwrap();
     fails_with_64(
         cloudsec().args(["up", "--config"]).arg(&file),
@@ -75,12 +90,13 @@ fn bad_configuration_exits_64_naming_the_key() {
     );
 }
 
-/// A running `cloudsec up`: the child, the gateway URL it printed, and the
-/// confirmation codes its log shows, as they appear.
+/// A running `cloudsec up`: the child, the gateway URL it printed, the
+/// confirmation codes its log shows, as they appear, and every log line.
 struct Up {
     child: std::process::Child,
     url: String,
     codes: mpsc::Receiver<String>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The code in a log line of the development mailer, if it is one.
@@ -121,6 +137,8 @@ fn start_up(data: &std::path::Path) -> Up {
         .env("CLOUDSEC__AUTH__ADMIN_LISTEN", "127.0.0.1:0")
         .env("CLOUDSEC__DOCUMENTS__GRPC_LISTEN", "127.0.0.1:0")
         .env("CLOUDSEC__DOCUMENTS__ADMIN_LISTEN", "127.0.0.1:0")
+        .env("CLOUDSEC__AUDIT__GRPC_LISTEN", "127.0.0.1:0")
+        .env("CLOUDSEC__AUDIT__ADMIN_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -136,18 +154,55 @@ fn start_up(data: &std::path::Path) -> Up {
     });
     let stderr = child.stderr.take().unwrap();
     let (code_tx, codes) = mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = log.clone();
     std::thread::spawn(move || {
         // Read to the end, so the child never blocks on a full pipe.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(code) = logged_code(&line) {
                 let _ = code_tx.send(code);
             }
+            lines.lock().unwrap().push(line);
         }
     });
     let url = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("cloudsec up prints the gateway URL");
-    Up { child, url, codes }
+    Up {
+        child,
+        url,
+        codes,
+        log,
+    }
+}
+
+/// Every file and directory under `dir` is its owner's alone.
+#[cfg(unix)]
+fn assert_private(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "{} has mode {:o}",
+        dir.display(),
+        mode & 0o777
+    );
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_private(&path);
+        } else {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "{} has mode {:o}",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
 }
 
 fn stop(mut child: std::process::Child) {
@@ -200,8 +255,14 @@ fn post(url: &str, body: &str) -> (u16, String) {
 
 #[test]
 fn up_serves_stops_cleanly_and_reuses_its_data() {
-    let data = tempfile::tempdir().unwrap();
-    let Up { child, url, codes } = start_up(data.path());
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join(".cloudsec");
+    let Up {
+        child,
+        url,
+        codes,
+        log,
+    } = start_up(&data);
     let (status, body) = post(
         &format!("{url}/v1/auth:signUp"),
         r#"{"email":"ada@example.com","password":"correct horse battery","tenant":"acme"}"#,
@@ -216,19 +277,69 @@ fn up_serves_stops_cleanly_and_reuses_its_data() {
         &format!(r#"{{"email":"ada@example.com","code":"{code}"}}"#),
     );
     assert_eq!(status, 200, "{body}");
-    stop(child);
 
-    let Up { child, url, .. } = start_up(data.path());
+    // `call` and `cert` find the running platform from a subdirectory and
+    // reach every service, audit included.
+    let sub = root.path().join("src").join("deeper");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = cloudsec()
+        .args([
+            "call",
+            "cloudsec.audit.v1.AuditService/ListAuditRecords",
+            "{}",
+        ])
+        .current_dir(&sub)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // No token: the audit service itself answers, so the call got there.
+    assert!(stderr.contains("Unauthenticated"), "{stderr}");
+
+    // A default start is a clean start: no warning, and a log written to a
+    // pipe carries no colour codes.
+    {
+        let log = log.lock().unwrap();
+        assert!(!log.is_empty());
+        for line in log.iter() {
+            assert!(
+                !line.contains('\u{1b}'),
+                "ANSI escape in a piped log: {line:?}"
+            );
+            assert!(!line.contains("WARN"), "a default start warned: {line}");
+        }
+    }
+    #[cfg(unix)]
+    assert_private(&data);
+    stop(child);
+    assert!(
+        !data.join("platform.json").exists(),
+        "a stopped platform withdraws its address file"
+    );
+
+    // Stopped: `call` says so instead of making a new CA.
+    let out = cloudsec()
+        .args([
+            "call",
+            "cloudsec.documents.v1.DocumentService/ListDocuments",
+        ])
+        .current_dir(&sub)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("is not running"), "{stderr}");
+
+    let Up { child, url, .. } = start_up(&data);
     let (status, body) = post(
         &format!("{url}/v1/auth:login"),
         r#"{"email":"ada@example.com","password":"correct horse battery"}"#,
     );
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("accessToken"), "{body}");
-    // The same email again is taken: the user survived the restart.
+    // The same tenant again is taken: the data survived the restart.
     let (status, _) = post(
         &format!("{url}/v1/auth:signUp"),
-        r#"{"email":"ada@example.com","password":"correct horse battery","tenant":"other"}"#,
+        r#"{"email":"bob@example.com","password":"correct horse battery","tenant":"acme"}"#,
     );
     assert_eq!(status, 409);
     stop(child);
@@ -239,7 +350,7 @@ fn serve_runs_one_component_from_file_and_environment() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     let out = cloudsec()
-        .args(["cert", "auth", "--data-dir"])
+        .args(["cert", "auth", "--init-ca", "--data-dir"])
         .arg(dir.path().join("data"))
         .arg("--out")
         .arg(&certs)
@@ -314,4 +425,87 @@ fn serve_runs_one_component_from_file_and_environment() {
     });
     assert_eq!(status.expect("health over mTLS"), 1);
     stop(child);
+}
+
+#[test]
+fn read_only_commands_never_create_state() {
+    // Run where no platform ever was: `call` and `cert` say so and write
+    // nothing (no fresh CA whose certificates the real platform refuses).
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec![
+            "call",
+            "cloudsec.documents.v1.DocumentService/ListDocuments",
+        ],
+        vec!["cert", "tools", "--out", "certs"],
+    ] {
+        let out = cloudsec()
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no cloudsec platform data found") && stderr.contains("cloudsec up"),
+            "{args:?}: {stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn up_refuses_a_keystore_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    // A first start creates the keystore.
+    let Up { child, .. } = start_up(data.path());
+    stop(child);
+    let store = data.path().join("keystore").join("keystore.enc");
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = cloudsec()
+        .args(["up", "--data-dir"])
+        .arg(data.path())
+        .env("CLOUDSEC__GATEWAY__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("chmod -R go-rwx"), "{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+}
+
+#[test]
+fn proxy_refuses_a_certificate_of_another_trust_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = cloudsec()
+        .args(["cert", "documents", "--init-ca", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--out")
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mesh]\ntrust_domain = \"prod.example\"\n\n[proxy]\nadmin_listen = \"127.0.0.1:0\"\n\
+             tls = {{ ca_file = \"{c}/ca.pem\", cert_file = \"{c}/cert.pem\", key_file = \"{c}/key.pem\" }}\n\
+             [proxy.inbound]\nlisten = \"127.0.0.1:0\"\napp = \"127.0.0.1:1\"\n",
+            c = certs.display()
+        ),
+    )
+    .unwrap();
+    fails_with_64(
+        cloudsec().args(["proxy", "--config"]).arg(&config),
+        "mesh.trust_domain",
+    );
 }

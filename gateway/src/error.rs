@@ -98,14 +98,10 @@ impl ApiError {
         }
     }
 
-    /// A missing or bad bearer token at the edge.
+    /// A missing or bad bearer token at the edge; the `WWW-Authenticate`
+    /// challenge is added by [`challenge`] for every 401.
     pub(crate) fn unauthenticated(message: impl Into<String>) -> Self {
-        let mut error = Self::new(StatusCode::UNAUTHORIZED, Code::Unauthenticated, message);
-        error.headers.push((
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer error=\"invalid_token\""),
-        ));
-        error
+        Self::new(StatusCode::UNAUTHORIZED, Code::Unauthenticated, message)
     }
 
     /// A missing or unknown API key, a missing scope, a refused origin.
@@ -116,8 +112,8 @@ impl ApiError {
     /// Over a rate limit or quota: `Retry-After` in whole seconds (at
     /// least 1, as HTTP has no finer unit) and the exact delay as
     /// `RetryInfo`.
-    pub(crate) fn too_many_requests(limit: &str, retry_after: Duration) -> Self {
-        let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+    pub(crate) fn too_many_requests(limit: &str, retry_after_delay: Duration) -> Self {
+        let seconds = retry_after_delay.as_millis().div_ceil(1000).max(1);
         let mut error = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             Code::ResourceExhausted,
@@ -125,11 +121,11 @@ impl ApiError {
         );
         error.details.push(json!({
             "@type": format!("{TYPE_PREFIX}RetryInfo"),
-            "retryDelay": proto_duration(retry_after),
+            "retryDelay": proto_duration(retry_after_delay),
         }));
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            error.headers.push((header::RETRY_AFTER, value));
-        }
+        error
+            .headers
+            .push((header::RETRY_AFTER, retry_after(retry_after_delay)));
         error
     }
 
@@ -222,7 +218,9 @@ impl ApiError {
         )
     }
 
-    /// A status the upstream sent back, with its rich details.
+    /// A status the upstream sent back, with its rich details. A 429 or
+    /// 503 whose `RetryInfo` says when to come back carries that as
+    /// `Retry-After` too, for clients that read only HTTP.
     pub(crate) fn from_upstream(status: &tonic::Status) -> Self {
         let code = status.code();
         let mut error = Self::new(
@@ -230,7 +228,22 @@ impl ApiError {
             code,
             status.message(),
         );
-        error.details = render_details(status.get_error_details_vec());
+        let details = status.get_error_details_vec();
+        let retry = details.iter().find_map(|d| match d {
+            ErrorDetail::RetryInfo(r) => r.retry_delay,
+            _ => None,
+        });
+        if let Some(delay) = retry
+            && matches!(
+                error.status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            )
+        {
+            error
+                .headers
+                .push((header::RETRY_AFTER, retry_after(delay)));
+        }
+        error.details = render_details(details);
         error
     }
 
@@ -291,12 +304,45 @@ pub(crate) fn upstream_failure(
             %cause,
             "upstream call failed"
         );
+        // Only the deadline is a timeout. A stream the transport cancelled
+        // (a connection reset while a peer drains) is a 503 the client may
+        // retry; the table's 499 is for a client that went away, who would
+        // not read an answer anyway.
         return match status.code() {
-            Code::DeadlineExceeded | Code::Cancelled => ApiError::deadline_exceeded(timeout),
+            Code::DeadlineExceeded => ApiError::deadline_exceeded(timeout),
             _ => ApiError::unavailable(),
         };
     }
     ApiError::from_upstream(status)
+}
+
+/// `Retry-After` in whole seconds, at least 1 (HTTP has no finer unit).
+fn retry_after(delay: Duration) -> HeaderValue {
+    HeaderValue::from(delay.as_millis().div_ceil(1000).max(1) as u64)
+}
+
+/// The headers RFC 6750 and RFC 9110 ask of some statuses, whoever made
+/// the answer (the edge, a service, a status override): every 401 carries
+/// a `Bearer` challenge, with `error="invalid_token"` when the request
+/// presented credentials (without any, RFC 6750 says to name no error);
+/// every 429 carries `Retry-After` (1 s when nothing more precise is
+/// known).
+pub(crate) fn challenge(response: &mut Response, presented_credentials: bool) {
+    let status = response.status();
+    let headers = response.headers_mut();
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(if presented_credentials {
+                "Bearer realm=\"cloudsec\", error=\"invalid_token\""
+            } else {
+                "Bearer realm=\"cloudsec\""
+            }),
+        );
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS && !headers.contains_key(header::RETRY_AFTER) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
 }
 
 const TYPE_PREFIX: &str = "type.googleapis.com/google.rpc.";
@@ -468,6 +514,46 @@ mod tests {
     }
 
     #[test]
+    fn an_upstream_lockout_says_when_to_retry_in_http_too() {
+        let mut details = ErrorDetails::new();
+        details.set_retry_info(Some(Duration::from_millis(29_200)));
+        let status = tonic::Status::with_error_details(Code::ResourceExhausted, "locked", details);
+        let response = ApiError::from_upstream(&status).into_response();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+        // Unavailable with a known time too; without one, no guess.
+        let mut details = ErrorDetails::new();
+        details.set_retry_info(Some(Duration::from_secs(5)));
+        let status = tonic::Status::with_error_details(Code::Unavailable, "later", details);
+        let response = ApiError::from_upstream(&status).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let response = ApiError::from_upstream(&tonic::Status::unavailable("down")).into_response();
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
+        // A 429 without RetryInfo still gets a Retry-After at the end.
+        let mut response =
+            ApiError::from_upstream(&tonic::Status::resource_exhausted("busy")).into_response();
+        challenge(&mut response, false);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_transport_cancel_is_unavailable_not_a_timeout() {
+        let made_here = |code| {
+            let mut status = tonic::Status::new(code, "transport");
+            status.set_source(std::sync::Arc::new(std::io::Error::other("h2 reset")));
+            status
+        };
+        let error = upstream_failure("m", Duration::from_secs(1), &made_here(Code::Cancelled));
+        assert_eq!(error.status, 503);
+        let error = upstream_failure(
+            "m",
+            Duration::from_secs(1),
+            &made_here(Code::DeadlineExceeded),
+        );
+        assert_eq!(error.status, 504);
+    }
+
+    #[test]
     fn upstream_codes_use_the_shared_table() {
         for (code, http) in [
             (Code::NotFound, 404),
@@ -497,9 +583,19 @@ mod tests {
 
         let error = ApiError::unauthenticated("token expired");
         assert_eq!(body(&error)["code"], 16);
-        let response = error.into_response();
+        let mut response = error.clone().into_response();
         assert_eq!(response.status(), 401);
-        assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+        challenge(&mut response, true);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"cloudsec\", error=\"invalid_token\""
+        );
+        let mut response = error.into_response();
+        challenge(&mut response, false);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"cloudsec\""
+        );
 
         let error = ApiError::bad_request(
             "missing",

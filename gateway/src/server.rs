@@ -462,9 +462,19 @@ impl Gateway {
         .map_err(|error| GatewayError::Redis(error.to_string()))?;
         let jwt = match &config.jwt {
             None => {
-                if table.iter().any(|(_, _, t)| !t.edge.scopes.is_empty()) {
+                // Scopes a contract requires are checked by the service that
+                // declares them; only scopes configured for the edge alone
+                // go unchecked without an authorizer.
+                let configured = config
+                    .routes
+                    .iter()
+                    .filter(|(_, p)| p.scopes.as_ref().is_some_and(|s| !s.is_empty()))
+                    .map(|(selector, _)| selector.as_str())
+                    .collect::<Vec<_>>();
+                if !configured.is_empty() {
                     tracing::warn!(
-                        "routes list scopes but gateway.jwt is not set: scopes are not checked at the edge"
+                        routes = ?configured,
+                        "gateway.routes list scopes but gateway.jwt is not set: those scopes are not checked at the edge"
                     );
                 }
                 None
@@ -798,6 +808,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let origin = request.headers().get(header::ORIGIN).cloned();
+    let presented_credentials = request.headers().contains_key(header::AUTHORIZATION);
     let preflight = shared.cors.is_some() && cors::is_preflight(&method, request.headers());
     let mut caller = Caller::default();
 
@@ -875,6 +886,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
                 .unwrap_or_else(IntoResponse::into_response)
         }
     };
+    crate::error::challenge(&mut response, presented_credentials);
     if let Some(cors) = &shared.cors
         && !preflight
     {

@@ -174,6 +174,7 @@ pub struct Sandbox {
     client_tls: MeshTls,
     auth_name: String,
     documents_name: String,
+    audit_name: String,
     shutdown: Shutdown,
     task: Option<tokio::task::JoinHandle<Result<(), PlatformError>>>,
     dir: tempfile::TempDir,
@@ -292,6 +293,7 @@ impl Sandbox {
             .expect("client certificate");
         let auth_name = platform.server_name("auth");
         let documents_name = platform.server_name("documents");
+        let audit_name = platform.server_name("audit");
         let shutdown = Shutdown::new();
         let mail = Arc::new(Mutex::new(Vec::new()));
         let mailbox = platform
@@ -315,6 +317,7 @@ impl Sandbox {
             client_tls,
             auth_name,
             documents_name,
+            audit_name,
             shutdown,
             task: Some(task),
             dir,
@@ -377,6 +380,7 @@ impl Sandbox {
         let (addr, name) = match service {
             "auth" => (self.addrs.auth, &self.auth_name),
             "documents" => (self.addrs.documents, &self.documents_name),
+            "audit" => (self.addrs.audit, &self.audit_name),
             other => panic!("no service {other}"),
         };
         cloudsec_runtime::grpc::channel(&format!("https://{addr}"), name, tls).expect("channel")

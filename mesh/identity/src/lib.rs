@@ -193,14 +193,7 @@ impl LocalCa {
             reason,
         };
         if cert_path.exists() && key_path.exists() {
-            let cert_pem =
-                std::fs::read_to_string(&cert_path).map_err(|e| files_err(e.to_string()))?;
-            let key_pem =
-                std::fs::read_to_string(&key_path).map_err(|e| files_err(e.to_string()))?;
-            let key = KeyPair::from_pem(&key_pem).map_err(|e| files_err(e.to_string()))?;
-            let issuer = rcgen::Issuer::from_ca_cert_pem(&cert_pem, key)
-                .map_err(|e| files_err(e.to_string()))?;
-            return Ok(Self { cert_pem, issuer });
+            return Self::load(dir);
         }
         let ca = Self::generate()?;
         std::fs::create_dir_all(dir).map_err(|e| files_err(e.to_string()))?;
@@ -209,6 +202,24 @@ impl LocalCa {
         std::fs::write(&cert_path, &ca.cert_pem).map_err(|e| files_err(e.to_string()))?;
         tracing::info!(path = %dir.display(), "created development mesh CA");
         Ok(ca)
+    }
+
+    /// Loads the CA kept in `dir`; unlike [`LocalCa::load_or_create`] it
+    /// never creates one, for commands that must use the running
+    /// platform's CA or none.
+    pub fn load(dir: &Path) -> Result<Self, IdentityError> {
+        let files_err = |reason: String| IdentityError::CaFiles {
+            path: dir.to_owned(),
+            reason,
+        };
+        let cert_pem = std::fs::read_to_string(dir.join(CA_CERT))
+            .map_err(|e| files_err(format!("{CA_CERT}: {e}")))?;
+        let key_pem = std::fs::read_to_string(dir.join(CA_KEY))
+            .map_err(|e| files_err(format!("{CA_KEY}: {e}")))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| files_err(e.to_string()))?;
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&cert_pem, key)
+            .map_err(|e| files_err(e.to_string()))?;
+        Ok(Self { cert_pem, issuer })
     }
 
     fn issue_now(&self, id: &SpiffeId, lifetime: Duration) -> Result<IssuedCert, IdentityError> {
@@ -226,14 +237,44 @@ impl LocalCa {
         not_before: std::time::SystemTime,
         not_after: std::time::SystemTime,
     ) -> Result<IssuedCert, IdentityError> {
+        self.sign(id, &[id.to_string()], not_before, not_after)
+    }
+
+    /// A certificate for `id`'s DNS name whose URI SANs are exactly `uris`,
+    /// valid for an hour: tests forge malformed identities with it (two
+    /// SPIFFE ids, a foreign trust domain).
+    #[cfg(feature = "test-util")]
+    pub fn issue_with_uris(
+        &self,
+        id: &SpiffeId,
+        uris: &[String],
+    ) -> Result<IssuedCert, IdentityError> {
+        let now = std::time::SystemTime::now();
+        self.sign(
+            id,
+            uris,
+            now - Duration::from_secs(60),
+            now + Duration::from_secs(3600),
+        )
+    }
+
+    fn sign(
+        &self,
+        id: &SpiffeId,
+        uris: &[String],
+        not_before: std::time::SystemTime,
+        not_after: std::time::SystemTime,
+    ) -> Result<IssuedCert, IdentityError> {
         let lifetime = not_after.duration_since(not_before).unwrap_or_default();
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![id.dns_name(), "localhost".to_owned()])?;
-        let uri = id
-            .to_string()
-            .try_into()
-            .map_err(|_| IdentityError::InvalidId(id.to_string()))?;
-        params.subject_alt_names.push(SanType::URI(uri));
+        for uri in uris {
+            let uri = uri
+                .clone()
+                .try_into()
+                .map_err(|_| IdentityError::InvalidId(uri.clone()))?;
+            params.subject_alt_names.push(SanType::URI(uri));
+        }
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, id.service_account.clone());
         params.distinguished_name = dn;
@@ -289,14 +330,26 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
-/// The SPIFFE id in the URI SAN of a DER certificate, if it has one.
+/// The SPIFFE id of a DER certificate: its one URI SAN, when that is a
+/// valid SPIFFE id. The SPIFFE X.509-SVID specification requires exactly
+/// one URI SAN, so a certificate with two (which could claim two
+/// identities) or with an unparsable one has none.
 pub fn spiffe_id_of(cert_der: &[u8]) -> Option<SpiffeId> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let san = cert.subject_alternative_name().ok()??;
-    san.value.general_names.iter().find_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => SpiffeId::parse(uri).ok(),
-        _ => None,
-    })
+    let mut uris = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => Some(*uri),
+            _ => None,
+        });
+    let only = uris.next()?;
+    if uris.next().is_some() {
+        return None;
+    }
+    SpiffeId::parse(only).ok()
 }
 
 #[cfg(test)]

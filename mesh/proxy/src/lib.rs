@@ -128,8 +128,12 @@ impl Proxy {
 
     /// Loads the certificate files named in `config.tls`, follows them as
     /// they are rotated on disk, and serves until `shutdown`.
+    /// `trust_domain`, when given, must be the trust domain of the
+    /// certificate in the files (`[mesh] trust_domain`): a sidecar handed
+    /// another domain's certificate would admit that domain's peers.
     pub async fn run_from_files(
         config: &ProxyConfig,
+        trust_domain: Option<&str>,
         shutdown: Shutdown,
     ) -> Result<(), ProxyError> {
         config.validate()?;
@@ -146,6 +150,18 @@ impl Proxy {
         };
         let material = files.load().map_err(|e| bad_tls(e.to_string()))?;
         let state = TlsState::new(&material).map_err(|e| bad_tls(e.to_string()))?;
+        if let Some(expected) = trust_domain
+            && state.trust_domain() != expected
+        {
+            return Err(cloudsec_runtime::ConfigError {
+                key: "mesh.trust_domain".into(),
+                message: format!(
+                    "is `{expected}`, but the certificate in proxy.tls is for `{}`",
+                    state.trust_domain()
+                ),
+            }
+            .into());
+        }
         // Certificates rotated on disk (cert-manager, a Vault agent, ...)
         // are picked up without a restart.
         state.follow(tls::watch_files(files, shutdown.clone()));

@@ -29,6 +29,8 @@ pub enum TlsError {
 }
 
 struct Material {
+    /// The trust domain of our own SPIFFE id: peers must share it.
+    trust_domain: String,
     key: Arc<CertifiedKey>,
     client_verifier: Arc<dyn ClientCertVerifier>,
     server_verifier: Arc<WebPkiServerVerifier>,
@@ -38,9 +40,12 @@ fn material(m: &MeshTls) -> Result<Material, TlsError> {
     let chain = CertificateDer::pem_slice_iter(m.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Cert(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(TlsError::Cert("no certificate".into()));
-    }
+    let own = chain
+        .first()
+        .ok_or_else(|| TlsError::Cert("no certificate".into()))?;
+    let own = spiffe_id_of(own).ok_or_else(|| {
+        TlsError::Cert("the certificate has no SPIFFE id (exactly one spiffe:// URI SAN)".into())
+    })?;
     let key = PrivateKeyDer::from_pem_slice(m.key_pem.as_bytes())
         .map_err(|e| TlsError::Key(e.to_string()))?;
     let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
@@ -58,6 +63,7 @@ fn material(m: &MeshTls) -> Result<Material, TlsError> {
         .build()
         .map_err(|e| TlsError::Roots(e.to_string()))?;
     Ok(Material {
+        trust_domain: own.trust_domain,
         key: Arc::new(CertifiedKey::new(chain, signing)),
         client_verifier,
         server_verifier,
@@ -84,6 +90,11 @@ impl TlsState {
 
     /// Uses `m` for every handshake from now on; connections already open
     /// keep theirs.
+    /// The trust domain of the current certificate.
+    pub fn trust_domain(&self) -> String {
+        self.current.load().trust_domain.clone()
+    }
+
     pub fn update(&self, m: &MeshTls) -> Result<(), TlsError> {
         self.current.store(Arc::new(material(m)?));
         Ok(())
@@ -168,17 +179,23 @@ impl ClientCertVerifier for DynamicClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.0.current.load().client_verifier.verify_client_cert(
-            end_entity,
-            intermediates,
-            now,
-        )?;
-        if spiffe_id_of(end_entity).is_none() {
-            return Err(rustls::Error::General(
-                "client certificate has no SPIFFE id".into(),
-            ));
+        let current = self.0.current.load();
+        let verified =
+            current
+                .client_verifier
+                .verify_client_cert(end_entity, intermediates, now)?;
+        // A certificate from our CA is not enough: a shared or federated
+        // CA may sign other trust domains' workloads.
+        match spiffe_id_of(end_entity) {
+            Some(id) if id.trust_domain == current.trust_domain => Ok(verified),
+            Some(id) => Err(rustls::Error::General(format!(
+                "client identity {id} is outside the trust domain {}",
+                current.trust_domain
+            ))),
+            None => Err(rustls::Error::General(
+                "client certificate has no SPIFFE id (exactly one spiffe:// URI SAN)".into(),
+            )),
         }
-        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -249,7 +266,7 @@ impl ServerCertVerifier for SpiffeVerifier {
                 self.expected
             ))),
             None => Err(rustls::Error::General(
-                "peer certificate has no SPIFFE id".into(),
+                "peer certificate has no SPIFFE id (exactly one spiffe:// URI SAN)".into(),
             )),
         }
     }
@@ -336,4 +353,126 @@ pub fn watch_files(
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudsec_identity::LocalCa;
+
+    fn id(domain: &str, sa: &str) -> SpiffeId {
+        SpiffeId::new(domain, "default", sa).unwrap()
+    }
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    async fn state(ca: &LocalCa, sa: &str) -> Arc<TlsState> {
+        use cloudsec_identity::Issuer;
+        let issued = ca
+            .issue(
+                &id("cloudsec.local", sa),
+                std::time::Duration::from_secs(3600),
+            )
+            .await
+            .unwrap();
+        TlsState::new(&issued.mesh_tls()).unwrap()
+    }
+
+    fn forged(ca: &LocalCa, sa: &str, uris: &[&str]) -> CertificateDer<'static> {
+        let uris: Vec<String> = uris.iter().map(|u| (*u).to_owned()).collect();
+        der(&ca
+            .issue_with_uris(&id("cloudsec.local", sa), &uris)
+            .unwrap()
+            .cert_pem)
+    }
+
+    #[tokio::test]
+    async fn inbound_refuses_foreign_trust_domains_and_two_identities() {
+        let ca = LocalCa::generate().unwrap();
+        let verifier = DynamicClientVerifier(state(&ca, "documents").await);
+        let now = UnixTime::now();
+        let good = forged(
+            &ca,
+            "gateway",
+            &["spiffe://cloudsec.local/ns/default/sa/gateway"],
+        );
+        assert!(verifier.verify_client_cert(&good, &[], now).is_ok());
+        // Signed by our CA, but for another trust domain.
+        let foreign = forged(
+            &ca,
+            "gateway",
+            &["spiffe://evil.example/ns/default/sa/gateway"],
+        );
+        let error = verifier.verify_client_cert(&foreign, &[], now).unwrap_err();
+        assert!(
+            error.to_string().contains("outside the trust domain"),
+            "{error}"
+        );
+        // Two URI SANs: which identity would it be?
+        let two = forged(
+            &ca,
+            "gateway",
+            &[
+                "spiffe://cloudsec.local/ns/default/sa/gateway",
+                "spiffe://cloudsec.local/ns/default/sa/auth",
+            ],
+        );
+        let error = verifier.verify_client_cert(&two, &[], now).unwrap_err();
+        assert!(error.to_string().contains("no SPIFFE id"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn outbound_refuses_foreign_trust_domains_and_two_identities() {
+        let ca = LocalCa::generate().unwrap();
+        let verifier = SpiffeVerifier {
+            state: state(&ca, "gateway").await,
+            expected: id("cloudsec.local", "documents"),
+        };
+        let name = ServerName::try_from("documents.default.svc").unwrap();
+        let now = UnixTime::now();
+        let check =
+            |cert: &CertificateDer<'_>| verifier.verify_server_cert(cert, &[], &name, &[], now);
+        let good = forged(
+            &ca,
+            "documents",
+            &["spiffe://cloudsec.local/ns/default/sa/documents"],
+        );
+        assert!(check(&good).is_ok());
+        let foreign = forged(
+            &ca,
+            "documents",
+            &["spiffe://evil.example/ns/default/sa/documents"],
+        );
+        assert!(check(&foreign).is_err());
+        let two = forged(
+            &ca,
+            "documents",
+            &[
+                "spiffe://cloudsec.local/ns/default/sa/documents",
+                "spiffe://cloudsec.local/ns/default/sa/auth",
+            ],
+        );
+        let error = check(&two).unwrap_err();
+        assert!(error.to_string().contains("no SPIFFE id"), "{error}");
+    }
+
+    #[test]
+    fn our_own_certificate_must_carry_one_spiffe_id() {
+        let ca = LocalCa::generate().unwrap();
+        let two = ca
+            .issue_with_uris(
+                &id("cloudsec.local", "documents"),
+                &[
+                    "spiffe://cloudsec.local/ns/default/sa/documents".into(),
+                    "spiffe://cloudsec.local/ns/default/sa/auth".into(),
+                ],
+            )
+            .unwrap();
+        assert!(matches!(
+            TlsState::new(&two.mesh_tls()),
+            Err(TlsError::Cert(_))
+        ));
+    }
 }

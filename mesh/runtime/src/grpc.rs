@@ -33,7 +33,8 @@ pub enum GrpcError {
     PlaintextNotLoopback(String),
 }
 
-/// Health and reflection for a service, to add next to its own routes.
+/// Health for a service, to add next to its own routes; reflection comes
+/// with [`reflection`] once the served services are known.
 pub struct BaseServices {
     pub health: tonic_health::server::HealthReporter,
     pub routes: tonic::service::RoutesBuilder,
@@ -45,23 +46,42 @@ impl std::fmt::Debug for BaseServices {
     }
 }
 
-/// gRPC health (every service starts NOT_SERVING) and reflection over
-/// `descriptor_set`.
-pub fn base_services(descriptor_set: &[u8]) -> BaseServices {
+/// gRPC health; every service starts NOT_SERVING.
+pub fn base_services() -> BaseServices {
     let (health, health_service) = tonic_health::server::health_reporter();
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(health_service);
-    match tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(descriptor_set)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-    {
-        Ok(reflection) => {
-            routes.add_service(reflection);
-        }
-        Err(error) => tracing::warn!(%error, "reflection disabled"),
-    }
     BaseServices { health, routes }
+}
+
+/// Adds gRPC reflection to `routes` in both its versions
+/// (`grpc.reflection.v1`, and `v1alpha` for grpcio-reflection and older
+/// grpcurl), listing only `services` (and health): a port lists what it
+/// serves, not every contract in `descriptor_set`.
+pub fn add_reflection(
+    routes: &mut tonic::service::RoutesBuilder,
+    descriptor_set: &[u8],
+    services: &[&str],
+) {
+    let builder = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(descriptor_set)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for service in services {
+            builder = builder.with_service_name(*service);
+        }
+        builder
+    };
+    match (builder().build_v1(), builder().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => {
+            routes.add_service(v1);
+            routes.add_service(v1alpha);
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::warn!(%error, "reflection disabled")
+        }
+    }
 }
 
 /// Serves `routes` on `listener` until `shutdown` is cancelled, then stops

@@ -46,6 +46,7 @@ pub struct ServiceHost {
     metrics: Metrics,
     readiness: Readiness,
     base: BaseServices,
+    descriptor_set: Vec<u8>,
     names: Vec<&'static str>,
     grace: Duration,
 }
@@ -64,7 +65,8 @@ impl ServiceHost {
             admin: bind(admin_addr).await?,
             metrics: Metrics::new(name),
             readiness: Readiness::default(),
-            base: grpc::base_services(descriptor_set),
+            base: grpc::base_services(),
+            descriptor_set: descriptor_set.to_vec(),
             names: Vec::new(),
             grace,
         })
@@ -119,10 +121,12 @@ impl ServiceHost {
             admin,
             metrics,
             readiness,
-            base,
+            mut base,
+            descriptor_set,
             names,
             grace,
         } = self;
+        grpc::add_reflection(&mut base.routes, &descriptor_set, &names);
         let health = base.health;
         for name in &names {
             health

@@ -92,6 +92,9 @@ pub fn init(service: &str, format: LogFormat, otlp_endpoint: Option<String>) -> 
             LogFormat::Pretty => Some(
                 tracing_subscriber::fmt::layer()
                     .compact()
+                    // Colour codes only for a terminal: in a log file or a
+                    // pipe they are noise that breaks grep.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .with_writer(std::io::stderr)
                     .boxed(),
             ),

@@ -72,6 +72,8 @@ impl LocalKeystore {
         create_private_dir(dir).map_err(|e| err(format!("cannot create the directory: {e}")))?;
         let key_path = dir.join(KEY_FILE);
         let data_path = dir.join(DATA_FILE);
+        private_dir_mode(dir).map_err(|e| err(format!("cannot make the directory private: {e}")))?;
+        refuse_shared(&data_path).map_err(&err)?;
         let key = if key_path.exists() {
             read_key(&key_path)?
         } else if data_path.exists() {
@@ -229,6 +231,46 @@ fn read_key(path: &Path) -> Result<KeyBytes> {
     Ok(Zeroizing::new(key))
 }
 
+/// Takes group and other access off the keystore directory: its files are
+/// private anyway, and a listing should not be either.
+fn private_dir_mode(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    let _ = dir;
+    Ok(())
+}
+
+/// Refuses a keystore file that other users may read: the keystore seals
+/// every local secret, so it is not used until fixed.
+fn refuse_shared(path: &Path) -> std::result::Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match std::fs::metadata(path) {
+            Ok(meta) => meta.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} is accessible by group or others (mode {:o}); the keystore is not used \
+                 until it is private: run `chmod -R go-rwx {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    let _ = path;
+    Ok(())
+}
+
 fn decrypt_store(path: &Path, key: &KeyBytes) -> Result<Store> {
     let err = |reason: String| Error::Keystore {
         path: path.display().to_string(),
@@ -330,6 +372,39 @@ mod tests {
             err.to_string(),
             "secret `vault:secret/documents#nope` not found"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_keystore_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("keystore");
+        LocalKeystore::open(&store)
+            .unwrap()
+            .put(&r("vault:secret/app#k"), &Secret::new("v"))
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store), 0o700);
+        assert_eq!(mode(&store.join(DATA_FILE)), 0o600);
+        // A directory others could list is made private again.
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+        LocalKeystore::open(&store).unwrap();
+        assert_eq!(mode(&store), 0o700);
+        // A store file others could read is refused until fixed.
+        std::fs::set_permissions(
+            store.join(DATA_FILE),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let error = LocalKeystore::open(&store).unwrap_err().to_string();
+        assert!(error.contains("chmod -R go-rwx"), "{error}");
+        std::fs::set_permissions(
+            store.join(DATA_FILE),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        assert!(LocalKeystore::open(&store).is_ok());
     }
 
     #[cfg(unix)]

@@ -283,16 +283,9 @@ impl AuthCore {
         check_tenant("tenant", tenant, &mut v);
         v.check()?;
 
-        // Cheap checks before the expensive hash; the unique keys below
-        // still decide races.
-        if user::Entity::find()
-            .filter(user::Column::Email.eq(&email))
-            .one(&self.db)
-            .await?
-            .is_some()
-        {
-            return Err(AuthError::EmailTaken);
-        }
+        // Tenant names are public (they appear in every token and URL a
+        // tenant's people share), so a taken one is said plainly; the
+        // unique key below still decides races.
         if tenant::Entity::find_by_id(tenant)
             .one(&self.db)
             .await?
@@ -301,9 +294,33 @@ impl AuthCore {
             return Err(AuthError::TenantTaken(tenant.to_owned()));
         }
 
+        // Hashed before the email is looked at, so that a taken email
+        // costs the same time as a new one.
         let hash = self.hasher.hash(password.to_owned()).await?;
         let hash_copy = hash.clone();
         let id = uuid::Uuid::now_v7();
+        // A taken email gets the answer a new one gets, and nothing is
+        // created: like login, sign-up does not say which accounts exist.
+        // The owner of the address loses nothing; whoever typed it never
+        // receives a code.
+        let pretend = || {
+            tracing::info!(
+                tenant,
+                "sign-up for a registered email; answered as new, nothing created"
+            );
+            Ok(NewUser {
+                user_id: id.to_string(),
+                tenant: tenant.to_owned(),
+            })
+        };
+        if user::Entity::find()
+            .filter(user::Column::Email.eq(&email))
+            .one(&self.db)
+            .await?
+            .is_some()
+        {
+            return pretend();
+        }
         let now = self.clock.now();
         let confirm = self.sessions.confirmation.required;
         let txn = self.db.begin().await?;
@@ -355,6 +372,10 @@ impl AuthCore {
             Ok(()) => {
                 txn.commit().await?;
                 self.outbox.committed();
+            }
+            Err(AuthError::EmailTaken) => {
+                txn.rollback().await?;
+                return pretend();
             }
             Err(e) => {
                 txn.rollback().await?;

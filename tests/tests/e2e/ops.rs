@@ -13,10 +13,12 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use crate::{create, document_ids};
 
 pub(crate) async fn health_reflection_and_metrics(sb: &Sandbox) {
-    for (service, name) in [
+    let platform = [
         ("auth", "cloudsec.auth.v1.AuthService"),
         ("documents", "cloudsec.documents.v1.DocumentService"),
-    ] {
+        ("audit", "cloudsec.audit.v1.AuditService"),
+    ];
+    for (service, name) in platform {
         let status = HealthClient::new(sb.channel(service))
             .check(HealthCheckRequest {
                 service: name.into(),
@@ -27,26 +29,19 @@ pub(crate) async fn health_reflection_and_metrics(sb: &Sandbox) {
             .status;
         assert_eq!(status, 1, "{name} is SERVING");
 
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut stream = ServerReflectionClient::new(sb.channel(service))
-            .server_reflection_info(tokio_stream::iter(vec![request]))
-            .await
-            .expect("reflection")
-            .into_inner();
-        let response = stream
-            .message()
-            .await
-            .expect("reflection answer")
-            .expect("one message");
-        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-            panic!("unexpected reflection answer");
-        };
-        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-        assert!(names.contains(&name), "{names:?}");
-        assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+        // Both reflection versions answer, and each port lists what it
+        // serves: its own service and health, not every contract.
+        let v1 = reflection_v1(sb, service).await;
+        let v1alpha = reflection_v1alpha(sb, service).await;
+        assert_eq!(v1, v1alpha, "{service}: both versions list the same");
+        assert!(v1.contains(&name.to_owned()), "{v1:?}");
+        assert!(v1.contains(&"grpc.health.v1.Health".to_owned()), "{v1:?}");
+        for (_, other) in platform.iter().filter(|(s, _)| *s != service) {
+            assert!(
+                !v1.contains(&(*other).to_owned()),
+                "{service} lists {other}: {v1:?}"
+            );
+        }
     }
 
     // A request id chosen by the client comes back.
@@ -77,10 +72,88 @@ pub(crate) async fn health_reflection_and_metrics(sb: &Sandbox) {
             && metrics.contains("grpc_status=\"Ok\""),
         "{metrics}"
     );
+    // Content negotiation: a 0.0.4 scraper sees typed counters, an
+    // OpenMetrics one the OpenMetrics names.
+    for (accept, content_type, typed, eof) in [
+        (
+            "text/plain;version=0.0.4",
+            "text/plain; version=0.0.4",
+            "# TYPE inbound_response_total counter",
+            false,
+        ),
+        (
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            "application/openmetrics-text",
+            "# TYPE inbound_response counter",
+            true,
+        ),
+    ] {
+        let r = sb
+            .http
+            .get(format!("http://{}/metrics", sb.addrs.documents_admin))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        let got = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(got.starts_with(content_type), "{accept}: {got}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(typed), "{accept}: {text}");
+        assert_eq!(text.contains("# EOF"), eof, "{accept}");
+    }
     let metrics = sb.admin_text(sb.addrs.auth_admin, "/metrics").await;
     assert!(metrics.contains("grpc_method=\"Login\""), "{metrics}");
     let gateway = sb.admin_text(sb.addrs.gateway_admin, "/metrics").await;
     assert!(gateway.contains("/v1/documents"), "{gateway}");
+}
+
+async fn reflection_v1(sb: &Sandbox, service: &str) -> Vec<String> {
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(sb.channel(service))
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    let response = stream
+        .message()
+        .await
+        .expect("v1 answer")
+        .expect("one message");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    names
+}
+
+async fn reflection_v1alpha(sb: &Sandbox, service: &str) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(sb.channel(service))
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection v1alpha")
+        .into_inner();
+    let response = stream
+        .message()
+        .await
+        .expect("v1alpha answer")
+        .expect("one message");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    names
 }
 
 pub(crate) async fn restart_reuses_data(sb: &Sandbox) {

@@ -185,9 +185,19 @@ pub(crate) async fn stale_etag_conflicts(sb: &Sandbox) {
 
 pub(crate) async fn sign_up_and_login_errors(sb: &Sandbox) {
     let user = sb.user().await;
-    // Same email again, another tenant.
-    let r = sb.post_public("/v1/auth:signUp", &json!({"email": user.email.to_uppercase(), "password": "another good passphrase", "tenant": "fresh-tenant-x"})).await;
-    expect_error(r, 409, 6, "already exists").await;
+    // Same email again, another tenant: answered like a new sign-up (no
+    // account enumeration), and nothing is created.
+    let fresh = format!("fresh-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let r = sb.post_public("/v1/auth:signUp", &json!({"email": user.email.to_uppercase(), "password": "another good passphrase", "tenant": fresh})).await;
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["tenant"], fresh.as_str());
+    assert_ne!(answer["userId"], user.user_id.as_str());
+    // The tenant was not created: someone else may still take it, and the
+    // original account still logs in with its own password.
+    let r = sb.post_public("/v1/auth:signUp", &json!({"email": format!("{fresh}@example.com"), "password": "another good passphrase", "tenant": fresh})).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    sb.login(&user.email, &user.password).await;
     // A taken tenant.
     let r = sb.post_public("/v1/auth:signUp", &json!({"email": "new-person@example.com", "password": "another good passphrase", "tenant": user.tenant})).await;
     expect_error(r, 409, 6, "already exists").await;

@@ -107,6 +107,9 @@ pub(crate) async fn lockout_answers_known_and_unknown_alike(sb: &Sandbox) {
                     &json!({"email": email, "password": "wrong password entirely"}),
                 )
                 .await;
+            // RFC 6750: a 401 challenges, and names no error when the
+            // request carried no credentials.
+            assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"cloudsec\"");
             expect_error(r, 401, 16, "invalid email or password").await;
         }
         let r = sb
@@ -115,6 +118,13 @@ pub(crate) async fn lockout_answers_known_and_unknown_alike(sb: &Sandbox) {
                 &json!({"email": email, "password": "wrong password entirely"}),
             )
             .await;
+        // The lock's delay is in HTTP's own header too, in whole seconds.
+        let retry_after: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .expect("Retry-After in seconds");
+        assert!((1..=30).contains(&retry_after), "{retry_after}");
         let body = expect_error(r, 429, 8, "too many failed attempts").await;
         assert!(body.to_string().contains("RetryInfo"), "{body}");
     }

@@ -66,6 +66,11 @@ fn claims(user: &User) -> Claims {
 /// Tries `token` on a read and on a write; both must be refused.
 async fn refused(sb: &Sandbox, owner: &User, token: &str, why: &str) {
     let r = sb.get("/v1/documents", token).await;
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"cloudsec\", error=\"invalid_token\"",
+        "RFC 6750: a bad token is invalid_token"
+    );
     expect_error(r, 401, 16, why).await;
     let r = sb
         .post(
@@ -96,6 +101,7 @@ async fn user_with_doc(sb: &Sandbox) -> User {
 pub(crate) async fn missing_token(sb: &Sandbox) {
     let user = user_with_doc(sb).await;
     let r = sb.http.get(sb.url("/v1/documents")).send().await.unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"cloudsec\"");
     expect_error(r, 401, 16, "missing bearer token").await;
     let r = sb
         .http

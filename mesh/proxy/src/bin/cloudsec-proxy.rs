@@ -16,6 +16,12 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 struct File {
     proxy: Option<ProxyConfig>,
+    mesh: Option<Mesh>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Mesh {
+    trust_domain: Option<String>,
 }
 
 fn usage() -> ExitCode {
@@ -64,7 +70,8 @@ fn main() -> ExitCode {
         let _guard = telemetry::init("cloudsec-proxy", LogFormat::Json, None);
         let stop = Shutdown::new();
         shutdown::cancel_on_signal(stop.clone());
-        match Proxy::run_from_files(&proxy, stop).await {
+        let trust_domain = file.mesh.and_then(|m| m.trust_domain);
+        match Proxy::run_from_files(&proxy, trust_domain.as_deref(), stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(ProxyError::Config(e)) => {
                 eprintln!("error: {e}");

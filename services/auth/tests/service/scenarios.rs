@@ -94,6 +94,42 @@ pub(crate) async fn sign_up_writes_its_event_in_the_same_transaction(h: Harness)
         cloudsec_bus::Outbox::pending(&h.db).await.unwrap(),
         before + 2
     );
+    // A registered email is answered like a new one, and nothing is
+    // written: no tenant, no user, no event, no code.
+    let users = user_count(&h).await;
+    let again = h
+        .api
+        .sign_up(Request::new(pb::SignUpRequest {
+            email: "ALICE@example.com".into(),
+            password: PASSWORD.into(),
+            tenant: "t-elsewhere".into(),
+        }))
+        .await
+        .expect("answered as a new sign-up")
+        .into_inner();
+    assert_eq!(again.tenant, "t-elsewhere");
+    assert_eq!(user_count(&h).await, users);
+    assert_eq!(
+        cloudsec_bus::Outbox::pending(&h.db).await.unwrap(),
+        before + 2
+    );
+    let fresh = h
+        .api
+        .sign_up(Request::new(pb::SignUpRequest {
+            email: "carol@example.com".into(),
+            password: PASSWORD.into(),
+            tenant: "t-elsewhere".into(),
+        }))
+        .await;
+    assert!(fresh.is_ok(), "the tenant was not created: {fresh:?}");
+}
+
+async fn user_count(h: &Harness) -> u64 {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    cloudsec_auth::entity::user::Entity::find()
+        .count(&h.db)
+        .await
+        .unwrap()
 }
 
 pub(crate) async fn login_returns_a_refresh_token_stored_only_as_a_hash(h: Harness) {
