@@ -246,11 +246,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", required=True, help="the terraform/ directory")
     p.add_argument("--iam", required=True, help="the deploy/iam/ directory")
-    p.add_argument("--schema", required=True, help="`terraform providers schema -json` output")
+    p.add_argument("--schema", help="`terraform providers schema -json` output (needed unless --only iam)")
     p.add_argument("--only", choices=["iam", "terraform"])
     args = p.parse_args()
     findings = []
     if args.only in (None, "terraform"):
+        if not args.schema:
+            p.error("--schema is needed to lint the Terraform code")
         lint_terraform(args.root, args.schema, findings)
     if args.only in (None, "iam"):
         lint_iam(args.iam, findings)

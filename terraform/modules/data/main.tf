@@ -117,6 +117,7 @@ resource "aws_db_instance" "postgres" {
   allocated_storage                     = var.postgres.allocated_storage
   max_allocated_storage                 = var.postgres.max_allocated_storage
   storage_type                          = "gp3"
+  port                                  = 5432
   storage_encrypted                     = true
   kms_key_id                            = var.kms_key_arns.rds
   username                              = "cloudsec_admin"
