@@ -1,12 +1,20 @@
-//! The inbox: which events a subscriber has handled, so that a redelivered
-//! event (the bus delivers at least once) is not handled twice.
+//! The inbox: which events a subscriber has handled or is handling, so that
+//! a redelivered event (the bus delivers at least once) runs its handler
+//! once.
 //!
-//! A [`Subscriber`](crate::Subscriber) with an inbox skips an event it has
-//! recorded and records one after its handler succeeds. A crash between a
-//! handler's effect and that record can still repeat the effect; a handler
-//! whose effects live in the same database closes that gap by calling
-//! [`Inbox::record_in`] inside its own transaction and treating `false` as
-//! "already done".
+//! A [`Subscriber`](crate::Subscriber) with an inbox **claims** an event
+//! before its handler runs: one atomic insert of `(subscriber, event id)`
+//! with a lease. Whoever inserts first runs the handler; a copy that
+//! arrives meanwhile (SNS and SQS duplicates often come together, and
+//! replicas share the inbox) finds the claim and is never run. Ack turns
+//! the claim into a handled entry; Retry and dead-lettering release it, so
+//! a later copy runs again; a claim whose holder died expires with its
+//! lease, which the holder extends while its handler runs.
+//!
+//! A crash between a handler's effect and the end of its claim can still
+//! repeat the effect once the lease expires; a handler whose effects live
+//! in the same database closes that gap by calling [`Inbox::record_in`]
+//! inside its own transaction and treating `false` as "already done".
 
 use std::time::Duration;
 
@@ -22,6 +30,22 @@ pub struct Inbox {
     subscriber: String,
 }
 
+/// What [`Inbox::claim`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The event is this caller's to handle, under this claim.
+    Acquired(ClaimToken),
+    /// The event was handled already.
+    Handled,
+    /// Someone else is handling the event; `message_id` is the message it
+    /// holds and `lease` how long its claim still runs.
+    Busy { message_id: String, lease: Duration },
+}
+
+/// Proof of a claim, for extending, completing or releasing exactly it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimToken(String);
+
 impl Inbox {
     pub fn new(db: DatabaseConnection, subscriber: impl Into<String>) -> Self {
         Self {
@@ -34,27 +58,178 @@ impl Inbox {
         &self.subscriber
     }
 
-    /// Whether `event_id` has been recorded.
+    /// Whether `event_id` has been handled (a claim in progress is not).
     pub async fn seen(&self, event_id: &str) -> Result<bool> {
         let row = self
             .db
             .query_one_raw(stmt(
                 self.db.get_database_backend(),
-                "SELECT 1 AS seen FROM bus_inbox WHERE subscriber = $1 AND event_id = $2",
+                "SELECT 1 AS seen FROM bus_inbox WHERE subscriber = $1 AND event_id = $2 \
+                 AND lease_until_ms IS NULL",
                 [self.subscriber.clone().into(), event_id.into()],
             ))
             .await?;
         Ok(row.is_some())
     }
 
-    /// Records `event_id`; `false` when it was already recorded.
+    /// Claims `event_id` for `lease`, for the delivery of `message_id`.
+    /// Atomic: of any number of concurrent callers, one acquires it.
+    pub async fn claim(&self, event_id: &str, message_id: &str, lease: Duration) -> Result<Claim> {
+        let backend = self.db.get_database_backend();
+        let token = uuid::Uuid::new_v4().to_string();
+        // Twice at most: a claim released between the insert and the read
+        // is gone, and the second insert takes it.
+        for _ in 0..2 {
+            let now = now_ms();
+            let until = now.saturating_add(ms(lease));
+            let inserted = self
+                .db
+                .execute_raw(stmt(
+                    backend,
+                    "INSERT INTO bus_inbox \
+                     (subscriber, event_id, handled_at_ms, lease_until_ms, claim_token, claim_message) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subscriber, event_id) DO NOTHING",
+                    [
+                        self.subscriber.clone().into(),
+                        event_id.into(),
+                        now.into(),
+                        until.into(),
+                        token.clone().into(),
+                        message_id.into(),
+                    ],
+                ))
+                .await?
+                .rows_affected();
+            if inserted == 1 {
+                return Ok(Claim::Acquired(ClaimToken(token)));
+            }
+            // A claim whose holder stopped extending it (a crash) is taken
+            // over once its lease has run out.
+            let taken = self
+                .db
+                .execute_raw(stmt(
+                    backend,
+                    "UPDATE bus_inbox SET handled_at_ms = $1, lease_until_ms = $2, \
+                     claim_token = $3, claim_message = $4 \
+                     WHERE subscriber = $5 AND event_id = $6 \
+                     AND lease_until_ms IS NOT NULL AND lease_until_ms < $7",
+                    [
+                        now.into(),
+                        until.into(),
+                        token.clone().into(),
+                        message_id.into(),
+                        self.subscriber.clone().into(),
+                        event_id.into(),
+                        now.into(),
+                    ],
+                ))
+                .await?
+                .rows_affected();
+            if taken == 1 {
+                return Ok(Claim::Acquired(ClaimToken(token)));
+            }
+            let row = self
+                .db
+                .query_one_raw(stmt(
+                    backend,
+                    "SELECT lease_until_ms, claim_message FROM bus_inbox \
+                     WHERE subscriber = $1 AND event_id = $2",
+                    [self.subscriber.clone().into(), event_id.into()],
+                ))
+                .await?;
+            let Some(row) = row else { continue };
+            let until: Option<i64> = row.try_get("", "lease_until_ms")?;
+            let holder: Option<String> = row.try_get("", "claim_message")?;
+            return Ok(match until {
+                None => Claim::Handled,
+                Some(until) => Claim::Busy {
+                    message_id: holder.unwrap_or_default(),
+                    lease: Duration::from_millis(until.saturating_sub(now).max(0) as u64),
+                },
+            });
+        }
+        // Claimed and released twice under our feet: someone else is busy
+        // with it right now.
+        Ok(Claim::Busy {
+            message_id: String::new(),
+            lease: Duration::from_secs(1),
+        })
+    }
+
+    /// Extends a claim this caller holds; `false` if it is no longer held.
+    pub async fn extend(
+        &self,
+        event_id: &str,
+        claim: &ClaimToken,
+        lease: Duration,
+    ) -> Result<bool> {
+        let until = now_ms().saturating_add(ms(lease));
+        Ok(self
+            .db
+            .execute_raw(stmt(
+                self.db.get_database_backend(),
+                "UPDATE bus_inbox SET lease_until_ms = $1 \
+                 WHERE subscriber = $2 AND event_id = $3 AND claim_token = $4 \
+                 AND lease_until_ms IS NOT NULL",
+                [
+                    until.into(),
+                    self.subscriber.clone().into(),
+                    event_id.into(),
+                    claim.0.clone().into(),
+                ],
+            ))
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// Marks a claimed event handled (a no-op when the handler recorded it
+    /// itself with [`Inbox::record_in`]).
+    pub async fn complete(&self, event_id: &str, claim: &ClaimToken) -> Result<()> {
+        self.db
+            .execute_raw(stmt(
+                self.db.get_database_backend(),
+                "UPDATE bus_inbox SET handled_at_ms = $1, lease_until_ms = NULL, \
+                 claim_token = NULL, claim_message = NULL \
+                 WHERE subscriber = $2 AND event_id = $3 AND claim_token = $4",
+                [
+                    now_ms().into(),
+                    self.subscriber.clone().into(),
+                    event_id.into(),
+                    claim.0.clone().into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Gives a claim up, so that the next copy of the event runs.
+    pub async fn release(&self, event_id: &str, claim: &ClaimToken) -> Result<()> {
+        self.db
+            .execute_raw(stmt(
+                self.db.get_database_backend(),
+                "DELETE FROM bus_inbox WHERE subscriber = $1 AND event_id = $2 \
+                 AND claim_token = $3 AND lease_until_ms IS NOT NULL",
+                [
+                    self.subscriber.clone().into(),
+                    event_id.into(),
+                    claim.0.clone().into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Records `event_id` as handled; `false` when it already was.
     pub async fn record(&self, event_id: &str) -> Result<bool> {
         Self::record_in(&self.db, &self.subscriber, event_id).await
     }
 
-    /// Records `event_id` for `subscriber` through `conn`, typically the
-    /// handler's own transaction; `false` when it was already recorded (the
-    /// handler should then change nothing and succeed).
+    /// Records `event_id` as handled for `subscriber` through `conn`,
+    /// typically the handler's own transaction; `false` when it was already
+    /// handled (the handler should then change nothing and succeed). A
+    /// claim on the event (the subscriber's, around this very handler)
+    /// becomes the handled entry.
     pub async fn record_in(
         conn: &impl ConnectionTrait,
         subscriber: &str,
@@ -64,7 +239,10 @@ impl Inbox {
             .execute_raw(stmt(
                 conn.get_database_backend(),
                 "INSERT INTO bus_inbox (subscriber, event_id, handled_at_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT (subscriber, event_id) DO NOTHING",
+                 ON CONFLICT (subscriber, event_id) DO UPDATE SET \
+                 handled_at_ms = excluded.handled_at_ms, lease_until_ms = NULL, \
+                 claim_token = NULL, claim_message = NULL \
+                 WHERE bus_inbox.lease_until_ms IS NOT NULL",
                 [subscriber.into(), event_id.into(), now_ms().into()],
             ))
             .await?
@@ -72,15 +250,16 @@ impl Inbox {
         Ok(inserted == 1)
     }
 
-    /// Forgets entries older than `age` (longer than any redelivery can
-    /// take); returns how many.
+    /// Forgets handled entries older than `age` (longer than any
+    /// redelivery can take); returns how many.
     pub async fn purge(&self, age: Duration) -> Result<u64> {
         let before = now_ms().saturating_sub(ms(age));
         Ok(self
             .db
             .execute_raw(stmt(
                 self.db.get_database_backend(),
-                "DELETE FROM bus_inbox WHERE subscriber = $1 AND handled_at_ms < $2",
+                "DELETE FROM bus_inbox WHERE subscriber = $1 AND handled_at_ms < $2 \
+                 AND lease_until_ms IS NULL",
                 [self.subscriber.clone().into(), before.into()],
             ))
             .await?

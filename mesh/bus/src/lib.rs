@@ -52,7 +52,7 @@ pub use backoff::Backoff;
 pub use config::{Bus, BusConfig, TransportKind};
 pub use envelope::{DomainEvent, Envelope};
 pub use error::{BusError, Result};
-pub use inbox::Inbox;
+pub use inbox::{Claim, ClaimToken, Inbox};
 pub use migration::Migrator;
 pub use outbox::Outbox;
 pub use relay::{Relay, RelayConfig};

@@ -36,7 +36,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::backoff::Backoff;
 use crate::envelope::Envelope;
 use crate::error::{BusError, Result};
-use crate::inbox::Inbox;
+use crate::inbox::{Claim, ClaimToken, Inbox};
 use crate::transport::{Delivery, MAX_BATCH, Queue};
 
 /// What a handler says about an event.
@@ -152,6 +152,13 @@ impl Default for SubscriberConfig {
 
 impl SubscriberConfig {
     /// How often a running handler's message gets its visibility extended.
+    /// How long an inbox claim lives unless extended: two visibility
+    /// timeouts, extended at every heartbeat, so a claim whose holder died
+    /// frees the event soon after its message reappears.
+    pub fn claim_lease(&self) -> Duration {
+        self.visibility_timeout.saturating_mul(2)
+    }
+
     pub fn heartbeat_interval(&self) -> Duration {
         (self.visibility_timeout / 3).max(Duration::from_millis(100))
     }
@@ -424,30 +431,60 @@ impl Shared {
             crate::trace::continue_trace(&span, traceparent);
         }
         async {
-            if let Some(inbox) = &self.inbox {
-                match inbox.seen(&event.id).await {
-                    Ok(true) => {
-                        debug!("already handled; deleting the duplicate");
-                        self.settle(delivery, Outcome::Ack).await;
-                        return Outcome::Ack;
-                    }
-                    Ok(false) => {}
-                    Err(error) => {
-                        warn!(%error, "inbox unavailable; retrying the event later");
-                        self.settle(delivery, Outcome::retry()).await;
-                        return Outcome::retry();
+            let claim = match &self.inbox {
+                None => None,
+                Some(inbox) => {
+                    let lease = self.config.claim_lease();
+                    match inbox.claim(&event.id, &delivery.message_id, lease).await {
+                        Ok(Claim::Acquired(token)) => Some((inbox, token)),
+                        Ok(Claim::Handled) => {
+                            debug!("already handled; deleting the duplicate");
+                            self.settle(delivery, Outcome::Ack).await;
+                            return Outcome::Ack;
+                        }
+                        // Another message carrying the same event is being
+                        // handled: this copy is a duplicate. Deleting it
+                        // loses nothing, since the other message stays
+                        // until its handler settles it.
+                        Ok(Claim::Busy { message_id, .. })
+                            if !message_id.is_empty() && message_id != delivery.message_id =>
+                        {
+                            debug!(holder = %message_id, "a copy is being handled; deleting this one");
+                            self.settle(delivery, Outcome::Ack).await;
+                            return Outcome::Ack;
+                        }
+                        // This very message is still being handled (its
+                        // visibility ran out): back once the claim ends.
+                        Ok(Claim::Busy { lease, .. }) => {
+                            debug!(?lease, "being handled elsewhere; deferring");
+                            let outcome = Outcome::retry_after(lease.max(Duration::from_secs(1)));
+                            self.settle(delivery, outcome.clone()).await;
+                            return outcome;
+                        }
+                        Err(error) => {
+                            warn!(%error, "inbox unavailable; retrying the event later");
+                            self.settle(delivery, Outcome::retry()).await;
+                            return Outcome::retry();
+                        }
                     }
                 }
-            }
+            };
             let event_id = event.id.clone();
-            let outcome = self.run_handler(delivery, event).await;
-            if outcome == Outcome::Ack
-                && let Some(inbox) = &self.inbox
-                && let Err(error) = inbox.record(&event_id).await
-            {
-                // Deleting anyway: the handler succeeded, and a redelivery
-                // (the alternative) would repeat it for certain.
-                warn!(%error, "recording the event in the inbox failed");
+            let outcome = self
+                .run_handler(delivery, event, claim.as_ref().map(|(_, t)| t))
+                .await;
+            if let Some((inbox, token)) = &claim {
+                let ended = if outcome == Outcome::Ack {
+                    inbox.complete(&event_id, token).await
+                } else {
+                    inbox.release(&event_id, token).await
+                };
+                if let Err(error) = ended {
+                    // Settling anyway: after an Ack a redelivery would
+                    // repeat the handler for certain; after a Retry the
+                    // claim expires with its lease and the event runs then.
+                    warn!(%error, ?outcome, "ending the inbox claim failed");
+                }
             }
             self.settle(delivery, outcome.clone()).await;
             outcome
@@ -458,7 +495,13 @@ impl Shared {
 
     /// Runs the handler in its own task (a panic becomes a retry) while
     /// extending the message's visibility.
-    async fn run_handler(&self, delivery: &Delivery, event: Envelope) -> Outcome {
+    async fn run_handler(
+        &self,
+        delivery: &Delivery,
+        event: Envelope,
+        claim: Option<&ClaimToken>,
+    ) -> Outcome {
+        let event_id = event.id.clone();
         let info = DeliveryInfo {
             queue: self.queue.name().to_owned(),
             message_id: delivery.message_id.clone(),
@@ -492,6 +535,13 @@ impl Shared {
                         .await
                     {
                         warn!(%error, "visibility heartbeat failed");
+                    }
+                    if let (Some(inbox), Some(claim)) = (&self.inbox, claim) {
+                        match inbox.extend(&event_id, claim, self.config.claim_lease()).await {
+                            Ok(true) => {}
+                            Ok(false) => warn!("the inbox claim was lost while the handler ran"),
+                            Err(error) => warn!(%error, "extending the inbox claim failed"),
+                        }
                     }
                 }
                 () = &mut timeout => {

@@ -72,7 +72,8 @@ impl LocalKeystore {
         create_private_dir(dir).map_err(|e| err(format!("cannot create the directory: {e}")))?;
         let key_path = dir.join(KEY_FILE);
         let data_path = dir.join(DATA_FILE);
-        private_dir_mode(dir).map_err(|e| err(format!("cannot make the directory private: {e}")))?;
+        private_dir_mode(dir)
+            .map_err(|e| err(format!("cannot make the directory private: {e}")))?;
         refuse_shared(&data_path).map_err(&err)?;
         let key = if key_path.exists() {
             read_key(&key_path)?

@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 mod m20250701_000001_create_outbox;
 mod m20250701_000002_create_queues;
 mod m20250701_000003_create_inbox;
+mod m20261205_000001_inbox_claims;
 
 /// Creates the outbox, the embedded bus's queues and the inbox.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250701_000001_create_outbox::Migration),
             Box::new(m20250701_000002_create_queues::Migration),
             Box::new(m20250701_000003_create_inbox::Migration),
+            Box::new(m20261205_000001_inbox_claims::Migration),
         ]
     }
 
@@ -107,4 +109,7 @@ pub(crate) enum BusInbox {
     Subscriber,
     EventId,
     HandledAtMs,
+    LeaseUntilMs,
+    ClaimToken,
+    ClaimMessage,
 }

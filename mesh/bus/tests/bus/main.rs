@@ -3,5 +3,6 @@
 
 mod aws;
 mod embedded;
+mod inbox;
 mod relay;
 mod support;

@@ -299,7 +299,7 @@ async fn bus_migrations_live_beside_a_service_s_own() {
             .unwrap()
             .unwrap();
         let n: i64 = row.try_get("", "n").unwrap();
-        assert_eq!(n, 3);
+        assert_eq!(n, 4);
     })
     .await;
 }
