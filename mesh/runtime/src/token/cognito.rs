@@ -2,13 +2,18 @@
 //! against the pool's JWKS and read as cloudsec claims.
 //!
 //! Cognito access tokens have no `aud` (they name the app client in
-//! `client_id`) and no tenant. The tenant comes from a claim a
-//! pre-token-generation trigger adds (`custom:tenant` by default) or, when
-//! that is absent, from the one group that starts with
-//! `tenant_group_prefix`. Whoever administers the pool therefore decides
-//! tenancy: trust a pool only as far as you trust its admins.
+//! `client_id`) and no tenant. The tenant comes only from the pool's
+//! groups, which only the pool's administrators can change, through
+//! explicit configuration: `tenant_groups` maps a group to a tenant name,
+//! and `tenant_group_prefix` makes group `<prefix><name>` tenant `<name>`.
+//! No claim a user could write (a custom attribute) ever selects a tenant.
+//!
+//! A pool's tenants live in the pool's own namespace: tenant `acme` of pool
+//! `eu-west-1_AbC` is `cognito:eu-west-1_AbC/acme`, which no native tenant
+//! name can spell (those are lowercase letters, digits and dashes), so a
+//! pool user never reaches the cloudsec tenant `acme`, nor another pool's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -32,22 +37,24 @@ pub struct CognitoConfig {
     /// Default `<issuer>/.well-known/jwks.json`.
     #[serde(default)]
     pub jwks_url: Option<String>,
-    /// The claim that names the tenant.
-    #[serde(default = "default_tenant_claim")]
-    pub tenant_claim: String,
-    /// Without the claim: the tenant is the rest of the one group that
-    /// starts with this, e.g. `tenant-` makes group `tenant-acme` tenant
-    /// `acme`.
+    /// Group name to tenant name, e.g. `{ "acme-staff" = "acme" }`.
+    #[serde(default)]
+    pub tenant_groups: BTreeMap<String, String>,
+    /// Group `<prefix><name>` makes tenant `<name>`, e.g. `tenant-` makes
+    /// group `tenant-acme` tenant `acme`.
     #[serde(default)]
     pub tenant_group_prefix: Option<String>,
-    /// Members of this group get the `tenant:admin` scope.
+    /// Members of this group get the `tenant:admin` scope (in their pool
+    /// tenant only).
     #[serde(default)]
     pub admin_group: Option<String>,
+    /// Refused with an explanation: a claim is no way to pick a tenant.
+    #[serde(default)]
+    tenant_claim: Option<serde_json::Value>,
 }
 
-fn default_tenant_claim() -> String {
-    "custom:tenant".to_owned()
-}
+/// The prefix of every tenant from a Cognito pool.
+const COGNITO_TENANT_PREFIX: &str = "cognito:";
 
 impl CognitoConfig {
     /// The `iss` of the pool's tokens.
@@ -101,7 +108,34 @@ impl CognitoConfig {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Some(("jwks_url", "must be an http(s) URL"));
         }
+        if self.tenant_claim.is_some() {
+            return Some((
+                "tenant_claim",
+                "is no longer accepted: a claim (a custom attribute users may be able to write) \
+                 must not choose a tenant; map groups with tenant_groups or tenant_group_prefix",
+            ));
+        }
+        if self.tenant_groups.is_empty() && self.tenant_group_prefix.is_none() {
+            return Some((
+                "tenant_groups",
+                "or tenant_group_prefix is required: which groups make which tenants",
+            ));
+        }
+        if self.tenant_group_prefix.as_deref() == Some("") {
+            return Some(("tenant_group_prefix", "must not be empty"));
+        }
+        if self.tenant_groups.values().any(|t| !valid_tenant(t)) {
+            return Some((
+                "tenant_groups",
+                "names a tenant that is not 3 to 63 lowercase letters, digits and dashes",
+            ));
+        }
         None
+    }
+
+    /// The pool's namespaced name of its tenant `name`.
+    pub fn tenant(&self, name: &str) -> String {
+        format!("{COGNITO_TENANT_PREFIX}{}/{name}", self.user_pool_id)
     }
 }
 
@@ -126,8 +160,6 @@ struct CognitoClaims {
     auth_time: Option<i64>,
     #[serde(default, rename = "cognito:groups")]
     groups: Vec<String>,
-    #[serde(flatten)]
-    rest: HashMap<String, serde_json::Value>,
 }
 
 /// A trusted user pool and its keys.
@@ -296,20 +328,25 @@ impl CognitoPool {
         })
     }
 
+    /// The one tenant the user's groups name, in the pool's namespace.
+    /// Two tenants would make the tenant a guess, so they name none.
     fn tenant_of(&self, claims: &CognitoClaims) -> Option<String> {
-        let named = claims
-            .rest
-            .get(&self.config.tenant_claim)
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned);
-        let tenant = named.or_else(|| {
-            let prefix = self.config.tenant_group_prefix.as_deref()?;
-            let mut tenants = claims.groups.iter().filter_map(|g| g.strip_prefix(prefix));
-            let first = tenants.next()?;
-            // Two tenant groups would make the tenant a guess.
-            tenants.next().is_none().then(|| first.to_owned())
-        })?;
-        valid_tenant(&tenant).then_some(tenant)
+        let prefix = self.config.tenant_group_prefix.as_deref();
+        let mut tenants = claims
+            .groups
+            .iter()
+            .filter_map(|group| {
+                self.config
+                    .tenant_groups
+                    .get(group)
+                    .map(String::as_str)
+                    .or_else(|| group.strip_prefix(prefix?))
+            })
+            .filter(|name| valid_tenant(name));
+        let first = tenants.next()?;
+        tenants
+            .all(|other| other == first)
+            .then(|| self.config.tenant(first))
     }
 }
 
@@ -343,7 +380,8 @@ mod tests {
 
     fn config() -> CognitoConfig {
         toml::from_str(
-            "user_pool_id = \"eu-west-1_Abc\"\nclient_ids = [\"app\"]\ntenant_group_prefix = \"tenant-\"\n",
+            "user_pool_id = \"eu-west-1_Abc\"\nclient_ids = [\"app\"]\ntenant_group_prefix = \"tenant-\"\n\
+             tenant_groups = { \"globex-staff\" = \"globex\" }\n",
         )
         .unwrap()
     }
@@ -359,57 +397,82 @@ mod tests {
             c.jwks_url(),
             "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc/.well-known/jwks.json"
         );
-        assert_eq!(c.tenant_claim, "custom:tenant");
         assert!(c.problem().is_none());
         let mut bad = c.clone();
         bad.user_pool_id = "nounderscore".into();
         assert_eq!(bad.problem().unwrap().0, "user_pool_id");
-        let mut bad = c;
+        let mut bad = c.clone();
         bad.client_ids.clear();
         assert_eq!(bad.problem().unwrap().0, "client_ids");
+        // No mapping at all is refused: tenancy must be configured.
+        let mut bad = c.clone();
+        bad.tenant_groups.clear();
+        bad.tenant_group_prefix = None;
+        assert_eq!(bad.problem().unwrap().0, "tenant_groups");
+        let mut bad = c;
+        bad.tenant_groups.insert("g".into(), "Not_A_Tenant".into());
+        assert_eq!(bad.problem().unwrap().0, "tenant_groups");
         assert!(
             toml::from_str::<CognitoConfig>("user_pool_id = \"a_b\"\nclient_ids = []\nx = 1")
                 .is_err()
         );
+        // The old claim setting is refused with the reason.
+        let old: CognitoConfig = toml::from_str(
+            "user_pool_id = \"eu-west-1_Abc\"\nclient_ids = [\"app\"]\ntenant_claim = \"custom:tenant\"\ntenant_group_prefix = \"t-\"\n",
+        )
+        .unwrap();
+        let (key, why) = old.problem().unwrap();
+        assert_eq!(key, "tenant_claim");
+        assert!(why.contains("must not choose a tenant"), "{why}");
     }
 
+    /// The claims of a token payload with `groups` and the extra claims
+    /// `rest`, read as the verifier reads them.
     fn claims(groups: &[&str], rest: &[(&str, &str)]) -> CognitoClaims {
-        CognitoClaims {
-            iss: String::new(),
-            sub: "s".into(),
-            exp: 0,
-            iat: 0,
-            nbf: None,
-            jti: String::new(),
-            token_use: "access".into(),
-            client_id: "app".into(),
-            scope: String::new(),
-            auth_time: None,
-            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-            rest: rest
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned())))
-                .collect(),
+        let mut payload = serde_json::json!({
+            "iss": "i", "sub": "s", "exp": 0, "iat": 0,
+            "token_use": "access", "client_id": "app",
+            "cognito:groups": groups,
+        });
+        for (k, v) in rest {
+            payload[*k] = serde_json::Value::String((*v).to_owned());
         }
+        serde_json::from_value(payload).unwrap()
     }
 
     #[test]
-    fn the_tenant_comes_from_the_claim_or_one_group() {
+    fn the_tenant_comes_from_configured_groups_in_the_pools_namespace() {
         let pool = CognitoPool::new(config()).unwrap();
+        let tenant = |groups: &[&str], rest: &[(&str, &str)]| pool.tenant_of(&claims(groups, rest));
         assert_eq!(
-            pool.tenant_of(&claims(&["tenant-acme"], &[("custom:tenant", "globex")])),
-            Some("globex".into())
+            tenant(&["staff", "tenant-acme"], &[]),
+            Some("cognito:eu-west-1_Abc/acme".into())
         );
         assert_eq!(
-            pool.tenant_of(&claims(&["staff", "tenant-acme"], &[])),
-            Some("acme".into())
+            tenant(&["globex-staff"], &[]),
+            Some("cognito:eu-west-1_Abc/globex".into())
         );
+        // A claim the user may write changes nothing, with or without a
+        // tenant group.
         assert_eq!(
-            pool.tenant_of(&claims(&["tenant-acme", "tenant-globex"], &[])),
-            None
+            tenant(
+                &["tenant-acme"],
+                &[("custom:tenant", "globex"), ("tenant", "globex")]
+            ),
+            Some("cognito:eu-west-1_Abc/acme".into())
         );
-        assert_eq!(pool.tenant_of(&claims(&["staff"], &[])), None);
-        assert_eq!(pool.tenant_of(&claims(&["tenant-Bad_Name"], &[])), None);
+        assert_eq!(tenant(&[], &[("custom:tenant", "acme")]), None);
+        // Two tenants name none; the same tenant twice is one.
+        assert_eq!(tenant(&["tenant-acme", "tenant-globex"], &[]), None);
+        assert_eq!(
+            tenant(&["tenant-globex", "globex-staff"], &[]),
+            Some("cognito:eu-west-1_Abc/globex".into())
+        );
+        assert_eq!(tenant(&["staff"], &[]), None);
+        assert_eq!(tenant(&["tenant-Bad_Name"], &[]), None);
+        // No pool tenant is ever a native tenant name.
+        let native = tenant(&["tenant-acme"], &[]).unwrap();
+        assert!(!valid_tenant(&native));
     }
 
     #[test]
