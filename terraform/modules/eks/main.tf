@@ -217,7 +217,7 @@ resource "aws_eks_node_group" "this" {
     ignore_changes = [scaling_config[0].desired_size] # the cluster autoscaler owns it
   }
 
-  depends_on = [aws_iam_role_policy_attachment.node]
+  depends_on = [aws_iam_role_policy_attachment.node, aws_eks_addon.network]
 }
 
 # ---------------------------------------------------------------- add-ons
@@ -251,8 +251,29 @@ resource "aws_iam_role_policy_attachment" "cloudwatch_agent" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/CloudWatchAgentServerPolicy"
 }
 
-resource "aws_eks_addon" "this" {
-  for_each = var.addons
+locals {
+  # The network add-ons go on before the nodes (with
+  # bootstrap_self_managed_addons off, a node has no CNI otherwise and never
+  # becomes Ready); the others need nodes to schedule on.
+  node_addons = ["vpc-cni", "kube-proxy", "eks-pod-identity-agent"]
+  addons = {
+    for name, a in var.addons : name => merge(a, { before_nodes = contains(local.node_addons, name) })
+  }
+}
+
+resource "aws_eks_addon" "network" {
+  for_each = { for k, a in local.addons : k => a if a.before_nodes }
+
+  cluster_name                = aws_eks_cluster.this.name
+  addon_name                  = each.key
+  addon_version               = each.value.version
+  resolve_conflicts_on_create = "OVERWRITE"
+  resolve_conflicts_on_update = "PRESERVE"
+  tags                        = var.tags
+}
+
+resource "aws_eks_addon" "workloads" {
+  for_each = { for k, a in local.addons : k => a if !a.before_nodes }
 
   cluster_name                = aws_eks_cluster.this.name
   addon_name                  = each.key
@@ -262,6 +283,5 @@ resource "aws_eks_addon" "this" {
   service_account_role_arn    = each.key == "amazon-cloudwatch-observability" ? aws_iam_role.cloudwatch_agent[0].arn : null
   tags                        = var.tags
 
-  # coredns and the agent need nodes to schedule on.
   depends_on = [aws_eks_node_group.this]
 }

@@ -42,3 +42,8 @@ output "node_group_names" {
   description = "Names of the managed node groups."
   value       = [for g in aws_eks_node_group.this : g.node_group_name]
 }
+
+output "addons" {
+  description = "The managed add-ons: those installed before the nodes (network) and after them."
+  value       = { network = keys(aws_eks_addon.network), workloads = keys(aws_eks_addon.workloads) }
+}

@@ -75,8 +75,8 @@ run "secure_cluster" {
   }
 
   assert {
-    condition     = alltrue([for a in ["vpc-cni", "coredns", "kube-proxy"] : contains(keys(aws_eks_addon.this), a)])
-    error_message = "the core add-ons are managed"
+    condition     = toset(keys(aws_eks_addon.network)) == toset(["vpc-cni", "kube-proxy", "eks-pod-identity-agent"]) && toset(keys(aws_eks_addon.workloads)) == toset(["coredns", "amazon-cloudwatch-observability"])
+    error_message = "the core add-ons are managed, the network ones before the nodes"
   }
 
   assert {
