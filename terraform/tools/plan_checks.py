@@ -78,10 +78,10 @@ def rust_contract(repo):
 
     audit_queue = one(r'fn default_queue\(\) -> String \{\s*"([^"]+)"\.to_owned\(\)', audit_config, "audit's default queue")
     audit_receives = int(one(r'pub const MAX_RECEIVES: u32 = (\d+);', subscriber, "audit's MAX_RECEIVES"))
-    one(r'QueueSpec::new\(config\.queue\.clone\(\), (&\[\])\)\.max_receives\(MAX_RECEIVES\)', subscriber, "audit's queue_spec (every event type)")
+    one(r'QueueSpec::new\(\s*config\.queue\.clone\(\),\s*(&\[\])\s*,?\s*\)\s*\.max_receives\(\s*MAX_RECEIVES\s*\)', subscriber, "audit's queue_spec (every event type)")
 
     mailer_queue = one(r'pub const QUEUE: &str = "([^"]+)";', mailer, "the mailer's QUEUE")
-    mailer_type = one(r'QueueSpec::new\(QUEUE, &\[(\w+)::TYPE\]\)', mailer, "the mailer's event type")
+    mailer_type = one(r'QueueSpec::new\(\s*QUEUE,\s*&\[\s*(\w+)::TYPE\s*\]\s*,?\s*\)', mailer, "the mailer's event type")
 
     return {
         "topic": default_name,
