@@ -52,8 +52,9 @@ module "security" {
   oidc_provider_arn        = module.eks.oidc_provider_arn
   oidc_issuer              = module.eks.oidc_issuer
   console_distribution_arn = module.edge.distribution_arn
-  pipeline_account_ids     = [var.staging.account_id]
-  cognito                  = { enabled = var.cognito_enabled }
+  # staging's deploy reads pipeline artifacts; dev and staging pull images
+  pipeline_account_ids = distinct(concat([var.staging.account_id], var.pull_account_ids))
+  cognito              = { enabled = var.cognito_enabled }
   resources = {
     documents_bucket_arn  = module.data.buckets.documents.arn
     events_topic_arn      = module.messaging.topic_arn

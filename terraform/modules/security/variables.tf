@@ -116,7 +116,7 @@ variable "console_distribution_arn" {
 }
 
 variable "pipeline_account_ids" {
-  description = "Accounts whose delivery pipeline may use the cicd key (cross-account artifact buckets)."
+  description = "Other accounts that use the cicd key: where the pipeline deploys (its artifacts) and where the image is pulled (ECR layers encrypted with it)."
   type        = list(string)
   default     = []
 
