@@ -967,10 +967,17 @@ impl LocalPlatform {
                 config.events.provisioning,
             )
             .await?;
+        let seal = cloudsec_auth::codes::CodeSeal::from_config(
+            &auth_config.confirmation,
+            loaded.secrets.as_ref(),
+        )
+        .await
+        .map_err(|e| PlatformError::Auth(cloudsec_auth::BuildError::from(e)))?;
         let mailer = mailer::log_codes(
             &bus,
             config.events.provisioning,
             audit_config.shutdown_grace,
+            seal,
         )
         .await?;
         let mut app_audit = audit_config.clone();

@@ -277,6 +277,18 @@ fn up_serves_stops_cleanly_and_reuses_its_data() {
         &format!(r#"{{"email":"ada@example.com","code":"{code}"}}"#),
     );
     assert_eq!(status, 200, "{body}");
+    // The one log line with the code in clear is the mailer's delivery.
+    {
+        let log = log.lock().unwrap();
+        let with_code: Vec<_> = log.iter().filter(|l| l.contains(code.as_str())).collect();
+        assert!(!with_code.is_empty());
+        for line in with_code {
+            assert!(
+                line.contains("confirmation code"),
+                "the code leaked into: {line}"
+            );
+        }
+    }
 
     // `call` and `cert` find the running platform from a subdirectory and
     // reach every service, audit included.
@@ -365,10 +377,12 @@ fn serve_runs_one_component_from_file_and_environment() {
     std::fs::write(
         &config,
         format!(
-            "[auth]\ngrpc_listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:0\"\n\
+            "[secrets]\nbackend = \"local\"\ndir = \"{keys}\"\n\n\
+             [auth]\ngrpc_listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:0\"\n\
              database_url = \"sqlite://{}\"\n\
              tls = {{ ca_file = \"{c}/ca.pem\", cert_file = \"{c}/cert.pem\", key_file = \"{c}/key.pem\" }}\n",
             dir.path().join("auth.db").display(),
+            keys = dir.path().join("keystore").display(),
             c = certs.display()
         ),
     )

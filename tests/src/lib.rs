@@ -180,9 +180,15 @@ pub struct Sandbox {
     dir: tempfile::TempDir,
     pg: Option<PgDatabase>,
     extra: Extra,
-    /// Every confirmation code the platform sent, in order: the sandbox
-    /// reads its own queue, as a mailer would.
-    mail: Arc<Mutex<Vec<UserConfirmationRequested>>>,
+    /// Every confirmation code the platform sent, in order, opened: the
+    /// sandbox reads its own queue and holds the mailer's key, as a mailer
+    /// would.
+    mail: Arc<Mutex<Vec<(UserConfirmationRequested, String)>>>,
+    /// The mailer's key, to open codes.
+    seal: cloudsec_auth::codes::CodeSeal,
+    /// The body of every message on the bus, as a subscriber to every
+    /// event type receives it.
+    wire: Arc<Mutex<Vec<String>>>,
 }
 
 /// Configuration a test adds on top of the sandbox's own.
@@ -304,7 +310,33 @@ impl Sandbox {
             )
             .await
             .expect("sandbox mail queue");
-        tokio::spawn(read_mail(mailbox, mail.clone(), shutdown.clone()));
+        let seal = cloudsec_auth::codes::CodeSeal::from_config(
+            &config
+                .config
+                .auth
+                .as_ref()
+                .expect("auth section")
+                .confirmation,
+            config.secrets.as_ref(),
+        )
+        .await
+        .expect("the mailer's key");
+        tokio::spawn(read_mail(
+            mailbox,
+            seal.clone(),
+            mail.clone(),
+            shutdown.clone(),
+        ));
+        let wire = Arc::new(Mutex::new(Vec::new()));
+        let everything = platform
+            .bus()
+            .queue(
+                &QueueSpec::new("sandbox-everything", &[]),
+                config.config.events.provisioning,
+            )
+            .await
+            .expect("sandbox queue of every event");
+        tokio::spawn(read_wire(everything, wire.clone(), shutdown.clone()));
         let task = tokio::spawn(platform.run_until_stopped(shutdown.clone()));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -324,6 +356,8 @@ impl Sandbox {
             pg,
             extra,
             mail,
+            seal,
+            wire,
         };
         sandbox.wait_ready().await;
         sandbox
@@ -467,9 +501,9 @@ impl Sandbox {
             let mut mail = self.mail.lock().expect("mail lock");
             let latest = mail
                 .iter()
-                .rposition(|m| m.email == email && m.purpose() == purpose)?;
-            let code = mail[latest].code.clone();
-            mail.retain(|m| !(m.email == email && m.purpose() == purpose));
+                .rposition(|(m, _)| m.email == email && m.purpose() == purpose)?;
+            let code = mail[latest].1.clone();
+            mail.retain(|(m, _)| !(m.email == email && m.purpose() == purpose));
             Some(code)
         })
         .await;
@@ -482,7 +516,7 @@ impl Sandbox {
             .lock()
             .expect("mail lock")
             .iter()
-            .any(|m| m.email == email)
+            .any(|(m, _)| m.email == email)
     }
 
     /// Confirms `email`'s sign-up with the code the platform sent.
@@ -582,11 +616,50 @@ impl Sandbox {
     }
 }
 
-/// Moves every confirmation event from `queue` into `mail` until
+/// The body of every message on the bus so far, as a subscriber of
+/// every event type saw it.
+impl Sandbox {
+    pub fn wire(&self) -> Vec<String> {
+        self.wire.lock().expect("wire lock").clone()
+    }
+
+    /// Opens the sealed code of `request` with the mailer's key.
+    pub async fn open_code(
+        &self,
+        request: &UserConfirmationRequested,
+    ) -> Result<String, cloudsec_auth::AuthError> {
+        self.seal.open(request).await
+    }
+}
+
+/// Keeps the body of every message from `queue` in `wire` until
 /// `shutdown`.
+async fn read_wire(
+    queue: Arc<dyn cloudsec_bus::Queue>,
+    wire: Arc<Mutex<Vec<String>>>,
+    shutdown: Shutdown,
+) {
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = queue.receive(10, Duration::from_secs(1), Duration::from_secs(30)) => r,
+        };
+        let Ok(deliveries) = received else {
+            continue;
+        };
+        for delivery in deliveries {
+            wire.lock().expect("wire lock").push(delivery.body.clone());
+            let _ = queue.delete(&delivery).await;
+        }
+    }
+}
+
+/// Moves every confirmation event from `queue` into `mail`, with its code
+/// opened, until `shutdown`.
 async fn read_mail(
     queue: Arc<dyn cloudsec_bus::Queue>,
-    mail: Arc<Mutex<Vec<UserConfirmationRequested>>>,
+    seal: cloudsec_auth::codes::CodeSeal,
+    mail: Arc<Mutex<Vec<(UserConfirmationRequested, String)>>>,
     shutdown: Shutdown,
 ) {
     loop {
@@ -601,7 +674,10 @@ async fn read_mail(
             if let Ok(event) = &delivery.event
                 && let Ok(request) = event.decode::<UserConfirmationRequested>()
             {
-                mail.lock().expect("mail lock").push(request);
+                match seal.open(&request).await {
+                    Ok(code) => mail.lock().expect("mail lock").push((request, code)),
+                    Err(error) => panic!("the sandbox mailer cannot open a code: {error}"),
+                }
             }
             let _ = queue.delete(&delivery).await;
         }

@@ -30,6 +30,18 @@ path "transit/decrypt/auth-signing-keys" {
   capabilities = ["update"]
 }
 
+# Sealing confirmation and reset codes for the mailer (auth.confirmation.
+# mailer_key): a data key under the mailer's key, and nothing more. No
+# decrypt: the auth service cannot open a sealed code; the mailer can.
+path "transit/datakey/plaintext/cloudsec-mailer" {
+  capabilities = ["update"]
+}
+# Reading the key's metadata, so that a missing key stops the start rather
+# than the first sign-up.
+path "transit/keys/cloudsec-mailer" {
+  capabilities = ["read"]
+}
+
 # Dynamic database credentials.
 path "database/creds/auth" {
   capabilities = ["read"]

@@ -227,14 +227,14 @@ mod tests {
                 tenant: "acme".into(),
                 email: "u1@example.com".into(),
                 purpose: ev::ConfirmationPurpose::PasswordReset as i32,
-                code: "123456".into(),
+                sealed_code: "sealed:v1:c2VjcmV0".into(),
                 ..Default::default()
             },
         );
         let summary = decoder().summarize(&event);
-        assert!(!summary.json.contains("123456"), "{}", summary.json);
+        assert!(!summary.json.contains("c2VjcmV0"), "{}", summary.json);
         let json = parse(&summary);
-        assert_eq!(json["code"], REDACTED);
+        assert_eq!(json["sealed_code"], REDACTED);
         assert_eq!(json["purpose"], "PASSWORD_RESET");
         assert_eq!(json["email"], "u1@example.com");
         assert_eq!(summary.actor, "u1");

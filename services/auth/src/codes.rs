@@ -3,10 +3,11 @@
 //!
 //! A code is six random digits. The table keeps one code per user and
 //! purpose, as a SHA-256 bound to both, so a code for one purpose or user
-//! never opens another. The clear code exists only in the
-//! `UserConfirmationRequested` event a mailer delivers. A code dies when
-//! it is used, when it expires, after `max_attempts` wrong tries, and when
-//! a new one is sent.
+//! never opens another. The code leaves the service only sealed
+//! ([`CodeSeal`]) in the `UserConfirmationRequested` event, under the
+//! mailer's key: no other subscriber of the bus, nor a reader of the
+//! outbox, can read it. A code dies when it is used, when it expires,
+//! after `max_attempts` wrong tries, and when a new one is sent.
 
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use crate::session::sha256_hex;
 
 /// `[auth.confirmation]`: whether sign-ups must confirm their email, and
 /// how codes behave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmationConfig {
     /// When false, sign-ups can log in at once (no code is sent); password
@@ -42,6 +43,15 @@ pub struct ConfirmationConfig {
     /// The least time between two codes sent to one user for one purpose.
     #[serde(default = "default_resend_interval", with = "humantime_serde")]
     pub resend_interval: Duration,
+    /// The key-encryption key that seals codes for the mailer (a Vault
+    /// transit key, a KMS key, or one of the local keystore). The auth
+    /// service needs only to make data keys under it; the mailer alone
+    /// needs to decrypt (`deploy/vault/policies/`).
+    #[serde(default = "default_mailer_key")]
+    pub mailer_key: String,
+    /// The transit mount of `mailer_key` (with Vault).
+    #[serde(default = "default_transit_mount")]
+    pub transit_mount: String,
 }
 
 impl Default for ConfirmationConfig {
@@ -52,7 +62,109 @@ impl Default for ConfirmationConfig {
             reset_code_ttl: default_reset_code_ttl(),
             max_attempts: default_max_attempts(),
             resend_interval: default_resend_interval(),
+            mailer_key: default_mailer_key(),
+            transit_mount: default_transit_mount(),
         }
+    }
+}
+
+fn default_mailer_key() -> String {
+    "cloudsec-mailer".to_owned()
+}
+
+fn default_transit_mount() -> String {
+    "transit".to_owned()
+}
+
+/// Seals codes for the mailer (the auth service) and opens them (the
+/// mailer), with envelope encryption under `mailer_key`.
+///
+/// The sealed code is bound to its event's user, tenant, email, purpose
+/// and expiry, so a sealed code copied into another event (a forged one
+/// naming the attacker's address) does not open.
+#[derive(Debug, Clone)]
+pub struct CodeSeal {
+    sealer: crate::keys::KeySealer,
+}
+
+impl CodeSeal {
+    pub fn new(keys: std::sync::Arc<dyn cloudsec_secrets::KeyService>, key_name: &str) -> Self {
+        Self {
+            sealer: crate::keys::KeySealer::new(keys, key_name),
+        }
+    }
+
+    /// The seal `config` names, over the platform's key service. Codes
+    /// never leave in clear, so there is no seal without a key service.
+    pub async fn from_config(
+        config: &ConfirmationConfig,
+        secrets: Option<&cloudsec_secrets::Secrets>,
+    ) -> Result<Self> {
+        let secrets = secrets.ok_or_else(|| {
+            AuthError::Internal(
+                "auth.confirmation.mailer_key: confirmation codes are sealed for the mailer, \
+                 which needs a [secrets] back end (the local keystore or Vault)"
+                    .into(),
+            )
+        })?;
+        if config.mailer_key.is_empty() {
+            return Err(AuthError::Internal(
+                "auth.confirmation.mailer_key must name a key".into(),
+            ));
+        }
+        let keys = secrets.key_service(&config.transit_mount);
+        if let Some(client) = secrets.vault() {
+            let transit = cloudsec_secrets::TransitKeys::new(client.clone(), &config.transit_mount);
+            // Best effort: a least-privilege token may not create keys; the
+            // operator (deploy/ansible) has then made it.
+            if let Err(error) = transit.ensure_key(&config.mailer_key).await {
+                tracing::debug!(%error, key = %config.mailer_key, "cannot create the transit key (it may exist already)");
+            }
+            // A key that is not there stops the start, not the first
+            // sign-up.
+            keys.latest_version(&config.mailer_key).await.map_err(|e| {
+                AuthError::Internal(format!(
+                    "auth.confirmation.mailer_key `{}` on transit mount `{}`: {e}",
+                    config.mailer_key, config.transit_mount
+                ))
+            })?;
+        }
+        Ok(Self::new(keys, &config.mailer_key))
+    }
+
+    fn context(event: &cloudsec_proto::events::v1::UserConfirmationRequested) -> Vec<u8> {
+        let expires = event.expire_time.map_or(0, |t| t.seconds);
+        format!(
+            "cloudsec-confirmation-code/v1/{}/{}/{}/{}/{expires}",
+            event.user_id, event.tenant, event.email, event.purpose
+        )
+        .into_bytes()
+    }
+
+    /// Puts `code`, sealed, into `event` (whose other fields are final).
+    pub(crate) async fn seal(
+        &self,
+        event: &mut cloudsec_proto::events::v1::UserConfirmationRequested,
+        code: &str,
+    ) -> Result<()> {
+        event.sealed_code = self
+            .sealer
+            .seal_bytes(&Self::context(event), code.as_bytes())
+            .await?;
+        Ok(())
+    }
+
+    /// The code in `event`, for the mailer that delivers it.
+    pub async fn open(
+        &self,
+        event: &cloudsec_proto::events::v1::UserConfirmationRequested,
+    ) -> Result<String> {
+        let plain = self
+            .sealer
+            .open_bytes(&Self::context(event), &event.sealed_code)
+            .await?;
+        String::from_utf8(plain)
+            .map_err(|_| AuthError::Internal("a sealed code is not text".into()))
     }
 }
 

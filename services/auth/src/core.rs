@@ -83,7 +83,7 @@ impl SessionSettings {
             client_id: config.client_id.clone(),
             lockout: config.lockout,
             password_history: config.password_history,
-            confirmation: config.confirmation,
+            confirmation: config.confirmation.clone(),
             cleanup: config.cleanup,
             group_scopes: config.group_scopes.clone(),
             clients: config.clients.clone(),
@@ -128,6 +128,9 @@ pub struct AuthCore {
     pub(crate) clock: Arc<dyn Clock>,
     /// Seals MFA secrets; `None` keeps them in the clear (no key service).
     pub(crate) mfa_sealer: Option<crate::keys::KeySealer>,
+    /// Seals confirmation and reset codes for the mailer; without one no
+    /// code can be sent (`Auth::build` refuses to start so).
+    code_seal: Option<codes::CodeSeal>,
     /// External identity providers, when any are configured.
     pub(crate) federation: Option<Arc<crate::federation::Federation>>,
 }
@@ -216,6 +219,10 @@ impl AuthCore {
         let verifier = Arc::new(TokenVerifier::fixed(&tokens.issuer, &tokens.audience));
         let store = KeyStore::from_config(signing, &db, secrets).await?;
         let mfa_sealer = crate::keys::KeySealer::from_config(signing, secrets).await;
+        let code_seal = match secrets {
+            Some(_) => Some(codes::CodeSeal::from_config(&sessions.confirmation, secrets).await?),
+            None => None,
+        };
         let keys = KeyRing::open(
             store,
             Policy::new(signing, tokens.access_ttl),
@@ -233,8 +240,21 @@ impl AuthCore {
             outbox,
             clock: Arc::new(SystemClock),
             mfa_sealer,
+            code_seal,
             federation: None,
         })
+    }
+
+    /// The same core, sealing codes with `seal` (tests that keep signing
+    /// keys in the clear but must send codes).
+    pub fn with_code_seal(mut self, seal: codes::CodeSeal) -> Self {
+        self.code_seal = Some(seal);
+        self
+    }
+
+    /// Whether codes can be sent (a key service seals them).
+    pub fn can_send_codes(&self) -> bool {
+        self.code_seal.is_some()
     }
 
     /// The same core, signing users in through these providers too.
@@ -718,14 +738,19 @@ impl AuthCore {
             Purpose::PasswordReset => self.sessions.confirmation.reset_code_ttl,
         };
         let (code, expires_at) = codes::issue(txn, user_id, purpose, ttl, now).await?;
-        let event = UserConfirmationRequested {
+        let mut event = UserConfirmationRequested {
             user_id: user_id.to_string(),
             tenant: tenant.to_owned(),
             email: email.to_owned(),
             purpose: purpose.event() as i32,
-            code,
             expire_time: Some(timestamp(expires_at)),
+            sealed_code: String::new(),
         };
+        self.code_seal
+            .as_ref()
+            .ok_or_else(|| AuthError::Internal("no key service seals codes for the mailer".into()))?
+            .seal(&mut event, &code)
+            .await?;
         self.outbox
             .append(
                 txn,

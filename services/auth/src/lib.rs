@@ -114,6 +114,16 @@ impl Auth {
         )
         .await?
         .with_federation(config.federation.clone())?;
+        if !core.can_send_codes() {
+            // Codes never leave in clear, so without a key service no
+            // sign-up could be confirmed and no password reset.
+            return Err(AuthError::Internal(
+                "auth.confirmation.mailer_key: confirmation codes are sealed for the mailer, \
+                 which needs a [secrets] back end (the local keystore or Vault)"
+                    .into(),
+            )
+            .into());
+        }
         let keys = core.keys().clone();
         let mut host = ServiceHost::bind(
             "auth",

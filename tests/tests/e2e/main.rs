@@ -75,6 +75,7 @@ on_both_backends! {
     sessions::change_password_checks_and_revokes => sessions_change_password_checks_and_revokes,
     sessions::groups_open_restricted_documents => sessions_groups_open_restricted_documents,
     sessions::sign_up_confirmation_and_password_reset => sessions_sign_up_confirmation_and_password_reset,
+    sessions::codes_never_travel_in_clear => sessions_codes_never_travel_in_clear,
     sessions::mfa_enrolment_and_login => sessions_mfa_enrolment_and_login,
     sessions::groups_map_to_scopes => sessions_groups_map_to_scopes,
 }

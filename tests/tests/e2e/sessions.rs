@@ -830,3 +830,87 @@ async fn app_clients_set_lifetimes_and_scopes() {
     expect_error(r, 400, 3, "client_id").await;
     sb.stop().await;
 }
+
+/// Confirmation and reset codes never travel in clear: not in a published
+/// event, not in an outbox row; only the mailer (here, the sandbox, which
+/// holds the mailer's key) reads them.
+pub(crate) async fn codes_never_travel_in_clear(sb: &Sandbox) {
+    use cloudsec_proto::events::v1::{ConfirmationPurpose, UserConfirmationRequested};
+    use sea_orm::{ConnectionTrait, Database, Statement};
+
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let email = format!("sealed-{suffix}@example.com");
+    let password = "correct horse battery staple";
+    let r = sb
+        .post_public(
+            "/v1/auth:signUp",
+            &json!({"email": email, "password": password, "tenant": format!("s-{suffix}")}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let sign_up = sb.code(&email, ConfirmationPurpose::SignUp).await;
+    sb.post_public(
+        "/v1/auth:confirmSignUp",
+        &json!({"email": email, "code": sign_up}),
+    )
+    .await;
+    let r = sb
+        .post_public("/v1/auth:forgotPassword", &json!({"email": email}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let reset = sb.code(&email, ConfirmationPurpose::PasswordReset).await;
+
+    // Every outbox row of the auth database.
+    let db = Database::connect(sb.auth_database_url()).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT envelope FROM bus_outbox",
+        ))
+        .await
+        .unwrap();
+    let outbox: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String>("", "envelope").unwrap())
+        .collect();
+    // Every message a subscriber of every event type received, once both
+    // codes' events have arrived there.
+    let wire = cloudsec_tests::eventually(std::time::Duration::from_secs(20), || async {
+        let wire = sb.wire();
+        let requests = wire
+            .iter()
+            .filter_map(|body| cloudsec_bus::Envelope::from_json(body).ok())
+            .filter_map(|e| e.decode::<UserConfirmationRequested>().ok())
+            .filter(|r| r.email == email)
+            .count();
+        (requests >= 2).then_some(wire)
+    })
+    .await
+    .expect("both requests reach a subscriber of every event");
+    for code in [&sign_up, &reset] {
+        for (place, texts) in [("an outbox row", &outbox), ("a published message", &wire)] {
+            for text in texts.iter() {
+                // The JSON body and, inside it, the base64 protobuf.
+                let decoded = cloudsec_bus::Envelope::from_json(text)
+                    .map(|e| String::from_utf8_lossy(&e.data).into_owned())
+                    .unwrap_or_default();
+                assert!(
+                    !text.contains(code.as_str()) && !decoded.contains(code.as_str()),
+                    "the code {code} is readable in {place}: {text}"
+                );
+            }
+        }
+    }
+    // A sealed code is bound to its recipient: moved into an event for
+    // another address, it does not open, even with the mailer's key.
+    let request = wire
+        .iter()
+        .filter_map(|body| cloudsec_bus::Envelope::from_json(body).ok())
+        .filter_map(|e| e.decode::<UserConfirmationRequested>().ok())
+        .find(|r| r.email == email)
+        .unwrap();
+    let mut forged = request.clone();
+    forged.email = "attacker@example.com".into();
+    assert!(sb.open_code(&request).await.is_ok());
+    assert!(sb.open_code(&forged).await.is_err());
+}

@@ -68,13 +68,21 @@ fn vault_section(vault: &TestVault) -> String {
     )
 }
 
-/// The auth service seals its signing keys with Vault transit; the dev
-/// server has no transit mount, so each test gets one.
-async fn transit_env(vault: &TestVault) -> (String, String) {
-    (
-        "CLOUDSEC__AUTH__SIGNING__TRANSIT_MOUNT".to_owned(),
-        vault.mount("transit").await,
-    )
+/// The auth service seals its signing keys and the mailer's codes with
+/// Vault transit; the dev server has no transit mount, so each test gets
+/// one.
+async fn transit_env(vault: &TestVault) -> [(String, String); 2] {
+    let mount = vault.mount("transit").await;
+    [
+        (
+            "CLOUDSEC__AUTH__SIGNING__TRANSIT_MOUNT".to_owned(),
+            mount.clone(),
+        ),
+        (
+            "CLOUDSEC__AUTH__CONFIRMATION__TRANSIT_MOUNT".to_owned(),
+            mount,
+        ),
+    ]
 }
 
 async fn put(vault: &TestVault, reference: &str, value: &str) {
@@ -108,13 +116,14 @@ async fn platform_runs_on_vault_pki_and_kv() {
             "{}[mesh]\ncertificate_lifetime = \"1h\"\n[mesh.issuer]\nbackend = \"vault\"\nmount = \"{pki}\"\nrole = \"mesh\"\n",
             vault_section(&vault)
         ),
-        env: BTreeMap::from([
-            (
+        env: BTreeMap::from_iter(
+            [(
                 "CLOUDSEC__DOCUMENTS__PAGE_TOKEN_KEY".to_owned(),
                 format!("vault:{kv}/documents#page_token_key"),
-            ),
-            transit_env(&vault).await,
-        ]),
+            )]
+            .into_iter()
+            .chain(transit_env(&vault).await),
+        ),
     };
     let sb = Sandbox::start_with(Backend::Sqlite, extra)
         .await
@@ -389,7 +398,7 @@ impl DynamicDb {
             .into_iter()
             .map(|c| (format!("CLOUDSEC__{c}__DATABASE_URL"), url.clone()))
             .collect();
-        env.extend([transit_env(vault).await]);
+        env.extend(transit_env(vault).await);
         Extra { toml, env }
     }
 
@@ -608,7 +617,10 @@ async fn signing_keys_in_vault_rotate_under_a_running_platform() {
             "CLOUDSEC__AUTH__SIGNING__CHECK_INTERVAL".to_owned(),
             "500ms".to_owned(),
         ),
-    ]);
+    ])
+    .into_iter()
+    .chain(transit_env(&vault).await)
+    .collect();
     let sb = Sandbox::start_with(
         Backend::Sqlite,
         Extra {

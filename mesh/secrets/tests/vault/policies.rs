@@ -74,9 +74,24 @@ async fn service_policies_are_least_privilege() {
         ("audit", "secret/data/cloudsec/audit", &["read"]),
         ("audit", "secret/data/cloudsec/auth/signing-keys", &[]),
         ("audit", "transit/decrypt/docs-restricted", &[]),
+        // Codes: auth seals for the mailer, which alone opens them.
+        (
+            "auth",
+            "transit/datakey/plaintext/cloudsec-mailer",
+            &["update"],
+        ),
+        ("auth", "transit/decrypt/cloudsec-mailer", &[]),
+        ("auth", "transit/keys/cloudsec-mailer", &["read"]),
+        ("documents", "transit/decrypt/cloudsec-mailer", &[]),
+        ("audit", "transit/decrypt/cloudsec-mailer", &[]),
+        ("mailer", "transit/decrypt/cloudsec-mailer", &["update"]),
+        ("mailer", "transit/datakey/plaintext/cloudsec-mailer", &[]),
+        ("mailer", "transit/keys/cloudsec-mailer/rotate", &[]),
+        ("mailer", "transit/decrypt/auth-signing-keys", &[]),
+        ("mailer", "secret/data/cloudsec/auth", &[]),
     ];
     let mut failures = Vec::new();
-    for service in ["auth", "documents", "gateway", "audit"] {
+    for service in ["auth", "documents", "gateway", "audit", "mailer"] {
         let name = unique(service);
         root.request(
             reqwest::Method::PUT,

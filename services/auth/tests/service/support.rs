@@ -40,6 +40,10 @@ pub(crate) struct Harness {
     pub(crate) db: DatabaseConnection,
     pub(crate) clock: ManualClock,
     pub(crate) hasher: Hasher,
+    /// The mailer's side of the code seal: tests read codes as a mailer.
+    pub(crate) seal: cloudsec_auth::codes::CodeSeal,
+    /// The keystore behind the seal, alive as long as the harness.
+    _keys: Arc<tempfile::TempDir>,
 }
 
 /// A signed-up user.
@@ -89,17 +93,22 @@ impl Harness {
                 "envelope",
             )
             .await;
-        envelopes
-            .iter()
-            .map(|json| {
-                cloudsec_bus::Envelope::from_json(json)
-                    .unwrap()
-                    .decode::<UserConfirmationRequested>()
-                    .unwrap()
-            })
-            .filter(|e| e.email == email && e.purpose() == purpose)
-            .map(|e| e.code)
-            .collect()
+        let mut codes = Vec::new();
+        for json in &envelopes {
+            let event = cloudsec_bus::Envelope::from_json(json)
+                .unwrap()
+                .decode::<UserConfirmationRequested>()
+                .unwrap();
+            if event.email == email && event.purpose() == purpose {
+                codes.push(
+                    self.seal
+                        .open(&event)
+                        .await
+                        .expect("the mailer opens the code"),
+                );
+            }
+        }
+        codes
     }
 
     /// The latest code sent to `email` for `purpose`.
@@ -265,23 +274,43 @@ async fn harness(db: DatabaseConnection) -> Harness {
     // Whole seconds, so timestamps survive every backend unchanged.
     let start = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
     let clock = ManualClock::new(start);
+    // Codes leave the service sealed for the mailer, so there is a key
+    // service: a keystore of the test's own.
+    let keys = tempfile::tempdir().expect("keystore dir");
+    let secrets = cloudsec_secrets::Secrets::from_config(
+        &cloudsec_secrets::SecretsConfig::Local {
+            dir: Some(keys.path().join("keystore")),
+        },
+        keys.path(),
+    )
+    .await
+    .expect("keystore");
+    let sessions = SessionSettings::default();
+    let seal = cloudsec_auth::codes::CodeSeal::from_config(&sessions.confirmation, Some(&secrets))
+        .await
+        .expect("code seal");
+    // Signing keys stay in the clear here (the keys tests read them); the
+    // sealing of those is tested with a key service of its own.
     let core = AuthCore::new(
         db.clone(),
         hasher.clone(),
         tokens,
-        SessionSettings::default(),
+        sessions,
         cloudsec_bus::Outbox::new(),
         &cloudsec_auth::keys::SigningConfig::default(),
         None,
     )
     .await
     .expect("auth core")
+    .with_code_seal(seal.clone())
     .with_clock(Arc::new(clock.clone()));
     Harness {
         api: AuthGrpc::new(core),
         db,
         clock,
         hasher,
+        seal,
+        _keys: Arc::new(keys),
     }
 }
 
