@@ -37,6 +37,7 @@ PLACEHOLDERS = {
     "auth_key_arn",
     "dynamodb_key_arn",
     "events_key_arn",
+    "mailer_key_arn",
     "audit_signing_key_arn",
     "events_topic_arn",
     "events_fifo_topic_arn",

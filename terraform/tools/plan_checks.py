@@ -239,7 +239,7 @@ def check_security(env, plan, fails):
     dr = {
         "aws_s3_bucket_replication_configuration": 2,
         "aws_db_instance_automated_backups_replication": 1,
-        "aws_kms_replica_key": 13,
+        "aws_kms_replica_key": 14,
         "aws_route53_record": None,
     }
     for t, n in dr.items():

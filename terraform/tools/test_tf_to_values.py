@@ -101,7 +101,8 @@ class Test:
         acct = v["global"]["aws"]["accountId"]
         self.eq(f"{env} aws.documents", v["aws"]["documents"], {"bucket": f"cloudsec-{env}-documents-{acct}", "kmsKeyId": u("kms_key_arns.documents")})
         self.eq(f"{env} aws.audit", v["aws"]["audit"], {"table": f"cloudsec-{env}-audit-log", "signingKeyId": u("kms_key_arns.audit_signing"), "queue": "audit"})
-        self.eq(f"{env} aws.auth", v["aws"]["auth"], {"kmsKeyId": u("kms_key_arns.auth")})
+        self.eq(f"{env} aws.auth", v["aws"]["auth"], {"kmsKeyId": u("kms_key_arns.auth"), "mailerKeyId": u("kms_key_arns.mailer")})
+        self.eq(f"{env} aws.mailer", v["aws"]["mailer"], {"queue": f"cloudsec-{env}-mailer", "kmsKeyId": u("kms_key_arns.mailer")})
         self.eq(f"{env} aws.inbox.table", v["aws"]["inbox"]["table"], f"cloudsec-{env}-inbox")
         for d in ["auth", "documents", "audit"]:
             self.eq(f"{env} databases.{d}", v["databases"][d], {"host": u("postgres.host"), "port": 5432, "name": d, "sslmode": "verify-full"})

@@ -68,7 +68,8 @@ def pg(database="postgres", user="postgres", password=None):
 
 def verify(client, args):
     ns, pfx = args.namespace, args.prefix
-    components = ["auth", "documents", "audit", "gateway"]
+    components = ["auth", "documents", "audit", "gateway"]  # the mesh workloads
+    vault_roles = components + ["mailer"]
 
     audit = get(client, "sys/audit")
     audit = audit.get("data", audit)
@@ -84,7 +85,7 @@ def verify(client, args):
     auths = auths.get("data", auths)
     check(auths.get("kubernetes/", {}).get("type") == "kubernetes", "kubernetes/ auth is enabled")
 
-    for key in ["docs-public", "docs-internal", "docs-confidential", "docs-restricted", "auth-signing-keys"]:
+    for key in ["docs-public", "docs-internal", "docs-confidential", "docs-restricted", "auth-signing-keys", "cloudsec-mailer"]:
         k = get(client, f"transit/keys/{key}")["data"]
         check(k["type"] == "aes256-gcm96" and not k["exportable"] and not k["deletion_allowed"], f"transit key {key}: aes256-gcm96, not exportable, not deletable")
     dk = post(client, "transit/datakey/plaintext/docs-public")["data"]
@@ -156,6 +157,10 @@ def verify(client, args):
         ("auth", "secret/data/cloudsec/auth/signing-keys", True),
         ("gateway", "database/creds/documents", False),
         ("audit", "database/creds/audit", True),
+        ("auth", "transit/datakey/plaintext/cloudsec-mailer", True),
+        ("auth", "transit/decrypt/cloudsec-mailer", False),
+        ("mailer", "transit/decrypt/cloudsec-mailer", True),
+        ("mailer", "transit/datakey/plaintext/cloudsec-mailer", False),
     ]
     for policy, path, allowed in samples:
         token = post(client, "auth/token/create", {"policies": [policy], "no_default_policy": True, "ttl": "2m"})["auth"]["client_token"]
@@ -165,7 +170,7 @@ def verify(client, args):
 
     cfg = get(client, "auth/kubernetes/config")["data"]
     check(cfg["kubernetes_host"] == args.kubernetes_host and "BEGIN CERTIFICATE" in cfg["kubernetes_ca_cert"], "Kubernetes auth knows the API and its CA")
-    for c in components:
+    for c in vault_roles:
         role = get(client, f"auth/kubernetes/role/{c}")["data"]
         check(role["bound_service_account_names"] == [c] and role["bound_service_account_namespaces"] == [ns] and role["token_policies"] == [c],
               f"Kubernetes role {c}: ServiceAccount {c} in {ns}, policy {c}")

@@ -298,6 +298,7 @@ module "irsa_dr" {
     auth_key_arn          = module.security.dr_kms_key_arns.auth
     dynamodb_key_arn      = module.security.dr_kms_key_arns.dynamodb
     events_key_arn        = module.security.dr_kms_key_arns.events
+    mailer_key_arn        = module.security.dr_kms_key_arns.mailer
     audit_signing_key_arn = module.security.dr_kms_key_arns.audit_signing
     events_topic_arn      = module.messaging_dr.topic_arn
     events_fifo_topic_arn = module.messaging_dr.fifo_topic_arn

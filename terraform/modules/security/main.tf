@@ -22,6 +22,7 @@ locals {
     eks       = "EKS Kubernetes secrets"
     events    = "SNS topics and SQS queues of the event bus"
     logs      = "CloudWatch log groups and the alarm topic"
+    mailer    = "confirmation and reset codes sealed by auth for the mailer (auth.confirmation.mailer_key)"
     rds       = "RDS PostgreSQL storage, Performance Insights and replicated backups"
     secrets   = "Secrets Manager secrets (Redis auth token, RDS master password)"
   }
@@ -35,6 +36,7 @@ locals {
     documents_key_arn     = aws_kms_key.this["documents"].arn
     dynamodb_key_arn      = aws_kms_key.this["dynamodb"].arn
     events_key_arn        = aws_kms_key.this["events"].arn
+    mailer_key_arn        = aws_kms_key.this["mailer"].arn
     audit_signing_key_arn = aws_kms_key.audit_signing.arn
   })
 

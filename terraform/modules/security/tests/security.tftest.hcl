@@ -62,6 +62,11 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
   }
   override_resource {
     override_during = plan
+    target          = aws_kms_key.this["mailer"]
+    values          = { arn = "arn:aws:kms:eu-west-1:111111111111:key/mailer" }
+  }
+  override_resource {
+    override_during = plan
     target          = aws_kms_key.audit_signing
     values          = { arn = "arn:aws:kms:eu-west-1:111111111111:key/audit-signing" }
   }
@@ -87,6 +92,7 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
       Version = "2012-10-17"
       Statement = [
         { Sid = "SealedSigningKeys", Effect = "Allow", Action = ["kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/auth", Condition = { Null = { "kms:EncryptionContextKeys" = "false" } } },
+        { Sid = "SealCodesForTheMailer", Effect = "Allow", Action = ["kms:GenerateDataKey"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/mailer", Condition = { Null = { "kms:EncryptionContextKeys" = "false" } } },
         { Sid = "PublishEvents", Effect = "Allow", Action = ["sns:Publish"], Resource = ["arn:aws:sns:eu-west-1:111111111111:cloudsec-events", "arn:aws:sns:eu-west-1:111111111111:cloudsec-events.fifo"] },
         { Sid = "FindEventTopic", Effect = "Allow", Action = ["sns:ListTopics"], Resource = "*" },
         { Sid = "PutEventsOnBus", Effect = "Allow", Action = ["events:DescribeEventBus", "events:PutEvents"], Resource = "arn:aws:events:eu-west-1:111111111111:event-bus/cloudsec-events" },
@@ -118,6 +124,7 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
         { Sid = "ReadItsQueue", Effect = "Allow", Action = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"], Resource = "arn:aws:sqs:eu-west-1:111111111111:cloudsec-test-mailer" },
         { Sid = "DeadLetterNow", Effect = "Allow", Action = ["sqs:GetQueueUrl", "sqs:SendMessage"], Resource = "arn:aws:sqs:eu-west-1:111111111111:cloudsec-test-mailer-dlq" },
         { Sid = "EncryptedQueues", Effect = "Allow", Action = ["kms:Decrypt", "kms:GenerateDataKey"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/events", Condition = { StringEquals = { "kms:ViaService" = "sqs.eu-west-1.amazonaws.com" } } },
+        { Sid = "OpenSealedCodes", Effect = "Allow", Action = ["kms:Decrypt"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/mailer", Condition = { Null = { "kms:EncryptionContextKeys" = "false" } } },
       ]
     })
     error_message = "mailer: ${output.policies["mailer"]}"
@@ -153,8 +160,8 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
   }
 
   assert {
-    condition     = length(aws_kms_key.this) == 11 && aws_kms_key.console.enable_key_rotation && aws_kms_key.audit_signing.key_usage == "SIGN_VERIFY" && aws_kms_key.audit_signing.customer_master_key_spec == "ECC_NIST_P256"
-    error_message = "12 keys per purpose (11 plus the console key) and an ECDSA P-256 signing key for the audit chain heads"
+    condition     = length(aws_kms_key.this) == 12 && aws_kms_key.console.enable_key_rotation && aws_kms_key.audit_signing.key_usage == "SIGN_VERIFY" && aws_kms_key.audit_signing.customer_master_key_spec == "ECC_NIST_P256"
+    error_message = "13 keys per purpose (12 plus the console key) and an ECDSA P-256 signing key for the audit chain heads"
   }
 
   assert {
@@ -182,7 +189,7 @@ run "dr_region_replicates_every_key" {
   }
 
   assert {
-    condition     = length(aws_kms_replica_key.this) == 11 && length(aws_kms_replica_key.console) == 1 && length(aws_kms_replica_key.audit_signing) == 1
+    condition     = length(aws_kms_replica_key.this) == 12 && length(aws_kms_replica_key.console) == 1 && length(aws_kms_replica_key.audit_signing) == 1
     error_message = "every key has a replica in the DR region"
   }
 
