@@ -1099,8 +1099,15 @@ impl LocalPlatform {
             .map_or_else(loopback_any, Proxy::admin_addr)
     }
 
-    /// Serves until `shutdown` is cancelled; if one component fails, the
-    /// others are stopped too and the failure is returned.
+    /// Serves until `shutdown` is cancelled, then drains in order; if one
+    /// component fails, the others are stopped (in the same order) and the
+    /// failure is returned.
+    ///
+    /// The order is what finishes every accepted request: first the
+    /// gateway stops accepting and waits for its calls in flight (which
+    /// still need the sidecars and services behind it), then the services
+    /// and the mailer drain, and the sidecars go last, as Kubernetes stops
+    /// native sidecars after the app containers.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), PlatformError> {
         let Self {
             auth,
@@ -1116,96 +1123,117 @@ impl LocalPlatform {
         } = self;
         // Held to the end: dropping a handle stops its lease renewal.
         let _db_credentials = db_credentials;
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut background = Vec::new();
         if let Some(vault) = &vault {
-            let _renewal = vault.spawn_token_renewal(shutdown.clone());
+            background.push(vault.spawn_token_renewal(shutdown.clone()));
         }
         for identity in &identities {
-            let _rotation = identity.spawn_rotation(shutdown.clone());
+            background.push(identity.spawn_rotation(shutdown.clone()));
+        }
+
+        // One token per phase, in drain order.
+        let phases: [Shutdown; 3] = [Shutdown::new(), Shutdown::new(), Shutdown::new()];
+        const EDGE: usize = 0;
+        const APPS: usize = 1;
+        const SIDECARS: usize = 2;
+        type Outcome = (&'static str, usize, Result<(), String>);
+        let mut tasks: tokio::task::JoinSet<Outcome> = tokio::task::JoinSet::new();
+        let mut left = [0usize; 3];
+        {
+            let s = phases[EDGE].clone();
+            left[EDGE] += 1;
+            tasks.spawn(async move {
+                let r = gateway.run_until_stopped(s).await;
+                ("gateway", EDGE, r.map_err(|e| e.to_string()))
+            });
+        }
+        {
+            let s = phases[APPS].clone();
+            left[APPS] += 1;
+            tasks.spawn(async move {
+                let r = auth.run_until_stopped(None, s).await;
+                ("auth", APPS, r.map_err(|e| e.to_string()))
+            });
+        }
+        {
+            let s = phases[APPS].clone();
+            left[APPS] += 1;
+            tasks.spawn(async move {
+                let r = documents.run_until_stopped(None, s).await;
+                ("documents", APPS, r.map_err(|e| e.to_string()))
+            });
+        }
+        {
+            let s = phases[APPS].clone();
+            left[APPS] += 1;
+            tasks.spawn(async move {
+                let r = audit.run_until_stopped(None, s).await;
+                ("audit", APPS, r.map_err(|e| e.to_string()))
+            });
+        }
+        {
+            let s = phases[APPS].clone();
+            left[APPS] += 1;
+            tasks.spawn(async move {
+                let r = mailer.run(s).await;
+                ("mailer", APPS, r.map_err(|e| e.to_string()))
+            });
         }
         for (name, sidecar) in sidecars {
-            let s = shutdown.clone();
+            let s = phases[SIDECARS].clone();
+            left[SIDECARS] += 1;
             tasks.spawn(async move {
-                (
-                    name,
-                    sidecar
-                        .run_until_stopped(s)
-                        .await
-                        .map_err(|e| e.to_string()),
-                )
+                let r = sidecar.run_until_stopped(s).await;
+                (name, SIDECARS, r.map_err(|e| e.to_string()))
             });
         }
-        {
-            let s = shutdown.clone();
-            tasks.spawn(async move {
-                (
-                    "auth",
-                    auth.run_until_stopped(None, s)
-                        .await
-                        .map_err(|e| e.to_string()),
-                )
-            });
-        }
-        {
-            let s = shutdown.clone();
-            tasks.spawn(async move {
-                (
-                    "documents",
-                    documents
-                        .run_until_stopped(None, s)
-                        .await
-                        .map_err(|e| e.to_string()),
-                )
-            });
-        }
-        {
-            let s = shutdown.clone();
-            tasks.spawn(async move {
-                (
-                    "audit",
-                    audit
-                        .run_until_stopped(None, s)
-                        .await
-                        .map_err(|e| e.to_string()),
-                )
-            });
-        }
-        {
-            let s = shutdown.clone();
-            tasks.spawn(async move {
-                (
-                    "mailer",
-                    mailer.run(s.child_token()).await.map_err(|e| e.to_string()),
-                )
-            });
-        }
-        {
-            let s = shutdown.clone();
-            tasks.spawn(async move {
-                (
-                    "gateway",
-                    gateway
-                        .run_until_stopped(s)
-                        .await
-                        .map_err(|e| e.to_string()),
-                )
-            });
-        }
+
+        // Cancels the first phase that still runs once the ones before it
+        // are done; empty phases pass at once.
+        let advance = |left: &[usize; 3]| {
+            for (phase, token) in phases.iter().enumerate() {
+                token.cancel();
+                if left[phase] > 0 {
+                    return;
+                }
+            }
+        };
+        let mut draining = false;
         let mut first_error = None;
-        while let Some(joined) = tasks.join_next().await {
-            let (component, outcome) = match joined {
+        loop {
+            let joined = tokio::select! {
+                () = shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    tracing::info!("draining: gateway, then services, then sidecars");
+                    advance(&left);
+                    continue;
+                }
+                joined = tasks.join_next() => joined,
+            };
+            let Some(joined) = joined else { break };
+            let (component, phase, outcome) = match joined {
                 Ok(done) => done,
-                Err(join) => ("platform", Err(join.to_string())),
+                Err(join) => ("platform", SIDECARS, Err(join.to_string())),
             };
-            let message = match outcome {
-                Err(message) => message,
-                Ok(()) if shutdown.is_cancelled() => continue,
-                Ok(()) => "stopped unexpectedly".to_owned(),
+            left[phase] = left[phase].saturating_sub(1);
+            let failure = match outcome {
+                Err(message) => Some(message),
+                Ok(()) if draining => None,
+                Ok(()) => Some("stopped unexpectedly".to_owned()),
             };
-            // One component down takes the platform down, loudly.
-            tracing::error!(component, %message, "component failed");
-            shutdown.cancel();
-            first_error.get_or_insert(PlatformError::Stopped { component, message });
+            if let Some(message) = failure {
+                // One component down takes the platform down, loudly.
+                tracing::error!(component, %message, "component failed");
+                first_error.get_or_insert(PlatformError::Stopped { component, message });
+                shutdown.cancel();
+            }
+            if draining {
+                advance(&left);
+            }
+        }
+        shutdown.cancel();
+        for task in background {
+            let _ = task.await;
         }
         first_error.map_or(Ok(()), Err)
     }

@@ -215,7 +215,16 @@ struct Shared {
     openapi: Option<Bytes>,
     /// Whether the REST listener terminates TLS.
     tls: bool,
+    /// Set at shutdown: HTTP/1.1 answers then say `Connection: close`, so
+    /// keep-alive clients leave before their connection is closed under
+    /// them.
+    draining: std::sync::atomic::AtomicBool,
 }
+
+/// How long a draining gateway keeps its open connections serving (each
+/// answer closing its HTTP/1.1 connection, HTTP/2 clients told by GOAWAY)
+/// before it closes the idle ones; at most half of `shutdown_grace`.
+const DRAIN_WINDOW: Duration = Duration::from_secs(1);
 
 /// The REST gateway, built and bound but not yet serving.
 pub struct Gateway {
@@ -561,6 +570,7 @@ impl Gateway {
             validator,
             openapi,
             tls: tls.is_some(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(Self {
             local_addr: local_addr(&listener, config.listen)?,
@@ -624,16 +634,30 @@ impl Gateway {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&self.shared));
+        // The drain, in steps: the port closes at once (new connections are
+        // refused), open connections keep serving for the drain window with
+        // every HTTP/1.1 answer closing its connection, then idle ones
+        // close and calls in flight finish within the grace period.
+        let closing = Shutdown::new();
         let signal = shutdown.clone();
         let readiness = self.readiness.clone();
+        let shared = Arc::clone(&self.shared);
+        let window = DRAIN_WINDOW.min(self.shutdown_grace / 2);
+        let close_port = closing.clone();
         // The peer address is the client's unless a trusted proxy says
         // otherwise.
         let app = app.into_make_service_with_connect_info::<PeerAddr>();
-        let listener = PublicListener::new(self.listener, self.local_addr, self.tls.clone());
+        let listener =
+            PublicListener::new(self.listener, self.local_addr, self.tls.clone(), closing);
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 signal.cancelled().await;
                 readiness.set(false);
+                shared
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::Release);
+                close_port.cancel();
+                tokio::time::sleep(window).await;
             })
             .into_future();
         self.readiness.set(true);
@@ -809,6 +833,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
     let path = request.uri().path().to_owned();
     let origin = request.headers().get(header::ORIGIN).cloned();
     let presented_credentials = request.headers().contains_key(header::AUTHORIZATION);
+    let http1 = request.version() < http::Version::HTTP_2;
     let preflight = shared.cors.is_some() && cors::is_preflight(&method, request.headers());
     let mut caller = Caller::default();
 
@@ -887,6 +912,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
         }
     };
     crate::error::challenge(&mut response, presented_credentials);
+    if http1 && shared.draining.load(std::sync::atomic::Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(cors) = &shared.cors
         && !preflight
     {

@@ -112,6 +112,8 @@ type Handshaken = (TlsStream<TcpStream>, SocketAddr);
 
 enum Inner {
     Plain(TcpListener),
+    /// The port is closed: the gateway drains.
+    Closed,
     Tls {
         ready: mpsc::Receiver<Handshaken>,
         acceptor: JoinHandle<()>,
@@ -122,6 +124,9 @@ enum Inner {
 pub(crate) struct PublicListener {
     local_addr: SocketAddr,
     inner: Inner,
+    /// Cancelled when the gateway drains: the port closes and no
+    /// connection is accepted any more.
+    closing: cloudsec_runtime::Shutdown,
 }
 
 impl std::fmt::Debug for PublicListener {
@@ -140,6 +145,7 @@ impl PublicListener {
         listener: TcpListener,
         local_addr: SocketAddr,
         tls: Option<Arc<rustls::ServerConfig>>,
+        closing: cloudsec_runtime::Shutdown,
     ) -> Self {
         let inner = match tls {
             None => Inner::Plain(listener),
@@ -150,7 +156,19 @@ impl PublicListener {
                 Inner::Tls { ready, acceptor }
             }
         };
-        Self { local_addr, inner }
+        Self {
+            local_addr,
+            inner,
+            closing,
+        }
+    }
+
+    /// Closes the port (and the TLS handshakes in progress).
+    fn close(&mut self) {
+        if let Inner::Tls { acceptor, .. } = &self.inner {
+            acceptor.abort();
+        }
+        self.inner = Inner::Closed;
     }
 }
 
@@ -169,6 +187,24 @@ impl Listener for PublicListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let closing = self.closing.clone();
+        tokio::select! {
+            biased;
+            () = closing.cancelled() => {
+                self.close();
+                std::future::pending().await
+            }
+            accepted = self.accept_open() => accepted,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
+
+impl PublicListener {
+    async fn accept_open(&mut self) -> (Box<dyn Connection>, SocketAddr) {
         match &mut self.inner {
             Inner::Plain(listener) => {
                 // axum's own accept loop, error handling included.
@@ -182,11 +218,8 @@ impl Listener for PublicListener {
                 // or it was aborted; either way no connection will come.
                 None => std::future::pending().await,
             },
+            Inner::Closed => std::future::pending().await,
         }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local_addr)
     }
 }
 

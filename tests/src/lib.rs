@@ -607,6 +607,12 @@ impl Sandbox {
         }
     }
 
+    /// Sends the platform the shutdown signal (as SIGTERM does) without
+    /// waiting; [`Sandbox::stop`] then waits for the drain.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Stops the platform and drops its database.
     pub async fn stop(mut self) {
         self.stop_platform().await;

@@ -67,6 +67,7 @@ on_both_backends! {
     mtls::refuses_clients_without_mesh_certificate => mtls_refuses_outsiders,
     ops::health_reflection_and_metrics => ops_health_reflection_and_metrics,
     ops::restart_reuses_data => ops_restart_reuses_data,
+    ops::drain_finishes_what_was_accepted => ops_drain_finishes_what_was_accepted,
     events::changes_reach_the_audit_log => events_changes_reach_the_audit_log,
     sessions::refresh_rotates_and_reuse_revokes => sessions_refresh_rotates_and_reuse_revokes,
     sessions::lockout_answers_known_and_unknown_alike => sessions_lockout_answers_known_and_unknown_alike,

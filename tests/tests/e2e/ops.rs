@@ -175,3 +175,88 @@ pub(crate) async fn restart_reuses_data(sb: &Sandbox) {
     own.login(&user.email, &user.password).await;
     own.stop().await;
 }
+
+/// SIGTERM under load: every request the gateway accepted before the
+/// signal is answered, and answered well; later ones are refused at
+/// connect, never half-served.
+pub(crate) async fn drain_finishes_what_was_accepted(sb: &Sandbox) {
+    // `sb` belongs to the caller; drain a sandbox of our own.
+    let own = Sandbox::start(sb.backend).await.expect("sandbox");
+    let user = own.user().await;
+    let doc = create(
+        &own,
+        &user.token,
+        json!({"title": "under load", "classification": "INTERNAL", "content": "x"}),
+    )
+    .await;
+    let path = format!("/v1/documents/{}", doc["id"].as_str().unwrap());
+    let url = own.url(&path);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (url, token, stop) = (url.clone(), user.token.clone(), stop.clone());
+        let answered = answered.clone();
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let (mut ok, mut refused, mut bad) = (0u32, 0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http.get(&url).bearer_auth(&token).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        // The whole answer arrives, too.
+                        match r.json::<serde_json::Value>().await {
+                            Ok(body) if body["title"] == "under load" => {
+                                ok += 1;
+                                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            other => bad.push(format!("body: {other:?}")),
+                        }
+                    }
+                    Ok(r) => bad.push(format!(
+                        "{} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    // Not accepted: the listener is closed.
+                    Err(e) if e.is_connect() => {
+                        refused += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    Err(e) => bad.push(format!("{e:?}")),
+                }
+            }
+            (ok, refused, bad)
+        }));
+    }
+    // Load runs, then the signal comes in the middle of it.
+    let warm = cloudsec_tests::eventually(std::time::Duration::from_secs(30), || async {
+        (answered.load(std::sync::atomic::Ordering::Relaxed) >= 40).then_some(())
+    })
+    .await;
+    assert!(warm.is_some(), "the load never got going");
+    own.begin_shutdown();
+    let stopped = tokio::spawn(own.stop());
+    // Keep sending through the drain until the gateway refuses connections.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stopped
+        .await
+        .expect("the platform drains and stops cleanly");
+    let (mut ok, mut refused, mut bad) = (0, 0, Vec::new());
+    for client in clients {
+        let (o, r, b) = client.await.unwrap();
+        ok += o;
+        refused += r;
+        bad.extend(b);
+    }
+    assert!(
+        refused > 0,
+        "the drain ended with the listener closed ({ok} answered, bad: {bad:?})"
+    );
+    assert!(
+        bad.is_empty(),
+        "{} accepted requests were not answered well ({ok} were): {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
