@@ -1,9 +1,16 @@
 //! Prometheus metrics: one registry per component, and a tower layer that
-//! counts gRPC requests and responses and times them.
+//! counts gRPC requests and responses, times them and gauges how many are
+//! in flight.
 //!
 //! Names follow Linkerd's where they exist (`request_total`,
 //! `response_total`, `response_latency_seconds`), labelled by gRPC service,
-//! method and status.
+//! method and status. Every registry also carries `cloudsec_build_info`
+//! (version and commit), the [`process`]-wide families and, once
+//! [`Metrics::watch_pool`] is called, its database pools.
+//! `docs/observability.md` lists every metric of the platform.
+
+mod pool;
+pub mod process;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +22,9 @@ use http_body::{Body, Frame};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,7 +46,20 @@ struct ResponseLabels {
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     inbound: Traffic,
+    pools: Arc<pool::PoolCollector>,
 }
+
+/// The version this binary was built from.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The commit this binary was built from: `CLOUDSEC_COMMIT` at build time
+/// (the image build sets it), `unknown` otherwise. An environment variable
+/// rather than a build script that asks git, so that a commit does not
+/// rebuild every crate above this one.
+pub const COMMIT: &str = match option_env!("CLOUDSEC_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
 
 /// Request, response and latency families for one direction of gRPC
 /// traffic (`inbound_*` in services; sidecars add `outbound_*`).
@@ -46,6 +68,12 @@ pub struct Traffic {
     requests: Family<RouteLabels, Counter>,
     responses: Family<ResponseLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Requests whose response has not ended yet; one gauge, not one per
+    /// route, so that it costs one atomic add per request. A family with
+    /// one child made by [`Traffic::layer`], so that a direction nobody
+    /// records (the default `inbound` of a sidecar's registry, which
+    /// registers its own) stays out of the exposition like the others.
+    in_flight: Family<Vec<(String, String)>, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -65,9 +93,29 @@ impl Metrics {
             .into_iter(),
         );
         let inbound = Traffic::register(&mut registry, "inbound");
+        registry.register(
+            "cloudsec_build",
+            "the version and commit of the running binary",
+            Info::new(vec![
+                ("version".to_owned(), VERSION.to_owned()),
+                ("commit".to_owned(), COMMIT.to_owned()),
+            ]),
+        );
+        registry.register_collector(Box::new(process::ProcessCollector));
+        let pools = Arc::new(pool::PoolCollector::default());
+        registry.register_collector(Box::new(pools.clone()));
         Self {
             registry: Arc::new(Mutex::new(registry)),
             inbound,
+            pools,
+        }
+    }
+
+    /// Exposes the size, use and checkout wait of `db`'s connection pool
+    /// as `db_pool_*{pool="<name>"}` for as long as this registry lives.
+    pub fn watch_pool(&self, name: &str, db: &sea_orm::DatabaseConnection) {
+        if !self.pools.watch(name, db) {
+            tracing::debug!(pool = name, "no connection pool to watch");
         }
     }
 
@@ -116,8 +164,14 @@ impl Traffic {
         let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,
         );
+        let in_flight = Family::<Vec<(String, String)>, Gauge>::default();
         let sub = registry.sub_registry_with_prefix(direction);
         sub.register("request", "gRPC requests", requests.clone());
+        sub.register(
+            "requests_in_flight",
+            "gRPC requests whose response has not ended",
+            in_flight.clone(),
+        );
         sub.register(
             "response",
             "gRPC responses, by HTTP status and grpc status",
@@ -132,12 +186,14 @@ impl Traffic {
             requests,
             responses,
             latency,
+            in_flight,
         }
     }
 
     /// The tower layer that records this traffic.
     pub fn layer(&self) -> GrpcMetricsLayer {
         GrpcMetricsLayer {
+            in_flight: self.in_flight.get_or_create_owned(&Vec::new()),
             metrics: self.clone(),
         }
     }
@@ -164,6 +220,7 @@ fn code_name(status: Option<&http::HeaderValue>) -> String {
 #[derive(Clone, Debug)]
 pub struct GrpcMetricsLayer {
     metrics: Traffic,
+    in_flight: Gauge,
 }
 
 impl<S> tower::Layer<S> for GrpcMetricsLayer {
@@ -173,6 +230,7 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
         GrpcMetricsService {
             inner,
             metrics: self.metrics.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -181,6 +239,24 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetricsService<S> {
     inner: S,
     metrics: Traffic,
+    in_flight: Gauge,
+}
+
+/// Counts a request in flight until dropped, whichever way it ends.
+#[derive(Debug)]
+struct InFlight(Gauge);
+
+impl InFlight {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// What is needed to record a response once its status is known.
@@ -190,6 +266,7 @@ struct Pending {
     route: RouteLabels,
     status_code: u16,
     start: Instant,
+    _in_flight: InFlight,
 }
 
 impl Pending {
@@ -229,6 +306,7 @@ where
         let route = route_labels(req.uri().path());
         self.metrics.requests.get_or_create(&route).inc();
         let pending = Pending {
+            _in_flight: InFlight::new(&self.in_flight),
             metrics: self.metrics.clone(),
             route,
             status_code: 0,

@@ -249,6 +249,7 @@ impl CognitoPool {
                 .await
         }
         .await;
+        crate::metrics::process::jwks_refresh("cognito", fetched.is_ok());
         let document = match fetched {
             Ok(document) => document,
             Err(error) => {

@@ -258,7 +258,9 @@ impl TokenVerifier {
         *last = Some(Instant::now());
         let mut request = tonic::Request::new(GetJwksRequest {});
         crate::grpc::propagate(&mut request);
-        match client.clone().get_jwks(request).await {
+        let fetched = client.clone().get_jwks(request).await;
+        crate::metrics::process::jwks_refresh("auth", fetched.is_ok());
+        match fetched {
             Ok(response) => {
                 self.set_keys(response.get_ref());
                 Ok(())
