@@ -226,8 +226,10 @@ pub struct JwtConfig {
         with = "humantime_serde"
     )]
     pub revocation_interval: Duration,
-    /// Method selectors that need no token.
-    #[serde(default = "default_public")]
+    /// Method selectors that need no token, besides the methods whose
+    /// contract says so (`cloudsec.api.v1.authentication`: signing up and
+    /// in, codes, refresh and logout, the keys).
+    #[serde(default)]
     pub public: Vec<String>,
     /// Cognito mode: also accept access tokens of this user pool.
     #[serde(
@@ -320,30 +322,6 @@ fn default_jwks_min_refresh() -> Duration {
     cloudsec_runtime::token::REFRESH_INTERVAL
 }
 
-/// Signing up and confirming, logging in (and its MFA steps, which carry a
-/// session instead), resetting a forgotten password and reading the keys
-/// cannot need a token. Enrolling MFA while logged in sends a token, which
-/// the auth service checks itself.
-fn default_public() -> Vec<String> {
-    [
-        "cloudsec.auth.v1.AuthService/SignUp",
-        "cloudsec.auth.v1.AuthService/Login",
-        "cloudsec.auth.v1.AuthService/ConfirmSignUp",
-        "cloudsec.auth.v1.AuthService/ResendConfirmationCode",
-        "cloudsec.auth.v1.AuthService/ForgotPassword",
-        "cloudsec.auth.v1.AuthService/ConfirmForgotPassword",
-        "cloudsec.auth.v1.AuthService/RespondToAuthChallenge",
-        "cloudsec.auth.v1.AuthService/AssociateSoftwareToken",
-        "cloudsec.auth.v1.AuthService/VerifySoftwareToken",
-        "cloudsec.auth.v1.AuthService/StartFederatedLogin",
-        "cloudsec.auth.v1.AuthService/CompleteFederatedLogin",
-        "cloudsec.auth.v1.AuthService/GetJwks",
-        "cloudsec.auth.v1.AuthService/GetOpenIdConfiguration",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
 fn default_cors_headers() -> Vec<String> {
     ["authorization", "content-type", "x-api-key", "x-request-id"]
         .map(str::to_owned)
@@ -396,7 +374,7 @@ impl Default for JwtConfig {
             refresh_interval: default_jwks_refresh(),
             min_refresh_interval: default_jwks_min_refresh(),
             revocation_interval: cloudsec_runtime::token::default_revocation_interval(),
-            public: default_public(),
+            public: Vec::new(),
             cognito: None,
         }
     }
@@ -641,7 +619,10 @@ mod tests {
         assert!(config.api_keys["partner"].enabled);
         let jwt = config.jwt.unwrap();
         assert_eq!(jwt.refresh_interval, Duration::from_secs(60));
-        assert_eq!(jwt.public.len(), 13);
+        assert!(
+            jwt.public.is_empty(),
+            "the contracts say which methods are public"
+        );
         assert_eq!(config.cors.unwrap().max_age, Duration::from_secs(3600));
         assert_eq!(config.trusted_proxies.len(), 2);
     }

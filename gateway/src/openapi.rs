@@ -35,7 +35,10 @@ use prost_reflect::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::policy::{option_scopes, scopes_extension};
+use crate::policy::{
+    Authentication, authentication_extension, option_authentication, option_scopes,
+    scopes_extension,
+};
 use crate::validate::{
     behavior, behavior_extension, field_behaviors, field_rules, rules_extension,
 };
@@ -48,15 +51,17 @@ pub fn openapi(pool: &DescriptorPool) -> Value {
 /// The document for the annotated RPCs of the services `include` accepts
 /// (by full name), e.g. those the gateway has an upstream for.
 pub fn openapi_for(pool: &DescriptorPool, include: impl Fn(&str) -> bool) -> Value {
+    let http = pool.get_extension_by_name("google.api.http");
     let mut generator = Generator {
         behavior: behavior_extension(pool),
         rules: rules_extension(pool),
         scopes: scopes_extension(pool),
+        authentication: authentication_extension(pool),
         comments: Comments::new(pool),
         schemas: BTreeMap::new(),
         pending: Vec::new(),
+        names: canonical_names(pool, http.as_ref(), &include),
     };
-    let http = pool.get_extension_by_name("google.api.http");
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut tags = Vec::new();
     for service in pool.services() {
@@ -81,7 +86,7 @@ pub fn openapi_for(pool: &DescriptorPool, include: impl Fn(&str) -> bool) -> Val
                 };
                 any = true;
                 paths
-                    .entry(openapi_path(template))
+                    .entry(generator.openapi_path(template))
                     .or_default()
                     .insert(verb, operation);
             }
@@ -111,6 +116,20 @@ pub fn openapi_for(pool: &DescriptorPool, include: impl Fn(&str) -> bool) -> Val
         "tags": tags,
         "paths": paths,
         "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An access token from `POST /v1/auth:login` (or a trusted Cognito pool's).",
+                },
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Key",
+                    "description": "Required on the routes the gateway's configuration marks `api_key = true`.",
+                },
+            },
             "schemas": schemas,
             "responses": {
                 "Error": {
@@ -179,30 +198,66 @@ fn pattern(rule: &HttpRule) -> Option<(String, &str)> {
     })
 }
 
-/// `/v1/{name=shelves/*}/x:verb` as OpenAPI writes it: `/v1/{name}/x:verb`.
-fn openapi_path(template: &str) -> String {
+/// A template with its variables blanked: the path OpenAPI sees, whatever
+/// the variables are named (`/v1/documents/{}` for `{id}` and
+/// `{document.id}` alike).
+fn shape(template: &str) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
+        let Some(close) = rest[open..].find('}') else {
             break;
         };
-        let inner = &after[..close];
-        let name = inner.split_once('=').map_or(inner, |(n, _)| n);
-        out.push('{');
-        out.push_str(&parameter_name(name));
-        out.push('}');
-        rest = &after[close + 1..];
+        out.push_str("{}");
+        rest = &rest[open + close + 1..];
     }
     out.push_str(rest);
     out
 }
 
-/// A path parameter's name for a variable's field path.
+/// A path parameter's own name for a variable's field path, before
+/// [`canonical_names`] picks one per path.
 fn parameter_name(field_path: &str) -> String {
     field_path.replace('.', "_")
+}
+
+/// One name per variable position of each path shape. OpenAPI 3.1 forbids
+/// two templates that differ only in their parameters' names (they are one
+/// path), so `GET /v1/documents/{id}` and `PATCH /v1/documents/{document.id}`
+/// share the shortest name (then the first in order); each parameter keeps
+/// its own field in `x-field-path`.
+fn canonical_names(
+    pool: &DescriptorPool,
+    http: Option<&ExtensionDescriptor>,
+    include: &impl Fn(&str) -> bool,
+) -> HashMap<String, Vec<String>> {
+    let mut names: HashMap<String, Vec<String>> = HashMap::new();
+    let Some(http) = http else {
+        return names;
+    };
+    for service in pool.services().filter(|s| include(s.full_name())) {
+        for method in service.methods() {
+            for rule in rules(&method, http) {
+                let Some((_, template)) = pattern(&rule) else {
+                    continue;
+                };
+                let these: Vec<String> = variables(template)
+                    .into_iter()
+                    .map(|(path, _)| parameter_name(&path))
+                    .collect();
+                let chosen = names
+                    .entry(shape(template))
+                    .or_insert_with(|| these.clone());
+                for (chosen, candidate) in chosen.iter_mut().zip(these) {
+                    if (candidate.len(), &candidate) < (chosen.len(), &*chosen) {
+                        *chosen = candidate;
+                    }
+                }
+            }
+        }
+    }
+    names
 }
 
 /// `(field path, segment pattern)` for each variable of a template.
@@ -261,6 +316,9 @@ struct Generator {
     behavior: Option<ExtensionDescriptor>,
     rules: Option<ExtensionDescriptor>,
     scopes: Option<ExtensionDescriptor>,
+    authentication: Option<ExtensionDescriptor>,
+    /// The parameter names of each path shape (see [`canonical_names`]).
+    names: HashMap<String, Vec<String>>,
     comments: Comments,
     schemas: BTreeMap<String, Value>,
     /// Messages and enums referenced but not yet described.
@@ -324,6 +382,41 @@ fn well_known(message: &MessageDescriptor) -> Option<Value> {
 }
 
 impl Generator {
+    /// The names of `template`'s path parameters, one per variable.
+    fn names_of(&self, template: &str) -> Vec<String> {
+        self.names
+            .get(&shape(template))
+            .cloned()
+            .unwrap_or_else(|| {
+                variables(template)
+                    .into_iter()
+                    .map(|(path, _)| parameter_name(&path))
+                    .collect()
+            })
+    }
+
+    /// `/v1/{name=shelves/*}/x:verb` as OpenAPI writes it, with the path's
+    /// one set of parameter names: `/v1/{name}/x:verb`.
+    fn openapi_path(&self, template: &str) -> String {
+        let names = self.names_of(template);
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        let mut index = 0;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
+            out.push('{');
+            out.push_str(names.get(index).map_or("", String::as_str));
+            out.push('}');
+            index += 1;
+            rest = &rest[open + close + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
     /// The schema of one value of `kind` (not repeated).
     fn kind_schema(&mut self, kind: &Kind) -> Value {
         match kind {
@@ -416,7 +509,27 @@ impl Generator {
             }
         }
         self.constrain(field, &mut schema);
-        (schema, behaviors.contains(&behavior::REQUIRED))
+        let required = behaviors.contains(&behavior::REQUIRED);
+        if required {
+            require(field, &mut schema);
+        } else {
+            empty_is_unset(field, &mut schema);
+        }
+        (schema, required)
+    }
+
+    /// A body property: [`Generator::property`], and `null` allowed where
+    /// the field is optional, since the proto3 JSON mapping reads `null`
+    /// as the field's default (a required field's default is its absence,
+    /// refused).
+    fn body_property(&mut self, field: &FieldDescriptor) -> (Value, bool) {
+        let (mut schema, required) = self.property(field);
+        let output_only =
+            field_behaviors(field, self.behavior.as_ref()).contains(&behavior::OUTPUT_ONLY);
+        if !required && !output_only {
+            schema = nullable(schema);
+        }
+        (schema, required)
     }
 
     /// The field's `cloudsec.api.v1.field_rules` as JSON Schema keywords,
@@ -440,10 +553,19 @@ impl Generator {
                 object.insert(max.to_owned(), json!(n));
             }
         }
+        if field.is_map()
+            && !rules.key_pattern.is_empty()
+            && let Some(object) = schema.as_object_mut()
+        {
+            object.insert(
+                "propertyNames".to_owned(),
+                json!({"pattern": rules.key_pattern}),
+            );
+        }
         let target = if field.is_list() {
             schema.get_mut("items")
         } else if field.is_map() {
-            None
+            schema.get_mut("additionalProperties")
         } else {
             Some(schema)
         };
@@ -479,7 +601,7 @@ impl Generator {
             if skip.iter().any(|s| s == field.name()) {
                 continue;
             }
-            let (schema, is_required) = self.property(&field);
+            let (schema, is_required) = self.body_property(&field);
             if is_required {
                 required.push(json!(field.json_name()));
             }
@@ -632,7 +754,8 @@ impl Generator {
         let input = method.input();
         let mut parameters = Vec::new();
         let mut bound: Vec<Vec<String>> = Vec::new();
-        for (path, segments) in variables(template) {
+        let names = self.names_of(template);
+        for ((path, segments), name) in variables(template).into_iter().zip(names) {
             let names: Vec<String> = path.split('.').map(str::to_owned).collect();
             let leaf = resolve(&input, &names)?;
             let (mut schema, _) = self.property(&leaf);
@@ -648,12 +771,12 @@ impl Generator {
                 object.remove("readOnly");
             }
             let mut parameter = json!({
-                "name": parameter_name(&path),
+                "name": name,
                 "in": "path",
                 "required": true,
                 "schema": schema,
             });
-            if path.contains('.') {
+            if name != path {
                 parameter["x-field-path"] = json!(path);
             }
             parameters.push(parameter);
@@ -683,7 +806,22 @@ impl Generator {
                 let field = input.get_field_by_name(field_name)?;
                 bound.push(vec![field_name.to_owned()]);
                 self.query_parameters(&input, "", &[], &bound, &mut Vec::new(), &mut parameters);
-                Some(self.field_schema(&field))
+                match (field.kind(), crate::validate::update_mask_field(&input)) {
+                    // An update: only the fields the mask names are read,
+                    // so the body requires none of them.
+                    (Kind::Message(resource), Some(_)) if !field.is_list() => {
+                        let mut schema = self.message_schema(&resource, &[]);
+                        if let Some(object) = schema.as_object_mut() {
+                            object.remove("required");
+                            object.insert(
+                                "description".to_owned(),
+                                json!("Only the fields `updateMask` names are read and checked; an empty mask names every writable field."),
+                            );
+                        }
+                        Some(schema)
+                    }
+                    _ => Some(self.field_schema(&field)),
+                }
             }
         };
 
@@ -743,13 +881,131 @@ impl Generator {
         if !scopes.is_empty() {
             operation["x-required-scopes"] = json!(scopes);
         }
+        // Who may call: a bearer token, nothing, or either a token or the
+        // login session the body carries.
+        operation["security"] = match option_authentication(method, self.authentication.as_ref()) {
+            Authentication::Bearer => json!([{"bearerAuth": []}]),
+            Authentication::None => json!([]),
+            Authentication::BearerOrSession => json!([{}, {"bearerAuth": []}]),
+        };
         if let Some(schema) = request_body {
+            // A body whose message has a required field cannot be left
+            // out: an absent body is every field at its default.
+            let required = match rule.body.as_str() {
+                "*" => input.fields().any(|f| {
+                    field_behaviors(&f, self.behavior.as_ref()).contains(&behavior::REQUIRED)
+                }),
+                name => input.get_field_by_name(name).is_some_and(|f| {
+                    field_behaviors(&f, self.behavior.as_ref()).contains(&behavior::REQUIRED)
+                }),
+            };
             operation["requestBody"] = json!({
-                "required": false,
+                "required": required,
                 "content": {"application/json": {"schema": schema}},
             });
         }
         Some(operation)
+    }
+}
+
+/// What a `REQUIRED` field demands beyond presence, as the gateway checks
+/// it: the JSON mapping's default value counts as absent, so a required
+/// string is not empty, a required list not empty, and a required enum is
+/// not its zero value.
+fn require(field: &FieldDescriptor, schema: &mut Value) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    if field.is_list() {
+        if !object.contains_key("minItems") {
+            object.insert("minItems".to_owned(), json!(1));
+        }
+        return;
+    }
+    match field.kind() {
+        Kind::String if object.get("minLength").and_then(Value::as_u64).unwrap_or(0) == 0 => {
+            object.insert("minLength".to_owned(), json!(1));
+        }
+        Kind::Enum(e) => {
+            let values: Vec<String> = e
+                .values()
+                .filter(|v| v.number() != 0)
+                .map(|v| v.name().to_owned())
+                .collect();
+            object.remove("$ref");
+            object.insert("type".to_owned(), json!("string"));
+            object.insert("enum".to_owned(), json!(values));
+        }
+        _ => {}
+    }
+}
+
+/// Field rules apply to a value that is set, and a plain proto3 string
+/// (without presence) is unset when empty: so an optional string with a
+/// pattern or a minimum length also takes `""`, exactly as the gateway
+/// does.
+fn empty_is_unset(field: &FieldDescriptor, schema: &mut Value) {
+    if field.is_list() || field.is_map() || field.supports_presence() {
+        return;
+    }
+    if !matches!(field.kind(), Kind::String) {
+        return;
+    }
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let mut when_set = Map::new();
+    for key in ["minLength", "pattern"] {
+        if let Some(value) = object.remove(key) {
+            when_set.insert(key.to_owned(), value);
+        }
+    }
+    if !when_set.is_empty() {
+        object.insert(
+            "anyOf".to_owned(),
+            json!([{"maxLength": 0}, Value::Object(when_set)]),
+        );
+    }
+}
+
+/// `schema`, also accepting JSON `null`.
+fn nullable(mut schema: Value) -> Value {
+    let Some(object) = schema.as_object_mut() else {
+        return schema;
+    };
+    match object.get("type").cloned() {
+        Some(Value::String(kind)) => {
+            object.insert("type".to_owned(), json!([kind, "null"]));
+            if let Some(Value::Array(values)) = object.get_mut("enum") {
+                values.push(Value::Null);
+            }
+            schema
+        }
+        Some(Value::Array(mut kinds)) => {
+            if !kinds.contains(&json!("null")) {
+                kinds.push(json!("null"));
+            }
+            object.insert("type".to_owned(), Value::Array(kinds));
+            schema
+        }
+        _ => {
+            // A `$ref` (or an untyped schema): either it or null.
+            let mut wrapper = Map::new();
+            for key in ["description", "readOnly", "writeOnly", "x-proto3-optional"] {
+                if let Some(value) = object.remove(key) {
+                    wrapper.insert(key.to_owned(), value);
+                }
+            }
+            if object.is_empty() {
+                // `{}` already accepts null.
+                return Value::Object(wrapper);
+            }
+            wrapper.insert(
+                "anyOf".to_owned(),
+                json!([Value::Object(object.clone()), {"type": "null"}]),
+            );
+            Value::Object(wrapper)
+        }
     }
 }
 
@@ -778,14 +1034,8 @@ mod tests {
 
     #[test]
     fn converts_templates() {
-        assert_eq!(
-            openapi_path("/v1/{name=shelves/*}/x:publish"),
-            "/v1/{name}/x:publish"
-        );
-        assert_eq!(
-            openapi_path("/v1/documents/{document.id}"),
-            "/v1/documents/{document_id}"
-        );
+        assert_eq!(shape("/v1/{name=shelves/*}/x:publish"), "/v1/{}/x:publish");
+        assert_eq!(shape("/v1/documents/{document.id}"), "/v1/documents/{}");
         assert_eq!(
             variables("/v1/{a.b=x/*}/{c}"),
             vec![
@@ -818,13 +1068,55 @@ mod tests {
                 "DocumentService_DeleteDocument",
             ),
             (
-                "/v1/documents/{document_id}",
+                "/v1/documents/{id}",
                 "patch",
                 "DocumentService_UpdateDocument",
             ),
         ] {
             assert_eq!(paths[path][verb]["operationId"], id, "{path} {verb}");
         }
+        // One path, one set of parameter names (OpenAPI 3.1 forbids two
+        // templates that differ only in their names).
+        let shapes: Vec<String> = paths.keys().map(|p| shape(p)).collect();
+        let mut unique = shapes.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(shapes.len(), unique.len(), "{shapes:?}");
+    }
+
+    #[test]
+    fn security_follows_the_contract() {
+        let doc = platform();
+        let paths = &doc["paths"];
+        assert_eq!(paths["/v1/auth:login"]["post"]["security"], json!([]));
+        assert_eq!(paths["/v1/auth:refresh"]["post"]["security"], json!([]));
+        assert_eq!(
+            paths["/v1/documents"]["get"]["security"],
+            json!([{"bearerAuth": []}])
+        );
+        assert_eq!(
+            paths["/v1/auth:verifySoftwareToken"]["post"]["security"],
+            json!([{}, {"bearerAuth": []}])
+        );
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
+        assert_eq!(schemes["apiKey"]["name"], "X-API-Key");
+    }
+
+    #[test]
+    fn required_means_not_the_default_and_optional_accepts_null() {
+        let doc = platform();
+        let schemas = &doc["components"]["schemas"];
+        let document = &schemas["cloudsec.documents.v1.Document"]["properties"];
+        assert_eq!(document["title"]["minLength"], 1);
+        let classes = document["classification"]["enum"].as_array().unwrap();
+        assert!(!classes.contains(&json!("CLASSIFICATION_UNSPECIFIED")));
+        assert_eq!(document["contentType"]["type"], json!(["string", "null"]));
+        // The update body requires nothing: the mask says what is read.
+        let update = &doc["paths"]["/v1/documents/{id}"]["patch"];
+        let body = &update["requestBody"]["content"]["application/json"]["schema"];
+        assert!(body.get("required").is_none(), "{body}");
+        assert_eq!(body["properties"]["title"]["minLength"], 1);
     }
 
     #[test]
@@ -837,12 +1129,15 @@ mod tests {
         assert_eq!(props["sizeBytes"]["type"], "string");
         assert_eq!(props["sizeBytes"]["readOnly"], true);
         assert_eq!(props["createTime"]["format"], "date-time");
-        assert_eq!(props["labels"]["type"], "object");
-        assert_eq!(
-            props["classification"]["$ref"],
-            "#/components/schemas/cloudsec.documents.v1.Classification"
+        assert_eq!(props["labels"]["type"], json!(["object", "null"]));
+        // Required: inlined without its zero value.
+        assert_eq!(props["classification"]["enum"][0], "PUBLIC");
+        assert!(
+            props["title"]["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("1 to 200 characters.")
         );
-        assert_eq!(props["title"]["description"], "1 to 200 characters.");
         let classification = &schemas["cloudsec.documents.v1.Classification"];
         assert_eq!(classification["enum"][1], "PUBLIC");
         let signup = &schemas["cloudsec.auth.v1.SignUpRequest"];
@@ -868,16 +1163,16 @@ mod tests {
             "Lists the caller's tenant's documents, newest first."
         );
 
-        let update = &doc["paths"]["/v1/documents/{document_id}"]["patch"];
+        let update = &doc["paths"]["/v1/documents/{id}"]["patch"];
         let params = update["parameters"].as_array().unwrap();
-        assert_eq!(params[0]["name"], "document_id");
+        assert_eq!(params[0]["name"], "id");
         assert_eq!(params[0]["x-field-path"], "document.id");
         assert_eq!(params[0]["in"], "path");
         assert_eq!(params[1]["name"], "updateMask");
         assert_eq!(params[1]["in"], "query");
         assert_eq!(
-            update["requestBody"]["content"]["application/json"]["schema"]["$ref"],
-            "#/components/schemas/cloudsec.documents.v1.Document"
+            update["requestBody"]["content"]["application/json"]["schema"]["type"],
+            "object"
         );
         let create = &doc["paths"]["/v1/auth:signUp"]["post"];
         assert_eq!(

@@ -116,6 +116,51 @@ pub(crate) fn option_scopes(
     }
 }
 
+/// How a method's caller authenticates, as its contract says
+/// (`cloudsec.api.v1.authentication`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Authentication {
+    /// An access token is required.
+    #[default]
+    Bearer,
+    /// No access token: the method authenticates its caller otherwise.
+    None,
+    /// A token when the caller has one, else a login session in the body.
+    BearerOrSession,
+}
+
+impl Authentication {
+    /// Whether the gateway lets a call without a token through.
+    pub(crate) fn tokenless(self) -> bool {
+        self != Self::Bearer
+    }
+}
+
+/// The `cloudsec.api.v1.authentication` extension, when the descriptors
+/// know it.
+pub(crate) fn authentication_extension(pool: &DescriptorPool) -> Option<ExtensionDescriptor> {
+    pool.get_extension_by_name("cloudsec.api.v1.authentication")
+}
+
+/// The authentication the contract demands for `method`.
+pub(crate) fn option_authentication(
+    method: &MethodDescriptor,
+    extension: Option<&ExtensionDescriptor>,
+) -> Authentication {
+    let Some(extension) = extension else {
+        return Authentication::Bearer;
+    };
+    let options = method.options();
+    if !options.has_extension(extension) {
+        return Authentication::Bearer;
+    }
+    match options.get_extension(extension).as_enum_number() {
+        Some(1) => Authentication::None,
+        Some(2) => Authentication::BearerOrSession,
+        _ => Authentication::Bearer,
+    }
+}
+
 /// How well `selector` names `service/method`: `None` when it does not,
 /// higher is more specific.
 fn specificity(selector: &str, service: &str, method: &str) -> Option<u8> {
@@ -146,12 +191,14 @@ impl RouteEdge {
     /// The settings of `service/method`: per setting, the most specific
     /// selector that sets it. Scopes are the contract's (`contract_scopes`)
     /// plus the configured ones: configuration can add scopes, not drop
-    /// what the contract demands (only `jwt.public` lifts the token check).
+    /// what the contract demands. A method needs no token when its contract
+    /// says so (`contract_tokenless`) or `jwt.public` selects it.
     pub(crate) fn resolve(
         config: &GatewayConfig,
         service: &str,
         method: &str,
         contract_scopes: &[String],
+        contract_tokenless: bool,
     ) -> Self {
         let mut matching: Vec<(u8, &crate::config::RoutePolicy)> = config
             .routes
@@ -168,10 +215,11 @@ impl RouteEdge {
         let overrides = matching
             .iter()
             .find_map(|(_, p)| p.status_overrides.as_ref());
-        let public = config
-            .jwt
-            .as_ref()
-            .is_some_and(|jwt| selected(&jwt.public, service, method));
+        let public = contract_tokenless
+            || config
+                .jwt
+                .as_ref()
+                .is_some_and(|jwt| selected(&jwt.public, service, method));
         let mut all_scopes: Vec<String> = contract_scopes.to_vec();
         for scope in scopes.unwrap_or_default() {
             if !all_scopes.contains(&scope) {
@@ -281,23 +329,23 @@ mod tests {
         });
         config.validate().unwrap();
 
-        let open = RouteEdge::resolve(&config, "a.v1.S", "Open", &[]);
+        let open = RouteEdge::resolve(&config, "a.v1.S", "Open", &[], false);
         assert!(!open.api_key);
         assert!(open.public);
         assert_eq!(open.scopes, ["s"]);
         assert_eq!(open.throttle, Some(throttle));
 
-        let other = RouteEdge::resolve(&config, "a.v1.S", "Other", &[]);
+        let other = RouteEdge::resolve(&config, "a.v1.S", "Other", &[], false);
         assert!(other.api_key && !other.public);
 
-        let elsewhere = RouteEdge::resolve(&config, "b.v1.T", "Open", &[]);
+        let elsewhere = RouteEdge::resolve(&config, "b.v1.T", "Open", &[], false);
         assert!(elsewhere.api_key);
         assert_eq!(elsewhere.scopes, ["base"]);
         assert_eq!(elsewhere.throttle, None);
 
         // No routes table: nothing is demanded.
         assert_eq!(
-            RouteEdge::resolve(&GatewayConfig::default(), "a.v1.S", "Open", &[]),
+            RouteEdge::resolve(&GatewayConfig::default(), "a.v1.S", "Open", &[], false),
             RouteEdge::default()
         );
     }
@@ -313,9 +361,9 @@ mod tests {
             },
         );
         let contract = ["items:write".to_owned()];
-        let edge = RouteEdge::resolve(&config, "a.v1.S", "M", &contract);
+        let edge = RouteEdge::resolve(&config, "a.v1.S", "M", &contract, false);
         assert_eq!(edge.scopes, ["items:write", "extra"]);
-        let edge = RouteEdge::resolve(&config, "b.v1.T", "M", &contract);
+        let edge = RouteEdge::resolve(&config, "b.v1.T", "M", &contract, false);
         assert_eq!(edge.scopes, ["items:write"]);
     }
 
@@ -334,7 +382,7 @@ mod tests {
             },
         );
         config.validate().unwrap();
-        let edge = RouteEdge::resolve(&config, "a.v1.S", "Delete", &[]);
+        let edge = RouteEdge::resolve(&config, "a.v1.S", "Delete", &[], false);
         assert_eq!(
             edge.status_overrides.get(&(tonic::Code::NotFound as i32)),
             Some(&StatusCode::OK)
@@ -344,29 +392,52 @@ mod tests {
             Some(&StatusCode::PRECONDITION_FAILED)
         );
         assert!(
-            RouteEdge::resolve(&config, "a.v1.S", "Get", &[])
+            RouteEdge::resolve(&config, "a.v1.S", "Get", &[], false)
                 .status_overrides
                 .is_empty()
         );
     }
 
     #[test]
-    fn auth_routes_are_public_by_default() {
+    fn the_contract_says_which_routes_need_no_token() {
+        let pool = DescriptorPool::decode(cloudsec_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let extension = authentication_extension(&pool);
+        let auth = pool
+            .get_service_by_name("cloudsec.auth.v1.AuthService")
+            .unwrap();
+        let of = |name: &str| {
+            option_authentication(
+                &auth.methods().find(|m| m.name() == name).unwrap(),
+                extension.as_ref(),
+            )
+        };
+        for method in [
+            "SignUp",
+            "Login",
+            "Refresh",
+            "Logout",
+            "GetJwks",
+            "GetOpenIdConfiguration",
+        ] {
+            assert_eq!(of(method), Authentication::None, "{method}");
+        }
+        assert_eq!(of("VerifySoftwareToken"), Authentication::BearerOrSession);
+        assert_eq!(of("GlobalSignOut"), Authentication::Bearer);
+        assert_eq!(of("AdminCreateUser"), Authentication::Bearer);
         let config = GatewayConfig {
             jwt: Some(JwtConfig::default()),
             ..GatewayConfig::default()
         };
-        for method in ["SignUp", "Login", "GetJwks", "GetOpenIdConfiguration"] {
-            assert!(
-                RouteEdge::resolve(&config, "cloudsec.auth.v1.AuthService", method, &[]).public
-            );
-        }
+        assert!(
+            RouteEdge::resolve(&config, "cloudsec.auth.v1.AuthService", "Login", &[], true).public
+        );
         assert!(
             !RouteEdge::resolve(
                 &config,
                 "cloudsec.documents.v1.DocumentService",
                 "GetDocument",
-                &[]
+                &[],
+                false
             )
             .public
         );

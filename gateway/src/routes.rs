@@ -298,18 +298,29 @@ pub(crate) enum Match<'a, T> {
 #[derive(Debug)]
 pub(crate) struct RouteTable<T> {
     entries: Vec<(Method, PathTemplate, T)>,
+    /// Every custom verb some route has. A path ending in `:<one of them>`
+    /// asks for that verb: a route without it never matches, so
+    /// `DELETE /v1/users/{id}:disable` cannot reach the route of
+    /// `DELETE /v1/users/{id}` with `{id}` = `<id>:disable`.
+    verbs: Vec<String>,
 }
 
 impl<T> Default for RouteTable<T> {
     fn default() -> Self {
         Self {
             entries: Vec::new(),
+            verbs: Vec::new(),
         }
     }
 }
 
 impl<T> RouteTable<T> {
     pub(crate) fn insert(&mut self, method: Method, template: PathTemplate, target: T) {
+        if let Some(verb) = &template.verb
+            && !self.verbs.contains(verb)
+        {
+            self.verbs.push(verb.clone());
+        }
         let at = self
             .entries
             .partition_point(|(_, t, _)| t.specificity(&template) != Ordering::Greater);
@@ -320,11 +331,37 @@ impl<T> RouteTable<T> {
         self.entries.iter().map(|(m, p, t)| (m, p, t))
     }
 
+    /// Whether `path` names one of the table's custom verbs.
+    fn asks_for_verb(&self, path: &str) -> bool {
+        let last = path.rsplit('/').next().unwrap_or_default();
+        last.rsplit_once(':')
+            .is_some_and(|(_, verb)| self.verbs.iter().any(|v| v == verb))
+    }
+
+    /// The routes whose template matches `path`, with the captures.
+    fn matching<'a, 'p>(
+        &'a self,
+        path: &'p str,
+    ) -> impl Iterator<Item = (&'a Method, &'a PathTemplate, &'a T, Vec<String>)> + use<'a, 'p, T>
+    {
+        let verb = self.asks_for_verb(path);
+        self.entries
+            .iter()
+            .filter_map(move |(method, template, target)| {
+                if verb && template.verb.is_none() {
+                    return None;
+                }
+                template
+                    .matches(path)
+                    .map(|captures| (method, template, target, captures))
+            })
+    }
+
     /// Every method some route takes on `path`, in table order.
     pub(crate) fn methods(&self, path: &str) -> Vec<Method> {
         let mut methods: Vec<Method> = Vec::new();
-        for (method, template, _) in &self.entries {
-            if !methods.contains(method) && template.matches(path).is_some() {
+        for (method, ..) in self.matching(path) {
+            if !methods.contains(method) {
                 methods.push(method.clone());
             }
         }
@@ -333,18 +370,16 @@ impl<T> RouteTable<T> {
 
     pub(crate) fn find(&self, method: &Method, path: &str) -> Match<'_, T> {
         let mut allowed = Vec::new();
-        for (route_method, template, target) in &self.entries {
-            if let Some(captures) = template.matches(path) {
-                if route_method == method {
-                    return Match::Found {
-                        template,
-                        target,
-                        captures,
-                    };
-                }
-                if !allowed.contains(route_method) {
-                    allowed.push(route_method.clone());
-                }
+        for (route_method, template, target, captures) in self.matching(path) {
+            if route_method == method {
+                return Match::Found {
+                    template,
+                    target,
+                    captures,
+                };
+            }
+            if !allowed.contains(route_method) {
+                allowed.push(route_method.clone());
             }
         }
         if allowed.is_empty() {
@@ -435,6 +470,35 @@ mod tests {
         let p = t("/v1/{name=files/**}");
         assert_eq!(p.matches("/v1/files/x/y"), Some(vec!["files/x/y".into()]));
         assert_eq!(t("/v1/**").matches("/v1/anything/at/all"), Some(vec![]));
+    }
+
+    #[test]
+    fn a_custom_verb_never_matches_a_route_without_it() {
+        let mut table = RouteTable::default();
+        table.insert(Method::DELETE, t("/v1/users/{id}"), "delete");
+        table.insert(Method::GET, t("/v1/users/{id}"), "get");
+        table.insert(Method::POST, t("/v1/users/{id}:disable"), "disable");
+        // The verb's own route, and only it.
+        assert!(matches!(
+            table.find(&Method::POST, "/v1/users/u1:disable"),
+            Match::Found {
+                target: &"disable",
+                ..
+            }
+        ));
+        match table.find(&Method::DELETE, "/v1/users/u1:disable") {
+            Match::MethodNotAllowed { allowed } => assert_eq!(allowed, [Method::POST]),
+            other => panic!("DELETE reached {other:?}"),
+        }
+        assert_eq!(table.methods("/v1/users/u1:disable"), [Method::POST]);
+        // An unknown suffix is not a verb: it is part of the id.
+        assert!(matches!(
+            table.find(&Method::DELETE, "/v1/users/u1:other"),
+            Match::Found {
+                target: &"delete",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -345,6 +345,7 @@ fn build_table(
         return Ok(table);
     };
     let scopes = scopes_extension(pool);
+    let authentication = crate::policy::authentication_extension(pool);
     for service in pool.services() {
         let channel = channels.get(service.full_name());
         let mut unrouted = 0;
@@ -368,6 +369,8 @@ fn build_table(
                 continue;
             }
             let contract_scopes = option_scopes(&method, scopes.as_ref());
+            let tokenless =
+                crate::policy::option_authentication(&method, authentication.as_ref()).tokenless();
             let full_method = format!("{}/{}", service.full_name(), method.name());
             let grpc_path = PathAndQuery::from_maybe_shared(Bytes::from(format!("/{full_method}")))
                 .map_err(|error| GatewayError::Template {
@@ -406,6 +409,7 @@ fn build_table(
                             service.full_name(),
                             method.name(),
                             &contract_scopes,
+                            tokenless,
                         ),
                     },
                 );

@@ -105,6 +105,7 @@ struct Rules {
     min_length: Option<usize>,
     max_length: Option<usize>,
     pattern: Option<Regex>,
+    key_pattern: Option<Regex>,
     min_items: Option<usize>,
     max_items: Option<usize>,
     minimum: Option<f64>,
@@ -143,9 +144,24 @@ impl Rules {
         let collection = field.is_list() || field.is_map();
         let string_rules =
             rules.min_length.is_some() || rules.max_length.is_some() || !rules.pattern.is_empty();
-        if string_rules && (field.is_map() || !matches!(kind, Kind::String)) {
+        // A map's entries are messages; its value field is what the string
+        // rules are about.
+        let (key_kind, value_kind) = match &kind {
+            Kind::Message(entry) if field.is_map() => (
+                Some(entry.map_entry_key_field().kind()),
+                entry.map_entry_value_field().kind(),
+            ),
+            other => (None, other.clone()),
+        };
+        if string_rules && !matches!(value_kind, Kind::String) {
             return Err(bad(
-                "min_length, max_length and pattern apply to string fields only".to_owned(),
+                "min_length, max_length and pattern apply to string fields (and maps of strings) only"
+                    .to_owned(),
+            ));
+        }
+        if !rules.key_pattern.is_empty() && !matches!(key_kind, Some(Kind::String)) {
+            return Err(bad(
+                "key_pattern applies to maps with string keys only".to_owned()
             ));
         }
         if (rules.min_items.is_some() || rules.max_items.is_some()) && !collection {
@@ -160,21 +176,24 @@ impl Rules {
                 "minimum and maximum apply to number fields only".to_owned()
             ));
         }
-        let pattern = if rules.pattern.is_empty() {
-            None
-        } else {
-            Some(
-                regex::RegexBuilder::new(&rules.pattern)
-                    .size_limit(MAX_PATTERN_BYTES)
-                    .build()
-                    .map_err(|error| bad(format!("bad pattern: {error}")))?,
-            )
+        let compile = |source: &str| -> Result<Option<Regex>, RuleError> {
+            if source.is_empty() {
+                return Ok(None);
+            }
+            regex::RegexBuilder::new(source)
+                .size_limit(MAX_PATTERN_BYTES)
+                .build()
+                .map(Some)
+                .map_err(|error| bad(format!("bad pattern: {error}")))
         };
+        let pattern = compile(&rules.pattern)?;
+        let key_pattern = compile(&rules.key_pattern)?;
         let size = |n: Option<u32>| n.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         Ok(Self {
             min_length: size(rules.min_length),
             max_length: size(rules.max_length),
             pattern,
+            key_pattern,
             min_items: size(rules.min_items),
             max_items: size(rules.max_items),
             minimum: rules.minimum,
@@ -191,7 +210,21 @@ impl Rules {
                     self.check_scalar(item, &format!("{path}[{i}]"), out);
                 }
             }
-            Value::Map(entries) => self.check_count(entries.len(), path, out),
+            Value::Map(entries) => {
+                self.check_count(entries.len(), path, out);
+                for (key, value) in entries {
+                    let entry = format!("{path}[{}]", map_key(key));
+                    if let (Some(pattern), MapKey::String(key)) = (&self.key_pattern, key)
+                        && !pattern.is_match(key)
+                    {
+                        out.push(Violation::invalid(
+                            &entry,
+                            format!("key must match `{}`", pattern.as_str()),
+                        ));
+                    }
+                    self.check_scalar(value, &entry, out);
+                }
+            }
             scalar => self.check_scalar(scalar, path, out),
         }
     }
@@ -754,6 +787,39 @@ mod tests {
     }
 
     #[test]
+    fn map_rules_check_keys_and_values() {
+        let (pool, m) = rules_pool(
+            r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
+               message M { map<string, string> n = 1 [(cloudsec.api.v1.field_rules) = {max_items: 2, key_pattern: "^[a-z]+$", max_length: 3}]; }"#,
+        );
+        let validator = Validator::new([m.clone()], None, rules_extension(&pool).as_ref()).unwrap();
+        let check = |json: serde_json::Value| {
+            let message = DynamicMessage::deserialize(m.clone(), json).unwrap();
+            let mut out: Vec<(String, String)> = validator
+                .violations(&message)
+                .into_iter()
+                .map(|v| (v.field, v.description))
+                .collect();
+            out.sort();
+            out
+        };
+        assert!(check(serde_json::json!({"n": {"env": "ok"}})).is_empty());
+        assert_eq!(
+            check(serde_json::json!({"n": {"Env": "ok", "b": "long"}})),
+            [
+                (
+                    "n[\"Env\"]".to_owned(),
+                    "key must match `^[a-z]+$`".to_owned()
+                ),
+                (
+                    "n[\"b\"]".to_owned(),
+                    "must be at most 3 characters".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn rules_that_cannot_apply_are_refused_at_start() {
         for source in [
             r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
@@ -765,7 +831,11 @@ mod tests {
             r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
                message M { string n = 1 [(cloudsec.api.v1.field_rules) = {pattern: "("}]; }"#,
             r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
-               message M { map<string, string> n = 1 [(cloudsec.api.v1.field_rules) = {max_length: 2}]; }"#,
+               message M { map<string, int32> n = 1 [(cloudsec.api.v1.field_rules) = {max_length: 2}]; }"#,
+            r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
+               message M { map<int32, string> n = 1 [(cloudsec.api.v1.field_rules) = {key_pattern: "a"}]; }"#,
+            r#"syntax = "proto3"; package t; import "cloudsec/api/v1/options.proto";
+               message M { string n = 1 [(cloudsec.api.v1.field_rules) = {key_pattern: "a"}]; }"#,
         ] {
             let (pool, m) = rules_pool(source);
             let error = Validator::new([m], None, rules_extension(&pool).as_ref()).unwrap_err();

@@ -482,12 +482,22 @@ async fn the_openapi_document_is_served() {
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
-    for path in [
-        "/v1/items/{id}",
-        "/v1/items/{item_id}",
-        "/v1/files/{path}",
-        "/v1/registrations",
-    ] {
+    // `/v1/items/{id}` and `/v1/items/{item.id}` are one path with one
+    // parameter name; the update's own field is in `x-field-path`.
+    assert!(!paths.contains_key("/v1/items/{item_id}"));
+    let params = paths["/v1/items/{id}"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|op| op["parameters"].as_array().cloned().unwrap_or_default())
+        .filter(|p| p["in"] == "path")
+        .collect::<Vec<_>>();
+    assert!(params.iter().all(|p| p["name"] == "id"), "{params:?}");
+    assert!(
+        params.iter().any(|p| p["x-field-path"] == "item.id"),
+        "{params:?}"
+    );
+    for path in ["/v1/items/{id}", "/v1/files/{path}", "/v1/registrations"] {
         assert!(
             paths.contains_key(path),
             "{path} missing: {:?}",
@@ -673,8 +683,10 @@ async fn field_rules_are_checked_before_the_call() {
     assert_eq!(register["age"]["minimum"], 0.0);
     assert_eq!(register["age"]["maximum"], 150.0);
     assert_eq!(register["tags"]["items"]["maxLength"], 5);
+    // An optional string's rules apply once it is set: empty passes.
     let owner = &schemas["cloudsec.echo.v1.Owner"]["properties"];
-    assert_eq!(owner["displayName"]["minLength"], 2);
+    assert_eq!(owner["displayName"]["anyOf"][0]["maxLength"], 0);
+    assert_eq!(owner["displayName"]["anyOf"][1]["minLength"], 2);
     // A streaming operation describes both framings.
     let watch = &doc["paths"]["/v1/items:watch"]["get"]["responses"]["200"]["content"];
     assert!(watch["application/x-ndjson"].is_object(), "{watch}");
