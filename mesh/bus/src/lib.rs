@@ -29,6 +29,8 @@
 //! - [`subscriber`]: receive loop, bounded concurrency, heartbeat,
 //!   outcomes, graceful shutdown.
 //! - [`inbox`]: handled event ids per subscriber.
+//! - [`metrics`]: outbox backlog, relay outcomes, subscriber lag and
+//!   outcomes, queue and dead-letter depths.
 //! - [`backoff`]: the one backoff rule.
 //! - [`trace`]: trace context from the cause to the handler.
 //! - [`migration`]: the bus's tables, in their own migration table.
@@ -40,6 +42,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod inbox;
+pub mod metrics;
 pub mod migration;
 pub mod outbox;
 pub mod relay;
@@ -58,4 +61,4 @@ pub use outbox::Outbox;
 pub use relay::{Relay, RelayConfig};
 pub use subscriber::{DeliveryInfo, Handler, Outcome, Subscriber, SubscriberConfig, handler_fn};
 pub use transport::embedded::{EmbeddedBus, EmbeddedQueue};
-pub use transport::{Delivery, Provisioning, Published, Publisher, Queue, QueueSpec};
+pub use transport::{Delivery, Provisioning, Published, Publisher, Queue, QueueDepth, QueueSpec};

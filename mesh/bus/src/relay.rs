@@ -16,6 +16,10 @@
 //! - **Latency.** Between pumps the relay waits for [`Outbox::committed`],
 //!   a PostgreSQL `NOTIFY` (with [`Relay::listen`]) or the poll interval,
 //!   whichever comes first.
+//! - **Metrics** (with [`Relay::with_metrics`]): events by outcome, the
+//!   time of each publish call, and, every `metrics_interval` in a task of
+//!   its own (so a relay stuck in backoff still reports it), the outbox's
+//!   depth and the age of its oldest unpublished event.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,9 +35,11 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::envelope::Envelope;
 use crate::error::{BusError, Result};
+use crate::metrics::RelayMetrics;
 use crate::outbox::{NOTIFY_CHANNEL, Outbox, RELAY_LEASE, SHARDS};
 use crate::sql::{ms, now_ms, stmt};
 use crate::transport::{MAX_BATCH, Published, Publisher};
+use cloudsec_runtime::metrics::Metrics;
 
 /// How the relay paces itself.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -55,6 +61,10 @@ pub struct RelayConfig {
     /// How long published events stay in the outbox (for inspection).
     #[serde(with = "humantime_serde")]
     pub retain_published: Duration,
+    /// How often the outbox's depth and oldest event are measured for
+    /// `bus_outbox_depth` and `bus_outbox_oldest_age_seconds`.
+    #[serde(with = "humantime_serde")]
+    pub metrics_interval: Duration,
 }
 
 impl Default for RelayConfig {
@@ -66,6 +76,7 @@ impl Default for RelayConfig {
             publish_timeout: Duration::from_secs(10),
             lease_ttl: Duration::from_secs(30),
             retain_published: Duration::from_secs(24 * 3600),
+            metrics_interval: Duration::from_secs(5),
         }
     }
 }
@@ -83,6 +94,10 @@ pub struct Relay {
     /// turns.
     next_shard: AtomicU16,
     listen_url: Option<String>,
+    metrics: RelayMetrics,
+    /// Whether `metrics` is registered anywhere, so that an unobserved
+    /// relay does not measure the outbox.
+    observed: bool,
 }
 
 /// How many batches one PostgreSQL round publishes under one shard lock
@@ -123,7 +138,22 @@ impl Relay {
             holder: uuid::Uuid::new_v4().to_string(),
             next_shard: AtomicU16::new(0),
             listen_url: None,
+            metrics: RelayMetrics::default(),
+            observed: false,
         })
+    }
+
+    /// Records the relay's and the outbox's metrics in `metrics` (the
+    /// registry of the service whose outbox this is).
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = RelayMetrics::register(metrics);
+        self.observed = true;
+        self
+    }
+
+    /// The relay's metric families (tests read them).
+    pub fn metrics(&self) -> &RelayMetrics {
+        &self.metrics
     }
 
     /// Also wakes on PostgreSQL `NOTIFY` (see [`Outbox::with_pg_notify`])
@@ -143,6 +173,14 @@ impl Relay {
                 shutdown.clone(),
             ));
         }
+        let monitor = self.observed.then(|| {
+            tokio::spawn(measure_outbox(
+                self.db.clone(),
+                self.metrics.clone(),
+                self.config.metrics_interval,
+                shutdown.clone(),
+            ))
+        });
         let mut failures: u32 = 0;
         let mut last_purge = tokio::time::Instant::now();
         info!(holder = %self.holder, "outbox relay started");
@@ -181,6 +219,9 @@ impl Relay {
             }
         }
         self.release_lease().await;
+        if let Some(monitor) = monitor {
+            monitor.abort();
+        }
         info!(holder = %self.holder, "outbox relay stopped");
         Ok(())
     }
@@ -340,8 +381,13 @@ impl Relay {
         if batch.is_empty() {
             return Ok(Round::Idle);
         }
+        let started = std::time::Instant::now();
         let outcome =
             tokio::time::timeout(self.config.publish_timeout, self.publisher.publish(&batch)).await;
+        self.metrics.publish_took(started.elapsed().as_secs_f64());
+        if !matches!(outcome, Ok(Ok(_))) {
+            self.metrics.outcome("failed", batch.len());
+        }
         let published = match outcome {
             Ok(Ok(published)) => published,
             Ok(Err(error)) => {
@@ -370,6 +416,8 @@ impl Relay {
             .filter_map(|(seq, ok)| (!ok).then_some(*seq))
             .collect();
         mark_published(txn, &done).await?;
+        self.metrics.outcome("published", done.len());
+        self.metrics.outcome("refused", pending.len());
         if !pending.is_empty() {
             let reasons: Vec<&str> = published.failed.iter().map(|(_, r)| r.as_str()).collect();
             record_failure(txn, &pending, &reasons.join("; ")).await?;
@@ -402,6 +450,54 @@ impl Relay {
             warn!(%error, "releasing the relay lease failed; it expires by itself");
         }
     }
+}
+
+/// Measures the outbox every `every` until `shutdown`. A failed query
+/// leaves the last values in place (and logs): the database being down
+/// shows in other metrics.
+async fn measure_outbox(
+    db: DatabaseConnection,
+    metrics: RelayMetrics,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let every = every.max(Duration::from_millis(100));
+    loop {
+        match outbox_backlog(&db).await {
+            Ok((depth, oldest_ms)) => {
+                let age = oldest_ms.map_or(0.0, |at| {
+                    // Milliseconds to seconds; a clock step back gives 0.
+                    now_ms().saturating_sub(at).max(0) as f64 / 1000.0
+                });
+                metrics.outbox(depth, age);
+            }
+            Err(error) => debug!(%error, "measuring the outbox failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// The number of unpublished events and when the oldest was written (ms).
+/// Both read the pending rows' partial index, so the cost follows the
+/// backlog, not the retained history.
+async fn outbox_backlog(db: &DatabaseConnection) -> Result<(u64, Option<i64>)> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n, MIN(created_at_ms) AS oldest FROM bus_outbox \
+             WHERE published_at_ms IS NULL",
+            [],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok((0, None));
+    };
+    let n: i64 = row.try_get("", "n")?;
+    let oldest: Option<i64> = row.try_get("", "oldest")?;
+    Ok((u64::try_from(n).unwrap_or_default(), oldest))
 }
 
 fn batch_limit(size: usize) -> Value {

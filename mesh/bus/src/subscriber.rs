@@ -21,6 +21,10 @@
 //! - **Shutdown.** Stops receiving, lets handlers finish within
 //!   `shutdown_grace`, then aborts the rest and makes their messages
 //!   visible again at once.
+//! - **Metrics** (with [`Subscriber::with_metrics`]): each event's lag at
+//!   receipt, each settled message's outcome, and the queue's and its
+//!   dead-letter queue's depth, every [`DEPTH_INTERVAL`] and after each
+//!   dead letter.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,7 +41,9 @@ use crate::backoff::Backoff;
 use crate::envelope::Envelope;
 use crate::error::{BusError, Result};
 use crate::inbox::{Claim, ClaimToken, Inbox};
+use crate::metrics::SubscriberMetrics;
 use crate::transport::{Delivery, MAX_BATCH, Queue};
+use cloudsec_runtime::metrics::Metrics;
 
 /// What a handler says about an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,12 +170,19 @@ impl SubscriberConfig {
     }
 }
 
+/// How often an observed subscriber measures its queue's depth.
+pub const DEPTH_INTERVAL: Duration = Duration::from_secs(15);
+
 /// Receives from one queue and runs one handler.
 pub struct Subscriber {
     queue: Arc<dyn Queue>,
     handler: Arc<dyn Handler>,
     inbox: Option<Inbox>,
     config: SubscriberConfig,
+    metrics: SubscriberMetrics,
+    /// Whether `metrics` is registered, so that an unobserved subscriber
+    /// does not poll its queue's depth.
+    observed: bool,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -203,7 +216,22 @@ impl Subscriber {
             handler,
             inbox: None,
             config,
+            metrics: SubscriberMetrics::default(),
+            observed: false,
         })
+    }
+
+    /// Records lag, outcomes and queue depths in `metrics` (the registry
+    /// of the component that subscribes).
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = SubscriberMetrics::register(metrics);
+        self.observed = true;
+        self
+    }
+
+    /// The subscriber's metric families (tests read them).
+    pub fn metrics(&self) -> &SubscriberMetrics {
+        &self.metrics
     }
 
     /// Skips events the inbox has recorded and records handled ones.
@@ -222,6 +250,12 @@ impl Subscriber {
             inbox: self.inbox,
             config: self.config,
             in_flight: Mutex::new(HashMap::new()),
+            metrics: self.metrics,
+            observed: self.observed,
+        });
+        let measuring = shared.observed.then(|| {
+            shared.metrics.queue(&queue_name);
+            tokio::spawn(measure_depth(shared.clone(), shutdown.clone()))
         });
         let permits = Arc::new(Semaphore::new(shared.config.max_in_flight));
         let mut tasks = JoinSet::new();
@@ -270,6 +304,15 @@ impl Subscriber {
                     }
                 }
             };
+            if shared.observed {
+                let now = chrono::Utc::now();
+                for delivery in &deliveries {
+                    if let Ok(event) = &delivery.event {
+                        let lag = (now - event.time).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                        shared.metrics.received(&queue_name, lag);
+                    }
+                }
+            }
             for chain in chains(deliveries) {
                 // One permit per message; a chain holds its messages' permits
                 // until it ends.
@@ -322,6 +365,9 @@ impl Subscriber {
                 release(&*shared.queue, delivery).await;
             }
         }
+        if let Some(measuring) = measuring {
+            measuring.abort();
+        }
         info!(queue = %queue_name, "subscriber stopped");
         Ok(())
     }
@@ -356,6 +402,17 @@ fn log_join(joined: std::result::Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// Measures the queue every [`DEPTH_INTERVAL`] until `shutdown`.
+async fn measure_depth(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        shared.measure_depth().await;
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(DEPTH_INTERVAL) => {}
+        }
+    }
+}
+
 /// Makes a message visible again now.
 async fn release(queue: &dyn Queue, delivery: &Delivery) {
     if let Err(error) = queue.set_visibility(delivery, Duration::ZERO).await {
@@ -370,6 +427,8 @@ struct Shared {
     config: SubscriberConfig,
     /// Deliveries being handled, to release if shutdown aborts them.
     in_flight: Mutex<HashMap<u64, Delivery>>,
+    metrics: SubscriberMetrics,
+    observed: bool,
 }
 
 /// Aborts the task when dropped, so an aborted subscriber task takes its
@@ -383,6 +442,13 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 impl Shared {
+    async fn measure_depth(&self) {
+        match self.queue.depth().await {
+            Ok(depth) => self.metrics.depth(self.queue.name(), &depth),
+            Err(error) => debug!(queue = self.queue.name(), %error, "measuring the queue failed"),
+        }
+    }
+
     /// Handles a chain in order. A retried message ends it: the rest are
     /// made visible again, and a FIFO queue holds them back until the
     /// retried one is done, so the group's order survives.
@@ -565,8 +631,20 @@ impl Shared {
                 self.queue.dead_letter(delivery, reason).await
             }
         };
-        if let Err(error) = result {
-            warn!(?outcome, %error, "settling a message failed; it will be delivered again");
+        let name = match &outcome {
+            Outcome::Ack => "ack",
+            Outcome::Retry(_) => "retry",
+            Outcome::DeadLetter(_) => "dead_letter",
+        };
+        self.metrics.handled(self.queue.name(), name);
+        match result {
+            Err(error) => {
+                warn!(?outcome, %error, "settling a message failed; it will be delivered again");
+            }
+            // The alert on dead letters should not wait for the next
+            // scheduled measurement.
+            Ok(()) if self.observed && name == "dead_letter" => self.measure_depth().await,
+            Ok(()) => {}
         }
     }
 }

@@ -835,6 +835,46 @@ impl Queue for SqsQueue {
         send.send().await.map_err(aws("sqs", "SendMessage"))?;
         self.delete(delivery).await
     }
+
+    /// SQS's approximate counts, visible plus in flight (delayed ones are
+    /// not yet the subscriber's), of the queue and of its dead-letter queue
+    /// (where someone inspecting a dead letter must not hide it).
+    async fn depth(&self) -> Result<crate::transport::QueueDepth> {
+        const COUNTS: [QueueAttributeName; 2] = [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ];
+        let messages = approximate(&self.client, &self.url, &COUNTS).await?;
+        let dead_letters = match &self.dead_letter_url {
+            Some(dlq) => Some(approximate(&self.client, dlq, &COUNTS).await?),
+            None => None,
+        };
+        Ok(crate::transport::QueueDepth {
+            messages: Some(messages),
+            dead_letters,
+        })
+    }
+}
+
+/// The sum of the named numeric attributes of the queue at `url`.
+async fn approximate(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    names: &[QueueAttributeName],
+) -> Result<u64> {
+    let mut request = client.get_queue_attributes().queue_url(url);
+    for name in names {
+        request = request.attribute_names(name.clone());
+    }
+    let output = request
+        .send()
+        .await
+        .map_err(aws("sqs", "GetQueueAttributes"))?;
+    let attributes = output.attributes();
+    Ok(names
+        .iter()
+        .filter_map(|name| attributes?.get(name)?.parse::<u64>().ok())
+        .sum())
 }
 
 fn string_attribute(value: &str) -> Result<aws_sdk_sqs::types::MessageAttributeValue> {

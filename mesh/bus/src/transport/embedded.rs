@@ -494,4 +494,12 @@ impl Queue for EmbeddedQueue {
         }
         Ok(())
     }
+
+    async fn depth(&self) -> Result<crate::transport::QueueDepth> {
+        let depth = self.bus.depth(&self.name).await?;
+        Ok(crate::transport::QueueDepth {
+            messages: Some(depth.ready + depth.in_flight),
+            dead_letters: Some(depth.dead),
+        })
+    }
 }

@@ -90,6 +90,22 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     /// Moves the message to the dead-letter queue now, whatever its
     /// receive count.
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<()>;
+
+    /// How many messages the queue and its dead-letter queue hold, as far
+    /// as the transport can count them (for `bus_queue_depth` and
+    /// `bus_dlq_depth`); unknown by default.
+    async fn depth(&self) -> Result<QueueDepth> {
+        Ok(QueueDepth::default())
+    }
+}
+
+/// A queue's size; `None` where the transport cannot tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages not yet deleted or dead-lettered: visible and in flight.
+    pub messages: Option<u64>,
+    /// Messages in the dead-letter queue.
+    pub dead_letters: Option<u64>,
 }
 
 /// Whether the bus creates its infrastructure or only uses what exists.

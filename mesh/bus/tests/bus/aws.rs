@@ -415,6 +415,15 @@ async fn sqs_dead_letter_now_moves_the_message_at_once() {
         peek(&clients, &name).await.is_empty(),
         "gone from the source queue"
     );
+    // What `bus_queue_depth` and `bus_dlq_depth` report.
+    let depth = SqsQueue::open(clients.sqs.clone(), &name)
+        .await
+        .unwrap()
+        .depth()
+        .await
+        .unwrap();
+    assert_eq!(depth.messages, Some(0));
+    assert_eq!(depth.dead_letters, Some(1), "counted while being inspected");
 }
 
 #[tokio::test]

@@ -4,5 +4,6 @@
 mod aws;
 mod embedded;
 mod inbox;
+mod metrics;
 mod relay;
 mod support;
