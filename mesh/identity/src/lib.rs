@@ -352,9 +352,38 @@ pub fn spiffe_id_of(cert_der: &[u8]) -> Option<SpiffeId> {
     SpiffeId::parse(only).ok()
 }
 
+/// When a DER certificate expires, in seconds since the Unix epoch, and
+/// its subject's common name (or the whole subject when it has none): what
+/// the sidecars report as `identity_cert_expiration_timestamp_seconds` and
+/// `identity_trust_anchor_expiration_timestamp_seconds`.
+pub fn expiry_of(cert_der: &[u8]) -> Option<(i64, String)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let subject = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map_or_else(|| cert.subject().to_string(), str::to_owned);
+    Some((cert.validity().not_after.timestamp(), subject))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn reads_the_expiry_and_subject() {
+        let ca = LocalCa::generate().unwrap();
+        let id = SpiffeId::new("cloudsec.local", "default", "auth").unwrap();
+        let before = time::OffsetDateTime::now_utc().unix_timestamp();
+        let cert = ca.issue(&id, Duration::from_secs(3600)).await.unwrap();
+        let (at, subject) = expiry_of(&rustls_pemfile_der(&cert.cert_pem)).unwrap();
+        assert!((before + 3590..=before + 3610).contains(&at), "{at}");
+        assert_eq!(subject, "auth");
+        let (ca_at, ca_subject) = expiry_of(&rustls_pemfile_der(&cert.ca_pem)).unwrap();
+        assert!(ca_at > before + 3000 * 86400);
+        assert_eq!(ca_subject, "cloudsec development mesh CA");
+    }
 
     #[test]
     fn spiffe_ids_round_trip() {

@@ -5,6 +5,8 @@
 //! jittered exponential backoff while the current certificate is still
 //! valid. Consumers watch for new certificates and use them for new
 //! handshakes, so live connections are never dropped by a rotation.
+//! Every attempt counts in `identity_cert_renewals_total{identity,outcome}`;
+//! the certificate's expiry is reported by the sidecar that serves it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +64,9 @@ impl WorkloadIdentity {
 
     /// Issues a new certificate now.
     pub async fn renew(&self) -> Result<(), IdentityError> {
-        let next = self.issuer.issue(&self.id, self.lifetime).await?;
+        let next = self.issuer.issue(&self.id, self.lifetime).await;
+        cloudsec_runtime::metrics::process::identity_renewal(&self.id.to_string(), next.is_ok());
+        let next = next?;
         self.current.send_replace(Arc::new(next));
         tracing::info!(id = %self.id, "workload certificate renewed");
         Ok(())
@@ -180,6 +184,17 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 5);
         assert_ne!(identity.current().cert_pem, first.cert_pem);
+        // The failures show where an alert can see them.
+        let text = cloudsec_runtime::metrics::Metrics::new("proxy").encode();
+        let errors = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "identity_cert_renewals_total{component=\"proxy\",identity=\"spiffe://cloudsec.local/ns/default/sa/documents\",outcome=\"error\"} ",
+                )
+            })
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(errors.is_some_and(|n| n >= 3), "{text}");
         stop.cancel();
     }
 }

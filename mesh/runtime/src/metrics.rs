@@ -140,6 +140,13 @@ impl Metrics {
         }
     }
 
+    /// Registers a collector, for values read at scrape time.
+    pub fn register_collector(&self, collector: impl prometheus_client::collector::Collector) {
+        if let Ok(mut registry) = self.registry.lock() {
+            registry.register_collector(Box::new(collector));
+        }
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
