@@ -319,10 +319,10 @@ describe('the console in a real browser', { timeout: 600_000 }, () => {
     await page.getByText('Title is required.').waitFor();
     await page.getByText('Choose a classification.').waitFor();
     await page.getByLabel('Title', { exact: true }).fill('x'.repeat(201));
-    await page.getByLabel('Content', { exact: true }).fill('a'.repeat(1024 * 1024 + 1));
+    await page.getByLabel('Content', { exact: true }).fill('a'.repeat(262_145));
     await page.getByRole('button', { name: 'Create document' }).click();
     await page.getByText('Title must be at most 200 characters (it has 201).').waitFor();
-    await page.getByText('Content must be at most 1,048,576 bytes (it has 1,048,577).').waitFor();
+    await page.getByText('Content must be at most 262,144 characters (it has 262,145).').waitFor();
     await page.getByLabel('Labels', { exact: true }).fill('Bad Key=1');
     await page.getByRole('button', { name: 'Create document' }).click();
     await page.getByText(/keys are 1 to 63 lowercase letters/).waitFor();

@@ -455,27 +455,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/documents/{document_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        /**
-         * Changes the fields named by `update_mask` (all writable fields when it
-         * @description Changes the fields named by `update_mask` (all writable fields when it
-         *     is empty). When `document.etag` is set it must match the stored one.
-         */
-        patch: operations["DocumentService_UpdateDocument"];
-        trace?: never;
-    };
     "/v1/documents/{id}": {
         parameters: {
             query?: never;
@@ -489,7 +468,12 @@ export interface paths {
         delete: operations["DocumentService_DeleteDocument"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Changes the fields named by `update_mask` (all writable fields when it
+         * @description Changes the fields named by `update_mask` (all writable fields when it
+         *     is empty). When `document.etag` is set it must match the stored one.
+         */
+        patch: operations["DocumentService_UpdateDocument"];
         trace?: never;
     };
     "/v1/groups": {
@@ -750,38 +734,38 @@ export interface components {
         };
         "cloudsec.audit.v1.ListAuditRecordsResponse": {
             /** @description Empty on the last page. */
-            nextPageToken?: string;
-            records?: components["schemas"]["cloudsec.audit.v1.AuditRecord"][];
+            nextPageToken?: string | null;
+            records?: components["schemas"]["cloudsec.audit.v1.AuditRecord"][] | null;
         };
         "cloudsec.audit.v1.VerifyAuditChainResponse": {
             /**
              * Format: int64
              * @description The first `seq` found missing or invalid; 0 when `ok`.
              */
-            firstInvalidSeq?: string;
-            headHash?: string;
+            firstInvalidSeq?: string | null;
+            headHash?: string | null;
             /**
              * Format: int64
              * @description The chain head as stored: the last record's `seq` and `hash` (0 and 64
              *     zeros for an empty log). Keep it elsewhere to detect a rewrite later.
              */
-            headSeq?: string;
+            headSeq?: string | null;
             /** @description True when every record and the chain head check out. */
-            ok?: boolean;
+            ok?: boolean | null;
             /** @description What is wrong, in words; empty when `ok`. */
-            reason?: string;
+            reason?: string | null;
             /**
              * Format: int64
              * @description Records examined; the check stops at the first invalid one.
              */
-            recordsChecked?: string;
+            recordsChecked?: string | null;
         };
         "cloudsec.auth.v1.AdminAddUserToGroupResponse": Record<string, never>;
         "cloudsec.auth.v1.AdminCreateUserRequest": {
             email: string;
             /** @description The initial password, under the same policy as sign-up. */
             password: string;
-            tenantAdmin?: boolean;
+            tenantAdmin?: boolean | null;
         };
         "cloudsec.auth.v1.AdminCreateUserResponse": {
             readonly tenant?: string;
@@ -798,7 +782,7 @@ export interface components {
              * @description The session of an MFA_SETUP challenge; empty when a bearer access
              *     token names the user.
              */
-            session?: string;
+            session?: string | null;
         };
         "cloudsec.auth.v1.AssociateSoftwareTokenResponse": {
             /** @description otpauth://totp/... for authenticator apps. */
@@ -851,18 +835,18 @@ export interface components {
         };
         /** @description One public RSA signing key (RFC 7517, RFC 7518). */
         "cloudsec.auth.v1.Jwk": {
-            alg?: string;
+            alg?: string | null;
             /** @description The public exponent, base64url without padding. */
-            e?: string;
-            kid?: string;
-            kty?: string;
+            e?: string | null;
+            kid?: string | null;
+            kty?: string | null;
             /** @description The modulus, base64url without padding. */
-            n?: string;
-            use?: string;
+            n?: string | null;
+            use?: string | null;
         };
         /** @description A JSON Web Key Set (RFC 7517). */
         "cloudsec.auth.v1.Jwks": {
-            keys?: components["schemas"]["cloudsec.auth.v1.Jwk"][];
+            keys?: components["schemas"]["cloudsec.auth.v1.Jwk"][] | null;
         };
         "cloudsec.auth.v1.ListGroupsResponse": {
             /** @description Sorted by name; only groups with members exist. */
@@ -873,7 +857,7 @@ export interface components {
              * @description The app client logging in (`auth.clients`); empty for the default
              *     one. It sets the tokens' lifetimes and the scopes they may carry.
              */
-            clientId?: string;
+            clientId?: string | null;
             email: string;
             password: string;
         };
@@ -921,14 +905,14 @@ export interface components {
          *     Connect Discovery 1.0, section 3); there is no authorization endpoint.
          */
         "cloudsec.auth.v1.OpenIdConfiguration": {
-            claims_supported?: string[];
-            grant_types_supported?: string[];
-            id_token_signing_alg_values_supported?: string[];
-            issuer?: string;
-            jwks_uri?: string;
-            response_types_supported?: string[];
-            scopes_supported?: string[];
-            subject_types_supported?: string[];
+            claims_supported?: string[] | null;
+            grant_types_supported?: string[] | null;
+            id_token_signing_alg_values_supported?: string[] | null;
+            issuer?: string | null;
+            jwks_uri?: string | null;
+            response_types_supported?: string[] | null;
+            scopes_supported?: string[] | null;
+            subject_types_supported?: string[] | null;
         };
         "cloudsec.auth.v1.RefreshRequest": {
             refreshToken: string;
@@ -958,7 +942,8 @@ export interface components {
             session: string;
         };
         "cloudsec.auth.v1.SetTenantMfaModeRequest": {
-            mode: components["schemas"]["cloudsec.auth.v1.MfaMode"];
+            /** @enum {string} */
+            mode: "OFF" | "OPTIONAL" | "REQUIRED";
         };
         "cloudsec.auth.v1.SetTenantMfaModeResponse": Record<string, never>;
         "cloudsec.auth.v1.SignUpRequest": {
@@ -976,7 +961,7 @@ export interface components {
         };
         "cloudsec.auth.v1.StartFederatedLoginRequest": {
             /** @description The app client, as in LoginRequest. */
-            clientId?: string;
+            clientId?: string | null;
             /** @description The provider's name in `auth.federation`. */
             provider: string;
         };
@@ -988,7 +973,7 @@ export interface components {
         "cloudsec.auth.v1.VerifySoftwareTokenRequest": {
             code: string;
             /** @description As in AssociateSoftwareToken. */
-            session?: string;
+            session?: string | null;
         };
         "cloudsec.auth.v1.VerifySoftwareTokenResponse": {
             /** @description The completed login, when a session was given. */
@@ -1002,15 +987,16 @@ export interface components {
          */
         "cloudsec.documents.v1.Classification": "CLASSIFICATION_UNSPECIFIED" | "PUBLIC" | "INTERNAL" | "CONFIDENTIAL" | "RESTRICTED";
         "cloudsec.documents.v1.Document": {
-            classification: components["schemas"]["cloudsec.documents.v1.Classification"];
+            /** @enum {string} */
+            classification: "PUBLIC" | "INTERNAL" | "CONFIDENTIAL" | "RESTRICTED";
             /** @description Text content, at most 1 MiB of UTF-8. */
-            content?: string;
+            content?: string | null;
             /** @description A media type such as "text/plain"; defaults to "text/plain". */
-            contentType?: string;
+            contentType?: ((string | unknown | unknown) | null) | unknown | unknown;
             /** Format: date-time */
             readonly createTime?: string;
             /** @description Changes on every update; send it back to update only the version read. */
-            etag?: string;
+            etag?: string | null;
             /** @description The resource's identifier. */
             readonly id?: string;
             /**
@@ -1019,7 +1005,7 @@ export interface components {
              */
             labels?: {
                 [key: string]: string;
-            };
+            } | null;
             /** @description The user id of the creator. */
             readonly owner?: string;
             /** Format: int64 */
@@ -1031,9 +1017,9 @@ export interface components {
             readonly updateTime?: string;
         };
         "cloudsec.documents.v1.ListDocumentsResponse": {
-            documents?: components["schemas"]["cloudsec.documents.v1.Document"][];
+            documents?: components["schemas"]["cloudsec.documents.v1.Document"][] | null;
             /** @description Empty on the last page. */
-            nextPageToken?: string;
+            nextPageToken?: string | null;
         };
         /** @description A google.rpc.Status in grpc-gateway's JSON shape. */
         "cloudsec.gateway.Error": {
@@ -1189,7 +1175,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.ChangePasswordRequest"];
             };
@@ -1214,7 +1200,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.CompleteFederatedLoginRequest"];
             };
@@ -1239,7 +1225,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.ConfirmForgotPasswordRequest"];
             };
@@ -1264,7 +1250,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.ConfirmSignUpRequest"];
             };
@@ -1289,7 +1275,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.DeleteSoftwareTokenRequest"];
             };
@@ -1314,7 +1300,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.ForgotPasswordRequest"];
             };
@@ -1364,7 +1350,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.LoginRequest"];
             };
@@ -1389,7 +1375,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.LogoutRequest"];
             };
@@ -1414,7 +1400,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.RefreshRequest"];
             };
@@ -1439,7 +1425,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.ResendConfirmationCodeRequest"];
             };
@@ -1464,7 +1450,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.RespondToAuthChallengeRequest"];
             };
@@ -1489,7 +1475,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.SignUpRequest"];
             };
@@ -1514,7 +1500,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.StartFederatedLoginRequest"];
             };
@@ -1539,7 +1525,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.VerifySoftwareTokenRequest"];
             };
@@ -1561,7 +1547,7 @@ export interface operations {
         parameters: {
             query?: {
                 classification?: components["schemas"]["cloudsec.documents.v1.Classification"];
-                label?: string;
+                label?: string | unknown | unknown;
                 pageSize?: number;
                 pageToken?: string;
             };
@@ -1590,36 +1576,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
-            content: {
-                "application/json": components["schemas"]["cloudsec.documents.v1.Document"];
-            };
-        };
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["cloudsec.documents.v1.Document"];
-                };
-            };
-            default: components["responses"]["Error"];
-        };
-    };
-    DocumentService_UpdateDocument: {
-        parameters: {
-            query?: {
-                updateMask?: string;
-            };
-            header?: never;
-            path: {
-                document_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.documents.v1.Document"];
             };
@@ -1685,6 +1642,64 @@ export interface operations {
             default: components["responses"]["Error"];
         };
     };
+    DocumentService_UpdateDocument: {
+        parameters: {
+            query?: {
+                updateMask?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    classification?: "PUBLIC" | "INTERNAL" | "CONFIDENTIAL" | "RESTRICTED";
+                    /** @description Text content, at most 1 MiB of UTF-8. */
+                    content?: string | null;
+                    /** @description A media type such as "text/plain"; defaults to "text/plain". */
+                    contentType?: ((string | unknown | unknown) | null) | unknown | unknown;
+                    /** Format: date-time */
+                    readonly createTime?: string;
+                    /** @description Changes on every update; send it back to update only the version read. */
+                    etag?: string | null;
+                    /** @description The resource's identifier. */
+                    readonly id?: string;
+                    /**
+                     * @description At most 32 labels; keys are 1 to 63 of [a-z0-9_-], values at most 63
+                     *     characters.
+                     */
+                    labels?: {
+                        [key: string]: string;
+                    } | null;
+                    /** @description The user id of the creator. */
+                    readonly owner?: string;
+                    /** Format: int64 */
+                    readonly sizeBytes?: string;
+                    readonly tenant?: string;
+                    /** @description 1 to 200 characters. */
+                    title?: string;
+                    /** Format: date-time */
+                    readonly updateTime?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["cloudsec.documents.v1.Document"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
     AuthService_ListGroups: {
         parameters: {
             query?: never;
@@ -1713,7 +1728,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.SetTenantMfaModeRequest"];
             };
@@ -1738,7 +1753,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["cloudsec.auth.v1.AdminCreateUserRequest"];
             };
@@ -1788,7 +1803,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": Record<string, never>;
             };
@@ -1815,7 +1830,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": Record<string, never>;
             };
@@ -1842,7 +1857,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": Record<string, never>;
             };
@@ -1869,7 +1884,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": Record<string, never>;
             };
@@ -1896,7 +1911,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": {
                     /** @description 1 to 64 letters, digits, `-`, `_` and `.`. */

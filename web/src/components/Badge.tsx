@@ -3,7 +3,7 @@ export function ClassificationBadge({ value }: { value: string | undefined }) {
   return <span className={`badge badge-${v.toLowerCase()}`}>{v.charAt(0) + v.slice(1).toLowerCase()}</span>;
 }
 
-export function Labels({ labels }: { labels: Record<string, string> | undefined }) {
+export function Labels({ labels }: { labels: Record<string, string> | null | undefined }) {
   const entries = Object.entries(labels ?? {}).sort(([a], [b]) => a.localeCompare(b));
   if (entries.length === 0) return <span className="muted">none</span>;
   return (

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import type { ApiError } from '../api/errors';
-import { CLASSIFICATIONS, type Classification, type Document } from '../api/types';
+import { CLASSIFICATIONS, text, type Classification, type Document } from '../api/types';
 import { formatLabels, parseLabels } from '../lib/labels';
 import * as v from '../lib/validate';
 import { ErrorBox } from './ErrorBox';
@@ -8,6 +8,7 @@ import { SelectField, TextArea, TextField } from './Field';
 
 export const MAX_TITLE = 200;
 export const MAX_CONTENT_BYTES = 1024 * 1024;
+export const MAX_CONTENT_CHARS = 262_144;
 
 /** What the form edits, as the API spells it. */
 export interface DocumentInput {
@@ -39,7 +40,7 @@ export function DocumentForm({
   const [classification, setClassification] = useState<string>(initial?.classification ?? '');
   const [labels, setLabels] = useState(formatLabels(initial?.labels));
   const [content, setContent] = useState(initial?.content ?? '');
-  const [contentType, setContentType] = useState(initial?.contentType || 'text/plain');
+  const [contentType, setContentType] = useState(text(initial?.contentType) || 'text/plain');
   const [errors, setErrors] = useState<v.Errors>({});
 
   const submit = (e: FormEvent) => {
@@ -49,7 +50,7 @@ export function DocumentForm({
       title: v.required(title, 'Title') ?? v.maxChars(title, MAX_TITLE, 'Title'),
       classification: classification ? undefined : 'Choose a classification.',
       labels: 'error' in parsed ? parsed.error : undefined,
-      content: v.maxBytes(content, MAX_CONTENT_BYTES, 'Content'),
+      content: v.maxChars(content, MAX_CONTENT_CHARS, 'Content') ?? v.maxBytes(content, MAX_CONTENT_BYTES, 'Content'),
       contentType: v.maxChars(contentType, 255, 'Content type'),
     });
     setErrors(found);
@@ -108,7 +109,7 @@ export function DocumentForm({
       />
       <TextArea
         label="Content"
-        hint="Text, at most 1 MiB."
+        hint="Text, at most 262,144 characters and 1 MiB."
         rows={10}
         value={content}
         onChange={(e) => setContent(e.target.value)}
@@ -135,7 +136,7 @@ export function changedFields(before: Document, after: DocumentInput): string[] 
   if ((before.classification ?? '') !== after.classification) mask.push('classification');
   if (formatLabels(before.labels) !== formatLabels(after.labels)) mask.push('labels');
   if ((before.content ?? '') !== after.content) mask.push('content');
-  if ((before.contentType || 'text/plain') !== after.contentType) mask.push('content_type');
+  if ((text(before.contentType) || 'text/plain') !== after.contentType) mask.push('content_type');
   return mask;
 }
 

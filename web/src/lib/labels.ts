@@ -3,7 +3,7 @@
 export const LABEL_KEY = /^[a-z0-9_-]{1,63}$/;
 export const MAX_LABELS = 32;
 
-export function formatLabels(labels: Record<string, string> | undefined): string {
+export function formatLabels(labels: Record<string, string> | null | undefined): string {
   return Object.entries(labels ?? {})
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, v]) => `${k}=${v}`)
@@ -34,6 +34,9 @@ export function parseLabels(text: string): { labels: Record<string, string> } | 
   return { labels };
 }
 
-export function sameLabels(a: Record<string, string> | undefined, b: Record<string, string> | undefined): boolean {
+export function sameLabels(
+  a: Record<string, string> | null | undefined,
+  b: Record<string, string> | null | undefined,
+): boolean {
   return formatLabels(a) === formatLabels(b);
 }

@@ -10,7 +10,9 @@ export function required(value: string, what = 'This field'): string | undefined
 
 export function maxChars(value: string, max: number, what = 'This field'): string | undefined {
   const n = [...value].length;
-  return n > max ? `${what} must be at most ${max} characters (it has ${n}).` : undefined;
+  return n > max
+    ? `${what} must be at most ${max.toLocaleString('en')} characters (it has ${n.toLocaleString('en')}).`
+    : undefined;
 }
 
 export function maxBytes(value: string, max: number, what = 'This field'): string | undefined {

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useState } from 'react';
 import { call, client } from '../api/client';
 import { asApiError, type ApiError } from '../api/errors';
-import type { Document } from '../api/types';
+import { text, type Document } from '../api/types';
 import { ClassificationBadge, Labels, formatTime } from '../components/Badge';
 import { DocumentForm, changedFields, patchBody, type DocumentInput } from '../components/DocumentForm';
 import { ErrorBox, Notice } from '../components/ErrorBox';
@@ -25,8 +25,8 @@ function getDocument(id: string) {
 
 function updateDocument(id: string, input: DocumentInput, mask: string[], etag: string) {
   return call(() =>
-    client.PATCH('/v1/documents/{document_id}', {
-      params: { path: { document_id: id }, query: { updateMask: mask.join(',') } },
+    client.PATCH('/v1/documents/{id}', {
+      params: { path: { id }, query: { updateMask: mask.join(',') } },
       body: patchBody(input, mask, etag),
     }),
   );
@@ -223,7 +223,7 @@ function DocumentFacts({ doc }: { doc: Document }) {
         <Labels labels={doc.labels} />
       </dd>
       <dt>Content type</dt>
-      <dd>{doc.contentType}</dd>
+      <dd>{text(doc.contentType)}</dd>
       <dt>Size</dt>
       <dd>{formatBytes(Number(doc.sizeBytes ?? 0))}</dd>
       <dt>Created</dt>
@@ -246,7 +246,7 @@ const FIELDS: { path: string; label: string; get: (d: DocumentInput | Document) 
   { path: 'title', label: 'Title', get: (d) => d.title ?? '' },
   { path: 'classification', label: 'Classification', get: (d) => d.classification ?? '' },
   { path: 'labels', label: 'Labels', get: (d) => formatLabels(d.labels) },
-  { path: 'content_type', label: 'Content type', get: (d) => d.contentType ?? '' },
+  { path: 'content_type', label: 'Content type', get: (d) => text(d.contentType) },
   { path: 'content', label: 'Content', get: (d) => d.content ?? '' },
 ];
 
