@@ -92,13 +92,15 @@ impl Proxy {
             Some(c) => Some(bind(c.listen).await?),
             None => None,
         };
+        let metrics = Metrics::new("proxy");
+        metrics.register_collector(tls::ExpiryCollector(tls.clone()));
         Ok(Self {
             config: config.clone(),
             tls,
             inbound,
             outbound,
             admin: bind(config.admin_listen).await?,
-            metrics: Metrics::new("proxy"),
+            metrics,
         })
     }
 

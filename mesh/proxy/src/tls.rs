@@ -31,6 +31,11 @@ pub enum TlsError {
 struct Material {
     /// The trust domain of our own SPIFFE id: peers must share it.
     trust_domain: String,
+    /// Our SPIFFE id and when our certificate expires (Unix seconds).
+    identity: String,
+    expires: Option<i64>,
+    /// Each trust anchor's subject and expiry.
+    anchors: Vec<(String, i64)>,
     key: Arc<CertifiedKey>,
     client_verifier: Arc<dyn ClientCertVerifier>,
     server_verifier: Arc<WebPkiServerVerifier>,
@@ -50,9 +55,17 @@ fn material(m: &MeshTls) -> Result<Material, TlsError> {
         .map_err(|e| TlsError::Key(e.to_string()))?;
     let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
         .map_err(|e| TlsError::Key(e.to_string()))?;
+    let expires = chain
+        .first()
+        .and_then(|c| cloudsec_identity::expiry_of(c))
+        .map(|(at, _)| at);
     let mut roots = RootCertStore::empty();
+    let mut anchors = Vec::new();
     for ca in CertificateDer::pem_slice_iter(m.ca_pem.as_bytes()) {
         let ca = ca.map_err(|e| TlsError::Roots(e.to_string()))?;
+        if let Some((at, subject)) = cloudsec_identity::expiry_of(&ca) {
+            anchors.push((subject, at));
+        }
         roots.add(ca).map_err(|e| TlsError::Roots(e.to_string()))?;
     }
     let roots = Arc::new(roots);
@@ -63,11 +76,64 @@ fn material(m: &MeshTls) -> Result<Material, TlsError> {
         .build()
         .map_err(|e| TlsError::Roots(e.to_string()))?;
     Ok(Material {
+        identity: own.to_string(),
+        expires,
+        anchors,
         trust_domain: own.trust_domain,
         key: Arc::new(CertifiedKey::new(chain, signing)),
         client_verifier,
         server_verifier,
     })
+}
+
+/// Reports the expiry of a sidecar's certificate and trust anchors at
+/// scrape time, so a rotation shows at the next scrape:
+/// `identity_cert_expiration_timestamp_seconds{identity}` and
+/// `identity_trust_anchor_expiration_timestamp_seconds{subject}` (Linkerd's
+/// name for the first; Unix seconds, the alerts subtract `time()`).
+#[derive(Debug)]
+pub(crate) struct ExpiryCollector(pub(crate) Arc<TlsState>);
+
+impl prometheus_client::collector::Collector for ExpiryCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::gauge::Gauge;
+        type Labels = Vec<(String, String)>;
+        let material = self.0.current.load();
+        let cert = Family::<Labels, Gauge>::default();
+        if let Some(at) = material.expires {
+            cert.get_or_create(&vec![("identity".to_owned(), material.identity.clone())])
+                .set(at);
+        }
+        let anchors = Family::<Labels, Gauge>::default();
+        for (subject, at) in &material.anchors {
+            anchors
+                .get_or_create(&vec![("subject".to_owned(), subject.clone())])
+                .set(*at);
+        }
+        for (name, help, family) in [
+            (
+                "identity_cert_expiration_timestamp_seconds",
+                "when the sidecar's workload certificate expires (Unix time)",
+                &cert,
+            ),
+            (
+                "identity_trust_anchor_expiration_timestamp_seconds",
+                "when each CA certificate the sidecar trusts expires (Unix time)",
+                &anchors,
+            ),
+        ] {
+            if !family.is_empty() {
+                let metric = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+                family.encode(metric)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The current TLS material of one sidecar.
@@ -386,6 +452,40 @@ mod tests {
             .issue_with_uris(&id("cloudsec.local", sa), &uris)
             .unwrap()
             .cert_pem)
+    }
+
+    #[tokio::test]
+    async fn reports_certificate_and_anchor_expiry_and_follows_rotation() {
+        let ca = LocalCa::generate().unwrap();
+        let tls = state(&ca, "documents").await;
+        let metrics = cloudsec_runtime::metrics::Metrics::new("proxy");
+        metrics.register_collector(ExpiryCollector(tls.clone()));
+        let value = |text: &str, series: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse::<i64>().ok())
+        };
+        let cert_series = "identity_cert_expiration_timestamp_seconds{component=\"proxy\",identity=\"spiffe://cloudsec.local/ns/default/sa/documents\"}";
+        let anchor_series = "identity_trust_anchor_expiration_timestamp_seconds{component=\"proxy\",subject=\"cloudsec development mesh CA\"}";
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let text = metrics.encode();
+        let first = value(&text, cert_series).unwrap_or_else(|| panic!("{text}"));
+        assert!((now + 3500..=now + 3700).contains(&first), "{first}");
+        assert!(value(&text, anchor_series).is_some_and(|at| at > now + 365 * 86400));
+
+        use cloudsec_identity::Issuer;
+        let longer = ca
+            .issue(
+                &id("cloudsec.local", "documents"),
+                std::time::Duration::from_secs(7200),
+            )
+            .await
+            .unwrap();
+        tls.update(&longer.mesh_tls()).unwrap();
+        let second = value(&metrics.encode(), cert_series).unwrap();
+        assert!(second >= first + 3500, "the rotated certificate shows");
     }
 
     #[tokio::test]

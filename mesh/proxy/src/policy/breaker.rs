@@ -33,6 +33,7 @@ use std::time::Duration;
 use cloudsec_runtime::metrics::Metrics;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Deserializer};
 use tokio::time::{Instant, Sleep};
 use tonic::Code;
@@ -170,14 +171,19 @@ impl BreakerHandle {
     }
 }
 
-/// The breaker's metric family; register once per proxy.
+/// The breaker's metric families; register once per proxy.
 #[derive(Clone, Debug, Default)]
 pub struct BreakerMetrics {
     transitions: Family<Labels, Counter>,
+    /// Endpoints whose breaker is not closed, per label set: a breaker
+    /// adds one when it leaves Closed and takes it back when it returns
+    /// (or is dropped), so endpoints sharing labels add up.
+    open: Family<Labels, Gauge>,
 }
 
 impl BreakerMetrics {
-    /// Registers `breaker_transitions_total{to}`.
+    /// Registers `breaker_transitions_total{to}` and
+    /// `breaker_open_endpoints`.
     pub fn register(metrics: &Metrics) -> Self {
         let this = Self::default();
         metrics.register(
@@ -185,7 +191,17 @@ impl BreakerMetrics {
             "endpoint circuit breaker state changes, by the state entered",
             this.transitions.clone(),
         );
+        metrics.register(
+            "breaker_open_endpoints",
+            "endpoints whose circuit breaker is open or half-open",
+            this.open.clone(),
+        );
         this
+    }
+
+    /// Endpoints with these labels whose breaker is not closed.
+    pub fn open(&self, labels: &Labels) -> i64 {
+        self.open.get_or_create(labels).get()
     }
 
     /// The count of transitions into `to`, with these labels.
@@ -232,6 +248,7 @@ impl<S> tower::Layer<S> for BreakerLayer {
             to_closed: counter(BreakerState::Closed),
             to_open: counter(BreakerState::Open),
             to_half_open: counter(BreakerState::HalfOpen),
+            open: self.metrics.open.get_or_create_owned(&self.labels),
             core: Mutex::new(Core {
                 phase: Phase::Closed,
                 consecutive: 0,
@@ -290,7 +307,17 @@ struct Shared {
     to_closed: Counter,
     to_open: Counter,
     to_half_open: Counter,
+    open: Gauge,
     core: Mutex<Core>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // An endpoint that goes away open no longer counts.
+        if BreakerState::from_u8(self.state.load(Ordering::Acquire)) != BreakerState::Closed {
+            self.open.dec();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -331,8 +358,17 @@ impl Shared {
             Phase::Open { .. } => (BreakerState::Open, &self.to_open),
             Phase::HalfOpen { .. } => (BreakerState::HalfOpen, &self.to_half_open),
         };
-        if BreakerState::from_u8(self.state.swap(state.as_u8(), Ordering::AcqRel)) != state {
+        let before = BreakerState::from_u8(self.state.swap(state.as_u8(), Ordering::AcqRel));
+        if before != state {
             counter.inc();
+            match (
+                before == BreakerState::Closed,
+                state == BreakerState::Closed,
+            ) {
+                (true, false) => drop(self.open.inc()),
+                (false, true) => drop(self.open.dec()),
+                _ => {}
+            }
             tracing::debug!(state = state.as_str(), "circuit breaker changed state");
         }
     }
@@ -679,6 +715,9 @@ mod tests {
         fail(&mut svc, &mut handle).await;
         assert_eq!(state.state(), BreakerState::Open);
         assert_eq!(metrics.transitions(&labels(), BreakerState::Open), 1);
+        assert_eq!(metrics.open(&labels()), 1, "counted as open");
+        drop(svc);
+        assert_eq!(metrics.open(&labels()), 0, "a dropped endpoint is not");
     }
 
     #[tokio::test(start_paused = true)]
@@ -743,6 +782,7 @@ mod tests {
         assert_ready_ok!(svc.poll_ready());
         assert_eq!(metrics.transitions(&labels(), BreakerState::HalfOpen), 1);
         assert_eq!(metrics.transitions(&labels(), BreakerState::Closed), 1);
+        assert_eq!(metrics.open(&labels()), 0, "closed again");
 
         // Closed again from scratch: takes three failures to open.
         fail(&mut svc, &mut handle).await;
