@@ -109,6 +109,10 @@ pub(crate) struct Lease {
 /// Where leases come from; a trait so the loop's timing can be tested
 /// with paused time.
 pub(crate) trait LeaseSource: Send + Sync + 'static {
+    /// The lease's name in metrics (`<mount>/creds/<role>`).
+    fn name(&self) -> String {
+        "lease".to_owned()
+    }
     fn fetch(&self) -> impl Future<Output = Result<Lease>> + Send;
     /// Renews and returns the new TTL.
     fn renew(
@@ -125,6 +129,10 @@ struct VaultLeases {
 }
 
 impl LeaseSource for VaultLeases {
+    fn name(&self) -> String {
+        format!("{}/creds/{}", self.mount, self.role)
+    }
+
     async fn fetch(&self) -> Result<Lease> {
         // vaultrs's typed call drops the lease fields, so this reads the
         // raw answer.
@@ -205,6 +213,7 @@ impl DbCredentials {
         span: tracing::Span,
     ) -> Result<Self> {
         let first = source.fetch().await?;
+        lease_metrics(&source.name(), first.ttl, None);
         let (tx, rx) = watch::channel(Arc::new(to_creds(&first, 1)));
         let refresh = Arc::new(Notify::new());
         let stop = CancellationToken::new();
@@ -249,6 +258,16 @@ impl DbCredentials {
     /// Stops the background task (also done on drop).
     pub fn stop(&self) {
         self.stop.cancel();
+    }
+}
+
+/// Records that lease `name` now expires in `ttl`, and the outcome of the
+/// attempt that made it so (none for the first lease).
+fn lease_metrics(name: &str, ttl: Duration, outcome: Option<&str>) {
+    use cloudsec_runtime::metrics::process;
+    process::vault_lease_expires(name, std::time::SystemTime::now() + ttl);
+    if let Some(outcome) = outcome {
+        process::vault_lease_renewal(name, outcome);
     }
 }
 
@@ -304,6 +323,7 @@ async fn maintain(
                     match renew_with_retry(&source, &state, full_ttl, &stop).await {
                         Some(Ok(ttl)) => Step::Renewed(ttl),
                         Some(Err(e)) => {
+                            cloudsec_runtime::metrics::process::vault_lease_renewal(&source.name(), "error");
                             tracing::warn!(error = %e, lease_id = %state.lease.lease_id, "lease renewal refused (revoked or expired); fetching new credentials");
                             Step::Replace("renewal refused")
                         }
@@ -318,6 +338,7 @@ async fn maintain(
             Step::Renewed(ttl) if ttl >= full_ttl / 2 && !ttl.is_zero() => {
                 state.lease.ttl = ttl;
                 state.obtained_at = Instant::now();
+                lease_metrics(&source.name(), ttl, Some("renewed"));
                 tracing::debug!(ttl = ?ttl, "database lease renewed");
             }
             step => {
@@ -344,6 +365,7 @@ async fn maintain(
                     "new database credentials"
                 );
                 tx.send_replace(Arc::new(to_creds(&lease, state.generation)));
+                lease_metrics(&source.name(), lease.ttl, Some("replaced"));
                 state.lease = lease;
                 state.obtained_at = Instant::now();
             }
@@ -375,6 +397,7 @@ async fn renew_with_retry(
         match source.renew(&state.lease.lease_id, full_ttl).await {
             Err(e) if e.is_unavailable() => {
                 attempt += 1;
+                cloudsec_runtime::metrics::process::vault_lease_renewal(&source.name(), "error");
                 let pause = backoff(attempt);
                 log_outage(&e, attempt, pause, state);
                 tokio::select! {
@@ -399,6 +422,7 @@ async fn fetch_with_retry(
             Ok(lease) => return Some(lease),
             Err(e) => {
                 attempt += 1;
+                cloudsec_runtime::metrics::process::vault_lease_renewal(&source.name(), "error");
                 let pause = backoff(attempt);
                 log_outage(&e, attempt, pause, state);
                 tokio::select! {
@@ -571,6 +595,25 @@ mod tests {
         assert_eq!(fake.renewals.load(Ordering::SeqCst), 4);
         assert!(!changes.has_changed().unwrap());
         assert_eq!(creds.current().generation, 1);
+        // The failing renewals show where an alert can see them.
+        assert!(
+            exposed(
+                "vault_lease_renewals_total{component=\"t\",lease=\"lease\",outcome=\"error\"}"
+            )
+            .is_some_and(|n| n >= 3.0)
+        );
+        assert!(
+            exposed("vault_lease_expiration_timestamp_seconds{component=\"t\",lease=\"lease\"}")
+                .is_some()
+        );
+    }
+
+    /// A sample of the process-wide metrics, as any registry exposes it.
+    fn exposed(series: &str) -> Option<f64> {
+        cloudsec_runtime::metrics::Metrics::new("t")
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     }
 
     #[tokio::test(start_paused = true)]

@@ -207,6 +207,14 @@ impl VaultClient {
     }
 
     fn install(&self, session: Session) -> Arc<Session> {
+        // The token's lease starts now: its expiry in wall-clock time is
+        // what `vault_token_expiration_timestamp_seconds` reports.
+        cloudsec_runtime::metrics::process::vault_token_expires(
+            session
+                .lease
+                .ttl
+                .map(|ttl| std::time::SystemTime::now() + ttl),
+        );
         let session = Arc::new(session);
         match self.inner.session.write() {
             Ok(mut s) => *s = Arc::clone(&session),
@@ -541,7 +549,14 @@ pub(crate) async fn keep_token_fresh<A: TokenAuthority>(auth: &A, stop: Cancella
         }
         let mut attempt = 0u32;
         loop {
-            match refresh(auth, &lease).await {
+            let refreshed = refresh(auth, &lease).await;
+            cloudsec_runtime::metrics::process::vault_token_renewal(match &refreshed {
+                Ok(Refreshed::Renewed) => "renewed",
+                Ok(Refreshed::LoggedIn) => "logged_in",
+                Ok(Refreshed::CannotRenew) => "cannot_renew",
+                Err(_) => "error",
+            });
+            match refreshed {
                 Ok(Refreshed::Renewed | Refreshed::LoggedIn) => break,
                 Ok(Refreshed::CannotRenew) => {
                     tracing::warn!(
@@ -765,7 +780,19 @@ mod tests {
         settle().await;
         assert_eq!(fake.renewals.load(Ordering::SeqCst), 3);
         assert_eq!(fake.logins.load(Ordering::SeqCst), 0);
+        assert!(
+            exposed("vault_token_renewals_total{component=\"t\",outcome=\"error\"}")
+                .is_some_and(|n| n >= 2.0)
+        );
         stop.cancel();
+    }
+
+    /// A sample of the process-wide metrics, as any registry exposes it.
+    fn exposed(series: &str) -> Option<f64> {
+        cloudsec_runtime::metrics::Metrics::new("t")
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     }
 
     #[tokio::test(start_paused = true)]
