@@ -589,6 +589,7 @@ async fn up(data_dir: PathBuf, cfg: LoadedConfig) -> Result<(), Fatal> {
         "\ncloudsec is up (data in {dir})\n\
          \n  REST gateway   {base}\
          \n  admin          http://{ga}/metrics (gateway)  http://{aa}/metrics (auth)  http://{da}/metrics (documents)  http://{ua}/metrics (audit)\
+         \n  sidecar admin  http://{gsa}/metrics (gateway)  http://{asa}/metrics (auth)  http://{dsa}/metrics (documents)  http://{usa}/metrics (audit)\
          \n  gRPC (mTLS)    auth {auth}  documents {docs}  audit {audit}\
          \n\nTry it:\n\
          \n  curl -s {base}/v1/auth:signUp -H 'content-type: application/json' \\\
@@ -609,6 +610,10 @@ async fn up(data_dir: PathBuf, cfg: LoadedConfig) -> Result<(), Fatal> {
         aa = a.auth_admin,
         da = a.documents_admin,
         ua = a.audit_admin,
+        gsa = a.gateway_sidecar_admin,
+        asa = a.auth_sidecar_admin,
+        dsa = a.documents_sidecar_admin,
+        usa = a.audit_sidecar_admin,
         audit = a.audit,
         auth = a.auth,
         docs = a.documents,

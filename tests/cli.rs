@@ -145,11 +145,14 @@ fn start_up(data: &std::path::Path) -> Up {
         .expect("spawn cloudsec up");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let banner = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = banner.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(url) = line.trim().strip_prefix("REST gateway") {
                 let _ = tx.send(url.trim().to_owned());
             }
+            lines.lock().unwrap().push(line);
         }
     });
     let stderr = child.stderr.take().unwrap();
@@ -168,6 +171,28 @@ fn start_up(data: &std::path::Path) -> Up {
     let url = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("cloudsec up prints the gateway URL");
+    // The banner names every admin port, the sidecars' included.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !banner
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("sidecar admin"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sidecar admin ports in the banner"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sidecars = banner
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("sidecar admin"))
+        .cloned()
+        .unwrap();
+    assert_eq!(sidecars.matches("/metrics").count(), 4, "{sidecars}");
     Up {
         child,
         url,

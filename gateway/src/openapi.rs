@@ -581,6 +581,12 @@ impl Generator {
         if !rules.pattern.is_empty() {
             object.insert("pattern".to_owned(), json!(rules.pattern));
         }
+        if !rules.pattern_description.is_empty() && !object.contains_key("description") {
+            object.insert(
+                "description".to_owned(),
+                json!(format!("{}.", rules.pattern_description)),
+            );
+        }
         // 64-bit integers are strings in JSON, where number bounds mean
         // nothing; the gateway still checks them.
         if object.get("type") != Some(&json!("string")) {

@@ -106,6 +106,8 @@ struct Rules {
     max_length: Option<usize>,
     pattern: Option<Regex>,
     key_pattern: Option<Regex>,
+    /// `pattern_description`, when the contract words the pattern.
+    pattern_description: Option<String>,
     min_items: Option<usize>,
     max_items: Option<usize>,
     minimum: Option<f64>,
@@ -194,6 +196,8 @@ impl Rules {
             max_length: size(rules.max_length),
             pattern,
             key_pattern,
+            pattern_description: (!rules.pattern_description.is_empty())
+                .then(|| rules.pattern_description.clone()),
             min_items: size(rules.min_items),
             max_items: size(rules.max_items),
             minimum: rules.minimum,
@@ -219,7 +223,10 @@ impl Rules {
                     {
                         out.push(Violation::invalid(
                             &entry,
-                            format!("key must match `{}`", pattern.as_str()),
+                            match &self.pattern_description {
+                                Some(words) => format!("key must be {words}"),
+                                None => format!("key must match `{}`", pattern.as_str()),
+                            },
                         ));
                     }
                     self.check_scalar(value, &entry, out);
@@ -275,7 +282,10 @@ impl Rules {
             {
                 out.push(Violation::invalid(
                     path,
-                    format!("must match `{}`", pattern.as_str()),
+                    match &self.pattern_description {
+                        Some(words) => format!("must be {words}"),
+                        None => format!("must match `{}`", pattern.as_str()),
+                    },
                 ));
             }
             return;

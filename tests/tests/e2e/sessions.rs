@@ -469,7 +469,12 @@ pub(crate) async fn groups_open_restricted_documents(sb: &Sandbox) {
             &json!({"group": "no spaces allowed"}),
         )
         .await;
-    expect_error(r, 400, 3, "letters, digits").await;
+    // The contract's rule, checked at the edge, says what is wanted.
+    let body = expect_error(r, 400, 3, "invalid field: group").await;
+    assert_eq!(
+        body["details"][0]["fieldViolations"][0]["description"],
+        "must be 1 to 64 letters, digits, `-`, `_` and `.`"
+    );
     let member = token(login_body(sb, &email, password).await);
     let r = sb.get(&format!("/v1/documents/{secret_id}"), &member).await;
     assert_eq!(r.status(), 200);
