@@ -114,6 +114,7 @@ impl Audit {
         )
         .await?;
         let metrics = AuditMetrics::register(host.metrics());
+        host.metrics().watch_pool(NAME, &db);
         let log = AuditLog::open(db.clone(), config.queue.clone(), metrics).await?;
         let subscriber_config = SubscriberConfig {
             shutdown_grace: config.shutdown_grace,
@@ -123,7 +124,8 @@ impl Audit {
             Subscriber::from_arcs(queue, Arc::new(handler(log.clone())), subscriber_config)?
                 // Skips known duplicates before the append takes the write
                 // lock; the append's own inbox entry is what guarantees once.
-                .with_inbox(Inbox::new(db, config.queue.clone()));
+                .with_inbox(Inbox::new(db, config.queue.clone()))
+                .with_metrics(host.metrics());
         host.add_service(AuditGrpc::new(log.clone(), verifier).into_server());
         Ok(Self {
             host,

@@ -611,6 +611,7 @@ impl KeyRing {
         let (records, plan) = settle(&store, &policy, clock.as_ref()).await?;
         let mut parsed = HashMap::new();
         let active = build_active(&records, plan, &mut parsed)?;
+        crate::metrics::signing_keys(&records, &active.plan, policy.rotation_period);
         verifier.set_keys(&active.jwks);
         Ok(Arc::new(Self {
             store,
@@ -686,6 +687,7 @@ impl KeyRing {
             let mut parsed = self.parsed.write().unwrap_or_else(|p| p.into_inner());
             build_active(&records, plan, &mut parsed)?
         };
+        crate::metrics::signing_keys(&records, &active.plan, self.policy.rotation_period);
         self.verifier.set_keys(&active.jwks);
         if self.active().plan != active.plan {
             tracing::debug!(signing = ?active.plan.signing, published = ?active.plan.published, "signing keys in force");

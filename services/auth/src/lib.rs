@@ -31,6 +31,7 @@ pub mod federation;
 pub mod grpc;
 pub mod keys;
 pub(crate) mod lockout;
+pub mod metrics;
 pub mod mfa;
 pub mod migration;
 pub mod password;
@@ -98,6 +99,7 @@ impl Auth {
         let bus = Bus::for_service(events, shared, &db).await?;
         let outbox = Outbox::new();
         let relay = Relay::new(db.clone(), bus.publisher(), &outbox, events.relay.clone())?;
+        let pool = db.clone();
         let concurrency = config
             .hash_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -134,6 +136,9 @@ impl Auth {
         )
         .await?;
         let sweeper = core.clone();
+        metrics::register(host.metrics());
+        host.metrics().watch_pool("auth", &pool);
+        let relay = relay.with_metrics(host.metrics());
         host.add_service(
             AuthServiceServer::new(grpc::AuthGrpc::new(core))
                 .max_decoding_message_size(MAX_MESSAGE),

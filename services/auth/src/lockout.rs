@@ -77,6 +77,7 @@ pub(crate) async fn record_ip_failure(
             .await?
             .map_or(0, |r| u32::try_from(r.failures).unwrap_or(0));
         if failures >= rule.ip_threshold {
+            crate::metrics::lockout("ip");
             login_attempt::Entity::update(login_attempt::ActiveModel {
                 email_hash: Set(key.to_owned()),
                 locked_until: Set(now.checked_add_signed(window)),
@@ -134,6 +135,7 @@ pub(crate) async fn record_failure(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<u32> {
+    crate::metrics::login_failure();
     let txn = begin_write(db).await?;
     let result = async {
         // One statement both creates and increments, so concurrent failures
@@ -173,6 +175,7 @@ pub(crate) async fn record_failure(
             .exec(&txn)
             .await?;
             tracing::warn!(failures, lock_secs = lock.as_secs(), "login locked");
+            crate::metrics::lockout("email");
         }
         Ok::<_, AuthError>(failures)
     }

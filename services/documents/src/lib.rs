@@ -101,6 +101,8 @@ impl Documents {
             config.shutdown_grace,
         )
         .await?;
+        host.metrics().watch_pool(NAME, &db);
+        let relay = relay.with_metrics(host.metrics());
         let store = Store::new(db, tokens, outbox, content);
         host.add_service(
             DocumentsGrpc::new(store.clone(), verifier)
