@@ -172,7 +172,13 @@ impl JwtAuthorizer {
 
     /// Fetches the key set and replaces the known keys.
     pub(crate) async fn refresh(&self) -> Result<(), JwksError> {
-        let jwks = self.source.fetch().await?;
+        let fetched = self.source.fetch().await;
+        let source = match &self.source {
+            JwksSource::Auth(_) => "auth",
+            JwksSource::Url { .. } => "url",
+        };
+        cloudsec_runtime::metrics::process::jwks_refresh(source, fetched.is_ok());
+        let jwks = fetched?;
         tracing::debug!(keys = jwks.keys.len(), "jwks refreshed");
         self.verifier.set_keys(&jwks);
         Ok(())

@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod concurrency;
 pub mod codec;
 pub mod config;
 mod cors;

@@ -464,6 +464,7 @@ impl Gateway {
         let table = build_table(&pool, config, &channels)?;
         let metrics = Metrics::new("gateway");
         let gateway_metrics = GatewayMetrics::register(&metrics);
+        crate::concurrency::register(&metrics);
         let limiter = Limiter::new(
             config.redis_url.as_ref().map(|url| url.expose()),
             &config.redis_prefix,
@@ -818,6 +819,7 @@ async fn discard(mut body: Body, budget: u64) {
 const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response {
+    let _in_flight = crate::concurrency::enter();
     let started = Instant::now();
     let peer = request
         .extensions()
