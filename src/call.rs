@@ -63,6 +63,11 @@ pub struct RunningPlatform {
     pub gateway: SocketAddr,
     /// Full gRPC service name to (service account, mTLS address).
     pub services: BTreeMap<String, (String, SocketAddr)>,
+    /// Every admin listener (`/metrics`, `/live`, `/ready`) by workload:
+    /// `gateway`, `auth`, ..., and `<name>-sidecar` for the sidecars; what
+    /// `scripts/observability` scrapes.
+    #[serde(default)]
+    pub admin: BTreeMap<String, SocketAddr>,
 }
 
 impl RunningPlatform {

@@ -635,6 +635,19 @@ async fn up(data_dir: PathBuf, cfg: LoadedConfig) -> Result<(), Fatal> {
         .into_iter()
         .map(|(service, account, addr)| (service.to_owned(), (account.to_owned(), addr)))
         .collect(),
+        admin: [
+            ("gateway", a.gateway_admin),
+            ("auth", a.auth_admin),
+            ("documents", a.documents_admin),
+            ("audit", a.audit_admin),
+            ("gateway-sidecar", a.gateway_sidecar_admin),
+            ("auth-sidecar", a.auth_sidecar_admin),
+            ("documents-sidecar", a.documents_sidecar_admin),
+            ("audit-sidecar", a.audit_sidecar_admin),
+        ]
+        .into_iter()
+        .map(|(name, addr)| (name.to_owned(), addr))
+        .collect(),
     };
     if let Err(error) = running.publish(&data_dir) {
         tracing::warn!(%error, "cannot publish the running platform for `cloudsec call`");
