@@ -352,11 +352,21 @@ pub fn spiffe_id_of(cert_der: &[u8]) -> Option<SpiffeId> {
     SpiffeId::parse(only).ok()
 }
 
-/// When a DER certificate expires, in seconds since the Unix epoch, and
-/// its subject's common name (or the whole subject when it has none): what
-/// the sidecars report as `identity_cert_expiration_timestamp_seconds` and
+/// When a certificate became valid and when it expires, in seconds since
+/// the Unix epoch, and its subject's common name (or the whole subject when
+/// it has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: i64,
+    pub not_after: i64,
+    pub subject: String,
+}
+
+/// The validity of a DER certificate: what the sidecars report as
+/// `identity_cert_expiration_timestamp_seconds`,
+/// `identity_cert_not_before_timestamp_seconds` and
 /// `identity_trust_anchor_expiration_timestamp_seconds`.
-pub fn expiry_of(cert_der: &[u8]) -> Option<(i64, String)> {
+pub fn validity_of(cert_der: &[u8]) -> Option<Validity> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let subject = cert
         .subject()
@@ -364,7 +374,11 @@ pub fn expiry_of(cert_der: &[u8]) -> Option<(i64, String)> {
         .next()
         .and_then(|cn| cn.as_str().ok())
         .map_or_else(|| cert.subject().to_string(), str::to_owned);
-    Some((cert.validity().not_after.timestamp(), subject))
+    Some(Validity {
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        subject,
+    })
 }
 
 #[cfg(test)]
@@ -377,12 +391,19 @@ mod tests {
         let id = SpiffeId::new("cloudsec.local", "default", "auth").unwrap();
         let before = time::OffsetDateTime::now_utc().unix_timestamp();
         let cert = ca.issue(&id, Duration::from_secs(3600)).await.unwrap();
-        let (at, subject) = expiry_of(&rustls_pemfile_der(&cert.cert_pem)).unwrap();
-        assert!((before + 3590..=before + 3610).contains(&at), "{at}");
-        assert_eq!(subject, "auth");
-        let (ca_at, ca_subject) = expiry_of(&rustls_pemfile_der(&cert.ca_pem)).unwrap();
-        assert!(ca_at > before + 3000 * 86400);
-        assert_eq!(ca_subject, "cloudsec development mesh CA");
+        let leaf = validity_of(&rustls_pemfile_der(&cert.cert_pem)).unwrap();
+        assert!(
+            (before + 3590..=before + 3610).contains(&leaf.not_after),
+            "{leaf:?}"
+        );
+        assert!(
+            (before - 70..=before).contains(&leaf.not_before),
+            "back-dated a minute"
+        );
+        assert_eq!(leaf.subject, "auth");
+        let ca = validity_of(&rustls_pemfile_der(&cert.ca_pem)).unwrap();
+        assert!(ca.not_after > before + 3000 * 86400);
+        assert_eq!(ca.subject, "cloudsec development mesh CA");
     }
 
     #[test]

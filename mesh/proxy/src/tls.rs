@@ -31,9 +31,9 @@ pub enum TlsError {
 struct Material {
     /// The trust domain of our own SPIFFE id: peers must share it.
     trust_domain: String,
-    /// Our SPIFFE id and when our certificate expires (Unix seconds).
+    /// Our SPIFFE id and our certificate's validity.
     identity: String,
-    expires: Option<i64>,
+    validity: Option<cloudsec_identity::Validity>,
     /// Each trust anchor's subject and expiry.
     anchors: Vec<(String, i64)>,
     key: Arc<CertifiedKey>,
@@ -55,16 +55,15 @@ fn material(m: &MeshTls) -> Result<Material, TlsError> {
         .map_err(|e| TlsError::Key(e.to_string()))?;
     let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
         .map_err(|e| TlsError::Key(e.to_string()))?;
-    let expires = chain
+    let validity = chain
         .first()
-        .and_then(|c| cloudsec_identity::expiry_of(c))
-        .map(|(at, _)| at);
+        .and_then(|c| cloudsec_identity::validity_of(c));
     let mut roots = RootCertStore::empty();
     let mut anchors = Vec::new();
     for ca in CertificateDer::pem_slice_iter(m.ca_pem.as_bytes()) {
         let ca = ca.map_err(|e| TlsError::Roots(e.to_string()))?;
-        if let Some((at, subject)) = cloudsec_identity::expiry_of(&ca) {
-            anchors.push((subject, at));
+        if let Some(v) = cloudsec_identity::validity_of(&ca) {
+            anchors.push((v.subject, v.not_after));
         }
         roots.add(ca).map_err(|e| TlsError::Roots(e.to_string()))?;
     }
@@ -77,7 +76,7 @@ fn material(m: &MeshTls) -> Result<Material, TlsError> {
         .map_err(|e| TlsError::Roots(e.to_string()))?;
     Ok(Material {
         identity: own.to_string(),
-        expires,
+        validity,
         anchors,
         trust_domain: own.trust_domain,
         key: Arc::new(CertifiedKey::new(chain, signing)),
@@ -88,9 +87,11 @@ fn material(m: &MeshTls) -> Result<Material, TlsError> {
 
 /// Reports the expiry of a sidecar's certificate and trust anchors at
 /// scrape time, so a rotation shows at the next scrape:
-/// `identity_cert_expiration_timestamp_seconds{identity}` and
-/// `identity_trust_anchor_expiration_timestamp_seconds{subject}` (Linkerd's
-/// name for the first; Unix seconds, the alerts subtract `time()`).
+/// `identity_cert_expiration_timestamp_seconds{identity}` (Linkerd's name),
+/// `identity_cert_not_before_timestamp_seconds{identity}` (with it, the
+/// share of the lifetime left) and
+/// `identity_trust_anchor_expiration_timestamp_seconds{subject}`; Unix
+/// seconds, the alerts subtract `time()`.
 #[derive(Debug)]
 pub(crate) struct ExpiryCollector(pub(crate) Arc<TlsState>);
 
@@ -105,9 +106,11 @@ impl prometheus_client::collector::Collector for ExpiryCollector {
         type Labels = Vec<(String, String)>;
         let material = self.0.current.load();
         let cert = Family::<Labels, Gauge>::default();
-        if let Some(at) = material.expires {
-            cert.get_or_create(&vec![("identity".to_owned(), material.identity.clone())])
-                .set(at);
+        let issued = Family::<Labels, Gauge>::default();
+        if let Some(v) = &material.validity {
+            let labels = vec![("identity".to_owned(), material.identity.clone())];
+            cert.get_or_create(&labels).set(v.not_after);
+            issued.get_or_create(&labels).set(v.not_before);
         }
         let anchors = Family::<Labels, Gauge>::default();
         for (subject, at) in &material.anchors {
@@ -120,6 +123,11 @@ impl prometheus_client::collector::Collector for ExpiryCollector {
                 "identity_cert_expiration_timestamp_seconds",
                 "when the sidecar's workload certificate expires (Unix time)",
                 &cert,
+            ),
+            (
+                "identity_cert_not_before_timestamp_seconds",
+                "when the sidecar's workload certificate became valid (Unix time)",
+                &issued,
             ),
             (
                 "identity_trust_anchor_expiration_timestamp_seconds",
