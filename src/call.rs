@@ -187,7 +187,8 @@ pub async fn call(
         .await?
         .mesh_tls();
     let peer = SpiffeId::new(&running.trust_domain, &running.namespace, &account)?;
-    let channel = cloudsec_runtime::grpc::channel(&crate::dial(addr), &peer.dns_name(), &tls)?;
+    let channel =
+        cloudsec_runtime::grpc::channel(&crate::platform::dial(addr), &peer.dns_name(), &tls)?;
 
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| CallError::Status {
@@ -224,7 +225,7 @@ pub async fn call(
 /// platform's, else `mesh`'s.
 pub async fn export_cert(
     data_dir: &Path,
-    mesh: &crate::MeshConfig,
+    mesh: &crate::config::MeshConfig,
     service_account: &str,
     lifetime: std::time::Duration,
     out: &Path,

@@ -78,9 +78,10 @@ fn bad_configuration_exits_64_naming_the_key() {
     );
     fails_with_64(cloudsec().args(["serve", "documents"]), "documents");
     std::fs::write(&file, "[auth]\ndatabase_url = \"sqlite::memory:\"\n").unwrap();
+    // Auth seals codes for the mailer: no key service, no start.
     fails_with_64(
         cloudsec().args(["serve", "auth", "--config"]).arg(&file),
-        "auth.tls",
+        "secrets",
     );
     fails_with_64(
         cloudsec()
@@ -547,4 +548,94 @@ fn proxy_refuses_a_certificate_of_another_trust_domain() {
         cloudsec().args(["proxy", "--config"]).arg(&config),
         "mesh.trust_domain",
     );
+}
+
+#[test]
+fn config_check_names_every_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[tokens]\nauth_uri = \"http://127.0.0.1:4140\"\nauth_server_name = \"auth.default.svc\"\n\n\
+         [documents]\ndatabase_url = \"postgres://documents@db/documents\"\n\
+         page_token_key = \"vault:secret/cloudsec/documents#page_token_key\"\n\n\
+         [secrets]\nbackend = \"vault\"\n[secrets.vault]\naddress = \"https://vault.example:8200\"\n\
+         auth = { method = \"kubernetes\", role = \"documents\" }\n",
+    )
+    .unwrap();
+    // Good, and no secret was read: Vault at that address does not exist.
+    let out = cloudsec()
+        .args(["config", "check", "--component", "documents"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("good for documents"));
+
+    // Three mistakes in three sections, each named.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[tokens]\naccess_ttl = \"soon\"\n\n[gateway]\nlisen = \"127.0.0.1:1\"\n\n\
+         [documents]\ndatabase_url = \"sqlite::memory:\"\npage_token_key = \"k\"\nsize = 3\n",
+    )
+    .unwrap();
+    let out = cloudsec()
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for key in ["tokens.access_ttl", "gateway.lisen", "documents.size"] {
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+    assert!(stderr.contains("3 problems"), "{stderr}");
+
+    // What a component needs to start is checked with --component.
+    let partial = dir.path().join("partial.toml");
+    std::fs::write(
+        &partial,
+        "[documents]\ndatabase_url = \"sqlite::memory:\"\npage_token_key = \"0123456789abcdef0123456789abcdef\"\n\
+         tls = { ca_file = \"/nonexistent/ca.pem\", cert_file = \"/nonexistent/c.pem\", key_file = \"/nonexistent/k.pem\" }\n",
+    )
+    .unwrap();
+    let out = cloudsec()
+        .args(["config", "check", "--component", "documents"])
+        .arg(&partial)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for key in [
+        "documents.tls",
+        "tokens.auth_uri",
+        "tokens.auth_server_name",
+    ] {
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+    // A variable is checked like the file.
+    let out = cloudsec()
+        .args(["config", "check"])
+        .arg(&good)
+        .env("CLOUDSEC__TOKENS__ACCESS_TTL", "never")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tokens.access_ttl"));
+
+    // A missing file is EX_NOINPUT with its path.
+    let out = cloudsec()
+        .args(["config", "check"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(66), "{stderr}");
+    assert!(stderr.contains("missing.toml"), "{stderr}");
 }

@@ -197,15 +197,18 @@ pub(crate) fn grpc_code(name: &str) -> Option<tonic::Code> {
     })
 }
 
-/// The edge JWT authorizer.
+/// The edge JWT authorizer. Whose tokens it accepts (issuer, audience,
+/// revocations, a Cognito pool) is the platform's `[tokens]` section,
+/// copied in during wiring, so the edge and the services can never
+/// disagree; only how the edge fetches keys is set here.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
-    /// Must equal `tokens.issuer`.
-    #[serde(default = "default_issuer")]
+    /// `tokens.issuer` (set during wiring, not read from this section).
+    #[serde(skip, default = "default_issuer")]
     pub issuer: String,
-    /// Must equal `tokens.audience`.
-    #[serde(default = "default_audience")]
+    /// `tokens.audience` (set during wiring).
+    #[serde(skip, default = "default_audience")]
     pub audience: String,
     /// A JWKS document over HTTP(S). Unset: `GetJwks` on the upstream of
     /// `cloudsec.auth.v1.AuthService`.
@@ -218,24 +221,18 @@ pub struct JwtConfig {
     /// that tokens with made-up `kid`s cannot hammer the key source.
     #[serde(default = "default_jwks_min_refresh", with = "humantime_serde")]
     pub min_refresh_interval: Duration,
-    /// How often the auth service's token revocations (disabled, deleted
-    /// and signed-out users) are pulled; a revoked token stops passing the
-    /// edge within this.
-    #[serde(
-        default = "cloudsec_runtime::token::default_revocation_interval",
-        with = "humantime_serde"
-    )]
+    /// `tokens.revocation_interval` (set during wiring): how often the auth
+    /// service's token revocations are pulled.
+    #[serde(skip, default = "cloudsec_runtime::token::default_revocation_interval")]
     pub revocation_interval: Duration,
     /// Method selectors that need no token, besides the methods whose
     /// contract says so (`cloudsec.api.v1.authentication`: signing up and
     /// in, codes, refresh and logout, the keys).
     #[serde(default)]
     pub public: Vec<String>,
-    /// Cognito mode: also accept access tokens of this user pool.
-    #[serde(
-        default,
-        deserialize_with = "cloudsec_runtime::token::CognitoConfig::deserialize_checked"
-    )]
+    /// `tokens.cognito` (set during wiring): also accept access tokens of
+    /// this user pool.
+    #[serde(skip)]
     pub cognito: Option<cloudsec_runtime::token::CognitoConfig>,
 }
 
@@ -307,11 +304,11 @@ fn default_redis_retry() -> Duration {
 }
 
 fn default_issuer() -> String {
-    "https://auth.cloudsec.local".to_owned()
+    cloudsec_runtime::token::DEFAULT_ISSUER.to_owned()
 }
 
 fn default_audience() -> String {
-    "cloudsec".to_owned()
+    cloudsec_runtime::token::DEFAULT_AUDIENCE.to_owned()
 }
 
 fn default_jwks_refresh() -> Duration {

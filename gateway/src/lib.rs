@@ -36,8 +36,8 @@
 #![forbid(unsafe_code)]
 
 mod client;
-mod concurrency;
 pub mod codec;
+mod concurrency;
 pub mod config;
 mod cors;
 pub mod error;

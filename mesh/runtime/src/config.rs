@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 pub const ENV_PREFIX: &str = "CLOUDSEC__";
 
 /// Configuration that cannot be used; the process exits with code 64.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration at `{key}`: {message}")]
 pub struct ConfigError {
     /// The dotted key that is wrong (`.` for the whole document).
@@ -55,12 +55,24 @@ pub fn merge_layers(
     layers: &[&str],
     env: &BTreeMap<String, String>,
 ) -> Result<toml::Table, ConfigError> {
-    let mut root = toml::Table::new();
+    let mut tables = Vec::with_capacity(layers.len());
     for text in layers {
-        let layer = text.parse::<toml::Table>().map_err(|e| ConfigError {
+        tables.push(text.parse::<toml::Table>().map_err(|e| ConfigError {
             key: ".".into(),
             message: format!("not valid TOML: {}", e.message()),
-        })?;
+        })?);
+    }
+    merge_tables(tables, env)
+}
+
+/// [`merge_layers`] for layers that are tables already (defaults a program
+/// builds as typed values rather than as text).
+pub fn merge_tables(
+    tables: Vec<toml::Table>,
+    env: &BTreeMap<String, String>,
+) -> Result<toml::Table, ConfigError> {
+    let mut root = toml::Table::new();
+    for layer in tables {
         merge(&mut root, layer);
     }
     for (path, raw) in env_entries(env)? {

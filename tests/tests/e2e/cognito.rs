@@ -171,11 +171,10 @@ async fn cognito_access_tokens_are_trusted_by_gateway_and_services() {
         client = pool.client,
     );
     // The services trust the pool, and so does the gateway's authorizer,
-    // which is switched on here: a call passes both checks.
+    // which is switched on here (it reads the same `[tokens]`): a call
+    // passes both checks.
     let extra = Extra {
-        toml: format!(
-            "[tokens.cognito]\n{cognito_toml}\n[gateway.jwt]\n[gateway.jwt.cognito]\n{cognito_toml}"
-        ),
+        toml: format!("[tokens.cognito]\n{cognito_toml}\n[gateway.jwt]\n"),
         ..Extra::default()
     };
     let sb = Sandbox::start_with(Backend::Sqlite, extra)

@@ -177,7 +177,6 @@ impl Collector for PoolCollector {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
 
     #[tokio::test]
     async fn pools_show_size_use_and_wait() {

@@ -48,6 +48,14 @@ pub fn default_revocation_interval() -> Duration {
 /// The scope that makes a user their tenant's admin.
 pub const ADMIN_SCOPE: &str = "tenant:admin";
 
+/// The `iss` of the platform's own tokens unless `tokens.issuer` says
+/// otherwise; the signer and every verifier read the same setting.
+pub const DEFAULT_ISSUER: &str = "https://auth.cloudsec.local";
+
+/// The `aud` of the platform's own tokens unless `tokens.audience` says
+/// otherwise.
+pub const DEFAULT_AUDIENCE: &str = "cloudsec";
+
 /// The claims of a cloudsec access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {

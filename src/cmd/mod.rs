@@ -1,0 +1,130 @@
+//! The commands, one module each, and what they share: a failure that
+//! ends the process with its exit code, configuration loading and logging
+//! set-up.
+
+pub(crate) mod call;
+pub(crate) mod check;
+pub(crate) mod keys;
+pub(crate) mod maintain;
+pub(crate) mod migrate;
+pub(crate) mod proxy;
+pub(crate) mod secrets;
+pub(crate) mod serve;
+pub(crate) mod up;
+
+use std::path::Path;
+
+use cloudsec::{LoadedConfig, LocalConfigError, LogFormatName, PlatformConfig, PlatformError};
+use cloudsec_runtime::config::{self, ConfigError, EXIT_CONFIG};
+use cloudsec_runtime::telemetry::LogFormat;
+
+/// The exit code when a back end the configuration needs is down
+/// (`EX_UNAVAILABLE` from sysexits.h).
+pub(crate) const EXIT_UNAVAILABLE: u8 = 69;
+
+/// The exit code when an input file is missing (`EX_NOINPUT`).
+pub(crate) const EXIT_NO_INPUT: u8 = 66;
+
+/// A failure that ends the process, with its exit code.
+#[derive(Debug)]
+pub(crate) struct Fatal {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+impl From<ConfigError> for Fatal {
+    fn from(e: ConfigError) -> Self {
+        Fatal {
+            code: EXIT_CONFIG as u8,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<PlatformError> for Fatal {
+    /// Configuration mistakes found while wiring exit 64 like those found
+    /// while parsing; anything else is a failure to start (1).
+    fn from(e: PlatformError) -> Self {
+        match e.as_config() {
+            Some(config) => config.into(),
+            None => fatal(e),
+        }
+    }
+}
+
+pub(crate) fn fatal(e: impl std::fmt::Display) -> Fatal {
+    Fatal {
+        code: 1,
+        message: e.to_string(),
+    }
+}
+
+pub(crate) fn missing(key: &str, why: &str) -> Fatal {
+    ConfigError {
+        key: key.to_owned(),
+        message: why.to_owned(),
+    }
+    .into()
+}
+
+pub(crate) fn read_file(path: Option<&Path>) -> Result<Option<String>, Fatal> {
+    path.map(|p| {
+        std::fs::read_to_string(p).map_err(|e| Fatal {
+            code: EXIT_CONFIG as u8,
+            message: format!("cannot read configuration file {}: {e}", p.display()),
+        })
+    })
+    .transpose()
+}
+
+pub(crate) fn config_failure(e: LocalConfigError) -> Fatal {
+    match e {
+        LocalConfigError::Config(e) => e.into(),
+        e if e.is_unavailable() => Fatal {
+            code: EXIT_UNAVAILABLE,
+            message: format!(
+                "{e}; start-up retries are set by secrets.vault.retry (attempts, initial_backoff, max_backoff)"
+            ),
+        },
+        LocalConfigError::Secrets(e) => Fatal {
+            code: EXIT_CONFIG as u8,
+            message: format!("secrets: {e}"),
+        },
+        LocalConfigError::Platform(e) => e.into(),
+    }
+}
+
+/// The configuration `cloudsec up` runs with under `data_dir`.
+pub(crate) async fn up_config(data_dir: &Path, path: Option<&Path>) -> Result<LoadedConfig, Fatal> {
+    let text = read_file(path)?;
+    cloudsec::local_config(data_dir, text.as_deref(), &config::process_env())
+        .await
+        .map_err(config_failure)
+}
+
+/// The configuration `serve`, `proxy` and `migrate` run with: the file and
+/// the variables, no laptop defaults.
+pub(crate) async fn load_config(path: Option<&Path>) -> Result<LoadedConfig, Fatal> {
+    let text = read_file(path)?;
+    let layers: Vec<&str> = text.as_deref().into_iter().collect();
+    cloudsec::load_config(&layers, &config::process_env(), None)
+        .await
+        .map_err(config_failure)
+}
+
+pub(crate) fn log_format(cfg: &PlatformConfig, default: LogFormat) -> LogFormat {
+    match cfg.telemetry.log_format {
+        Some(LogFormatName::Json) => LogFormat::Json,
+        Some(LogFormatName::Pretty) => LogFormat::Pretty,
+        None => default,
+    }
+}
+
+/// `cloudsec openapi`: the OpenAPI 3.1 document of every annotated RPC.
+pub(crate) fn openapi() -> Result<(), Fatal> {
+    let pool =
+        cloudsec_gateway::descriptor_pool(&[cloudsec_proto::FILE_DESCRIPTOR_SET]).map_err(fatal)?;
+    let doc = cloudsec_gateway::openapi(&pool);
+    println!("{}", serde_json::to_string_pretty(&doc).map_err(fatal)?);
+    Ok(())
+}
