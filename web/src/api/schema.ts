@@ -762,6 +762,7 @@ export interface components {
         };
         "cloudsec.auth.v1.AdminAddUserToGroupResponse": Record<string, never>;
         "cloudsec.auth.v1.AdminCreateUserRequest": {
+            /** @description an email address such as name@example.com. */
             email: string;
             /** @description The initial password, under the same policy as sign-up. */
             password: string;
@@ -804,6 +805,7 @@ export interface components {
         "cloudsec.auth.v1.ConfirmForgotPasswordRequest": {
             /** @description The code from the reset message: six digits. */
             code: string;
+            /** @description an email address such as name@example.com. */
             email: string;
             /** @description The new password, under the sign-up policy. */
             password: string;
@@ -812,6 +814,7 @@ export interface components {
         "cloudsec.auth.v1.ConfirmSignUpRequest": {
             /** @description The code from the confirmation message: six digits. */
             code: string;
+            /** @description an email address such as name@example.com. */
             email: string;
         };
         "cloudsec.auth.v1.ConfirmSignUpResponse": Record<string, never>;
@@ -821,6 +824,7 @@ export interface components {
         };
         "cloudsec.auth.v1.DeleteSoftwareTokenResponse": Record<string, never>;
         "cloudsec.auth.v1.ForgotPasswordRequest": {
+            /** @description an email address such as name@example.com. */
             email: string;
         };
         "cloudsec.auth.v1.ForgotPasswordResponse": Record<string, never>;
@@ -858,6 +862,7 @@ export interface components {
              *     one. It sets the tokens' lifetimes and the scopes they may carry.
              */
             clientId?: string | null;
+            /** @description an email address such as name@example.com. */
             email: string;
             password: string;
         };
@@ -933,6 +938,7 @@ export interface components {
             readonly tokenType?: string;
         };
         "cloudsec.auth.v1.ResendConfirmationCodeRequest": {
+            /** @description an email address such as name@example.com. */
             email: string;
         };
         "cloudsec.auth.v1.ResendConfirmationCodeResponse": Record<string, never>;
@@ -971,6 +977,7 @@ export interface components {
             readonly state?: string;
         };
         "cloudsec.auth.v1.VerifySoftwareTokenRequest": {
+            /** @description the 6-digit code that was sent. */
             code: string;
             /** @description As in AssociateSoftwareToken. */
             session?: string | null;
