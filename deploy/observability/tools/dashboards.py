@@ -198,7 +198,7 @@ def overview():
             [target(f'sum by (status) (rate(gateway_response_total{{{SEL}}}[{RI}]))', "{{status}}")],
             unit="reqps", stack=True)
     b.panel("5xx ratio",
-            [target(f'sum(rate(gateway_response_total{{{SEL}, status=~"5.."}}[{RI}])) / sum(rate(gateway_response_total{{{SEL}}}[{RI}]))', "5xx")],
+            [target(f'(sum(rate(gateway_response_total{{{SEL}, status=~"5.."}}[{RI}])) or vector(0)) / sum(rate(gateway_response_total{{{SEL}}}[{RI}]))', "5xx")],
             unit="percentunit")
     b.panel("Latency",
             [target(f"histogram_quantile({q}, sum by (le) (rate(gateway_response_latency_seconds_bucket{{{SEL}}}[{RI}])))", f"p{int(q * 100)}")
@@ -219,7 +219,7 @@ def overview():
             [target(f"sum by (component) (rate(inbound_request_total{{{SEL}}}[{RI}]))", "{{component}}")],
             unit="reqps")
     b.panel("Server-fault ratio",
-            [target(f'sum by (component) (rate(inbound_response_total{{{SEL}, grpc_status=~"{SERVER_FAULTS}"}}[{RI}])) / sum by (component) (rate(inbound_response_total{{{SEL}}}[{RI}]))', "{{component}}")],
+            [target(f'(sum by (component) (rate(inbound_response_total{{{SEL}, grpc_status=~"{SERVER_FAULTS}"}}[{RI}])) or sum by (component) (rate(inbound_response_total{{{SEL}}}[{RI}])) * 0) / sum by (component) (rate(inbound_response_total{{{SEL}}}[{RI}]))', "{{component}}")],
             unit="percentunit")
     b.panel("Latency p99",
             [target(f"histogram_quantile(0.99, sum by (component, le) (rate(inbound_response_latency_seconds_bucket{{{SEL}}}[{RI}])))", "{{component}}")],
@@ -252,7 +252,7 @@ def mesh():
             [target(f"sum by (grpc_service) (rate(outbound_request_total{{{out}}}[{RI}]))", "{{grpc_service}}")],
             unit="reqps")
     b.panel("Success rate by backend",
-            [target(f'1 - sum by (grpc_service) (rate(outbound_response_total{{{out}, grpc_status=~"{SERVER_FAULTS}"}}[{RI}])) / sum by (grpc_service) (rate(outbound_response_total{{{out}}}[{RI}]))', "{{grpc_service}}")],
+            [target(f'1 - (sum by (grpc_service) (rate(outbound_response_total{{{out}, grpc_status=~"{SERVER_FAULTS}"}}[{RI}])) or sum by (grpc_service) (rate(outbound_response_total{{{out}}}[{RI}])) * 0) / sum by (grpc_service) (rate(outbound_response_total{{{out}}}[{RI}]))', "{{grpc_service}}")],
             unit="percentunit")
     b.panel("Latency p99 by backend",
             [target(f"histogram_quantile(0.99, sum by (grpc_service, le) (rate(outbound_response_latency_seconds_bucket{{{out}}}[{RI}])))", "{{grpc_service}}")],
