@@ -387,9 +387,17 @@ impl Sandbox {
 
     /// The database URL the auth service uses.
     pub fn auth_database_url(&self) -> String {
+        self.database_url("auth")
+    }
+
+    /// The database URL `component` (auth, documents, audit) uses.
+    pub fn database_url(&self, component: &str) -> String {
         match &self.pg {
             Some(pg) => pg.url.clone(),
-            None => format!("sqlite://{}", self.dir.path().join("auth.db").display()),
+            None => format!(
+                "sqlite://{}",
+                self.dir.path().join(format!("{component}.db")).display()
+            ),
         }
     }
 

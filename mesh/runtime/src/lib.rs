@@ -29,4 +29,4 @@ pub mod token;
 
 pub use config::{ConfigError, Secret};
 pub use shutdown::Shutdown;
-pub use status::{ErrorKind, FieldViolations};
+pub use status::{ErrorKind, FieldViolations, ServiceError, into_status};

@@ -70,6 +70,83 @@ pub fn http_status(code: Code) -> http::StatusCode {
     }
 }
 
+/// A service's typed error: its row of the status table, and what a
+/// client may be told. Every service implements this one trait and turns
+/// its errors into statuses with [`into_status`], so the table, the
+/// opacity of internal causes and the logging are written once.
+pub trait ServiceError: std::error::Error + Send + Sync + 'static {
+    /// Which row of the status table.
+    fn kind(&self) -> ErrorKind;
+
+    /// The violations of a bad request, sent as `google.rpc.BadRequest`.
+    fn violations(&self) -> Option<&FieldViolations> {
+        None
+    }
+
+    /// Further `google.rpc` details for the client, such as the
+    /// `RetryInfo` of a lockout.
+    fn details(&self) -> Option<tonic_types::ErrorDetails> {
+        None
+    }
+}
+
+/// The status a client gets for `error`.
+///
+/// A client's mistake (every kind but `Internal` and `Unavailable`) says
+/// what is wrong in the error's own words. An `Internal` or `Unavailable`
+/// error may name tables, hosts, keys or data: the client gets a fixed
+/// message with the request id to quote, and the log gets the error with
+/// its whole source chain.
+pub fn into_status<E: ServiceError>(error: E) -> tonic::Status {
+    use tonic_types::StatusExt;
+    let kind = error.kind();
+    if let Some(violations) = error.violations() {
+        return violations.clone().into_status();
+    }
+    match kind {
+        ErrorKind::Internal | ErrorKind::Unavailable => {
+            let request_id = crate::grpc::current_request_id();
+            let mut chain = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                chain.push_str(": ");
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::error!(
+                error = %chain,
+                kind = ?kind,
+                request_id = request_id.as_deref(),
+                "request failed"
+            );
+            let message = match kind {
+                ErrorKind::Unavailable => "service temporarily unavailable, retry later",
+                _ => "internal error",
+            };
+            let message = match request_id {
+                Some(id) => format!("{message} (request id {id})"),
+                None => message.to_owned(),
+            };
+            tonic::Status::new(kind.grpc_code(), message)
+        }
+        _ => match error.details() {
+            Some(details) => {
+                tonic::Status::with_error_details(kind.grpc_code(), error.to_string(), details)
+            }
+            None => tonic::Status::new(kind.grpc_code(), error.to_string()),
+        },
+    }
+}
+
+/// Whether a database error is the database being out of reach (the pool
+/// could not connect) rather than a statement that failed: worth a retry.
+pub fn database_unavailable(error: &sea_orm::DbErr) -> bool {
+    matches!(
+        error,
+        sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)
+    )
+}
+
 /// Field-level validation failures, reported as `google.rpc.BadRequest`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FieldViolations(Vec<(String, String)>);
@@ -146,6 +223,45 @@ mod tests {
         assert_eq!(http_status(Code::Unavailable), 503);
         assert_eq!(http_status(Code::DeadlineExceeded), 504);
         assert_eq!(ErrorKind::Aborted.http_status(), 409);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Example {
+        #[error("no such thing")]
+        Missing,
+        #[error("database: {0}")]
+        Database(#[source] std::io::Error),
+        #[error("vault at 10.0.0.5 refused")]
+        Down,
+    }
+
+    impl ServiceError for Example {
+        fn kind(&self) -> ErrorKind {
+            match self {
+                Example::Missing => ErrorKind::NotFound,
+                Example::Database(_) => ErrorKind::Internal,
+                Example::Down => ErrorKind::Unavailable,
+            }
+        }
+    }
+
+    #[test]
+    fn internal_causes_never_reach_the_client() {
+        let status = into_status(Example::Missing);
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "no such thing");
+        let status = into_status(Example::Database(std::io::Error::other(
+            "relation \"users\" secret",
+        )));
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        let status = into_status(Example::Down);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(
+            !status.message().contains("10.0.0.5"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

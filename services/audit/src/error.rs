@@ -3,7 +3,8 @@
 use cloudsec_bus::BusError;
 use cloudsec_runtime::db::DbError;
 use cloudsec_runtime::host::HostError;
-use cloudsec_runtime::{ErrorKind, FieldViolations};
+use cloudsec_runtime::status::database_unavailable;
+use cloudsec_runtime::{ErrorKind, FieldViolations, ServiceError, into_status};
 
 use crate::page_token::BadKey;
 use crate::{ADMIN_SCOPE, READ_SCOPE};
@@ -43,15 +44,13 @@ impl From<FieldViolations> for AuditError {
     }
 }
 
-impl AuditError {
-    pub fn kind(&self) -> ErrorKind {
+impl ServiceError for AuditError {
+    fn kind(&self) -> ErrorKind {
         match self {
             AuditError::Invalid(_) => ErrorKind::InvalidArgument,
             AuditError::NotAdmin => ErrorKind::PermissionDenied,
-            // The pool could not reach the database: worth a retry.
-            AuditError::Database(sea_orm::DbErr::ConnectionAcquire(_))
-            | AuditError::Database(sea_orm::DbErr::Conn(_))
-            | AuditError::Connect(_) => ErrorKind::Unavailable,
+            AuditError::Database(e) if database_unavailable(e) => ErrorKind::Unavailable,
+            AuditError::Connect(_) => ErrorKind::Unavailable,
             AuditError::Database(_)
             | AuditError::Corrupt(_)
             | AuditError::PageTokenKey(_)
@@ -61,30 +60,18 @@ impl AuditError {
             | AuditError::Host(_) => ErrorKind::Internal,
         }
     }
+
+    fn violations(&self) -> Option<&FieldViolations> {
+        match self {
+            AuditError::Invalid(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 impl From<AuditError> for tonic::Status {
     fn from(error: AuditError) -> Self {
-        let kind = error.kind();
-        match error {
-            AuditError::Invalid(violations) => violations.into_status(),
-            AuditError::NotAdmin => tonic::Status::new(kind.grpc_code(), error.to_string()),
-            // The cause may name tables, hosts or data: log it, and give
-            // the client only the request id to quote.
-            other => {
-                let request_id = cloudsec_runtime::grpc::current_request_id();
-                tracing::error!(error = %other, request_id = request_id.as_deref(), "request failed");
-                let message = match kind {
-                    ErrorKind::Unavailable => "service temporarily unavailable, retry later",
-                    _ => "internal error",
-                };
-                let message = match request_id {
-                    Some(id) => format!("{message} (request id {id})"),
-                    None => message.to_owned(),
-                };
-                tonic::Status::new(kind.grpc_code(), message)
-            }
-        }
+        into_status(error)
     }
 }
 

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use cloudsec_runtime::status::database_unavailable;
 use cloudsec_runtime::token::TokenError;
-use cloudsec_runtime::{ErrorKind, FieldViolations};
-use tonic_types::{ErrorDetails, StatusExt};
+use cloudsec_runtime::{ErrorKind, FieldViolations, ServiceError, into_status};
+use tonic_types::ErrorDetails;
 
 pub type Result<T> = std::result::Result<T, AuthError>;
 
@@ -68,8 +69,8 @@ pub enum AuthError {
     Events(#[from] cloudsec_bus::BusError),
 }
 
-impl AuthError {
-    pub fn kind(&self) -> ErrorKind {
+impl ServiceError for AuthError {
+    fn kind(&self) -> ErrorKind {
         match self {
             AuthError::Invalid(_) => ErrorKind::InvalidArgument,
             AuthError::EmailTaken | AuthError::TenantTaken(_) => ErrorKind::AlreadyExists,
@@ -85,11 +86,29 @@ impl AuthError {
             AuthError::BadSession | AuthError::Federation(_) => ErrorKind::Unauthenticated,
             AuthError::NotAdmin => ErrorKind::PermissionDenied,
             AuthError::UserNotFound(_) => ErrorKind::NotFound,
+            AuthError::Database(e) if database_unavailable(e) => ErrorKind::Unavailable,
             AuthError::Busy | AuthError::Unavailable(_) => ErrorKind::Unavailable,
             AuthError::Database(_)
             | AuthError::Key(_)
             | AuthError::Internal(_)
             | AuthError::Events(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn violations(&self) -> Option<&FieldViolations> {
+        match self {
+            AuthError::Invalid(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// RetryInfo lets the gateway and clients wait the right time.
+    fn details(&self) -> Option<ErrorDetails> {
+        match self {
+            AuthError::LockedOut { retry_after } => {
+                Some(ErrorDetails::with_retry_info(Some(*retry_after)))
+            }
+            _ => None,
         }
     }
 }
@@ -102,30 +121,51 @@ impl From<FieldViolations> for AuthError {
 
 impl From<AuthError> for tonic::Status {
     fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Invalid(violations) => violations.into_status(),
-            // RetryInfo lets the gateway and clients wait the right time.
-            AuthError::LockedOut { retry_after } => tonic::Status::with_error_details(
-                error.kind().grpc_code(),
-                error.to_string(),
-                ErrorDetails::with_retry_info(Some(retry_after)),
-            ),
-            AuthError::Database(ref cause) if is_unavailable(cause) => {
-                tracing::error!(%error, "database unavailable");
-                tonic::Status::unavailable("database unavailable, try again")
-            }
-            ref e if e.kind() == ErrorKind::Internal => {
-                tracing::error!(error = %e, "internal error");
-                tonic::Status::internal("internal error")
-            }
-            e => tonic::Status::new(e.kind().grpc_code(), e.to_string()),
-        }
+        into_status(error)
     }
 }
 
-fn is_unavailable(error: &sea_orm::DbErr) -> bool {
-    matches!(
-        error,
-        sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::StatusExt;
+
+    #[test]
+    fn internal_causes_stay_in_the_log() {
+        // What keys.rs raises when Vault is down: the cause names a host.
+        let status = tonic::Status::from(AuthError::Unavailable(
+            "sealing secrets: vault at https://10.0.0.5:8200 refused".into(),
+        ));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            !status.message().contains("10.0.0.5"),
+            "{}",
+            status.message()
+        );
+        let status = tonic::Status::from(AuthError::Database(sea_orm::DbErr::Custom(
+            "relation \"users\" column \"password_hash\"".into(),
+        )));
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        let status = tonic::Status::from(AuthError::Internal("os random: /dev/urandom".into()));
+        assert_eq!(status.message(), "internal error");
+    }
+
+    #[test]
+    fn client_mistakes_say_what_is_wrong() {
+        let status = tonic::Status::from(AuthError::LockedOut {
+            retry_after: std::time::Duration::from_secs(30),
+        });
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("30 s"));
+        assert!(status.get_error_details().retry_info().is_some());
+        let mut v = FieldViolations::new();
+        v.add("email", "is required");
+        let status = tonic::Status::from(AuthError::from(v));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            tonic::Status::from(AuthError::BadCredentials).message(),
+            "invalid email or password"
+        );
+    }
 }

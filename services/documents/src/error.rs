@@ -2,7 +2,8 @@
 
 use cloudsec_runtime::db::DbError;
 use cloudsec_runtime::host::HostError;
-use cloudsec_runtime::{ErrorKind, FieldViolations};
+use cloudsec_runtime::status::database_unavailable;
+use cloudsec_runtime::{ErrorKind, FieldViolations, ServiceError, into_status};
 
 use crate::content::ContentError;
 use crate::page_token::KeyTooShort;
@@ -49,54 +50,37 @@ impl From<FieldViolations> for DocumentsError {
     }
 }
 
-impl DocumentsError {
-    pub fn kind(&self) -> ErrorKind {
+impl ServiceError for DocumentsError {
+    fn kind(&self) -> ErrorKind {
         match self {
             DocumentsError::Invalid(_) => ErrorKind::InvalidArgument,
             DocumentsError::Restricted => ErrorKind::PermissionDenied,
             DocumentsError::NotFound => ErrorKind::NotFound,
             DocumentsError::EtagMismatch => ErrorKind::Aborted,
-            // The pool could not reach the database: worth a retry.
-            DocumentsError::Database(sea_orm::DbErr::ConnectionAcquire(_))
-            | DocumentsError::Database(sea_orm::DbErr::Conn(_))
-            | DocumentsError::Connect(_) => ErrorKind::Unavailable,
+            DocumentsError::Database(e) if database_unavailable(e) => ErrorKind::Unavailable,
+            DocumentsError::Connect(_) => ErrorKind::Unavailable,
             DocumentsError::Content(e) if e.is_unavailable() => ErrorKind::Unavailable,
-            DocumentsError::PageTokenKey(_) | DocumentsError::Content(ContentError::Config(_)) => {
-                ErrorKind::FailedPrecondition
-            }
-            DocumentsError::Database(_)
+            // A server's own configuration is never the client's to fix.
+            DocumentsError::PageTokenKey(_)
+            | DocumentsError::Database(_)
             | DocumentsError::Corrupt(_)
             | DocumentsError::Host(_)
             | DocumentsError::Events(_)
             | DocumentsError::Content(_) => ErrorKind::Internal,
         }
     }
+
+    fn violations(&self) -> Option<&FieldViolations> {
+        match self {
+            DocumentsError::Invalid(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 impl From<DocumentsError> for tonic::Status {
     fn from(error: DocumentsError) -> Self {
-        let kind = error.kind();
-        match error {
-            DocumentsError::Invalid(violations) => violations.into_status(),
-            DocumentsError::NotFound
-            | DocumentsError::EtagMismatch
-            | DocumentsError::Restricted => tonic::Status::new(kind.grpc_code(), error.to_string()),
-            // The cause may name tables, hosts or data: log it, and give
-            // the client only the request id to quote.
-            other => {
-                let request_id = cloudsec_runtime::grpc::current_request_id();
-                tracing::error!(error = %other, request_id = request_id.as_deref(), "request failed");
-                let message = match kind {
-                    ErrorKind::Unavailable => "service temporarily unavailable, retry later",
-                    _ => "internal error",
-                };
-                let message = match request_id {
-                    Some(id) => format!("{message} (request id {id})"),
-                    None => message.to_owned(),
-                };
-                tonic::Status::new(kind.grpc_code(), message)
-            }
-        }
+        into_status(error)
     }
 }
 

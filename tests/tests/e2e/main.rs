@@ -68,6 +68,7 @@ on_both_backends! {
     ops::health_reflection_and_metrics => ops_health_reflection_and_metrics,
     ops::restart_reuses_data => ops_restart_reuses_data,
     ops::drain_finishes_what_was_accepted => ops_drain_finishes_what_was_accepted,
+    ops::internal_errors_are_opaque => ops_internal_errors_are_opaque,
     events::changes_reach_the_audit_log => events_changes_reach_the_audit_log,
     sessions::refresh_rotates_and_reuse_revokes => sessions_refresh_rotates_and_reuse_revokes,
     sessions::lockout_answers_known_and_unknown_alike => sessions_lockout_answers_known_and_unknown_alike,

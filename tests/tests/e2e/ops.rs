@@ -260,3 +260,45 @@ pub(crate) async fn drain_finishes_what_was_accepted(sb: &Sandbox) {
         &bad[..bad.len().min(5)]
     );
 }
+
+/// A failure inside a service (here, a table that is gone) is a 500 whose
+/// message is fixed and names the request id, never the cause (SQL, a
+/// table, a host), in every service.
+pub(crate) async fn internal_errors_are_opaque(sb: &Sandbox) {
+    use sea_orm::{ConnectionTrait, Database};
+    // `sb` belongs to the caller; break a sandbox of our own.
+    let own = Sandbox::start(sb.backend).await.expect("sandbox");
+    let user = own.user().await;
+    for (component, table, path) in [
+        ("documents", "document_labels", "/v1/documents?label=team"),
+        ("audit", "audit_record", "/v1/audit/records"),
+        ("auth", "user_groups", "/v1/groups"),
+    ] {
+        let db = Database::connect(own.database_url(component))
+            .await
+            .unwrap();
+        db.execute_unprepared(&format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+        let r = own
+            .http
+            .get(own.url(path))
+            .bearer_auth(&user.token)
+            .header("x-request-id", format!("opaque-{component}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500, "{component}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            body["message"],
+            format!("internal error (request id opaque-{component})"),
+            "{component}: {body}"
+        );
+        assert!(
+            !body.to_string().contains(table),
+            "{component} leaked its cause: {body}"
+        );
+    }
+    own.stop().await;
+}
