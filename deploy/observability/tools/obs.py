@@ -9,7 +9,9 @@ Subcommands:
   check-rules                 every alert has a severity, a summary, and a
                               runbook_url naming docs/runbooks/<alert>.md,
                               which exists and says what it means, how to
-                              confirm and what to do; no runbook is orphaned
+                              confirm and what to do; no runbook is
+                              orphaned; a promtool test expects every alert
+                              to fire; the dashboards are well formed
   scale-rules OUT [FACTOR]    writes the test profile: the rule files with
                               every window, offset, `for` and `# seconds`
                               number divided by FACTOR (default 60)
@@ -30,6 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 RULES = ROOT / "charts" / "cloudsec" / "files" / "rules"
 DASHBOARDS = ROOT / "charts" / "cloudsec" / "files" / "dashboards"
 RUNBOOKS = ROOT / "docs" / "runbooks"
+TESTS = ROOT / "deploy" / "observability" / "tests"
 
 # What a runbook must say, as headings.
 RUNBOOK_SECTIONS = ("## What it means", "## How to confirm", "## What to do")
@@ -149,6 +152,15 @@ def check_rules(directory=RULES, runbooks=RUNBOOKS):
     for path in sorted(pathlib.Path(runbooks).glob("*.md")):
         if path.name != "README.md" and path.name not in named:
             problems.append(f"{path.relative_to(ROOT)}: no alert links to it")
+    # Every alert has a promtool test in which it is expected to fire (its
+    # neighbours in the same test are the series that must stay silent).
+    tested = set()
+    for path in sorted(TESTS.glob("*.test.yaml")):
+        text = path.read_text()
+        for m in re.finditer(r"alertname: (\w+)\n\s+exp_alerts:\n\s+- exp_labels:", text):
+            tested.add(m.group(1))
+    for name in sorted({a["name"] for a in alerts} - tested):
+        problems.append(f"{name}: no promtool test expects it to fire ({TESTS.relative_to(ROOT)})")
     return problems
 
 
