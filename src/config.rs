@@ -499,7 +499,19 @@ fn local_layers(
         "audit".into(),
         table([("database_url", sqlite("audit.db"))]),
     );
-    defaults.insert("gateway".into(), toml::Value::Table(toml::Table::new()));
+    let mut gateway = toml::Table::new();
+    // The web console, when it has been built (`npm --prefix web run build`)
+    // in the directory `cloudsec up` runs from.
+    let console = Path::new("web").join("dist");
+    if console.join("index.html").is_file()
+        && let Ok(console) = console.canonicalize()
+    {
+        gateway.insert(
+            "console_dir".into(),
+            toml::Value::String(console.display().to_string()),
+        );
+    }
+    defaults.insert("gateway".into(), toml::Value::Table(gateway));
     let user = parse_layers(file.as_slice())?;
     // The keystore is the default only when nothing chose a back end: a
     // user's `[secrets] backend = "vault"` must not merge with `dir`.

@@ -99,6 +99,10 @@ pub struct GatewayConfig {
     /// plain HTTP (a load balancer or API Gateway terminates TLS).
     #[serde(default)]
     pub listen_tls: Option<ListenTls>,
+    /// The web console's built files (`web/dist`), served at `/` with the
+    /// console's security headers; unset: no console.
+    #[serde(default)]
+    pub console_dir: Option<PathBuf>,
 }
 
 /// The REST listener's own certificate, read once at start.
@@ -358,6 +362,7 @@ impl Default for GatewayConfig {
             validate_requests: true,
             serve_openapi: true,
             listen_tls: None,
+            console_dir: None,
         }
     }
 }

@@ -39,6 +39,7 @@ mod client;
 pub mod codec;
 mod concurrency;
 pub mod config;
+mod console;
 mod cors;
 pub mod error;
 #[cfg(feature = "fuzzing")]

@@ -213,6 +213,8 @@ struct Shared {
     validator: Option<Validator>,
     /// The OpenAPI document of the routes served, pre-rendered.
     openapi: Option<Bytes>,
+    /// The web console, when `console_dir` is set.
+    console: Option<crate::console::Console>,
     /// Whether the REST listener terminates TLS.
     tls: bool,
     /// Set at shutdown: HTTP/1.1 answers then say `Connection: close`, so
@@ -558,6 +560,11 @@ impl Gateway {
         } else {
             None
         };
+        let console = config
+            .console_dir
+            .as_deref()
+            .map(crate::console::Console::load)
+            .transpose()?;
         let listener = bind(config.listen).await?;
         let admin_listener = bind(config.admin_listen).await?;
         let shared = Shared {
@@ -574,6 +581,7 @@ impl Gateway {
             trusted_proxies: config.trusted_proxies.clone(),
             validator,
             openapi,
+            console,
             tls: tls.is_some(),
             draining: std::sync::atomic::AtomicBool::new(false),
         };
@@ -894,7 +902,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
                 None => ApiError::not_found(&path).into_response(),
             }
         }
-        (Match::NotFound, _) => ApiError::not_found(&path).into_response(),
+        (Match::NotFound, _) => shared
+            .console
+            .as_ref()
+            .and_then(|console| console.serve(&method, &path))
+            .unwrap_or_else(|| ApiError::not_found(&path).into_response()),
         (Match::MethodNotAllowed { allowed }, _) => {
             ApiError::method_not_allowed(&method, allowed).into_response()
         }

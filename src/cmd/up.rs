@@ -23,9 +23,19 @@ pub(crate) async fn run(data_dir: PathBuf, config: Option<PathBuf>) -> Result<()
     let platform = LocalPlatform::build(&data_dir, &loaded).await?;
     let a = platform.addresses();
     let base = format!("http://{}", a.gateway);
+    let console = match loaded
+        .config
+        .gateway
+        .as_ref()
+        .and_then(|g| g.console_dir.as_ref())
+    {
+        Some(_) => format!("\n  web console    {base}/"),
+        None => "\n  web console    not built (npm --prefix web ci && npm --prefix web run build)"
+            .to_owned(),
+    };
     println!(
         "\ncloudsec is up (data in {dir})\n\
-         \n  REST gateway   {base}\
+         \n  REST gateway   {base}{console}\
          \n  admin          http://{ga}/metrics (gateway)  http://{aa}/metrics (auth)  http://{da}/metrics (documents)  http://{ua}/metrics (audit)\
          \n  sidecar admin  http://{gsa}/metrics (gateway)  http://{asa}/metrics (auth)  http://{dsa}/metrics (documents)  http://{usa}/metrics (audit)\
          \n  gRPC (mTLS)    auth {auth}  documents {docs}  audit {audit}\
