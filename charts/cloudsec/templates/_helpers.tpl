@@ -461,3 +461,14 @@ seccompProfile:
 {{- define "cloudsec.proxyConfig" -}}
 {{- regexReplaceAll "\n(\\s*\n)+" (include "cloudsec.proxyConfigRaw" .) "\n\n" | trim -}}
 {{- end }}
+
+{{/* The data volume of a component (ctx: its values). */}}
+{{- define "cloudsec.dataVolume" -}}
+{{- if .data.claimName -}}
+persistentVolumeClaim:
+  claimName: {{ .data.claimName }}
+{{- else -}}
+emptyDir:
+  sizeLimit: {{ .data.sizeLimit }}
+{{- end -}}
+{{- end }}
