@@ -328,6 +328,13 @@ def main() -> int:
         cases = [c for c in cases if c.name.startswith(args.only)]
     if not cases:
         chartlib.fail("no ci/*-values.yaml")
+    # The schema and the README's table of values are generated: stale is a failure.
+    schema = subprocess.run([sys.executable, str(CHART / "tests" / "schema.py")], capture_output=True, text=True).stdout
+    if schema != (CHART / "values.schema.json").read_text():
+        failures.add("schema", ["values.schema.json is not what tests/schema.py writes: run it (> values.schema.json)"])
+    r = subprocess.run([sys.executable, str(CHART / "tests" / "readme.py"), "--check"], capture_output=True, text=True)
+    if r.returncode != 0:
+        failures.add("readme", [r.stderr.strip()])
     dirs = [run_case(c, args, failures, work) for c in cases]
     checkov(args, [d for d in dirs if d], failures)
     if (work / "cases" / "default" / "manifests.yaml").exists():

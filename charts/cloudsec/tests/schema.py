@@ -112,7 +112,7 @@ schema = {
        "backend": {"enum": ["vault", "local"]},
        "vault": obj({"address": {"type": "string", "pattern": "^https?://"}, "kubernetesAuthMount": S,
                      "tokenAudience": S, "tokenExpirationSeconds": {"type": "integer", "minimum": 600},
-                     "namespace": S, "caConfigMap": S, "requestTimeout": dur, "kvMount": S, "kvPath": S,
+                     "namespace": S, "caConfigMap": S, "requestTimeout": dur,
                      "transitMount": S, "migrateRoleSuffix": {"type": "string", "minLength": 1}}),
        "local": obj({"dir": S}),
     }),
