@@ -724,8 +724,14 @@ def walkthrough(base: str, deadline: float) -> dict:
         if time.monotonic() > deadline:
             raise SmokeFailure(f"the audit log did not get {sorted(want)}; it has {sorted(types)}")
         time.sleep(0.3)
+    chain = records.get("records", [])
+    for i, r in enumerate(chain):
+        if str(r.get("seq")) != str(i + 1) or r.get("tenant") != tenant:
+            raise SmokeFailure(f"audit record {i}: seq {r.get('seq')} tenant {r.get('tenant')}, wanted {i + 1} and {tenant}")
+        if i and r.get("prevHash") != chain[i - 1].get("hash"):
+            raise SmokeFailure(f"audit record {i + 1} does not link to the one before it")
     verified = api.call("GET", "/v1/audit/chain:verify", token=token)
-    if not verified.get("valid", verified.get("ok", False)):
+    if verified.get("ok") is not True or str(verified.get("recordsChecked")) != str(len(chain)):
         raise SmokeFailure(f"the audit chain did not verify: {verified}")
     jwks = api.call("GET", "/.well-known/jwks.json")
     if not jwks.get("keys"):
