@@ -35,7 +35,6 @@ from chartlib import CHART, NAMESPACE, REPO  # noqa: E402
 
 GOLDEN = CHART / "tests" / "golden"
 KUBE_VERSIONS = ["1.29.0", "1.33.0"]
-CRD_ALLOW = {k for (_, k) in rules.CRD_KINDS}
 
 
 class Failures:
@@ -65,9 +64,8 @@ def kube_validate(kv: str, manifests: Path) -> list[str]:
         text = out.stdout + out.stderr
         for line in text.splitlines():
             if "Couldn't find schema" in line:
-                m = re.search(r"for (\S+) kind (\w+)|kind (\w+)", line)
-                kind = next((g for g in (m.groups() if m else ()) if g and "/" not in g), None)
-                if kind not in CRD_ALLOW:
+                m = re.search(r"kind (\w+) with api version (\S+)", line)
+                if not m or (m.group(2), m.group(1)) not in rules.CRD_KINDS:
                     problems.append(f"kubernetes-validate {version}: {line.strip()} (not a CRD on the allow-list)")
             elif re.search(r"\b(ERROR|FAIL|error)\b", line) or "did not validate" in line:
                 problems.append(f"kubernetes-validate {version}: {line.strip()}")
@@ -266,6 +264,10 @@ def negatives(args, failures: Failures, work: Path):
         print("  accepted as it should: global.* and enabled from a parent chart")
     except Exception as e:  # noqa: BLE001
         failures.add("negative", [f"global.someParentValue / enabled were refused: {e}"])
+
+    removed = work / "removed-api.yaml"
+    removed.write_text("apiVersion: policy/v1beta1\nkind: PodSecurityPolicy\nmetadata:\n  name: x\nspec: {}\n")
+    expect_caught(failures, "an object kubernetes-validate has no schema for (a removed API)", kube_validate(args.kubernetes_validate, removed), "PodSecurityPolicy")
 
     text = (work / "cases" / "default" / "manifests.yaml").read_text()
     objs = chartlib.objects(text)
