@@ -57,7 +57,7 @@ pub use envelope::{DomainEvent, Envelope};
 pub use error::{BusError, Result};
 pub use inbox::{Claim, ClaimToken, Inbox};
 pub use migration::Migrator;
-pub use outbox::Outbox;
+pub use outbox::{Events, Outbox, begin_write, transaction};
 pub use relay::{Relay, RelayConfig};
 pub use subscriber::{DeliveryInfo, Handler, Outcome, Subscriber, SubscriberConfig, handler_fn};
 pub use transport::embedded::{EmbeddedBus, EmbeddedQueue};

@@ -2,12 +2,20 @@
 //! transaction as the change it describes, so the event exists exactly when
 //! the change does. The [`Relay`](crate::Relay) publishes it afterwards.
 //!
+//! [`Outbox::write`] is the one way services do it: it begins a write
+//! transaction (SQLite `IMMEDIATE`, so writers queue at `BEGIN` rather
+//! than fail when a read upgrades), runs the change, appends the events
+//! the change recorded, commits, and wakes the relay; any error rolls all
+//! of it back.
+//!
 //! ```ignore
-//! let txn = db.begin().await?;
-//! // ... change the aggregate, taking its row lock first ...
-//! outbox.append(&txn, &Envelope::new("/cloudsec/documents", &event)).await?;
-//! txn.commit().await?;
-//! outbox.committed(); // wakes the relay now rather than at its next poll
+//! let doc = outbox
+//!     .write(&db, async |txn, events| {
+//!         // ... change the aggregate, taking its row lock first ...
+//!         events.push(Envelope::new("/cloudsec/documents", &created));
+//!         Ok::<_, MyError>(doc)
+//!     })
+//!     .await?;
 //! ```
 //!
 //! Rows are numbered by an auto-increment `seq`. Events of one aggregate
@@ -19,7 +27,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use tokio::sync::Notify;
 
 use crate::envelope::Envelope;
@@ -49,7 +60,80 @@ pub struct Outbox {
     pg_notify: bool,
 }
 
+/// The events a change records, appended in its transaction by
+/// [`Outbox::write`].
+#[derive(Debug, Default)]
+pub struct Events(Vec<Envelope>);
+
+impl Events {
+    pub fn push(&mut self, event: Envelope) {
+        self.0.push(event);
+    }
+}
+
+/// A write transaction: SQLite `IMMEDIATE`, so that writers queue at
+/// `BEGIN` instead of failing when a transaction that read first upgrades
+/// to write; PostgreSQL's default elsewhere.
+pub async fn begin_write(
+    db: &DatabaseConnection,
+) -> std::result::Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
+
+/// Runs `change` in a write transaction ([`begin_write`]) and commits it;
+/// an error from `change` rolls it back and is returned. For changes that
+/// record no event; those that do use [`Outbox::write`].
+pub async fn transaction<T, E>(
+    db: &DatabaseConnection,
+    change: impl AsyncFnOnce(&DatabaseTransaction) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E>
+where
+    E: From<DbErr>,
+{
+    let txn = begin_write(db).await?;
+    match change(&txn).await {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(error) => {
+            txn.rollback().await?;
+            Err(error)
+        }
+    }
+}
+
 impl Outbox {
+    /// Runs `change` in a write transaction, appends the events it pushed,
+    /// commits and wakes the relay. An error from `change`, an append or
+    /// the commit rolls everything back and is returned.
+    pub async fn write<T, E>(
+        &self,
+        db: &DatabaseConnection,
+        change: impl AsyncFnOnce(&DatabaseTransaction, &mut Events) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<DbErr> + From<BusError>,
+    {
+        let mut events = Events::default();
+        let value = transaction(db, async |txn| {
+            let value = change(txn, &mut events).await?;
+            for event in &events.0 {
+                self.append(txn, event).await?;
+            }
+            Ok::<T, E>(value)
+        })
+        .await?;
+        if !events.0.is_empty() {
+            self.committed();
+        }
+        Ok(value)
+    }
+
     pub fn new() -> Self {
         Self::default()
     }

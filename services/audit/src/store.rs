@@ -13,8 +13,8 @@ use cloudsec_bus::{Envelope, Inbox};
 use cloudsec_runtime::FieldViolations;
 use sea_orm::{
     AccessMode, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    EntityTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect, TransactionOptions,
+    TransactionTrait,
 };
 
 use crate::chain::{AuditRecord, ChainCheck, GENESIS_HASH, Verification, to_micros};
@@ -175,11 +175,7 @@ impl AuditLog {
     }
 
     async fn begin_write(&self) -> Result<DatabaseTransaction> {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        };
-        Ok(self.db.begin_with_options(options).await?)
+        Ok(cloudsec_bus::begin_write(&self.db).await?)
     }
 
     /// A transaction whose reads all see one snapshot, so the head and the

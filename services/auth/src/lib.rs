@@ -3,23 +3,35 @@
 //! service publishes.
 //!
 //! # Layout
-//! - [`config`]: the `[auth]` configuration section.
-//! - [`codes`]: one-time codes for sign-up confirmation and password reset.
-//! - [`core`]: sign-up, login, refresh, sign-out; no gRPC in here.
-//! - [`federation`]: sign-in through an external OpenID Connect provider
-//!   (authorization code with PKCE).
-//! - [`keys`]: signing keys in the database or Vault, rotation with
-//!   overlap, the JWKS.
+//! The domain is a shared core and one module per use case, none of which
+//! knows gRPC:
+//! - [`core`]: [`AuthCore`], what every use case shares (settings, the
+//!   database, the keys, token minting, email and tenant checks).
+//! - [`signup`]: sign-up and confirmation codes.
+//! - [`login`]: login, refresh, logout, global sign-out, revocations.
+//! - [`passwords`]: history, forgotten passwords, changing one.
 //! - [`mfa`]: TOTP enrolment, login challenges, recovery codes and the
 //!   tenant's MFA mode.
+//! - [`admin`]: a tenant admin's users and groups.
+//! - [`federation`]: sign-in through an external OpenID Connect provider
+//!   (authorization code with PKCE).
+//!
+//! Beside them:
+//! - [`config`]: the `[auth]` configuration section (depends on nothing
+//!   else in this crate).
+//! - [`codes`]: one-time codes and their sealing for the mailer.
+//! - [`keys`]: signing keys in the database or Vault, rotation with
+//!   overlap, the JWKS.
 //! - [`session`]: refresh tokens: minting, rotation, reuse detection.
 //! - [`lockout`]: progressive lockout after failed logins.
+//! - [`cleanup`]: the sweeper of expired and abandoned rows.
 //! - [`clock`]: the time source, replaceable in tests.
 //! - [`password`]: the password policy and argon2id on a bounded pool.
-//! - [`grpc`]: the adapter from the generated trait to the core.
+//! - [`grpc`]: the adapter from the generated trait to the use cases.
 //! - [`entity`], [`migration`]: the tables and their migrations.
-//! - [`error`]: the one error type and its gRPC mapping.
+//! - [`error`]: the one error type and its row of the status table.
 
+pub mod admin;
 pub mod cleanup;
 pub mod clock;
 pub mod codes;
@@ -31,12 +43,15 @@ pub mod federation;
 pub mod grpc;
 pub mod keys;
 pub(crate) mod lockout;
+pub mod login;
 pub mod metrics;
 pub mod mfa;
 pub mod migration;
 pub mod password;
+pub mod passwords;
 pub mod revocation;
 pub(crate) mod session;
+pub mod signup;
 
 use std::net::SocketAddr;
 

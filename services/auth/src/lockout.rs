@@ -18,7 +18,7 @@ use sea_orm::{
 use crate::config::LockoutConfig;
 use crate::entity::login_attempt;
 use crate::error::{AuthError, Result};
-use crate::session::{begin_write, sha256_hex};
+use crate::session::sha256_hex;
 
 /// The key of an email's counter: the hash of its normalized form.
 pub(crate) fn email_key(email: &str) -> String {
@@ -44,15 +44,14 @@ pub(crate) async fn record_ip_failure(
         return Ok(());
     }
     let window = chrono::Duration::from_std(rule.ip_window).unwrap_or(chrono::Duration::MAX);
-    let txn = begin_write(db).await?;
-    let result = async {
+    cloudsec_bus::transaction(db, async |txn| {
         // A quiet spell longer than the window starts the count afresh.
         if let Some(since) = now.checked_sub_signed(window) {
             login_attempt::Entity::update_many()
                 .col_expr(login_attempt::Column::Failures, Expr::value(0))
                 .filter(login_attempt::Column::EmailHash.eq(key))
                 .filter(login_attempt::Column::UpdatedAt.lt(since))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
         }
         login_attempt::Entity::insert(login_attempt::ActiveModel {
@@ -70,10 +69,10 @@ pub(crate) async fn record_ip_failure(
                 .value(login_attempt::Column::UpdatedAt, now)
                 .to_owned(),
         )
-        .exec_without_returning(&txn)
+        .exec_without_returning(txn)
         .await?;
         let failures = login_attempt::Entity::find_by_id(key.to_owned())
-            .one(&txn)
+            .one(txn)
             .await?
             .map_or(0, |r| u32::try_from(r.failures).unwrap_or(0));
         if failures >= rule.ip_threshold {
@@ -83,20 +82,13 @@ pub(crate) async fn record_ip_failure(
                 locked_until: Set(now.checked_add_signed(window)),
                 ..Default::default()
             })
-            .exec(&txn)
+            .exec(txn)
             .await?;
             tracing::warn!(failures, "client address locked out of logins");
         }
         Ok::<_, AuthError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(txn.commit().await?),
-        Err(e) => {
-            txn.rollback().await?;
-            Err(e)
-        }
-    }
+    })
+    .await
 }
 
 /// How long the `failures`-th consecutive failure locks the email: nothing
@@ -136,8 +128,7 @@ pub(crate) async fn record_failure(
     now: DateTime<Utc>,
 ) -> Result<u32> {
     crate::metrics::login_failure();
-    let txn = begin_write(db).await?;
-    let result = async {
+    cloudsec_bus::transaction(db, async |txn| {
         // One statement both creates and increments, so concurrent failures
         // for the same email are all counted.
         login_attempt::Entity::insert(login_attempt::ActiveModel {
@@ -155,10 +146,10 @@ pub(crate) async fn record_failure(
                 .value(login_attempt::Column::UpdatedAt, now)
                 .to_owned(),
         )
-        .exec_without_returning(&txn)
+        .exec_without_returning(txn)
         .await?;
         let row = login_attempt::Entity::find_by_id(key.to_owned())
-            .one(&txn)
+            .one(txn)
             .await?
             .ok_or_else(|| AuthError::Internal("login attempt row vanished".into()))?;
         let failures = u32::try_from(row.failures).unwrap_or(0);
@@ -172,24 +163,14 @@ pub(crate) async fn record_failure(
                 locked_until: Set(Some(until)),
                 ..Default::default()
             })
-            .exec(&txn)
+            .exec(txn)
             .await?;
             tracing::warn!(failures, lock_secs = lock.as_secs(), "login locked");
             crate::metrics::lockout("email");
         }
         Ok::<_, AuthError>(failures)
-    }
-    .await;
-    match result {
-        Ok(failures) => {
-            txn.commit().await?;
-            Ok(failures)
-        }
-        Err(e) => {
-            txn.rollback().await?;
-            Err(e)
-        }
-    }
+    })
+    .await
 }
 
 /// Forgets the failures after a successful login.

@@ -24,7 +24,7 @@ use cloudsec_runtime::FieldViolations;
 use cloudsec_runtime::token::AccessClaims;
 use rand::TryRngCore;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use totp_rs::{Algorithm, Builder, Totp};
 use uuid::Uuid;
 
@@ -444,17 +444,16 @@ impl AuthCore {
         let codes: Vec<String> = (0..RECOVERY_CODES)
             .map(|_| recovery_code())
             .collect::<Result<_>>()?;
-        let txn = self.db.begin().await?;
-        let result = async {
+        cloudsec_bus::transaction(&self.db, async |txn| {
             let mut active: mfa_totp::ActiveModel = row.into();
             active.secret = Set(Some(pending));
             active.pending_secret = Set(None);
             active.last_step = Set(Some(i64::try_from(step).unwrap_or(i64::MAX)));
             active.enabled_at = Set(Some(now));
-            active.update(&txn).await?;
+            active.update(txn).await?;
             mfa_recovery_code::Entity::delete_many()
                 .filter(mfa_recovery_code::Column::UserId.eq(user.id))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
             for code in &codes {
                 mfa_recovery_code::ActiveModel {
@@ -462,27 +461,20 @@ impl AuthCore {
                     code_hash: Set(recovery_hash(user.id, code)),
                     used_at: Set(None),
                 }
-                .insert(&txn)
+                .insert(txn)
                 .await?;
             }
             if let Some(challenge) = &challenge {
                 let spent = mfa_challenge::Entity::delete_by_id(challenge.session_hash.clone())
-                    .exec(&txn)
+                    .exec(txn)
                     .await?;
                 if spent.rows_affected == 0 {
                     return Err(bad_session());
                 }
             }
             Ok::<_, AuthError>(())
-        }
-        .await;
-        match result {
-            Ok(()) => txn.commit().await?,
-            Err(e) => {
-                txn.rollback().await?;
-                return Err(e);
-            }
-        }
+        })
+        .await?;
         tracing::info!(user_id = %user.id, "totp enrolled");
         let tokens = match challenge {
             Some(challenge) => {
@@ -531,23 +523,15 @@ impl AuthCore {
             lockout::record_failure(&self.db, &self.sessions.lockout, &key, now).await?;
             return Err(bad_mfa_code());
         }
-        let txn = self.db.begin().await?;
-        let result = async {
-            mfa_totp::Entity::delete_by_id(user.id).exec(&txn).await?;
+        cloudsec_bus::transaction(&self.db, async |txn| {
+            mfa_totp::Entity::delete_by_id(user.id).exec(txn).await?;
             mfa_recovery_code::Entity::delete_many()
                 .filter(mfa_recovery_code::Column::UserId.eq(user.id))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
             Ok::<_, AuthError>(())
-        }
-        .await;
-        match result {
-            Ok(()) => txn.commit().await?,
-            Err(e) => {
-                txn.rollback().await?;
-                return Err(e);
-            }
-        }
+        })
+        .await?;
         tracing::info!(user_id = %user.id, "authenticator removed by its user");
         Ok(())
     }

@@ -33,7 +33,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     AccessMode, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbBackend, DerivePartialModel, EntityTrait, IsolationLevel, QueryFilter,
-    QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    QueryOrder, QuerySelect, TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -136,11 +136,7 @@ impl Store {
     }
 
     async fn begin_write(&self) -> Result<DatabaseTransaction> {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        };
-        Ok(self.db.begin_with_options(options).await?)
+        Ok(cloudsec_bus::begin_write(&self.db).await?)
     }
 
     /// A transaction whose statements all see one snapshot, so a document

@@ -20,10 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 use tokio::sync::Notify;
 
 use crate::envelope::Envelope;
@@ -82,7 +79,7 @@ impl EmbeddedBus {
     pub async fn provision(&self, spec: &QueueSpec, mode: Provisioning) -> Result<EmbeddedQueue> {
         spec.validate()?;
         if mode == Provisioning::Create {
-            let txn = begin_write(&self.db).await?;
+            let txn = crate::outbox::begin_write(&self.db).await?;
             let backend = txn.get_database_backend();
             txn.execute_raw(stmt(
                 backend,
@@ -224,24 +221,13 @@ impl EmbeddedBus {
 /// The subscription row that means "every event type".
 const ALL_TYPES: &str = "*";
 
-async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction> {
-    // SQLite: take the write lock up front, so a transaction that reads
-    // first never fails upgrading its lock under contention.
-    Ok(db
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        })
-        .await?)
-}
-
 #[async_trait::async_trait]
 impl Publisher for EmbeddedBus {
     async fn publish(&self, batch: &[Envelope]) -> Result<Published> {
         if batch.is_empty() {
             return Ok(Published::all());
         }
-        let txn = begin_write(&self.db).await?;
+        let txn = crate::outbox::begin_write(&self.db).await?;
         let backend = txn.get_database_backend();
         let rows = txn
             .query_all_raw(stmt(
