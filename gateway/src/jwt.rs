@@ -225,8 +225,7 @@ impl JwtAuthorizer {
             TokenError::KeysUnavailable => ApiError::unavailable(),
             other => unauthenticated(&other),
         })?;
-        let granted: Vec<&str> = claims.scope.split_ascii_whitespace().collect();
-        if let Some(missing) = scopes.iter().find(|s| !granted.contains(&s.as_str())) {
+        if let Some(missing) = scopes.iter().find(|s| !claims.has_scope(s)) {
             return Err(ApiError::permission_denied(format!(
                 "the token lacks the scope `{missing}`"
             )));

@@ -8,10 +8,10 @@ use cloudsec_proto::audit::v1::audit_service_server::{AuditService, AuditService
 use cloudsec_runtime::token::TokenVerifier;
 use tonic::{Request, Response, Status};
 
+use crate::READ_SCOPE;
 use crate::chain::AuditRecord;
 use crate::error::AuditError;
 use crate::store::{AuditLog, ListParams, ListQuery};
-use crate::{ADMIN_SCOPE, READ_SCOPE};
 
 /// Requests carry a page token and two short filters at most.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -39,11 +39,7 @@ impl AuditGrpc {
     /// allowed.
     async fn admin_tenant<T>(&self, request: &Request<T>) -> Result<String, Status> {
         let claims = self.verifier.authenticate(request).await?;
-        if !claims
-            .scope
-            .split_whitespace()
-            .any(|s| s == ADMIN_SCOPE || s == READ_SCOPE)
-        {
+        if !(claims.is_tenant_admin() || claims.has_scope(READ_SCOPE)) {
             tracing::info!(user = %claims.sub, tenant = %claims.tenant, "audit access refused: not a tenant admin");
             return Err(AuditError::NotAdmin.into());
         }

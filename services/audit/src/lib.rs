@@ -64,9 +64,9 @@ use crate::metrics::AuditMetrics;
 /// The component name, in metrics and health.
 pub const NAME: &str = "audit";
 
-/// The token scope of a tenant's admins (the auth service gives it to a
-/// tenant's first user); the audit log is theirs alone.
-pub const ADMIN_SCOPE: &str = "tenant:admin";
+/// The token scope of a tenant's admins; the audit log is theirs (and
+/// [`READ_SCOPE`]'s holders').
+pub use cloudsec_runtime::token::ADMIN_SCOPE;
 
 /// The scope that reads the audit log without being an admin, granted
 /// through a group (`auth.group_scopes`).

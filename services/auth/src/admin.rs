@@ -6,8 +6,7 @@ use cloudsec_runtime::token::AccessClaims;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
 
 use crate::core::{
-    ADMIN_SCOPE, AuthCore, NewUser, check_group, normalize_email, remember_password, required,
-    unique_to,
+    AuthCore, NewUser, check_group, normalize_email, remember_password, required, unique_to,
 };
 use crate::entity::{mfa_challenge, mfa_recovery_code, mfa_totp, user, user_group};
 use crate::error::{AuthError, Result};
@@ -29,12 +28,7 @@ impl AuthCore {
         caller: &AccessClaims,
         user_id: &str,
     ) -> Result<user::Model> {
-        if !caller
-            .base
-            .scope
-            .split_whitespace()
-            .any(|s| s == ADMIN_SCOPE)
-        {
+        if !caller.base.is_tenant_admin() {
             return Err(AuthError::NotAdmin);
         }
         required("user_id", user_id)?;
@@ -68,12 +62,7 @@ impl AuthCore {
         password: &str,
         tenant_admin: bool,
     ) -> Result<NewUser> {
-        if !caller
-            .base
-            .scope
-            .split_whitespace()
-            .any(|s| s == ADMIN_SCOPE)
-        {
+        if !caller.base.is_tenant_admin() {
             return Err(AuthError::NotAdmin);
         }
         let mut v = FieldViolations::new();
@@ -227,12 +216,7 @@ impl AuthCore {
         &self,
         caller: &AccessClaims,
     ) -> Result<Vec<(String, Vec<String>, Vec<String>)>> {
-        if !caller
-            .base
-            .scope
-            .split_whitespace()
-            .any(|s| s == ADMIN_SCOPE)
-        {
+        if !caller.base.is_tenant_admin() {
             return Err(AuthError::NotAdmin);
         }
         let members: Vec<uuid::Uuid> = user::Entity::find()

@@ -29,8 +29,7 @@ use crate::password::Hasher;
 use crate::revocation;
 use crate::session::{self, Grant};
 
-/// The scope that makes a user their tenant's admin.
-pub const ADMIN_SCOPE: &str = "tenant:admin";
+pub use cloudsec_runtime::token::ADMIN_SCOPE;
 
 /// What the tokens say about who issued them and for whom.
 #[derive(Debug, Clone)]

@@ -28,7 +28,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use totp_rs::{Algorithm, Builder, Totp};
 use uuid::Uuid;
 
-use crate::core::{ADMIN_SCOPE, AppClient, AuthCore, LoginOutcome, Tokens};
+use crate::core::{AppClient, AuthCore, LoginOutcome, Tokens};
 use crate::entity::{mfa_challenge, mfa_recovery_code, mfa_totp, tenant, user};
 use crate::error::{AuthError, Result};
 use crate::lockout;
@@ -537,12 +537,7 @@ impl AuthCore {
     }
 
     pub async fn set_tenant_mfa_mode(&self, caller: &AccessClaims, mode: MfaMode) -> Result<()> {
-        if !caller
-            .base
-            .scope
-            .split_whitespace()
-            .any(|s| s == ADMIN_SCOPE)
-        {
+        if !caller.base.is_tenant_admin() {
             return Err(AuthError::NotAdmin);
         }
         tenant::Entity::update_many()

@@ -58,11 +58,7 @@ impl DocumentsGrpc {
             .ok_or(cloudsec_runtime::token::TokenError::Missing)?;
         let claims = self.verifier.verify_access(token).await?;
         tracing::Span::current().record("sub", claims.base.sub.as_str());
-        let admin = claims
-            .base
-            .scope
-            .split_ascii_whitespace()
-            .any(|s| s == "tenant:admin");
+        let admin = claims.base.is_tenant_admin();
         let member = claims.groups.contains(&self.restricted_group);
         Ok(Caller {
             tenant: claims.base.tenant,

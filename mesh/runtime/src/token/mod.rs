@@ -75,6 +75,20 @@ pub struct Claims {
     pub scope: String,
 }
 
+impl Claims {
+    /// Whether the token grants `scope` (one of the space-separated
+    /// `scope` claim's entries; a prefix or substring is no grant).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.split_ascii_whitespace().any(|s| s == scope)
+    }
+
+    /// Whether the token makes its user their tenant's admin
+    /// ([`ADMIN_SCOPE`]).
+    pub fn is_tenant_admin(&self) -> bool {
+        self.has_scope(ADMIN_SCOPE)
+    }
+}
+
 /// [`Claims`] plus the claims Amazon Cognito puts in its access tokens, so
 /// that Cognito-aware clients and libraries read cloudsec tokens too. Every
 /// added claim has a default: tokens issued before they existed still
@@ -457,6 +471,28 @@ mod tests {
         assert_eq!(bearer(&md), Some("abc"));
         md.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(bearer(&md), None);
+    }
+
+    #[test]
+    fn scopes_match_whole_entries_only() {
+        let claims = |scope: &str| Claims {
+            iss: String::new(),
+            sub: String::new(),
+            aud: String::new(),
+            exp: 0,
+            iat: 0,
+            nbf: None,
+            jti: String::new(),
+            tenant: String::new(),
+            scope: scope.to_owned(),
+        };
+        assert!(claims("documents tenant:admin").is_tenant_admin());
+        assert!(claims("  tenant:admin\tdocuments").has_scope("documents"));
+        // A look-alike, a prefix or an empty claim grants nothing.
+        assert!(!claims("tenant:administrator").is_tenant_admin());
+        assert!(!claims("tenant:admin:x documents").is_tenant_admin());
+        assert!(!claims("").has_scope(""));
+        assert!(!claims("documents").has_scope("doc"));
     }
 
     #[tokio::test]
