@@ -15,11 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudsec_proto::auth::v1::auth_service_client::AuthServiceClient;
-use cloudsec_proto::auth::v1::{GetJwksRequest, Jwk, Jwks};
+use cloudsec_proto::auth::v1::{GetJwksRequest, Jwks};
 use cloudsec_runtime::shutdown::Shutdown;
-use cloudsec_runtime::token::{Claims, TokenError, TokenVerifier};
+use cloudsec_runtime::token::{Claims, TokenError, TokenVerifier, jwks};
 use http::{HeaderMap, header};
-use serde::Deserialize;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
@@ -43,34 +42,9 @@ pub(crate) enum JwksError {
     Http(#[from] reqwest::Error),
 }
 
-/// A JWKS document as RFC 7517 spells it.
-#[derive(Debug, Deserialize)]
-struct JwksDocument {
-    keys: Vec<JwkDocument>,
-}
-
-#[derive(Debug, Deserialize)]
-struct JwkDocument {
-    #[serde(default)]
-    kty: String,
-    #[serde(default)]
-    kid: String,
-    #[serde(default, rename = "use")]
-    use_: String,
-    #[serde(default)]
-    alg: String,
-    #[serde(default)]
-    n: String,
-    #[serde(default)]
-    e: String,
-}
-
-/// The longest a JWKS fetch may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl JwksSource {
     pub(crate) fn url(url: &str) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build()?;
+        let client = jwks::client()?;
         Ok(Self::Url {
             client,
             url: url.to_owned(),
@@ -81,33 +55,11 @@ impl JwksSource {
         match self {
             JwksSource::Auth(client) => {
                 let mut request = tonic::Request::new(GetJwksRequest {});
-                request.set_timeout(FETCH_TIMEOUT);
+                request.set_timeout(jwks::FETCH_TIMEOUT);
                 cloudsec_runtime::grpc::propagate(&mut request);
                 Ok(client.clone().get_jwks(request).await?.into_inner())
             }
-            JwksSource::Url { client, url } => {
-                let document: JwksDocument = client
-                    .get(url)
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?;
-                Ok(Jwks {
-                    keys: document
-                        .keys
-                        .into_iter()
-                        .map(|k| Jwk {
-                            kty: k.kty,
-                            kid: k.kid,
-                            r#use: k.use_,
-                            alg: k.alg,
-                            n: k.n,
-                            e: k.e,
-                        })
-                        .collect(),
-                })
-            }
+            JwksSource::Url { client, url } => Ok(jwks::fetch(client, url).await?),
         }
     }
 }

@@ -30,6 +30,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use cloudsec_runtime::token::jwks;
 use cloudsec_runtime::{FieldViolations, Secret};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rand::TryRngCore;
@@ -137,23 +138,6 @@ struct Discovery {
 #[derive(Debug, Deserialize)]
 struct TokenResponse {
     id_token: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct JwksDocument {
-    keys: Vec<JwkDocument>,
-}
-
-#[derive(Debug, Deserialize)]
-struct JwkDocument {
-    #[serde(default)]
-    kty: String,
-    #[serde(default)]
-    kid: String,
-    #[serde(default)]
-    n: String,
-    #[serde(default)]
-    e: String,
 }
 
 /// What a checked ID token says, read through the attribute mapping.
@@ -443,11 +427,15 @@ impl AuthCore {
                 header.alg
             )));
         }
-        let jwks: JwksDocument = federation.get_json(&discovery.jwks_uri).await?;
-        let jwk = jwks
+        let published = jwks::fetch(&federation.http, &discovery.jwks_uri)
+            .await
+            .map_err(|e| {
+                AuthError::Unavailable(format!("identity provider: {}: {e}", discovery.jwks_uri))
+            })?;
+        let jwk = published
             .keys
             .iter()
-            .find(|k| k.kty == "RSA" && Some(&k.kid) == header.kid.as_ref())
+            .find(|k| jwks::is_rs256(k) && Some(&k.kid) == header.kid.as_ref())
             .ok_or_else(|| invalid("signed by a key the provider does not publish".into()))?;
         let key =
             DecodingKey::from_rsa_components(&jwk.n, &jwk.e).map_err(|e| invalid(e.to_string()))?;

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -174,28 +174,6 @@ pub(super) struct CognitoPool {
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
-/// The longest a JWKS fetch may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Deserialize)]
-struct JwksDocument {
-    keys: Vec<JwkDocument>,
-}
-
-#[derive(Debug, Deserialize)]
-struct JwkDocument {
-    #[serde(default)]
-    kty: String,
-    #[serde(default)]
-    kid: String,
-    #[serde(default)]
-    alg: String,
-    #[serde(default)]
-    n: String,
-    #[serde(default)]
-    e: String,
-}
-
 impl CognitoPool {
     pub(super) fn new(config: CognitoConfig) -> Result<Self, String> {
         if let Some((key, problem)) = config.problem() {
@@ -209,10 +187,7 @@ impl CognitoPool {
         validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .build()
-            .map_err(|e| format!("cognito: HTTP client: {e}"))?;
+        let http = super::jwks::client().map_err(|e| format!("cognito: HTTP client: {e}"))?;
         Ok(Self {
             jwks_url: config.jwks_url(),
             config,
@@ -239,16 +214,7 @@ impl CognitoPool {
             return Ok(());
         }
         *last = Some(Instant::now());
-        let fetched: Result<JwksDocument, reqwest::Error> = async {
-            self.http
-                .get(&self.jwks_url)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await
-        }
-        .await;
+        let fetched = super::jwks::fetch(&self.http, &self.jwks_url).await;
         crate::metrics::process::jwks_refresh("cognito", fetched.is_ok());
         let document = match fetched {
             Ok(document) => document,
@@ -260,7 +226,7 @@ impl CognitoPool {
         };
         let mut keys = HashMap::new();
         for jwk in document.keys {
-            if jwk.kty != "RSA" || (!jwk.alg.is_empty() && jwk.alg != "RS256") {
+            if !super::jwks::is_rs256(&jwk) {
                 continue;
             }
             match DecodingKey::from_rsa_components(&jwk.n, &jwk.e) {

@@ -12,6 +12,7 @@
 //! tokens it has revoked (see [`revocation`]).
 
 mod cognito;
+pub mod jwks;
 mod revocation;
 mod signer;
 
@@ -250,7 +251,7 @@ impl TokenVerifier {
     pub fn set_keys(&self, jwks: &Jwks) {
         let mut keys = HashMap::new();
         for jwk in &jwks.keys {
-            if jwk.kty != "RSA" || (!jwk.alg.is_empty() && jwk.alg != "RS256") {
+            if !jwks::is_rs256(jwk) {
                 continue;
             }
             match parse_rsa_jwk(&jwk.n, &jwk.e) {
