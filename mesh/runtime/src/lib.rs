@@ -9,6 +9,8 @@
 //! - [`grpc`]: mTLS gRPC server and channel set-up, health, reflection,
 //!   request ids, draining shutdown.
 //! - [`host`]: one service process: listeners, health, serve, drain.
+//! - [`page_token`]: the opaque, tenant- and query-bound page tokens of
+//!   every list RPC.
 //! - [`tls`]: the workload's certificate, key and trusted CA.
 //! - [`db`]: SQLite or PostgreSQL connections and migrations.
 //! - [`token`]: access-token verification against the auth service's JWKS.
@@ -21,6 +23,7 @@ pub mod db;
 pub mod grpc;
 pub mod host;
 pub mod metrics;
+pub mod page_token;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

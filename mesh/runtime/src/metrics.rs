@@ -411,4 +411,44 @@ mod tests {
         );
         assert_eq!(code_name(None), "Unknown");
     }
+
+    fn sample(metrics: &Metrics, series: &str) -> Option<String> {
+        metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(series).map(|v| v.trim().to_owned()))
+    }
+
+    #[tokio::test]
+    async fn counts_a_request_in_flight_until_its_body_ends() {
+        use tower::{Layer, Service};
+        let metrics = Metrics::new("test");
+        let mut svc =
+            metrics
+                .grpc_layer()
+                .layer(tower::service_fn(|_req: http::Request<()>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        tonic::body::Body::empty(),
+                    ))
+                }));
+        let gauge = "inbound_requests_in_flight{component=\"test\"}";
+        assert_eq!(sample(&metrics, gauge).as_deref(), Some("0"));
+        let response = svc
+            .call(http::Request::builder().uri("/pkg.Svc/M").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            sample(&metrics, gauge).as_deref(),
+            Some("1"),
+            "answered, body not ended"
+        );
+        drop(response);
+        assert_eq!(sample(&metrics, gauge).as_deref(), Some("0"));
+        assert!(
+            metrics
+                .encode()
+                .contains("cloudsec_build_info{component=\"test\",version=\""),
+            "every registry says what it runs"
+        );
+    }
 }

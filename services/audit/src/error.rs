@@ -6,8 +6,8 @@ use cloudsec_runtime::host::HostError;
 use cloudsec_runtime::status::database_unavailable;
 use cloudsec_runtime::{ErrorKind, FieldViolations, ServiceError, into_status};
 
-use crate::page_token::BadKey;
 use crate::{ADMIN_SCOPE, READ_SCOPE};
+use cloudsec_runtime::page_token::KeyTooShort;
 
 pub type Result<T, E = AuditError> = std::result::Result<T, E>;
 
@@ -24,7 +24,7 @@ pub enum AuditError {
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("stored page token key: {0}")]
-    PageTokenKey(#[from] BadKey),
+    PageTokenKey(#[from] KeyTooShort),
     /// The contracts compiled into the binary do not decode: a build bug.
     #[error("descriptor set: {0}")]
     Descriptors(#[from] prost_reflect::DescriptorError),

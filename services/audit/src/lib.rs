@@ -19,7 +19,6 @@
 //! - [`store`]: [`AuditLog`], the append transaction, listing and
 //!   verification on the database.
 //! - [`subscriber`]: the queue spec and the event handler.
-//! - [`page_token`]: HMAC-sealed page tokens bound to tenant and filters.
 //! - [`grpc`]: the thin adapter from the generated trait to the log.
 //! - [`metrics`]: the service's own counters.
 //! - [`entity`], [`migration`]: the sea-orm entities and the `Migrator`.
@@ -36,7 +35,6 @@ pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod migration;
-pub mod page_token;
 pub mod store;
 pub mod subscriber;
 pub mod summary;

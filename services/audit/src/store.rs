@@ -21,8 +21,8 @@ use crate::chain::{AuditRecord, ChainCheck, GENESIS_HASH, Verification, to_micro
 use crate::entity::{audit_chain_head, audit_record, audit_secret};
 use crate::error::{AuditError, Result};
 use crate::metrics::AuditMetrics;
-use crate::page_token::{KEY_BYTES, PageTokenKey};
 use crate::summary::EventDecoder;
+use cloudsec_runtime::page_token::{MIN_KEY_BYTES, PageTokenKey};
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 500;
@@ -33,6 +33,8 @@ pub const MAX_FILTER_CHARS: usize = 256;
 const VERIFY_BATCH: u64 = 256;
 /// The `audit_secret` row of the page token key.
 const PAGE_TOKEN_KEY: &str = "page_token_key";
+/// Keeps the audit log's page tokens apart from every other service's.
+const PAGE_TOKEN_DOMAIN: &str = "cloudsec.audit";
 
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,7 +361,7 @@ async fn page_token_key(db: &DatabaseConnection) -> Result<PageTokenKey> {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
-    let fresh: [u8; KEY_BYTES] = rand::random();
+    let fresh: [u8; MIN_KEY_BYTES] = rand::random();
     audit_secret::Entity::insert(audit_secret::ActiveModel {
         name: Set(PAGE_TOKEN_KEY.to_owned()),
         value: Set(STANDARD.encode(fresh)),
@@ -374,7 +376,7 @@ async fn page_token_key(db: &DatabaseConnection) -> Result<PageTokenKey> {
     let bytes = STANDARD
         .decode(stored.value.as_bytes())
         .map_err(|_| AuditError::Corrupt("page token key is not base64".into()))?;
-    Ok(PageTokenKey::new(&bytes)?)
+    Ok(PageTokenKey::new(PAGE_TOKEN_DOMAIN, &bytes)?)
 }
 
 fn from_row(row: audit_record::Model) -> AuditRecord {
@@ -407,7 +409,7 @@ mod tests {
     use super::*;
 
     fn key() -> PageTokenKey {
-        PageTokenKey::new(&[7; KEY_BYTES]).unwrap()
+        PageTokenKey::new(PAGE_TOKEN_DOMAIN, &[7; MIN_KEY_BYTES]).unwrap()
     }
 
     fn violated(error: FieldViolations) -> Vec<String> {

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use cloudsec_documents::Migrator;
 use cloudsec_documents::content::{ContentStore, ObjectStore, Sealing};
 use cloudsec_documents::domain::{Caller, Classification, NewDocument};
-use cloudsec_documents::page_token::PageTokenKey;
 use cloudsec_documents::store::Store;
 use cloudsec_secrets::{DataKeyCacheConfig, Envelope, KeyPolicy, KeyService, TransitKeys};
 
@@ -52,7 +51,7 @@ async fn measure(dir: &std::path::Path, name: &str, content: ContentStore, n: us
     cloudsec_bus::migration::migrate(&db).await.unwrap();
     let store = Store::new(
         db,
-        PageTokenKey::new(&[7u8; 32]).unwrap(),
+        cloudsec_documents::page_token::key(&[7u8; 32]).unwrap(),
         cloudsec_bus::Outbox::new(),
         content,
     );

@@ -11,10 +11,6 @@ use cloudsec_runtime::tls::TlsFiles;
 use cloudsec_secrets::{DataKeyCacheConfig, KeyPolicy, SecretsConfig};
 use serde::Deserialize;
 
-/// The shortest accepted `page_token_key`, in bytes: HMAC-SHA256 gains
-/// nothing from a longer key, and a shorter one weakens it.
-pub const MIN_PAGE_TOKEN_KEY_BYTES: usize = 32;
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentsConfig {
@@ -25,7 +21,7 @@ pub struct DocumentsConfig {
     /// `sqlite://...` or `postgres://...`.
     pub database_url: cloudsec_runtime::db::DatabaseUrl,
     /// The HMAC key that makes page tokens unforgeable; at least
-    /// [`MIN_PAGE_TOKEN_KEY_BYTES`] bytes.
+    /// [`MIN_KEY_BYTES`](cloudsec_runtime::page_token::MIN_KEY_BYTES) bytes.
     pub page_token_key: Secret,
     /// The workload certificate, used by the CLI in serve mode.
     #[serde(default)]

@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use cloudsec_runtime::FieldViolations;
 use uuid::Uuid;
 
-use crate::page_token::{Cursor, PageTokenKey};
+use crate::page_token::Cursor;
+use cloudsec_runtime::page_token::PageTokenKey;
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_LABELS: usize = 32;
@@ -818,7 +819,7 @@ mod tests {
     }
 
     fn key() -> PageTokenKey {
-        PageTokenKey::new(&[7; 32]).unwrap()
+        crate::page_token::key(&[7; 32]).unwrap()
     }
 
     fn list(p: ListParams) -> Result<ListQuery, FieldViolations> {

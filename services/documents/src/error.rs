@@ -6,7 +6,7 @@ use cloudsec_runtime::status::database_unavailable;
 use cloudsec_runtime::{ErrorKind, FieldViolations, ServiceError, into_status};
 
 use crate::content::ContentError;
-use crate::page_token::KeyTooShort;
+use cloudsec_runtime::page_token::KeyTooShort;
 
 pub type Result<T, E = DocumentsError> = std::result::Result<T, E>;
 

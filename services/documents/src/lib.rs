@@ -51,7 +51,6 @@ pub use migration::Migrator;
 
 use crate::content::ContentStore;
 use crate::grpc::DocumentsGrpc;
-use crate::page_token::PageTokenKey;
 use crate::store::Store;
 
 /// The component name, in metrics and health.
@@ -82,7 +81,7 @@ impl Documents {
         shared: Option<&Bus>,
     ) -> Result<Self> {
         // Checked first, so a bad key fails before any connection is made.
-        let tokens = PageTokenKey::new(config.page_token_key.expose().as_bytes())?;
+        let tokens = page_token::key(config.page_token_key.expose().as_bytes())?;
         let db = cloudsec_runtime::db::connect_to::<Migrator>(&config.database_url).await?;
         // Before anything listens, so a service that cannot seal content
         // (no store configured, Vault down, a missing transit key) fails at
@@ -192,7 +191,7 @@ async fn maintain_every(store: Store, content: config::ContentConfig, shutdown: 
 /// `cloudsec maintain documents`: the same checks and connections as
 /// [`Documents::build`].
 pub async fn open_store(config: &DocumentsConfig) -> Result<Store> {
-    let tokens = PageTokenKey::new(config.page_token_key.expose().as_bytes())?;
+    let tokens = page_token::key(config.page_token_key.expose().as_bytes())?;
     let db = cloudsec_runtime::db::connect_to::<Migrator>(&config.database_url).await?;
     let content = ContentStore::from_config(&config.content, &config.database_url.expose()).await?;
     cloudsec_bus::migration::migrate(&db).await?;

@@ -43,7 +43,8 @@ use crate::domain::{
 };
 use crate::entity::{document, document_label};
 use crate::error::{DocumentsError, Result};
-use crate::page_token::{Cursor, PageTokenKey};
+use crate::page_token::Cursor;
+use cloudsec_runtime::page_token::PageTokenKey;
 
 /// The documents tables, the key that seals page tokens and the outbox
 /// that every change writes its event to.

@@ -8,7 +8,6 @@ use std::sync::{Arc, LazyLock, Once};
 use cloudsec_documents::Migrator;
 use cloudsec_documents::content::{ContentStore, ObjectStore, Sealing};
 use cloudsec_documents::grpc::DocumentsGrpc;
-use cloudsec_documents::page_token::PageTokenKey;
 use cloudsec_documents::store::Store;
 use cloudsec_proto::auth::v1::Jwks;
 use cloudsec_proto::documents::v1 as pb;
@@ -152,7 +151,8 @@ pub(crate) fn local_content(dir: &std::path::Path) -> ContentStore {
 }
 
 pub(crate) fn harness(db: DatabaseConnection, backend: Backend, content: ContentStore) -> Harness {
-    let key = PageTokenKey::new(b"0123456789abcdef0123456789abcdef").expect("32-byte key");
+    let key = cloudsec_documents::page_token::key(b"0123456789abcdef0123456789abcdef")
+        .expect("32-byte key");
     let store = Store::new(db.clone(), key, cloudsec_bus::Outbox::new(), content);
     let api = DocumentsGrpc::new(store.clone(), verifier());
     Harness {
