@@ -70,10 +70,10 @@ def helm():
     return helm_python
 
 
-def render(values: dict, *, upgrade: bool = False) -> dict[str, str]:
+def render(values: dict, *, upgrade: bool = False, chart_dir: Path | None = None) -> dict[str, str]:
     """Template path -> rendered text, as `helm template` would give it."""
     h = helm()
-    with h.Chart.load(str(CHART)) as chart:
+    with h.Chart.load(str(chart_dir or CHART)) as chart:
         chart.validate_schema(values)
         return chart.render(
             values,

@@ -265,6 +265,29 @@ def negatives(args, failures: Failures, work: Path):
     except Exception as e:  # noqa: BLE001
         failures.add("negative", [f"global.someParentValue / enabled were refused: {e}"])
 
+    # An upgrade to another chart and app version keeps every selector
+    # (a changed selector is "field is immutable" for Deployments).
+    bumped = work / "bumped-chart"
+    shutil.rmtree(bumped, ignore_errors=True)
+    shutil.copytree(CHART, bumped, ignore=shutil.ignore_patterns("tests"))
+    meta = (bumped / "Chart.yaml").read_text()
+    meta = re.sub(r"(?m)^version: .*$", "version: 9.9.9", meta)
+    meta = re.sub(r"(?m)^appVersion: .*$", 'appVersion: "9.9.9"', meta)
+    (bumped / "Chart.yaml").write_text(meta)
+
+    def selectors(text):
+        return {f"{o['kind']}/{o['metadata']['name']}": (o.get("spec") or {}).get("selector")
+                for o in chartlib.objects(text) if o["kind"] in ("Deployment", "Service", "PodDisruptionBudget")}
+
+    ha = chartlib.values_of(CHART / "ci" / "ha-values.yaml")
+    before = selectors(chartlib.manifest_text(chartlib.render(ha)))
+    after_text = chartlib.manifest_text(chartlib.render(ha, upgrade=True, chart_dir=bumped))
+    after = selectors(after_text)
+    if "9.9.9" not in after_text or before != after:
+        failures.add("negative", [f"an upgrade to chart 9.9.9 changes selectors: {before} -> {after}"])
+    else:
+        print(f"  kept as it should: {len(before)} selectors across an upgrade to chart and app version 9.9.9")
+
     removed = work / "removed-api.yaml"
     removed.write_text("apiVersion: policy/v1beta1\nkind: PodSecurityPolicy\nmetadata:\n  name: x\nspec: {}\n")
     expect_caught(failures, "an object kubernetes-validate has no schema for (a removed API)", kube_validate(args.kubernetes_validate, removed), "PodSecurityPolicy")
