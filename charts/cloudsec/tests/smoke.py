@@ -367,12 +367,18 @@ class Run:
         self.claims: dict[str, Path] = {}
         self.extra_names: dict[str, str] = {}
         self.report: dict = {"pods": {}}
+        # Volume claims and the operator's files live where the pods' user
+        # can reach them (the operator's steps run as that user), outside
+        # the work tree, whose parents may be private.
+        self.shared = Path(tempfile.mkdtemp(prefix="cloudsec-smoke-"))
+        os.chmod(self.shared, 0o711)
 
     def volume_claim(self, claim: str, fs_group) -> Path:
         path = self.claims.get(claim)
         if path is None:
-            path = self.dir / "volumes" / claim
+            path = self.shared / "claims" / claim
             path.mkdir(parents=True, exist_ok=True)
+            os.chmod(path.parent, 0o711)
             self.claims[claim] = path
         # fsGroupChangePolicy OnRootMismatch: only the root of the volume.
         if fs_group is not None and path.stat().st_gid != fs_group:
@@ -399,7 +405,7 @@ class Run:
         if bindir is None:
             raise SmokeFailure("PostgreSQL's server binaries are missing (apt-get install postgresql)")
         ns, ip = self.net.add_pod("postgres", f"{SUBNET}.2")
-        data = self.dir / "postgres"
+        data = self.shared / "postgres"
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir(parents=True)
         shutil.chown(data, "postgres", "postgres")
@@ -525,10 +531,10 @@ def play_operator(run: Run, args, objs: list[dict]) -> None:
             raise SmokeFailure(f"{cm}/{key} reads {refs} but its pods have no volume claim for the keystore")
         volume = run.volume_claim(claim, UID)
         keystore = volume / Path(cfg["secrets"]["dir"]).relative_to("/var/lib/cloudsec")
-        op = run.dir / f"operator-{cm}.toml"
+        op = run.shared / f"operator-{cm}.toml"
         op.write_text(f'[secrets]\nbackend = "local"\ndir = "{keystore}"\n')
         os.chmod(op, 0o644)
-        home = run.dir / "operator"
+        home = run.shared / "operator"
         home.mkdir(exist_ok=True)
         os.chown(home, UID, UID)
         for ref in refs:
@@ -760,13 +766,7 @@ def main() -> int:
     t0 = time.monotonic()
     net = Network(args.prefix)
     run = Run(args, net)
-    # The operator's steps run as the pods' user, who must reach the volumes.
     run.dir.mkdir(parents=True, exist_ok=True)
-    for d in (run.dir, *run.dir.parents):
-        if d == Path("/"):
-            break
-        if d.stat().st_mode & 0o011 != 0o011:
-            os.chmod(d, d.stat().st_mode | 0o011)
     run.planned = []
     failed = None
     try:
@@ -872,6 +872,7 @@ def main() -> int:
                     c.proc.wait()
         run.stop_postgres()
         net.close()
+        shutil.rmtree(run.shared, ignore_errors=True)
     if args.report:
         Path(args.report).write_text(json.dumps(run.report | {"failed": failed}, indent=2) + "\n")
     if failed:
