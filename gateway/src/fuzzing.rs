@@ -9,7 +9,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage};
 
 use crate::error::GatewayError;
 use crate::routes::{PathTemplate, RouteTable, decode};
-use crate::server::{descriptor_pool, http_rules, pattern};
+use crate::table::{descriptor_pool, http_rules, pattern};
 use crate::transcode::{Binding, parse_query};
 use crate::validate::{Validator, behavior_extension, rules_extension};
 

@@ -19,7 +19,12 @@
 //! - [`error`]: [`GatewayError`] and the JSON error body, including rich
 //!   `google.rpc` details.
 //! - `server`: [`Gateway`]: building, the handler, the edge checks in
-//!   order, the upstream call, metrics, access logs and draining shutdown.
+//!   order, access logs and draining shutdown.
+//! - `table`: the route table from the descriptors.
+//! - `edge`: the API key, limit and JWT checks of a routed request.
+//! - `body`, `headers`: what a request may carry across the edge.
+//! - `upstream`: the gRPC call behind a route and its answer as HTTP.
+//! - `metrics`: the gateway's metric families and rejection reasons.
 //! - [`limits`]: token buckets and quotas, in Redis or in process, with
 //!   the fallback between them and an injectable [`Clock`].
 //! - `policy`: API keys by hash and what each route demands.
@@ -35,27 +40,33 @@
 
 #![forbid(unsafe_code)]
 
+mod body;
 mod client;
 pub mod codec;
 mod concurrency;
 pub mod config;
 mod console;
 mod cors;
+mod edge;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod headers;
 mod jwt;
 pub mod limits;
+mod metrics;
 pub mod openapi;
 mod policy;
 mod routes;
 mod server;
 mod stream;
+mod table;
 #[cfg(test)]
 mod test_support;
 mod tls;
 mod transcode;
+mod upstream;
 mod validate;
 
 pub use codec::DynamicCodec;
@@ -66,6 +77,7 @@ pub use config::{
 pub use error::GatewayError;
 pub use limits::{Clock, SystemClock};
 pub use openapi::{openapi, openapi_for};
-pub use server::{Gateway, descriptor_pool};
+pub use server::Gateway;
+pub use table::descriptor_pool;
 pub use tls::ListenTlsError;
 pub use validate::RuleError;

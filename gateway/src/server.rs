@@ -1,5 +1,7 @@
-//! The gateway itself: building the route table from descriptors, the
-//! request handler, the upstream call and the serving loop.
+//! The gateway itself: building it from its configuration, the request
+//! handler and the serving loop with its drain. The route table, the edge
+//! checks, the body and header rules and the upstream call each have their
+//! own module.
 //!
 //! A request passes, in order: CORS preflight (answered here), route
 //! match (404/405), the API key (403), every applicable limit at once
@@ -8,7 +10,6 @@
 //! upstream call. Limits come before token verification so that floods
 //! are refused before any RSA work is spent on them.
 
-use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,41 +20,32 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use cloudsec_proto::google::api::{HttpRule, http_rule::Pattern};
 use cloudsec_runtime::admin::{self, Readiness};
-use cloudsec_runtime::grpc::{GrpcError, REQUEST_ID};
+use cloudsec_runtime::grpc::REQUEST_ID;
 use cloudsec_runtime::metrics::Metrics;
 use cloudsec_runtime::shutdown::Shutdown;
 use cloudsec_runtime::telemetry;
 use cloudsec_runtime::tls::MeshTls;
-use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
-use prost_reflect::{DescriptorPool, DynamicMessage, ExtensionDescriptor, MethodDescriptor};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use tokio::net::TcpListener;
-use tonic::transport::Channel;
 use tracing::Instrument;
 
+use crate::body::{check_content_type, read_body};
 use crate::client::{ClientInfo, client_info};
-use crate::codec::DynamicCodec;
 use crate::config::{GatewayConfig, Throttle};
 use crate::cors::{self, Cors};
-use crate::error::{ApiError, GatewayError, upstream_failure};
+use crate::error::{ApiError, GatewayError};
+use crate::headers::{request_id, sane_proxy_request_id};
 use crate::jwt::{JwksSource, JwtAuthorizer};
-use crate::limits::{Clock, Decision, Limit, LimitKind, Limiter, LimiterMetrics, SystemClock};
-use crate::policy::{ApiKeys, RouteEdge, option_scopes, scopes_extension};
+use crate::limits::{Clock, Limiter, SystemClock};
+use crate::metrics::{GatewayMetrics, Rejection, ResponseLabels, RouteLabels};
+use crate::policy::ApiKeys;
 use crate::routes::{Match, PathTemplate, RouteTable};
-use crate::stream::{self, Format};
+use crate::stream::Format;
+use crate::table::{Target, build_channels, build_table, descriptor_pool};
 use crate::tls::{PeerAddr, PublicListener};
-use crate::transcode::Binding;
+use crate::upstream::{append_metadata, json_response};
 use crate::validate::{Validator, Violation, behavior_extension, rules_extension};
-
-/// The header that carries an API key.
-const API_KEY: &str = "x-api-key";
 
 /// Where the OpenAPI document is served.
 pub(crate) const OPENAPI_PATH: &str = "/openapi.json";
@@ -65,162 +57,31 @@ const AUTH_SERVICE: &str = "cloudsec.auth.v1.AuthService";
 /// cannot grow the metric families with made-up paths.
 const UNMATCHED: &str = "unmatched";
 
-/// The longest client request id that is passed on as is.
-const MAX_REQUEST_ID: usize = 128;
-
-/// Where a route's requests go.
-#[derive(Debug)]
-struct Target {
-    /// `pkg.Service/Method`, for logs and the route listing.
-    full_method: String,
-    grpc_path: PathAndQuery,
-    binding: Arc<Binding>,
-    method: MethodDescriptor,
-    /// Server streaming: answered as NDJSON or Server-Sent Events.
-    streaming: bool,
-    channel: Channel,
-    /// What the route demands at the edge.
-    edge: RouteEdge,
-}
-
-impl Target {
-    /// The HTTP status of a successful call: 200 unless overridden.
-    fn ok_status(&self) -> StatusCode {
-        self.edge
-            .status_overrides
-            .get(&(tonic::Code::Ok as i32))
-            .copied()
-            .unwrap_or(StatusCode::OK)
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: String,
-    method: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResponseLabels {
-    route: String,
-    method: String,
-    status: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ThrottleLabels {
-    route: String,
-    method: String,
-    limit: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RejectLabels {
-    route: String,
-    method: String,
-    reason: String,
-}
-
-#[derive(Clone, Debug)]
-struct GatewayMetrics {
-    requests: Family<RouteLabels, Counter>,
-    responses: Family<ResponseLabels, Counter>,
-    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    throttled: Family<ThrottleLabels, Counter>,
-    rejected: Family<RejectLabels, Counter>,
-    limiter: LimiterMetrics,
-}
-
-fn latency_histogram() -> Histogram {
-    Histogram::new([
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    ])
-}
-
-impl GatewayMetrics {
-    fn register(metrics: &Metrics) -> Self {
-        let this = Self {
-            requests: Family::default(),
-            responses: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
-            throttled: Family::default(),
-            rejected: Family::default(),
-            limiter: LimiterMetrics::default(),
-        };
-        metrics.register(
-            "gateway_request",
-            "REST requests received, by route template and HTTP method",
-            this.requests.clone(),
-        );
-        metrics.register(
-            "gateway_response",
-            "REST responses sent, by route template, HTTP method and HTTP status",
-            this.responses.clone(),
-        );
-        metrics.register(
-            "gateway_response_latency_seconds",
-            "time from request to response, by route template and HTTP method",
-            this.latency.clone(),
-        );
-        metrics.register(
-            "gateway_throttled",
-            "requests refused with 429, by route template, HTTP method and the limit reached",
-            this.throttled.clone(),
-        );
-        metrics.register(
-            "gateway_rejected",
-            "requests refused at the edge, by route template, HTTP method and reason",
-            this.rejected.clone(),
-        );
-        metrics.register(
-            "gateway_limiter_redis_up",
-            "1 while rate limits are kept in Redis, 0 while they are local (Redis unavailable or not configured)",
-            this.limiter.redis_up.clone(),
-        );
-        metrics.register(
-            "gateway_limiter_local_fallback",
-            "requests whose limits were decided locally because Redis was unavailable",
-            this.limiter.fallback.clone(),
-        );
-        this
-    }
-
-    fn reject(&self, labels: &RouteLabels, reason: &str) {
-        self.rejected
-            .get_or_create(&RejectLabels {
-                route: labels.route.clone(),
-                method: labels.method.clone(),
-                reason: reason.to_owned(),
-            })
-            .inc();
-    }
-}
-
 /// What every request handler shares.
 #[derive(Debug)]
-struct Shared {
-    table: RouteTable<Target>,
-    max_body_bytes: usize,
-    request_timeout: Duration,
-    reject_unknown_fields: bool,
-    metrics: GatewayMetrics,
-    keys: ApiKeys,
-    limiter: Limiter,
-    client_ip_throttle: Option<Throttle>,
-    jwt: Option<Arc<JwtAuthorizer>>,
-    cors: Option<Cors>,
-    trusted_proxies: Vec<ipnet::IpNet>,
-    validator: Option<Validator>,
+pub(crate) struct Shared {
+    pub(crate) table: RouteTable<Target>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) reject_unknown_fields: bool,
+    pub(crate) metrics: GatewayMetrics,
+    pub(crate) keys: ApiKeys,
+    pub(crate) limiter: Limiter,
+    pub(crate) client_ip_throttle: Option<Throttle>,
+    pub(crate) jwt: Option<Arc<JwtAuthorizer>>,
+    pub(crate) cors: Option<Cors>,
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    pub(crate) validator: Option<Validator>,
     /// The OpenAPI document of the routes served, pre-rendered.
-    openapi: Option<Bytes>,
+    pub(crate) openapi: Option<Bytes>,
     /// The web console, when `console_dir` is set.
-    console: Option<crate::console::Console>,
+    pub(crate) console: Option<crate::console::Console>,
     /// Whether the REST listener terminates TLS.
-    tls: bool,
+    pub(crate) tls: bool,
     /// Set at shutdown: HTTP/1.1 answers then say `Connection: close`, so
     /// keep-alive clients leave before their connection is closed under
     /// them.
-    draining: std::sync::atomic::AtomicBool,
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 /// How long a draining gateway keeps its open connections serving (each
@@ -250,182 +111,6 @@ impl std::fmt::Debug for Gateway {
             .field("routes", &self.shared.table.iter().count())
             .finish_non_exhaustive()
     }
-}
-
-/// One pool from several encoded `FileDescriptorSet`s, as the gateway
-/// reads them (for [`crate::openapi::openapi`] too).
-pub fn descriptor_pool(descriptor_sets: &[&[u8]]) -> Result<DescriptorPool, GatewayError> {
-    let mut pool = DescriptorPool::new();
-    for (index, set) in descriptor_sets.iter().enumerate() {
-        // Decoding from bytes (not from prost_types) keeps the extension
-        // options; files already in the pool (shared imports) are skipped.
-        pool.decode_file_descriptor_set(*set)
-            .map_err(|source| GatewayError::Descriptors { index, source })?;
-    }
-    Ok(pool)
-}
-
-/// The method's `google.api.http` rule and its additional bindings (whose
-/// own additional bindings are ignored, as http.proto says).
-pub(crate) fn http_rules(
-    method: &MethodDescriptor,
-    extension: &ExtensionDescriptor,
-) -> Result<Vec<HttpRule>, GatewayError> {
-    let options = method.options();
-    if !options.has_extension(extension) {
-        return Ok(Vec::new());
-    }
-    let value = options.get_extension(extension);
-    let rule: HttpRule = value
-        .as_message()
-        .map(DynamicMessage::transcode_to)
-        .transpose()
-        .map_err(|error| GatewayError::Template {
-            method: method.full_name().to_owned(),
-            template: String::new(),
-            reason: format!("cannot decode google.api.http: {error}"),
-        })?
-        .unwrap_or_default();
-    let mut rules = vec![rule.clone()];
-    rules.extend(rule.additional_bindings.into_iter().map(|mut r| {
-        r.additional_bindings.clear();
-        r
-    }));
-    Ok(rules)
-}
-
-pub(crate) fn pattern(rule: &HttpRule) -> Result<(Method, &str), String> {
-    Ok(match &rule.pattern {
-        Some(Pattern::Get(p)) => (Method::GET, p),
-        Some(Pattern::Put(p)) => (Method::PUT, p),
-        Some(Pattern::Post(p)) => (Method::POST, p),
-        Some(Pattern::Delete(p)) => (Method::DELETE, p),
-        Some(Pattern::Patch(p)) => (Method::PATCH, p),
-        Some(Pattern::Custom(custom)) => (
-            Method::from_bytes(custom.kind.as_bytes())
-                .map_err(|_| format!("invalid custom method `{}`", custom.kind))?,
-            &custom.path,
-        ),
-        None => return Err("the rule has no pattern".to_owned()),
-    })
-}
-
-fn build_channels(
-    pool: &DescriptorPool,
-    config: &GatewayConfig,
-    mesh: &MeshTls,
-) -> Result<BTreeMap<String, Channel>, GatewayError> {
-    let mut channels = BTreeMap::new();
-    for (service, upstream) in &config.upstreams {
-        if pool.get_service_by_name(service).is_none() {
-            tracing::warn!(%service, "upstream configured for a service no descriptor defines");
-        }
-        let channel = cloudsec_runtime::grpc::channel(&upstream.uri, &upstream.server_name, mesh)
-            .map_err(|source| match source {
-            GrpcError::Tls(_) => GatewayError::Tls {
-                service: service.clone(),
-                source,
-            },
-            _ => GatewayError::Upstream {
-                service: service.clone(),
-                source,
-            },
-        })?;
-        channels.insert(service.clone(), channel);
-    }
-    Ok(channels)
-}
-
-fn build_table(
-    pool: &DescriptorPool,
-    config: &GatewayConfig,
-    channels: &BTreeMap<String, Channel>,
-) -> Result<RouteTable<Target>, GatewayError> {
-    let mut table = RouteTable::default();
-    let Some(extension) = pool.get_extension_by_name("google.api.http") else {
-        tracing::warn!("no descriptor imports google/api/annotations.proto: no routes");
-        return Ok(table);
-    };
-    let scopes = scopes_extension(pool);
-    let authentication = crate::policy::authentication_extension(pool);
-    for service in pool.services() {
-        let channel = channels.get(service.full_name());
-        let mut unrouted = 0;
-        for method in service.methods() {
-            let rules = http_rules(&method, &extension)?;
-            if rules.is_empty() {
-                continue;
-            }
-            let Some(channel) = channel else {
-                unrouted += 1;
-                continue;
-            };
-            if method.is_client_streaming() {
-                // HTTP/JSON has no agreed way to send a stream of requests
-                // (grpc-gateway's newline-delimited bodies are not
-                // supported here).
-                tracing::warn!(
-                    method = method.full_name(),
-                    "client-streaming methods are not transcoded: no route"
-                );
-                continue;
-            }
-            let contract_scopes = option_scopes(&method, scopes.as_ref());
-            let tokenless =
-                crate::policy::option_authentication(&method, authentication.as_ref()).tokenless();
-            let full_method = format!("{}/{}", service.full_name(), method.name());
-            let grpc_path = PathAndQuery::from_maybe_shared(Bytes::from(format!("/{full_method}")))
-                .map_err(|error| GatewayError::Template {
-                    method: full_method.clone(),
-                    template: String::new(),
-                    reason: format!("method name is not a valid path: {error}"),
-                })?;
-            for rule in rules {
-                let bad = |template: &str, reason: String| GatewayError::Template {
-                    method: full_method.clone(),
-                    template: template.to_owned(),
-                    reason,
-                };
-                let (http_method, path) = pattern(&rule).map_err(|r| bad("", r))?;
-                let template = PathTemplate::parse(path).map_err(|e| bad(path, e.to_string()))?;
-                let binding = Binding::new(
-                    &method,
-                    &http_method,
-                    &template,
-                    &rule.body,
-                    &rule.response_body,
-                )
-                .map_err(|r| bad(path, r))?;
-                table.insert(
-                    http_method,
-                    template,
-                    Target {
-                        full_method: full_method.clone(),
-                        grpc_path: grpc_path.clone(),
-                        binding: Arc::new(binding),
-                        method: method.clone(),
-                        streaming: method.is_server_streaming(),
-                        channel: channel.clone(),
-                        edge: RouteEdge::resolve(
-                            config,
-                            service.full_name(),
-                            method.name(),
-                            &contract_scopes,
-                            tokenless,
-                        ),
-                    },
-                );
-            }
-        }
-        if unrouted > 0 {
-            tracing::warn!(
-                service = service.full_name(),
-                methods = unrouted,
-                "annotated service has no upstream: no routes"
-            );
-        }
-    }
-    Ok(table)
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
@@ -702,129 +387,12 @@ impl Gateway {
     }
 }
 
-/// The client's request id when it is sane, else a fresh UUID: ids end up
-/// in logs and headers, so arbitrary bytes are not passed on.
-pub(crate) fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| sane_request_id(s))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
-}
-
-fn sane_request_id(s: &str) -> bool {
-    (1..=MAX_REQUEST_ID).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-}
-
-/// API Gateway's HTTP API ids are base64 (`J4VkMhyRoAMEJIQ=`), so a
-/// trusted proxy's id may also carry `=`, `+` and `/`, still harmless in
-/// headers and logs.
-fn sane_proxy_request_id(s: &str) -> bool {
-    (1..=MAX_REQUEST_ID).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:=+/".contains(&b))
-}
-
 /// Who the edge checks found the caller to be, for the access log.
 #[derive(Debug, Default)]
-struct Caller {
-    key_id: Option<String>,
-    subject: Option<String>,
+pub(crate) struct Caller {
+    pub(crate) key_id: Option<String>,
+    pub(crate) subject: Option<String>,
 }
-
-/// 413 before reading when the client announces too much.
-pub(crate) fn check_content_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    match announced {
-        Some(n) if n > limit as u64 => Err(ApiError::payload_too_large(limit)),
-        _ => Ok(()),
-    }
-}
-
-/// A body must be JSON (`application/json` or a `+json` type).
-pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(ApiError::unsupported_media_type(None));
-    };
-    let text = value.to_str().unwrap_or_default();
-    let media = text
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if media == "application/json"
-        || (media.starts_with("application/") && media.ends_with("+json"))
-    {
-        Ok(())
-    } else {
-        Err(ApiError::unsupported_media_type(Some(text)))
-    }
-}
-
-/// How much of an oversized body the gateway reads and throws away before
-/// answering 413. An HTTP/1.1 client that writes its whole body before it
-/// reads (most do) would otherwise see a broken pipe instead of the 413;
-/// beyond this the connection is closed, so a hostile upload costs at most
-/// this much bandwidth and no memory.
-const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;
-
-/// Reads at most `limit` bytes, whatever Content-Length said. Past the
-/// limit (or when Content-Length already announced too much) the rest, up
-/// to [`DISCARD_LIMIT`], is read and dropped so the client gets the 413.
-async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    if check_content_length(headers, limit).is_err() {
-        if announced.is_some_and(|n| n <= DISCARD_LIMIT) {
-            discard(body, DISCARD_LIMIT).await;
-        }
-        return Err(ApiError::payload_too_large(limit));
-    }
-    let mut buffer = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| {
-            tracing::debug!(%error, "cannot read request body");
-            ApiError::invalid_argument("cannot read the request body")
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if buffer.len() + data.len() > limit {
-            discard(
-                body,
-                DISCARD_LIMIT.saturating_sub((buffer.len() + data.len()) as u64),
-            )
-            .await;
-            return Err(ApiError::payload_too_large(limit));
-        }
-        buffer.extend_from_slice(&data);
-    }
-    Ok(buffer.freeze())
-}
-
-/// Reads and drops up to `budget` bytes of `body`.
-async fn discard(mut body: Body, budget: u64) {
-    let mut seen = 0u64;
-    while seen <= budget {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-            }
-            _ => return,
-        }
-    }
-}
-
-/// The largest `authorization` header forwarded; access tokens are ~1 KiB.
-const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response {
     let _in_flight = crate::concurrency::enter();
@@ -883,7 +451,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
             } else {
                 let response = cors.preflight(request.headers(), &methods);
                 if response.status() == StatusCode::FORBIDDEN {
-                    shared.metrics.reject(&labels, "cors");
+                    shared.metrics.reject(&labels, Rejection::Cors);
                 }
                 response
             }
@@ -980,118 +548,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
 }
 
 /// What a routed request carries into [`Shared::call`].
-struct CallContext<'a> {
-    request_id: &'a str,
-    client: &'a ClientInfo,
-    labels: &'a RouteLabels,
+pub(crate) struct CallContext<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) client: &'a ClientInfo,
+    pub(crate) labels: &'a RouteLabels,
 }
 
 impl Shared {
-    /// The API key, the limits and the JWT authorizer, in that order.
-    async fn edge(
-        &self,
-        target: &Target,
-        template: &PathTemplate,
-        headers: &HeaderMap,
-        context: &CallContext<'_>,
-        caller: &mut Caller,
-    ) -> Result<(), ApiError> {
-        let labels = context.labels;
-        let key = if target.edge.api_key {
-            let Some(presented) = headers.get(API_KEY) else {
-                self.metrics.reject(labels, "api_key_missing");
-                return Err(ApiError::permission_denied(
-                    "this route requires an API key in the X-API-Key header",
-                ));
-            };
-            let Some(key) = self.keys.identify(presented.as_bytes()) else {
-                self.metrics.reject(labels, "api_key_invalid");
-                return Err(ApiError::permission_denied("the API key is not valid"));
-            };
-            caller.key_id = Some(key.id.clone());
-            Some(key)
-        } else {
-            None
-        };
-
-        let mut limits = Vec::new();
-        if let (Some(throttle), Some(ip)) = (&self.client_ip_throttle, context.client.ip) {
-            limits.push(Limit::Bucket {
-                key: format!("ip:{ip}"),
-                rate: throttle.rate,
-                burst: throttle.burst,
-                kind: LimitKind::ClientIp,
-            });
-        }
-        if let Some(throttle) = &target.edge.throttle {
-            limits.push(Limit::Bucket {
-                key: format!("route:{} {template}", labels.method),
-                rate: throttle.rate,
-                burst: throttle.burst,
-                kind: LimitKind::Route,
-            });
-        }
-        if let Some(key) = key {
-            limits.push(Limit::Bucket {
-                key: format!("key:{}", key.id),
-                rate: key.plan.rate,
-                burst: key.plan.burst,
-                kind: LimitKind::KeyRate,
-            });
-            limits.extend(crate::limits::quota_limits(
-                &key.id,
-                key.plan.quota_per_day,
-                key.plan.quota_per_month,
-                self.limiter.now(),
-            ));
-        }
-        if let Decision::Deny { retry_after, limit } = self.limiter.check(&limits).await {
-            self.metrics
-                .throttled
-                .get_or_create(&ThrottleLabels {
-                    route: labels.route.clone(),
-                    method: labels.method.clone(),
-                    limit: limit.as_str().to_owned(),
-                })
-                .inc();
-            self.metrics.reject(labels, "throttled");
-            let mut error = ApiError::too_many_requests(limit.as_str(), retry_after);
-            if limit.is_quota() {
-                let period = if limit == LimitKind::KeyDay {
-                    "day"
-                } else {
-                    "month"
-                };
-                error.details.push(serde_json::json!({
-                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                    "violations": [{
-                        "subject": format!("api_key:{}", caller.key_id.as_deref().unwrap_or_default()),
-                        "description": format!("the API key's quota for this {period} is used up"),
-                    }],
-                }));
-            }
-            return Err(error);
-        }
-
-        if let Some(jwt) = &self.jwt
-            && !target.edge.public
-        {
-            match jwt.authorize(headers, &target.edge.scopes).await {
-                Ok(claims) => caller.subject = Some(claims.sub),
-                Err(error) => {
-                    let reason = match error.status {
-                        StatusCode::UNAUTHORIZED => "unauthenticated",
-                        StatusCode::FORBIDDEN => "forbidden",
-                        _ => "jwks_unavailable",
-                    };
-                    self.metrics.reject(labels, reason);
-                    return Err(error);
-                }
-            }
-        }
-        Ok(())
-    }
-
     async fn call(
         &self,
         target: &Target,
@@ -1105,17 +568,17 @@ impl Shared {
         let (parts, body) = request.into_parts();
         self.edge(target, template, &parts.headers, context, caller)
             .await?;
-        let rejected = |reason: &str, error: ApiError| {
+        let rejected = |reason: Rejection, error: ApiError| {
             self.metrics.reject(context.labels, reason);
             error
         };
         let body = read_body(&parts.headers, body, self.max_body_bytes)
             .await
-            .map_err(|e| rejected("body_too_large", e))?;
+            .map_err(|e| rejected(Rejection::BodyTooLarge, e))?;
         if !body.is_empty() {
             if !target.binding.has_body() {
                 return Err(rejected(
-                    "invalid_request",
+                    Rejection::InvalidRequest,
                     ApiError::invalid_argument(format!(
                         "{} {template} takes no request body",
                         parts.method
@@ -1123,7 +586,7 @@ impl Shared {
                 ));
             }
             check_content_type(&parts.headers)
-                .map_err(|e| rejected("unsupported_media_type", e))?;
+                .map_err(|e| rejected(Rejection::UnsupportedMediaType, e))?;
         }
         let message = target
             .binding
@@ -1133,14 +596,14 @@ impl Shared {
                 &body,
                 self.reject_unknown_fields,
             )
-            .map_err(|e| rejected("invalid_request", ApiError::invalid_argument(e)))?;
+            .map_err(|e| rejected(Rejection::InvalidRequest, ApiError::invalid_argument(e)))?;
         if let Some(validator) = &self.validator {
             let violations = validator.violations(&message);
             if !violations.is_empty() {
                 let reason = if violations.iter().any(|v| v.missing) {
-                    "missing_required"
+                    Rejection::MissingRequired
                 } else {
-                    "invalid_field"
+                    Rejection::InvalidField
                 };
                 return Err(rejected(reason, invalid_fields(&violations)));
             }
@@ -1185,182 +648,6 @@ impl Shared {
             Err(status) => self.failure(target, status),
         }
     }
-
-    /// The upstream request: the message with the metadata the service
-    /// may see and the deadline.
-    fn grpc_request(
-        &self,
-        message: DynamicMessage,
-        headers: &HeaderMap,
-        request_id: &str,
-        client_ip: Option<std::net::IpAddr>,
-        span: &tracing::Span,
-    ) -> Result<tonic::Request<DynamicMessage>, ApiError> {
-        // Metadata is built from an allowlist, so hop-by-hop headers
-        // (connection, te, upgrade, ...) and anything else the client sent
-        // never reach the service.
-        let mut metadata = HeaderMap::new();
-        if let Some(authorization) = headers.get(header::AUTHORIZATION) {
-            // Services refuse large header blocks at the HTTP/2 layer, which
-            // would surface as an opaque upstream failure; answer here.
-            if authorization.len() > MAX_AUTHORIZATION_BYTES {
-                return Err(ApiError::header_too_large(
-                    "authorization",
-                    MAX_AUTHORIZATION_BYTES,
-                ));
-            }
-            metadata.insert(header::AUTHORIZATION, authorization.clone());
-        }
-        forward_grpc_metadata(headers, &mut metadata)?;
-        if let Ok(value) = HeaderValue::from_str(request_id) {
-            metadata.insert(REQUEST_ID, value);
-        }
-        // The address the gateway believes (see `client`), for limits the
-        // services keep per client, such as failed logins per IP.
-        if let Some(value) = client_ip.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
-            metadata.insert(CLIENT_IP, value);
-        }
-        telemetry::inject(span, &mut metadata);
-        let mut request = tonic::Request::new(message);
-        *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(metadata);
-        request.set_timeout(self.request_timeout);
-        Ok(request)
-    }
-
-    /// A unary call: the outer error is the gateway's own (the call took
-    /// longer than `request_timeout`), the inner one what the call
-    /// returned.
-    async fn unary(
-        &self,
-        target: &Target,
-        request: tonic::Request<DynamicMessage>,
-    ) -> Result<Result<tonic::Response<DynamicMessage>, tonic::Status>, ApiError> {
-        let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-        let codec = DynamicCodec::new(target.method.output());
-        let call = async {
-            grpc.ready()
-                .await
-                .map_err(|error| tonic::Status::from_error(Box::new(error)))?;
-            grpc.unary(request, target.grpc_path.clone(), codec).await
-        };
-        tokio::time::timeout(self.request_timeout, call)
-            .await
-            .map_err(|_| {
-                tracing::warn!(method = %target.full_method, "upstream timed out");
-                ApiError::deadline_exceeded(self.request_timeout)
-            })
-    }
-
-    /// A server-streaming call: the status and headers once the service
-    /// has answered, then the messages as they come.
-    async fn server_streaming(
-        &self,
-        target: &Target,
-        request: tonic::Request<DynamicMessage>,
-        format: Format,
-    ) -> Result<Response, ApiError> {
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-        let codec = DynamicCodec::new(target.method.output());
-        let call = async {
-            grpc.ready()
-                .await
-                .map_err(|error| tonic::Status::from_error(Box::new(error)))?;
-            grpc.server_streaming(request, target.grpc_path.clone(), codec)
-                .await
-        };
-        let started = match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(started)) => started,
-            Ok(Err(status)) => return self.failure(target, status),
-            Err(_) => {
-                tracing::warn!(method = %target.full_method, "upstream timed out");
-                return Err(ApiError::deadline_exceeded(self.request_timeout));
-            }
-        };
-        let (metadata, messages, _) = started.into_parts();
-        let body = stream::body(stream::Upstream {
-            messages,
-            binding: Arc::clone(&target.binding),
-            format,
-            deadline,
-            timeout: self.request_timeout,
-            method: target.full_method.clone(),
-        });
-        let mut response = Response::new(body);
-        // A stream always has a body, which 204 and 205 forbid.
-        *response.status_mut() = match target.ok_status() {
-            StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT => StatusCode::OK,
-            status => status,
-        };
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        );
-        if format == Format::Sse {
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        }
-        append_metadata(&mut response, &metadata);
-        Ok(response)
-    }
-
-    /// The answer to a failed call: the route's status override for what
-    /// the service said, else the status table. A 2xx override turns the
-    /// failure into an empty success (`{}`, or nothing for 204).
-    fn failure(&self, target: &Target, status: tonic::Status) -> Result<Response, ApiError> {
-        use std::error::Error as _;
-        let from_service = status.source().is_none();
-        let overridden = target
-            .edge
-            .status_overrides
-            .get(&(status.code() as i32))
-            .filter(|_| from_service);
-        match overridden {
-            Some(http) if http.is_success() => {
-                let mut response = json_response(*http, b"{}".to_vec());
-                append_metadata(&mut response, status.metadata());
-                Ok(response)
-            }
-            Some(http) => {
-                let mut error = self.classify(target, status);
-                error.status = *http;
-                Err(error)
-            }
-            None => Err(self.classify(target, status)),
-        }
-    }
-
-    fn classify(&self, target: &Target, status: tonic::Status) -> ApiError {
-        use std::error::Error as _;
-        let mut error = upstream_failure(&target.full_method, self.request_timeout, &status);
-        if status.source().is_none() {
-            error.headers.extend(metadata_headers(status.metadata()));
-        }
-        error
-    }
-}
-
-/// A JSON response; 204 and 205 carry no body (nor a content type), as
-/// HTTP requires.
-fn json_response(status: StatusCode, json: Vec<u8>) -> Response {
-    if status == StatusCode::NO_CONTENT || status == StatusCode::RESET_CONTENT {
-        return status.into_response();
-    }
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        json,
-    )
-        .into_response()
-}
-
-fn append_metadata(response: &mut Response, metadata: &tonic::metadata::MetadataMap) {
-    for (name, value) in metadata_headers(metadata) {
-        response.headers_mut().append(name, value);
-    }
 }
 
 /// The 400 for fields that break the contract: one message naming them,
@@ -1398,212 +685,9 @@ fn invalid_fields(violations: &[Violation]) -> ApiError {
     ApiError::bad_request(parts.join("; "), &pairs)
 }
 
-/// The most client metadata (`Grpc-Metadata-*`, names and values) sent
-/// upstream: services refuse large header blocks at the HTTP/2 layer.
-const MAX_FORWARDED_METADATA_BYTES: usize = 8 * 1024;
-
-const GRPC_METADATA: &str = "grpc-metadata-";
-
-/// Metadata the gateway sets itself or that belongs to the transport;
-/// a client cannot set it through `Grpc-Metadata-*`, and a service's is
-/// not echoed back as `Grpc-Metadata-*`.
-/// The client's address, as the gateway believes it, for the services.
-const CLIENT_IP: &str = "x-cloudsec-client-ip";
-
-fn reserved_metadata(key: &str) -> bool {
-    key.starts_with("grpc-")
-        || key.ends_with("-bin")
-        || matches!(
-            key,
-            "authorization"
-                | "x-request-id"
-                | "x-cloudsec-client-ip"
-                | "traceparent"
-                | "tracestate"
-                | "content-type"
-                | "te"
-                | "user-agent"
-                | "host"
-                | "connection"
-                | "upgrade"
-                | "keep-alive"
-                | "proxy-authorization"
-                | "transfer-encoding"
-                | "date"
-                | "server"
-        )
-}
-
-/// `Grpc-Metadata-Foo: bar` becomes the metadata `foo: bar`, as in
-/// grpc-gateway; reserved keys are skipped.
-fn forward_grpc_metadata(headers: &HeaderMap, metadata: &mut HeaderMap) -> Result<(), ApiError> {
-    let mut total = 0usize;
-    for (name, value) in headers {
-        let Some(key) = name.as_str().strip_prefix(GRPC_METADATA) else {
-            continue;
-        };
-        if key.is_empty() || reserved_metadata(key) {
-            continue;
-        }
-        total = total.saturating_add(key.len() + value.len());
-        if total > MAX_FORWARDED_METADATA_BYTES {
-            return Err(ApiError::header_too_large(
-                "grpc-metadata-*",
-                MAX_FORWARDED_METADATA_BYTES,
-            ));
-        }
-        if let Ok(name) = http::HeaderName::from_bytes(key.as_bytes()) {
-            metadata.append(name, value.clone());
-        }
-    }
-    Ok(())
-}
-
-/// A service's response metadata as `Grpc-Metadata-<key>` headers.
-fn metadata_headers(
-    metadata: &tonic::metadata::MetadataMap,
-) -> Vec<(http::HeaderName, HeaderValue)> {
-    metadata
-        .clone()
-        .into_headers()
-        .iter()
-        .filter(|(name, _)| !reserved_metadata(name.as_str()))
-        .filter_map(|(name, value)| {
-            let name =
-                http::HeaderName::from_bytes(format!("{GRPC_METADATA}{name}").as_bytes()).ok()?;
-            Some((name, value.clone()))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn grpc_metadata_headers_go_both_ways_except_reserved_ones() {
-        let h = headers(&[
-            ("grpc-metadata-tenant-hint", "acme"),
-            ("grpc-metadata-authorization", "Bearer forged"),
-            ("grpc-metadata-grpc-timeout", "1S"),
-            ("grpc-metadata-x-request-id", "forged"),
-            ("grpc-metadata-", "empty"),
-            ("x-other", "dropped"),
-        ]);
-        let mut out = HeaderMap::new();
-        forward_grpc_metadata(&h, &mut out).unwrap();
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out["tenant-hint"], "acme");
-
-        let big = HeaderValue::from_str(&"x".repeat(9000)).unwrap();
-        let h: HeaderMap = [(http::HeaderName::from_static("grpc-metadata-big"), big)]
-            .into_iter()
-            .collect();
-        let error = forward_grpc_metadata(&h, &mut HeaderMap::new()).unwrap_err();
-        assert_eq!(error.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-
-        let md = tonic::metadata::MetadataMap::from_headers(headers(&[
-            ("x-served-by", "echo-1"),
-            ("content-type", "application/grpc"),
-            ("grpc-status", "0"),
-        ]));
-        let out = metadata_headers(&md);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, "grpc-metadata-x-served-by");
-    }
-
-    #[test]
-    fn content_length_over_the_limit_is_413() {
-        assert!(check_content_length(&headers(&[]), 10).is_ok());
-        assert!(check_content_length(&headers(&[("content-length", "10")]), 10).is_ok());
-        let error = check_content_length(&headers(&[("content-length", "11")]), 10).unwrap_err();
-        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
-    }
-
-    #[tokio::test]
-    async fn bodies_are_cut_off_at_the_limit_whatever_the_headers_say() {
-        let error = read_body(&HeaderMap::new(), Body::from(vec![b'x'; 11]), 10)
-            .await
-            .unwrap_err();
-        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(
-            read_body(&HeaderMap::new(), Body::from("{}"), 10)
-                .await
-                .unwrap(),
-            "{}"
-        );
-    }
-
-    #[test]
-    fn only_json_bodies_are_accepted() {
-        for ok in [
-            "application/json",
-            "application/json; charset=utf-8",
-            "Application/JSON",
-            "application/merge-patch+json",
-        ] {
-            let h: HeaderMap = [(header::CONTENT_TYPE, HeaderValue::from_static(ok))]
-                .into_iter()
-                .collect();
-            assert!(check_content_type(&h).is_ok(), "{ok}");
-        }
-        for bad in [
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "application/xml",
-        ] {
-            let h: HeaderMap = [(header::CONTENT_TYPE, HeaderValue::from_static(bad))]
-                .into_iter()
-                .collect();
-            let error = check_content_type(&h).unwrap_err();
-            assert_eq!(error.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-            assert!(error.message.contains(bad));
-        }
-        assert_eq!(
-            check_content_type(&HeaderMap::new()).unwrap_err().status,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
-    }
-
-    #[test]
-    fn request_ids_are_kept_only_when_sane() {
-        assert_eq!(
-            request_id(&headers(&[("x-request-id", "abc-1.2:3_4")])),
-            "abc-1.2:3_4"
-        );
-        for bad in ["", "has space", "semi;colon"] {
-            let h: HeaderMap = [(
-                http::HeaderName::from_static(REQUEST_ID),
-                HeaderValue::from_static(bad),
-            )]
-            .into_iter()
-            .collect();
-            let id = request_id(&h);
-            assert_ne!(id, bad);
-            assert!(uuid::Uuid::parse_str(&id).is_ok());
-        }
-        let long = "a".repeat(129);
-        let h: HeaderMap = [(
-            http::HeaderName::from_static(REQUEST_ID),
-            HeaderValue::from_str(&long).unwrap(),
-        )]
-        .into_iter()
-        .collect();
-        assert_eq!(request_id(&h).len(), 36);
-        assert!(uuid::Uuid::parse_str(&request_id(&HeaderMap::new())).is_ok());
-    }
 
     #[tokio::test]
     async fn platform_contracts_route_only_where_an_upstream_is_configured() {
