@@ -15,63 +15,13 @@ use chrono::{DateTime, Utc};
 use cloudsec_runtime::Shutdown;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use serde::Deserialize;
 
 use crate::entity::{
     confirmation_code, federation_login, login_attempt, mfa_challenge, refresh_token, tenant, user,
 };
 use crate::error::Result;
 
-/// `[auth.cleanup]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CleanupConfig {
-    /// Time between sweeps; more than zero.
-    #[serde(default = "default_interval", deserialize_with = "nonzero")]
-    pub interval: Duration,
-    /// A sign-up not confirmed this long after it was made is deleted,
-    /// which frees its email and tenant name.
-    #[serde(default = "default_unconfirmed_ttl", with = "humantime_serde")]
-    pub unconfirmed_ttl: Duration,
-    /// Failed-login counters untouched this long (and not locking) are
-    /// deleted: failures that far apart no longer add up.
-    #[serde(default = "default_failures_ttl", with = "humantime_serde")]
-    pub failures_ttl: Duration,
-}
-
-/// A humantime duration other than zero: a zero interval would sweep
-/// without pause.
-fn nonzero<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Duration, D::Error> {
-    let value: Duration = humantime_serde::deserialize(deserializer)?;
-    if value.is_zero() {
-        return Err(serde::de::Error::custom("must be more than 0s"));
-    }
-    Ok(value)
-}
-
-fn default_interval() -> Duration {
-    Duration::from_secs(10 * 60)
-}
-
-fn default_unconfirmed_ttl() -> Duration {
-    Duration::from_secs(7 * 24 * 3600)
-}
-
-fn default_failures_ttl() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-
-impl Default for CleanupConfig {
-    fn default() -> Self {
-        Self {
-            interval: default_interval(),
-            unconfirmed_ttl: default_unconfirmed_ttl(),
-            failures_ttl: default_failures_ttl(),
-        }
-    }
-}
+pub use crate::config::CleanupConfig;
 
 /// Rows one sweep deleted, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -197,6 +147,9 @@ mod tests {
         assert!(error.contains("must be more than 0s"), "{error}");
         let config: CleanupConfig = toml::from_str("interval = \"30s\"").unwrap();
         assert_eq!(config.interval, Duration::from_secs(30));
-        assert_eq!(config.unconfirmed_ttl, default_unconfirmed_ttl());
+        assert_eq!(
+            config.unconfirmed_ttl,
+            CleanupConfig::default().unconfirmed_ttl
+        );
     }
 }

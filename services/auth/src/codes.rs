@@ -15,66 +15,13 @@ use chrono::{DateTime, Utc};
 use rand::TryRngCore;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::entity::confirmation_code;
 use crate::error::{AuthError, Result};
 use crate::session::sha256_hex;
 
-/// `[auth.confirmation]`: whether sign-ups must confirm their email, and
-/// how codes behave.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfirmationConfig {
-    /// When false, sign-ups can log in at once (no code is sent); password
-    /// reset still uses codes.
-    #[serde(default = "default_required")]
-    pub required: bool,
-    /// How long a sign-up code is valid.
-    #[serde(default = "default_code_ttl", with = "humantime_serde")]
-    pub code_ttl: Duration,
-    /// How long a password-reset code is valid.
-    #[serde(default = "default_reset_code_ttl", with = "humantime_serde")]
-    pub reset_code_ttl: Duration,
-    /// Wrong tries a code survives.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    /// The least time between two codes sent to one user for one purpose.
-    #[serde(default = "default_resend_interval", with = "humantime_serde")]
-    pub resend_interval: Duration,
-    /// The key-encryption key that seals codes for the mailer (a Vault
-    /// transit key, a KMS key, or one of the local keystore). The auth
-    /// service needs only to make data keys under it; the mailer alone
-    /// needs to decrypt (`deploy/vault/policies/`).
-    #[serde(default = "default_mailer_key")]
-    pub mailer_key: String,
-    /// The transit mount of `mailer_key` (with Vault).
-    #[serde(default = "default_transit_mount")]
-    pub transit_mount: String,
-}
-
-impl Default for ConfirmationConfig {
-    fn default() -> Self {
-        Self {
-            required: default_required(),
-            code_ttl: default_code_ttl(),
-            reset_code_ttl: default_reset_code_ttl(),
-            max_attempts: default_max_attempts(),
-            resend_interval: default_resend_interval(),
-            mailer_key: default_mailer_key(),
-            transit_mount: default_transit_mount(),
-        }
-    }
-}
-
-fn default_mailer_key() -> String {
-    "cloudsec-mailer".to_owned()
-}
-
-fn default_transit_mount() -> String {
-    "transit".to_owned()
-}
+pub use crate::config::ConfirmationConfig;
 
 /// Seals codes for the mailer (the auth service) and opens them (the
 /// mailer), with envelope encryption under `mailer_key`.
@@ -166,26 +113,6 @@ impl CodeSeal {
         String::from_utf8(plain)
             .map_err(|_| AuthError::Internal("a sealed code is not text".into()))
     }
-}
-
-fn default_required() -> bool {
-    true
-}
-
-fn default_code_ttl() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-
-fn default_reset_code_ttl() -> Duration {
-    Duration::from_secs(3600)
-}
-
-fn default_max_attempts() -> u32 {
-    5
-}
-
-fn default_resend_interval() -> Duration {
-    Duration::from_secs(60)
 }
 
 /// What a code is for; the stored name and the event's enum.

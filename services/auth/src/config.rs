@@ -1,5 +1,6 @@
 //! The `[auth]` section of the configuration.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -36,41 +37,39 @@ pub struct AuthConfig {
     pub lockout: LockoutConfig,
     /// Length and character classes of new passwords.
     #[serde(default)]
-    pub password_policy: crate::password::PasswordPolicy,
+    pub password_policy: PasswordPolicy,
     /// How many earlier passwords a new one may not repeat.
     #[serde(default = "default_password_history")]
     pub password_history: usize,
     /// Token-signing keys: where they are kept and how they rotate.
     #[serde(default)]
-    pub signing: crate::keys::SigningConfig,
+    pub signing: SigningConfig,
     /// Email confirmation and password-reset codes.
     #[serde(default)]
-    pub confirmation: crate::codes::ConfirmationConfig,
+    pub confirmation: ConfirmationConfig,
     /// The sweeper of expired and abandoned rows.
     #[serde(default)]
-    pub cleanup: crate::cleanup::CleanupConfig,
+    pub cleanup: CleanupConfig,
     /// External OpenID Connect providers users may sign in with, by name.
     #[serde(default)]
-    pub federation: std::collections::BTreeMap<String, crate::federation::ProviderConfig>,
+    pub federation: BTreeMap<String, ProviderConfig>,
     /// App clients by `client_id`, beside the default `client_id`.
     #[serde(default)]
-    pub clients: std::collections::BTreeMap<String, AppClientConfig>,
+    pub clients: BTreeMap<String, AppClientConfig>,
     /// Roles: the scopes each group's members get in their access tokens.
     /// The default maps `auditors` to `audit:read`; a configured table
     /// replaces it.
     #[serde(default = "default_group_scopes", deserialize_with = "group_scopes")]
-    pub group_scopes: std::collections::BTreeMap<String, Vec<String>>,
+    pub group_scopes: BTreeMap<String, Vec<String>>,
 }
 
-fn default_group_scopes() -> std::collections::BTreeMap<String, Vec<String>> {
+fn default_group_scopes() -> BTreeMap<String, Vec<String>> {
     std::collections::BTreeMap::from([("auditors".to_owned(), vec!["audit:read".to_owned()])])
 }
 
 /// Scopes are single words; `tenant:admin` comes only from the user's
 /// admin flag, never from a group.
-fn group_scopes<'de, D>(
-    deserializer: D,
-) -> Result<std::collections::BTreeMap<String, Vec<String>>, D::Error>
+fn group_scopes<'de, D>(deserializer: D) -> Result<BTreeMap<String, Vec<String>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
@@ -82,7 +81,7 @@ where
                     "{group}: `{scope}` is not a scope (one word, no spaces)"
                 )));
             }
-            if scope == crate::core::ADMIN_SCOPE {
+            if scope == cloudsec_runtime::token::ADMIN_SCOPE {
                 return Err(serde::de::Error::custom(format!(
                     "{group}: `{scope}` comes from the user's admin flag, not from a group"
                 )));
@@ -200,11 +199,11 @@ impl AuthConfig {
             refresh_token_ttl: default_refresh_ttl(),
             client_id: default_client_id(),
             lockout: LockoutConfig::default(),
-            signing: crate::keys::SigningConfig::default(),
+            signing: SigningConfig::default(),
             password_history: default_password_history(),
-            password_policy: crate::password::PasswordPolicy::default(),
-            confirmation: crate::codes::ConfirmationConfig::default(),
-            cleanup: crate::cleanup::CleanupConfig::default(),
+            password_policy: PasswordPolicy::default(),
+            confirmation: ConfirmationConfig::default(),
+            cleanup: CleanupConfig::default(),
             group_scopes: default_group_scopes(),
             clients: std::collections::BTreeMap::new(),
             federation: std::collections::BTreeMap::new(),
@@ -259,4 +258,328 @@ mod tests {
             assert!(toml::from_str::<Wrapper>(&text).is_err(), "{bad}");
         }
     }
+}
+
+pub const MIN_LENGTH: usize = 12;
+
+/// Adds a violation on `field` for every rule `password` breaks.
+/// `[auth.password_policy]`: what a new password must have beyond what
+/// is always checked (at most 128 characters, not only digits, not the
+/// email's name, not common or breached, zxcvbn score 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordPolicy {
+    /// At least this many characters (12 by default; not below 8).
+    #[serde(default = "default_min_length")]
+    pub min_length: usize,
+    /// At least this many of the four classes: lowercase, uppercase,
+    /// digits, others (symbols, spaces, non-ASCII letters). 0 by default:
+    /// NIST SP 800-63B advises length and breach checks over composition
+    /// rules, but some compliance regimes demand them.
+    #[serde(default)]
+    pub min_classes: u8,
+}
+
+fn default_min_length() -> usize {
+    MIN_LENGTH
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_length: MIN_LENGTH,
+            min_classes: 0,
+        }
+    }
+}
+
+/// The `[auth.signing]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// How old the newest key may get before a new one is made.
+    #[serde(default = "default_rotation_period", with = "humantime_serde")]
+    pub rotation_period: Duration,
+    /// How long a new key is published before it signs.
+    #[serde(default = "default_publish_ahead", with = "humantime_serde")]
+    pub publish_ahead: Duration,
+    /// The longest time between two reloads of the key set.
+    #[serde(default = "default_check_interval", with = "humantime_serde")]
+    pub check_interval: Duration,
+    #[serde(default)]
+    pub store: KeyStoreConfig,
+    /// The key-encryption key that seals private keys kept in the
+    /// database; empty keeps them in the clear.
+    #[serde(default = "default_encryption_key")]
+    pub encryption_key: String,
+    /// Vault's transit mount, when `[secrets]` is Vault.
+    #[serde(default = "default_transit_mount")]
+    pub transit_mount: String,
+}
+
+fn default_encryption_key() -> String {
+    "auth-signing-keys".into()
+}
+
+fn default_transit_mount() -> String {
+    "transit".into()
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        Self {
+            rotation_period: default_rotation_period(),
+            publish_ahead: default_publish_ahead(),
+            check_interval: default_check_interval(),
+            store: KeyStoreConfig::default(),
+            encryption_key: default_encryption_key(),
+            transit_mount: default_transit_mount(),
+        }
+    }
+}
+
+fn default_rotation_period() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+
+fn default_publish_ahead() -> Duration {
+    // Verifiers refresh their JWKS on an unknown kid anyway; this covers
+    // those that only refresh on a schedule.
+    Duration::from_secs(15 * 60)
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Where the private keys are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeyStoreConfig {
+    /// The `signing_keys` table of the auth database.
+    #[default]
+    Database,
+    /// One KV v2 secret, through the platform's `[secrets]` Vault.
+    Vault {
+        #[serde(default = "default_kv_mount")]
+        mount: String,
+        #[serde(default = "default_kv_path")]
+        path: String,
+    },
+}
+
+fn default_kv_mount() -> String {
+    "secret".into()
+}
+
+fn default_kv_path() -> String {
+    "cloudsec/auth/signing-keys".into()
+}
+
+/// `[auth.confirmation]`: whether sign-ups must confirm their email, and
+/// how codes behave.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmationConfig {
+    /// When false, sign-ups can log in at once (no code is sent); password
+    /// reset still uses codes.
+    #[serde(default = "default_required")]
+    pub required: bool,
+    /// How long a sign-up code is valid.
+    #[serde(default = "default_code_ttl", with = "humantime_serde")]
+    pub code_ttl: Duration,
+    /// How long a password-reset code is valid.
+    #[serde(default = "default_reset_code_ttl", with = "humantime_serde")]
+    pub reset_code_ttl: Duration,
+    /// Wrong tries a code survives.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The least time between two codes sent to one user for one purpose.
+    #[serde(default = "default_resend_interval", with = "humantime_serde")]
+    pub resend_interval: Duration,
+    /// The key-encryption key that seals codes for the mailer (a Vault
+    /// transit key, a KMS key, or one of the local keystore). The auth
+    /// service needs only to make data keys under it; the mailer alone
+    /// needs to decrypt (`deploy/vault/policies/`).
+    #[serde(default = "default_mailer_key")]
+    pub mailer_key: String,
+    /// The transit mount of `mailer_key` (with Vault).
+    #[serde(default = "default_transit_mount")]
+    pub transit_mount: String,
+}
+
+impl Default for ConfirmationConfig {
+    fn default() -> Self {
+        Self {
+            required: default_required(),
+            code_ttl: default_code_ttl(),
+            reset_code_ttl: default_reset_code_ttl(),
+            max_attempts: default_max_attempts(),
+            resend_interval: default_resend_interval(),
+            mailer_key: default_mailer_key(),
+            transit_mount: default_transit_mount(),
+        }
+    }
+}
+
+fn default_required() -> bool {
+    true
+}
+
+fn default_code_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_reset_code_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+fn default_resend_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_mailer_key() -> String {
+    "cloudsec-mailer".to_owned()
+}
+
+/// `[auth.cleanup]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupConfig {
+    /// Time between sweeps; more than zero.
+    #[serde(default = "default_interval", deserialize_with = "nonzero")]
+    pub interval: Duration,
+    /// A sign-up not confirmed this long after it was made is deleted,
+    /// which frees its email and tenant name.
+    #[serde(default = "default_unconfirmed_ttl", with = "humantime_serde")]
+    pub unconfirmed_ttl: Duration,
+    /// Failed-login counters untouched this long (and not locking) are
+    /// deleted: failures that far apart no longer add up.
+    #[serde(default = "default_failures_ttl", with = "humantime_serde")]
+    pub failures_ttl: Duration,
+}
+
+/// A humantime duration other than zero: a zero interval would sweep
+/// without pause.
+fn nonzero<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Duration, D::Error> {
+    let value: Duration = humantime_serde::deserialize(deserializer)?;
+    if value.is_zero() {
+        return Err(serde::de::Error::custom("must be more than 0s"));
+    }
+    Ok(value)
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+
+fn default_unconfirmed_ttl() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+
+fn default_failures_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            unconfirmed_ttl: default_unconfirmed_ttl(),
+            failures_ttl: default_failures_ttl(),
+        }
+    }
+}
+
+/// `[auth.federation.<name>]`: one external provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The provider's issuer; its discovery document is under it.
+    pub issuer: String,
+    /// Our client id at the provider: the ID token's audience.
+    pub client_id: String,
+    /// Sent with `client_secret_post` when set (confidential clients).
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// Where the provider sends the browser back: the app's page that
+    /// calls `CompleteFederatedLogin`.
+    pub redirect_uri: String,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The existing tenant that users new to cloudsec join (as members).
+    pub tenant: String,
+    /// Which ID-token claims carry the user's attributes.
+    #[serde(default)]
+    pub attributes: AttributeMapping,
+    /// Provider group → cloudsec group; see the module docs.
+    #[serde(default, deserialize_with = "group_map")]
+    pub group_map: BTreeMap<String, String>,
+}
+
+/// `[auth.federation.<name>.attributes]`: claim names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeMapping {
+    /// The claim with the email (`email`).
+    #[serde(default = "default_email_claim")]
+    pub email: String,
+    /// The claim saying the provider verified it (`email_verified`).
+    #[serde(default = "default_email_verified_claim")]
+    pub email_verified: String,
+    /// The claim listing the user's groups at the provider (an array, or
+    /// one space-separated string); unset, groups are not mapped.
+    #[serde(default)]
+    pub groups: Option<String>,
+}
+
+impl Default for AttributeMapping {
+    fn default() -> Self {
+        Self {
+            email: default_email_claim(),
+            email_verified: default_email_verified_claim(),
+            groups: None,
+        }
+    }
+}
+
+fn default_email_claim() -> String {
+    "email".into()
+}
+
+fn default_email_verified_claim() -> String {
+    "email_verified".into()
+}
+
+/// A `group_map` whose targets are group names.
+fn group_map<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+    let map = BTreeMap::<String, String>::deserialize(deserializer)?;
+    for (from, to) in &map {
+        if !is_group_name(to) {
+            return Err(serde::de::Error::custom(format!(
+                "`{from}` maps to `{to}`, which is not a group name (1 to 64 letters, digits, `-`, `_` and `.`)"
+            )));
+        }
+    }
+    Ok(map)
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into()]
+}
+
+/// 1 to 64 letters, digits, `-`, `_` and `.`.
+pub(crate) fn is_group_name(group: &str) -> bool {
+    (1..=64).contains(&group.len())
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }

@@ -21,7 +21,7 @@ use sea_orm::{
 
 use crate::clock::{Clock, SystemClock};
 use crate::codes::{self, ConfirmationConfig};
-use crate::config::{AuthConfig, LockoutConfig};
+use crate::config::{AuthConfig, LockoutConfig, is_group_name};
 use crate::entity::{password_history, user, user_group};
 use crate::error::{AuthError, Result};
 use crate::keys::{KeyRing, KeyStore, Policy, SigningConfig};
@@ -509,14 +509,6 @@ pub(crate) async fn groups_of(
         .into_iter()
         .map(|g| g.group_name)
         .collect())
-}
-
-/// 1 to 64 letters, digits, `-`, `_` and `.`.
-pub(crate) fn is_group_name(group: &str) -> bool {
-    (1..=64).contains(&group.len())
-        && group
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 pub(crate) fn check_group(group: &str) -> Result<()> {

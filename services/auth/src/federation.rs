@@ -30,8 +30,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use cloudsec_runtime::FieldViolations;
 use cloudsec_runtime::token::jwks;
-use cloudsec_runtime::{FieldViolations, Secret};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rand::TryRngCore;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
@@ -44,84 +44,7 @@ use crate::entity::{federated_identity, federation_login, tenant, user, user_gro
 use crate::error::{AuthError, Result};
 use crate::session::sha256_hex;
 
-/// `[auth.federation.<name>]`: one external provider.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    /// The provider's issuer; its discovery document is under it.
-    pub issuer: String,
-    /// Our client id at the provider: the ID token's audience.
-    pub client_id: String,
-    /// Sent with `client_secret_post` when set (confidential clients).
-    #[serde(default)]
-    pub client_secret: Option<Secret>,
-    /// Where the provider sends the browser back: the app's page that
-    /// calls `CompleteFederatedLogin`.
-    pub redirect_uri: String,
-    #[serde(default = "default_scopes")]
-    pub scopes: Vec<String>,
-    /// The existing tenant that users new to cloudsec join (as members).
-    pub tenant: String,
-    /// Which ID-token claims carry the user's attributes.
-    #[serde(default)]
-    pub attributes: AttributeMapping,
-    /// Provider group → cloudsec group; see the module docs.
-    #[serde(default, deserialize_with = "group_map")]
-    pub group_map: BTreeMap<String, String>,
-}
-
-/// `[auth.federation.<name>.attributes]`: claim names.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AttributeMapping {
-    /// The claim with the email (`email`).
-    #[serde(default = "default_email_claim")]
-    pub email: String,
-    /// The claim saying the provider verified it (`email_verified`).
-    #[serde(default = "default_email_verified_claim")]
-    pub email_verified: String,
-    /// The claim listing the user's groups at the provider (an array, or
-    /// one space-separated string); unset, groups are not mapped.
-    #[serde(default)]
-    pub groups: Option<String>,
-}
-
-impl Default for AttributeMapping {
-    fn default() -> Self {
-        Self {
-            email: default_email_claim(),
-            email_verified: default_email_verified_claim(),
-            groups: None,
-        }
-    }
-}
-
-fn default_email_claim() -> String {
-    "email".into()
-}
-
-fn default_email_verified_claim() -> String {
-    "email_verified".into()
-}
-
-/// A `group_map` whose targets are group names.
-fn group_map<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<BTreeMap<String, String>, D::Error> {
-    let map = BTreeMap::<String, String>::deserialize(deserializer)?;
-    for (from, to) in &map {
-        if !crate::core::is_group_name(to) {
-            return Err(serde::de::Error::custom(format!(
-                "`{from}` maps to `{to}`, which is not a group name (1 to 64 letters, digits, `-`, `_` and `.`)"
-            )));
-        }
-    }
-    Ok(map)
-}
-
-fn default_scopes() -> Vec<String> {
-    vec!["openid".into(), "email".into()]
-}
+pub use crate::config::{AttributeMapping, ProviderConfig};
 
 /// How long a started login may take at the provider.
 const STATE_TTL: Duration = Duration::from_secs(600);

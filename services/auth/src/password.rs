@@ -13,7 +13,8 @@ use cloudsec_runtime::FieldViolations;
 
 use crate::error::{AuthError, Result};
 
-pub const MIN_LENGTH: usize = 12;
+pub use crate::config::{MIN_LENGTH, PasswordPolicy};
+
 pub const MAX_LENGTH: usize = 128;
 
 /// Passwords that meet the length rule yet top every breach list.
@@ -31,37 +32,6 @@ const COMMON: &[&str] = &[
     "password123!",
     "trustno1trustno1",
 ];
-
-/// Adds a violation on `field` for every rule `password` breaks.
-/// `[auth.password_policy]`: what a new password must have beyond what
-/// is always checked (at most 128 characters, not only digits, not the
-/// email's name, not common or breached, zxcvbn score 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PasswordPolicy {
-    /// At least this many characters (12 by default; not below 8).
-    #[serde(default = "default_min_length")]
-    pub min_length: usize,
-    /// At least this many of the four classes: lowercase, uppercase,
-    /// digits, others (symbols, spaces, non-ASCII letters). 0 by default:
-    /// NIST SP 800-63B advises length and breach checks over composition
-    /// rules, but some compliance regimes demand them.
-    #[serde(default)]
-    pub min_classes: u8,
-}
-
-fn default_min_length() -> usize {
-    MIN_LENGTH
-}
-
-impl Default for PasswordPolicy {
-    fn default() -> Self {
-        Self {
-            min_length: MIN_LENGTH,
-            min_classes: 0,
-        }
-    }
-}
 
 /// How many of the four character classes `password` uses.
 fn classes(password: &str) -> u8 {
