@@ -74,7 +74,52 @@ impl std::fmt::Debug for DataKey {
     }
 }
 
+/// What a data key is bound to at the key service: name/value pairs such
+/// as tenant, document and classification. KMS takes them as the
+/// encryption context of `GenerateDataKey` and refuses `Decrypt` under any
+/// other; services without such a binding ignore them, because the
+/// envelope's associated data binds the content to its document anyway.
+/// A `BTreeMap`, so that the pairs have one order wherever they are compared
+/// or printed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyContext(std::collections::BTreeMap<String, String>);
+
+impl KeyContext {
+    /// The binding of a document's data key.
+    pub fn document(tenant: &str, document_id: &str, classification: Classification) -> Self {
+        Self::default()
+            .with("tenant", tenant)
+            .with("document", document_id)
+            .with("classification", classification.as_str())
+    }
+
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.0.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
 /// Makes and unwraps data keys under named key-encryption keys.
+///
+/// The `*_bound` methods carry a [`KeyContext`]. Their default bodies drop
+/// it and call the unbound ones: Vault transit (without derived keys) and
+/// the local keystore have nowhere to put it, and the envelope's
+/// associated data already binds content to its document. A service that
+/// binds keys at the service itself (KMS) overrides them and says so with
+/// [`binds_context`](Self::binds_context).
 #[async_trait::async_trait]
 pub trait KeyService: Send + Sync + std::fmt::Debug {
     /// A fresh data key and the same key wrapped under `key_name`'s latest
@@ -89,6 +134,48 @@ pub trait KeyService: Send + Sync + std::fmt::Debug {
     /// Adds a version to `key_name`; returns the new latest version.
     async fn rotate(&self, key_name: &str) -> Result<u32>;
     async fn latest_version(&self, key_name: &str) -> Result<u32>;
+
+    /// Whether data keys are bound to their [`KeyContext`] by the service,
+    /// so that one made for a document cannot be made ahead or reused for
+    /// another.
+    fn binds_context(&self) -> bool {
+        false
+    }
+
+    async fn generate_data_key_bound(
+        &self,
+        key_name: &str,
+        _context: &KeyContext,
+    ) -> Result<(DataKey, String)> {
+        self.generate_data_key(key_name).await
+    }
+
+    async fn wrap_bound(
+        &self,
+        key_name: &str,
+        key: &DataKey,
+        _context: &KeyContext,
+    ) -> Result<String> {
+        self.wrap(key_name, key).await
+    }
+
+    async fn unwrap_bound(
+        &self,
+        key_name: &str,
+        wrapped: &str,
+        _context: &KeyContext,
+    ) -> Result<DataKey> {
+        self.unwrap(key_name, wrapped).await
+    }
+
+    async fn rewrap_bound(
+        &self,
+        key_name: &str,
+        wrapped: &str,
+        _context: &KeyContext,
+    ) -> Result<String> {
+        self.rewrap(key_name, wrapped).await
+    }
 }
 
 /// The key version in a wrapped key such as `vault:v3:...`.
@@ -188,6 +275,10 @@ pub struct Sealed {
     pub key_name: String,
     /// Empty once shredded.
     pub wrapped_key: String,
+    /// What the key service bound the data key to (empty when unbound);
+    /// the same context must be presented to unwrap it.
+    #[serde(default, skip_serializing_if = "KeyContext::is_empty")]
+    pub binding: KeyContext,
     #[serde(with = "b64")]
     pub nonce: Vec<u8>,
     #[serde(with = "b64")]
@@ -322,6 +413,10 @@ struct SealKey {
     uses: u64,
 }
 
+/// A cached unwrapped key is found by key name, wrapped key and binding,
+/// so that a cache hit never skips the key service's context check.
+type OpenId = (String, String, KeyContext);
+
 struct OpenKey {
     key: Arc<DataKey>,
     created: Instant,
@@ -343,7 +438,7 @@ pub struct Envelope {
     keys: Arc<dyn KeyService>,
     cache: DataKeyCacheConfig,
     sealing: Mutex<HashMap<String, SealKey>>,
-    opening: Mutex<HashMap<(String, String), OpenKey>>,
+    opening: Mutex<HashMap<OpenId, OpenKey>>,
     pool: Arc<Mutex<Pool>>,
 }
 
@@ -465,13 +560,27 @@ impl Envelope {
     /// Encrypts `plaintext` under a data key wrapped by `key_name`, bound
     /// to `context`.
     pub async fn seal(&self, key_name: &str, plaintext: &[u8], context: &[u8]) -> Result<Sealed> {
-        let (key, wrapped) = self.sealing_key(key_name).await?;
+        self.seal_bound(key_name, plaintext, context, &KeyContext::default())
+            .await
+    }
+
+    /// As [`seal`](Self::seal), with the data key bound to `binding` at
+    /// the key service (see [`KeyContext`]).
+    pub async fn seal_bound(
+        &self,
+        key_name: &str,
+        plaintext: &[u8],
+        context: &[u8],
+        binding: &KeyContext,
+    ) -> Result<Sealed> {
+        let (key, wrapped) = self.sealing_key(key_name, binding).await?;
         let aad = full_aad(FORMAT_VERSION, key_name, context);
         let (nonce, ciphertext) = aead::seal(key.expose(), &aad, plaintext)?;
         Ok(Sealed {
             version: FORMAT_VERSION,
             key_name: key_name.to_owned(),
             wrapped_key: wrapped,
+            binding: binding.clone(),
             nonce: nonce.to_vec(),
             ciphertext,
         })
@@ -500,7 +609,7 @@ impl Envelope {
             return Err(Error::Shredded);
         }
         let key = self
-            .opening_key(&sealed.key_name, &sealed.wrapped_key)
+            .opening_key(&sealed.key_name, &sealed.wrapped_key, &sealed.binding)
             .await?;
         let aad = full_aad(sealed.version, &sealed.key_name, context);
         let plain = aead::open(key.expose(), &sealed.nonce, &aad, &sealed.ciphertext)?;
@@ -519,7 +628,7 @@ impl Envelope {
     /// Drops a cached unwrapped key, e.g. when a shredded wrapped key was
     /// deleted elsewhere.
     pub fn forget(&self, key_name: &str, wrapped: &str) {
-        lock(&self.opening).remove(&(key_name.to_owned(), wrapped.to_owned()));
+        lock(&self.opening).retain(|(name, w, _), _| !(name == key_name && w == wrapped));
         let mut sealing = lock(&self.sealing);
         if sealing.get(key_name).is_some_and(|k| k.wrapped == wrapped) {
             sealing.remove(key_name);
@@ -556,7 +665,7 @@ impl Envelope {
         }
         let rewrapped = self
             .keys
-            .rewrap(&sealed.key_name, &sealed.wrapped_key)
+            .rewrap_bound(&sealed.key_name, &sealed.wrapped_key, &sealed.binding)
             .await?;
         self.forget(&sealed.key_name, &sealed.wrapped_key);
         sealed.wrapped_key = rewrapped;
@@ -604,20 +713,44 @@ impl Envelope {
     /// the content is re-encrypted because the key name is part of its
     /// associated data.
     pub async fn rekey(&self, sealed: &Sealed, new_key: &str, context: &[u8]) -> Result<Sealed> {
+        self.rekey_bound(sealed, new_key, context, &sealed.binding)
+            .await
+    }
+
+    /// As [`rekey`](Self::rekey), binding the data key to `binding` from
+    /// now on (a classification change changes the binding too).
+    pub async fn rekey_bound(
+        &self,
+        sealed: &Sealed,
+        new_key: &str,
+        context: &[u8],
+        binding: &KeyContext,
+    ) -> Result<Sealed> {
         let (key, plaintext) = self.open_with_key(sealed, context).await?;
-        let wrapped = self.keys.wrap(new_key, &key).await?;
+        let wrapped = self.keys.wrap_bound(new_key, &key, binding).await?;
         let aad = full_aad(FORMAT_VERSION, new_key, context);
         let (nonce, ciphertext) = aead::seal(key.expose(), &aad, &plaintext)?;
         Ok(Sealed {
             version: FORMAT_VERSION,
             key_name: new_key.to_owned(),
             wrapped_key: wrapped,
+            binding: binding.clone(),
             nonce: nonce.to_vec(),
             ciphertext,
         })
     }
 
-    async fn sealing_key(&self, key_name: &str) -> Result<(Arc<DataKey>, String)> {
+    async fn sealing_key(
+        &self,
+        key_name: &str,
+        binding: &KeyContext,
+    ) -> Result<(Arc<DataKey>, String)> {
+        // A key bound to one document at the service cannot be made ahead
+        // (its document is not known yet) nor shared with another.
+        if self.keys.binds_context() {
+            let (key, wrapped) = self.keys.generate_data_key_bound(key_name, binding).await?;
+            return Ok((Arc::new(key), wrapped));
+        }
         if self.cache.max_uses == 1
             && let Some(ready) = self.take_prefetched(key_name)
         {
@@ -650,8 +783,13 @@ impl Envelope {
         Ok((key, wrapped))
     }
 
-    async fn opening_key(&self, key_name: &str, wrapped: &str) -> Result<Arc<DataKey>> {
-        let id = (key_name.to_owned(), wrapped.to_owned());
+    async fn opening_key(
+        &self,
+        key_name: &str,
+        wrapped: &str,
+        binding: &KeyContext,
+    ) -> Result<Arc<DataKey>> {
+        let id = (key_name.to_owned(), wrapped.to_owned(), binding.clone());
         if self.cache.max_entries > 0 {
             let mut opening = lock(&self.opening);
             match opening.get(&id) {
@@ -671,7 +809,7 @@ impl Envelope {
         {
             return Ok(Arc::clone(&entry.key));
         }
-        let key = Arc::new(self.keys.unwrap(key_name, wrapped).await?);
+        let key = Arc::new(self.keys.unwrap_bound(key_name, wrapped, binding).await?);
         if self.cache.max_entries > 0 {
             let mut opening = lock(&self.opening);
             if opening.len() >= self.cache.max_entries {

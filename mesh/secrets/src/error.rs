@@ -111,6 +111,19 @@ pub enum Error {
     #[error("unknown key `{0}`")]
     UnknownKey(String),
 
+    /// AWS KMS answered with an error (its code and message, no payload).
+    #[error("kms refused {operation}: {code}: {message}")]
+    Kms {
+        operation: String,
+        code: String,
+        message: String,
+    },
+
+    /// AWS KMS could not be reached (or answered a server fault) for one
+    /// operation.
+    #[error("kms is unavailable for {operation}: {reason}")]
+    KmsUnavailable { operation: String, reason: String },
+
     /// Local cryptography failed (random source, key setup).
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),
@@ -122,7 +135,9 @@ impl Error {
     /// across errors of this kind.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::Unavailable { .. } => true,
+            Self::Unreachable { .. } | Self::Unavailable { .. } | Self::KmsUnavailable { .. } => {
+                true
+            }
             Self::Vault { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
             _ => false,
         }
@@ -130,7 +145,11 @@ impl Error {
 
     /// Whether Vault rejected the token (expired, revoked, wrong policy).
     pub fn is_permission_denied(&self) -> bool {
-        matches!(self, Self::Vault { status: 403, .. })
+        match self {
+            Self::Vault { status, .. } => *status == 403,
+            Self::Kms { code, .. } => code == "AccessDeniedException",
+            _ => false,
+        }
     }
 
     pub(crate) fn is_not_found(&self) -> bool {

@@ -28,7 +28,8 @@
 //!   [`KeyService`] interface, [`KeyPolicy`] per [`Classification`], the
 //!   bounded data-key cache, rotation, rewrap and shredding; [`transit`]
 //!   implements the key service on Vault transit ([`TransitKeys`]),
-//!   [`local_keys`] on the local keystore ([`LocalKeys`]).
+//!   [`local_keys`] on the local keystore ([`LocalKeys`]), [`kms`] on AWS
+//!   KMS ([`KmsKeys`], data keys bound to a [`KeyContext`]).
 //! - [`pki`]: [`pki::VaultPki`], Vault's PKI engine as the mesh's
 //!   `cloudsec_identity::Issuer` (kept here so mesh/identity stays light).
 //! - [`database`]: [`database::DbCredentials`], dynamic PostgreSQL
@@ -43,6 +44,7 @@ pub mod database;
 pub mod envelope;
 pub mod error;
 pub mod keystore;
+pub mod kms;
 pub mod kv;
 pub mod local_keys;
 pub mod pki;
@@ -60,11 +62,12 @@ pub mod test_util;
 pub use cloudsec_runtime::Secret;
 pub use config::{CacheConfig, RetryConfig, SecretsConfig, VaultAuth, VaultConfig};
 pub use envelope::{
-    Classification, DataKey, DataKeyCacheConfig, Envelope, KeyPolicy, KeyService, RewrapReport,
-    Sealed, document_context,
+    Classification, DataKey, DataKeyCacheConfig, Envelope, KeyContext, KeyPolicy, KeyService,
+    RewrapReport, Sealed, document_context,
 };
 pub use error::{Error, Result};
 pub use keystore::LocalKeystore;
+pub use kms::{KmsConfig, KmsKeys};
 pub use kv::VaultSecrets;
 pub use local_keys::LocalKeys;
 pub use provider::SecretsProvider;

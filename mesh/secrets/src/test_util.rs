@@ -281,3 +281,80 @@ pub fn host_port(addr: &str) -> String {
         .trim_end_matches('/')
         .to_owned()
 }
+
+/// moto's URL: `CLOUDSEC_TEST_MOTO_URL` (scripts/test starts one), else a
+/// `moto_server` started for this test process that dies with it; `None`
+/// (after printing SKIPPED) outside CI when neither works. The KMS, DynamoDB
+/// and IAM tests of every crate use this one helper.
+pub fn moto_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("CLOUDSEC_TEST_MOTO_URL") {
+            return Some(url);
+        }
+        match start_moto(&[]) {
+            Ok(url) => Some(url),
+            Err(error) => {
+                assert!(
+                    !in_ci(),
+                    "moto is required in CI: set CLOUDSEC_TEST_MOTO_URL or install moto_server ({error})"
+                );
+                eprintln!("SKIPPED: no moto server ({error}); set CLOUDSEC_TEST_MOTO_URL");
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+/// Starts a `moto_server` on a free port with extra environment (e.g.
+/// `INITIAL_NO_AUTH_ACTION_COUNT` for IAM enforcement); it stops once this
+/// test process is gone.
+pub fn start_moto(env: &[(&str, &str)]) -> Result<String, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    // A watchdog shell stops moto once this test process is gone.
+    let script = format!(
+        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+         while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
+        parent = std::process::id()
+    );
+    std::process::Command::new("sh")
+        .args(["-c", &script])
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start moto_server: {e}"))?;
+    // Polling for the listener, the one wait that has nothing to await.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(format!("http://127.0.0.1:{port}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err("moto_server did not listen within 30 s (is it installed?)".into())
+}
+
+/// A KMS configuration for moto at `url` (fixed dummy credentials), with
+/// aliases under a prefix no other test uses.
+pub fn moto_kms(url: &str) -> crate::kms::KmsConfig {
+    crate::kms::KmsConfig {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(url.to_owned()),
+        dummy_credentials: true,
+        alias_prefix: format!("alias/{}-", unique("t")),
+        create_keys: true,
+        request_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A URL on which nothing listens: a service that is down.
+pub fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use cloudsec_bus::Provisioning;
 use cloudsec_runtime::Secret;
 use cloudsec_runtime::tls::TlsFiles;
-use cloudsec_secrets::{DataKeyCacheConfig, KeyPolicy, SecretsConfig};
+use cloudsec_secrets::{DataKeyCacheConfig, KeyPolicy, KmsConfig, SecretsConfig};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +60,12 @@ pub struct ContentConfig {
     /// `backend = "vault"` (transit), as in a `[secrets]` section.
     #[serde(default)]
     pub keys: Option<SecretsConfig>,
+    /// AWS KMS as the key service instead of `keys`: each key name of
+    /// `key_policy` is the alias `<alias_prefix><name>`, and every data key
+    /// is bound to its tenant, document and classification (see
+    /// `cloudsec_secrets::kms`). Keys must exist unless `create_keys`.
+    #[serde(default)]
+    pub kms: Option<KmsConfig>,
     /// Where transit is mounted (Vault only).
     #[serde(default = "default_transit_mount")]
     pub transit_mount: String,
@@ -100,6 +106,7 @@ impl Default for ContentConfig {
         Self {
             store: None,
             keys: None,
+            kms: None,
             transit_mount: default_transit_mount(),
             create_keys: false,
             key_policy: KeyPolicy::default(),

@@ -8,7 +8,10 @@
 //!   base64, so a 64 KiB document stays 64 KiB);
 //! - the key object, `<generation>.key`: JSON `{version, key_name,
 //!   wrapped_key}`, the data key wrapped by the classification's
-//!   key-encryption key.
+//!   key-encryption key; with KMS also `binding`, the encryption context
+//!   (tenant, document, classification) KMS bound the data key to. On
+//!   reading, tenant and document are taken from the request, not the
+//!   record, so KMS itself refuses a key record moved to another document.
 //!
 //! The wrapped key sits beside the content, not in it and not in the
 //! database, so that deleting it shreds the content for good: copies of the
@@ -36,7 +39,8 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use cloudsec_bus::Provisioning;
 use cloudsec_secrets::{
-    Classification as KeyClass, Envelope, KeyPolicy, Sealed, Secrets, TransitKeys, document_context,
+    Classification as KeyClass, Envelope, KeyContext, KeyPolicy, KmsKeys, Sealed, Secrets,
+    TransitKeys, document_context,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -408,6 +412,10 @@ struct KeyRecord {
     version: u8,
     key_name: String,
     wrapped_key: String,
+    /// Only written by a key service that binds keys (KMS), so records of
+    /// the others keep the format older readers know.
+    #[serde(default, skip_serializing_if = "KeyContext::is_empty")]
+    binding: KeyContext,
 }
 
 /// Document content in an [`ObjectStore`], sealed as [`Sealing`] says.
@@ -457,6 +465,30 @@ impl ContentStore {
                 ObjectStore::dir(&dir.join("objects"))?
             }
         };
+        if let Some(kms) = &config.kms {
+            if config.keys.is_some() {
+                return Err(ContentError::Config(
+                    "documents.content.kms and documents.content.keys are exclusive: \
+                     pick one key service"
+                        .into(),
+                ));
+            }
+            let keys = KmsKeys::connect(kms).await;
+            for name in config.key_policy.key_names() {
+                if kms.create_keys {
+                    keys.ensure_key(name).await?;
+                }
+                keys.key_id(name).await?;
+            }
+            let envelope = Arc::new(Envelope::new(Arc::new(keys), config.data_key_cache));
+            return Ok(Self::new(
+                objects,
+                Sealing::Envelope {
+                    envelope,
+                    policy: Arc::new(config.key_policy.clone()),
+                },
+            ));
+        }
         let (secrets, keys_dir) = match &config.keys {
             Some(keys) => (keys.clone(), data_dir.clone().unwrap_or_default()),
             None => {
@@ -546,10 +578,11 @@ impl ContentStore {
             Sealing::Envelope { envelope, policy } => {
                 let key_name = policy.key_for(key_class(classification));
                 let sealed = envelope
-                    .seal(
+                    .seal_bound(
                         key_name,
                         plaintext,
                         &document_context(tenant, &id.to_string()),
+                        &binding(envelope, tenant, id, classification),
                     )
                     .await?;
                 self.write_sealed(tenant, id, &generation, &sealed).await?;
@@ -609,6 +642,17 @@ impl ContentStore {
             version: record.version,
             key_name: record.key_name,
             wrapped_key: record.wrapped_key,
+            // Tenant and document come from where the content is asked
+            // for; only the classification is the record's (see the
+            // module doc).
+            binding: if record.binding.is_empty() {
+                record.binding
+            } else {
+                record
+                    .binding
+                    .with("tenant", tenant)
+                    .with("document", &id.to_string())
+            },
             nonce: body[1..=NONCE_LEN].to_vec(),
             ciphertext: body[1 + NONCE_LEN..].to_vec(),
         })
@@ -680,7 +724,14 @@ impl ContentStore {
             return Ok(None);
         }
         let context = document_context(tenant, &id.to_string());
-        let moved = envelope.rekey(&sealed, new_key, &context).await?;
+        let moved = envelope
+            .rekey_bound(
+                &sealed,
+                new_key,
+                &context,
+                &binding(envelope, tenant, id, classification),
+            )
+            .await?;
         let next = Uuid::new_v4().simple().to_string();
         self.write_sealed(tenant, id, &next, &moved).await?;
         Ok(Some(next))
@@ -789,11 +840,22 @@ fn key_record(sealed: &Sealed, key: &str) -> Result<Vec<u8>> {
         version: sealed.version,
         key_name: sealed.key_name.clone(),
         wrapped_key: sealed.wrapped_key.clone(),
+        binding: sealed.binding.clone(),
     })
     .map_err(|e| ContentError::Malformed {
         key: key.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// What a document's data key is bound to at the key service: nothing for
+/// services that cannot bind (their records keep the old format).
+fn binding(envelope: &Envelope, tenant: &str, id: Uuid, class: Classification) -> KeyContext {
+    if envelope.keys().binds_context() {
+        KeyContext::document(tenant, &id.to_string(), key_class(class))
+    } else {
+        KeyContext::default()
+    }
 }
 
 fn key_class(classification: Classification) -> KeyClass {

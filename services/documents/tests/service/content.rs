@@ -94,6 +94,7 @@ fn sealed_from(content: &[u8], key_name: &str, wrapped_key: &str) -> Sealed {
         version: 1,
         key_name: key_name.into(),
         wrapped_key: wrapped_key.into(),
+        binding: Default::default(),
         nonce: content[1..13].to_vec(),
         ciphertext: content[13..].to_vec(),
     }
