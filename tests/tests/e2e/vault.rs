@@ -317,18 +317,7 @@ struct DynamicDb {
 impl DynamicDb {
     async fn create(vault: &TestVault, ttl: &str, max_ttl: &str) -> Option<Self> {
         use sea_orm::ConnectionTrait;
-        let admin_url = cloudsec_tests::postgres_admin_url();
-        let admin = match sea_orm::Database::connect(&admin_url).await {
-            Ok(db) => db,
-            Err(error) => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "PostgreSQL is required in CI at {admin_url}: {error}"
-                );
-                eprintln!("SKIPPED: no PostgreSQL at {admin_url} ({error})");
-                return None;
-            }
-        };
+        let admin = cloudsec_testkit::postgres_admin().await?;
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let (name, owner, vault_user) = (
             format!("cloudsec_dyn_{tag}"),

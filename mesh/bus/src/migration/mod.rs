@@ -35,9 +35,11 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// Runs the bus's pending migrations on `db`.
+/// Runs the bus's pending migrations on `db`; on PostgreSQL under the
+/// advisory lock of [`cloudsec_runtime::db::migrate`], since every
+/// component that shares the events database runs them at start.
 pub async fn migrate(db: &sea_orm::DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    cloudsec_runtime::db::migrate::<Migrator>(db).await
 }
 
 #[derive(DeriveIden)]

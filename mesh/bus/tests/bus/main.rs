@@ -5,5 +5,6 @@ mod aws;
 mod embedded;
 mod inbox;
 mod metrics;
+mod migration;
 mod relay;
 mod support;

@@ -4,14 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use cloudsec_bus::transport::Publisher;
 use cloudsec_bus::transport::aws::{AwsClients, AwsSettings, sdk_config};
 use cloudsec_bus::{Envelope, Migrator, Outbox, Published};
 use cloudsec_proto::events::v1 as ev;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
+use sea_orm::{DatabaseConnection, TransactionTrait};
 
 pub(crate) fn init_logs() {
     static INIT: Once = Once::new();
@@ -23,10 +23,6 @@ pub(crate) fn init_logs() {
                 .try_init();
         }
     });
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,36 +54,17 @@ where
             }
         }
         Backend::Postgres => {
-            let admin_url = std::env::var("CLOUDSEC_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-            let admin = match Database::connect(&admin_url).await {
-                Ok(admin) => admin,
-                Err(error) => {
-                    assert!(
-                        !in_ci(),
-                        "PostgreSQL is required in CI but unreachable at {admin_url}: {error}"
-                    );
-                    eprintln!("SKIPPED: PostgreSQL unreachable at {admin_url} ({error})");
-                    return;
-                }
+            let Some(database) = cloudsec_testkit::TestDatabase::create("cloudsec_bus_test").await
+            else {
+                return;
             };
-            let name = format!("cloudsec_bus_test_{}", uuid::Uuid::new_v4().simple());
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            let base = admin_url
-                .rsplit_once('/')
-                .map_or(admin_url.as_str(), |(b, _)| b);
-            let url = format!("{base}/{name}");
+            let url = database.url().to_owned();
             let db = cloudsec_runtime::db::connect::<Migrator>(&url)
                 .await
                 .unwrap();
             let outcome = tokio::spawn(scenario(db.clone())).await;
             let _ = db.close().await;
-            let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
+            database.drop().await;
             if let Err(panic) = outcome {
                 std::panic::resume_unwind(panic.into_panic());
             }
@@ -223,55 +200,7 @@ impl Publisher for Switch {
     }
 }
 
-/// The moto server's URL: `CLOUDSEC_TEST_MOTO_URL` (scripts/test starts
-/// one), else a `moto_server` this test binary starts and that dies with
-/// it. `None` (SKIPPED) when neither works outside CI.
-pub(crate) fn moto_url() -> Option<String> {
-    static URL: OnceLock<Option<String>> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("CLOUDSEC_TEST_MOTO_URL") {
-            return Some(url);
-        }
-        match start_moto() {
-            Ok(url) => Some(url),
-            Err(error) => {
-                assert!(
-                    !in_ci(),
-                    "moto is required in CI: set CLOUDSEC_TEST_MOTO_URL or install moto_server ({error})"
-                );
-                eprintln!("SKIPPED: no moto server ({error}); set CLOUDSEC_TEST_MOTO_URL");
-                None
-            }
-        }
-    })
-    .clone()
-}
-
-fn start_moto() -> Result<String, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    // A watchdog shell stops moto once this test process is gone.
-    let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
-         while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
-        parent = std::process::id()
-    );
-    std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start moto_server: {e}"))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(format!("http://127.0.0.1:{port}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err("moto_server did not start within 30 s (is it installed?)".into())
-}
+pub(crate) use cloudsec_testkit::{moto_url, unique};
 
 pub(crate) async fn aws_clients(url: &str) -> AwsClients {
     let config = sdk_config(&AwsSettings {
@@ -281,14 +210,6 @@ pub(crate) async fn aws_clients(url: &str) -> AwsClients {
     })
     .await;
     AwsClients::new(&config)
-}
-
-/// A name no other test uses, so tests share one moto without a reset.
-pub(crate) fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
 }
 
 /// A port on which nothing listens: a broker that is down.

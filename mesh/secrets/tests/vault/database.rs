@@ -13,25 +13,9 @@ use crate::support::{openbao, put, unique};
 
 const PG_BASE: &str = "postgres://127.0.0.1:5432/postgres";
 
-fn admin_url() -> String {
-    std::env::var("CLOUDSEC_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 /// The server's superuser connection, or `None` (SKIPPED) outside CI.
 async fn postgres() -> Option<DatabaseConnection> {
-    match Database::connect(admin_url()).await {
-        Ok(db) => Some(db),
-        Err(error) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "PostgreSQL is required in CI at {}: {error}",
-                admin_url()
-            );
-            eprintln!("SKIPPED: no PostgreSQL at {} ({error})", admin_url());
-            None
-        }
-    }
+    cloudsec_testkit::postgres_admin().await
 }
 
 /// A database mount whose connection logs in as a dedicated role that may

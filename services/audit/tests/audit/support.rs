@@ -16,15 +16,12 @@ use cloudsec_proto::auth::v1::Jwks;
 use cloudsec_proto::events::v1 as ev;
 use cloudsec_runtime::token::{Claims, Signer, TokenVerifier};
 use cloudsec_runtime::{Secret, Shutdown};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tonic::Request;
 use tonic::transport::Channel;
 
 pub(crate) const ISSUER: &str = "https://auth.cloudsec.test";
 pub(crate) const AUDIENCE: &str = "cloudsec";
-/// Where the tests find PostgreSQL unless `CLOUDSEC_TEST_POSTGRES_URL`
-/// says otherwise (the variable `scripts/test` sets).
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// How long a test waits for the subscriber before it gives up.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -366,15 +363,11 @@ where
             }
         }
         Backend::Postgres => {
-            let Some(admin) = postgres_admin().await else {
+            let Some(database) = cloudsec_testkit::TestDatabase::create("audit_test").await else {
                 return;
             };
-            let name = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
-            let url = database_url(&name);
+            let url = database.url().to_owned();
+            let name = database.name().to_owned();
             let outcome = match cloudsec_audit::connect(&url.as_str().into()).await {
                 Ok(db) => {
                     let harness = Harness {
@@ -391,58 +384,10 @@ where
                     Err(panic)
                 }
             };
-            if let Err(error) = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-            {
-                eprintln!("could not drop test database {name}: {error}");
-            }
-            let _ = admin.close().await;
+            database.drop().await;
             if let Err(panic) = outcome {
                 std::panic::resume_unwind(panic);
             }
-        }
-    }
-}
-
-fn admin_url() -> String {
-    std::env::var("CLOUDSEC_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())
-}
-
-/// The admin URL with its database replaced by `name`.
-fn database_url(name: &str) -> String {
-    let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .unwrap_or(&admin);
-    format!("{base}/{name}")
-}
-
-/// A connection to PostgreSQL's admin database, or `None` (with a notice)
-/// when it is unreachable outside CI. In CI a missing database fails.
-async fn postgres_admin() -> Option<DatabaseConnection> {
-    let url = admin_url();
-    let mut options = sea_orm::ConnectOptions::new(url.clone());
-    options
-        .max_connections(1)
-        .connect_timeout(Duration::from_secs(3))
-        .sqlx_logging(false);
-    match Database::connect(options).await {
-        Ok(db) => Some(db),
-        Err(error) => {
-            let shown = cloudsec_runtime::db::redact(&url);
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!(
-                    "PostgreSQL is required in CI but {shown} is unreachable: {error}; \
-                     start it or set CLOUDSEC_TEST_POSTGRES_URL"
-                );
-            }
-            eprintln!(
-                "SKIPPED: PostgreSQL test: {shown} is unreachable ({error}); \
-                 start PostgreSQL or set CLOUDSEC_TEST_POSTGRES_URL to run it"
-            );
-            None
         }
     }
 }

@@ -18,14 +18,12 @@ use cloudsec_proto::auth::v1 as pb;
 use cloudsec_proto::auth::v1::auth_service_server::AuthService;
 pub(crate) use cloudsec_proto::events::v1::ConfirmationPurpose as Purpose;
 use cloudsec_proto::events::v1::UserConfirmationRequested;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Statement};
 use tonic::Request;
 
 pub(crate) const ISSUER: &str = "https://auth.cloudsec.test";
 pub(crate) const AUDIENCE: &str = "cloudsec";
 pub(crate) const PASSWORD: &str = "correct horse battery";
-/// Where the tests find PostgreSQL unless `AUTH_TEST_POSTGRES_URL` says otherwise.
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backend {
@@ -335,15 +333,11 @@ where
             }
         }
         Backend::Postgres => {
-            let Some(admin) = postgres_admin().await else {
+            let Some(database) = cloudsec_testkit::TestDatabase::create("auth_test").await else {
                 return;
             };
-            let name = format!("auth_test_{}", uuid::Uuid::new_v4().simple());
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
-            let url = database_url(&name);
+            let url = database.url().to_owned();
+            let name = database.name().to_owned();
             let outcome = match open(&url).await {
                 Ok(db) => {
                     let outcome = tokio::spawn(scenario(harness(db.clone()).await)).await;
@@ -356,13 +350,7 @@ where
                     Err(panic)
                 }
             };
-            if let Err(error) = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-            {
-                eprintln!("could not drop test database {name}: {error}");
-            }
-            let _ = admin.close().await;
+            database.drop().await;
             if let Err(panic) = outcome {
                 std::panic::resume_unwind(panic);
             }
@@ -378,46 +366,4 @@ async fn open(url: &str) -> Result<DatabaseConnection, String> {
         .await
         .map_err(|e| e.to_string())?;
     Ok(db)
-}
-
-fn admin_url() -> String {
-    std::env::var("AUTH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())
-}
-
-/// The admin URL with its database replaced by `name`.
-fn database_url(name: &str) -> String {
-    let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .unwrap_or(&admin);
-    format!("{base}/{name}")
-}
-
-/// A connection to PostgreSQL's admin database, or `None` (with a notice)
-/// when it is unreachable outside CI. In CI a missing database fails.
-async fn postgres_admin() -> Option<DatabaseConnection> {
-    let url = admin_url();
-    let mut options = sea_orm::ConnectOptions::new(url.clone());
-    options
-        .max_connections(1)
-        .connect_timeout(Duration::from_secs(3))
-        .sqlx_logging(false);
-    match Database::connect(options).await {
-        Ok(db) => Some(db),
-        Err(error) => {
-            let shown = cloudsec_runtime::db::redact(&url);
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "PostgreSQL is required in CI but {shown} is unreachable: {error}; \
-                     start it or set AUTH_TEST_POSTGRES_URL"
-                );
-            }
-            eprintln!(
-                "SKIPPED: PostgreSQL test: {shown} is unreachable ({error}); \
-                 start PostgreSQL or set AUTH_TEST_POSTGRES_URL to run it"
-            );
-            None
-        }
-    }
 }

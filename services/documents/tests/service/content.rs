@@ -4,7 +4,7 @@
 //! rows and Vault down at start.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cloudsec_documents::Migrator;
@@ -16,6 +16,7 @@ use cloudsec_proto::documents::v1 as pb;
 use cloudsec_proto::documents::v1::document_service_server::DocumentService;
 use cloudsec_secrets::test_util::{TestVault, openbao};
 use cloudsec_secrets::{DataKeyCacheConfig, Envelope, Sealed, SecretsConfig, TransitKeys};
+use cloudsec_testkit::moto_url;
 use pb::Classification as C;
 use sea_orm::{ActiveValue::Set, EntityTrait};
 use uuid::Uuid;
@@ -351,60 +352,6 @@ async fn vault_down_at_start_is_a_clear_error() {
 }
 
 // --- S3 (moto) with Vault transit (OpenBao) ---
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// moto's URL: `CLOUDSEC_TEST_MOTO_URL`, else a `moto_server` started for
-/// this process; `None` (SKIPPED) outside CI when neither works.
-fn moto_url() -> Option<String> {
-    static URL: OnceLock<Option<String>> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("CLOUDSEC_TEST_MOTO_URL") {
-            return Some(url);
-        }
-        match start_moto() {
-            Ok(url) => Some(url),
-            Err(error) => {
-                assert!(
-                    !in_ci(),
-                    "moto is required in CI: set CLOUDSEC_TEST_MOTO_URL or install moto_server ({error})"
-                );
-                eprintln!("SKIPPED: no moto server ({error}); set CLOUDSEC_TEST_MOTO_URL");
-                None
-            }
-        }
-    })
-    .clone()
-}
-
-fn start_moto() -> Result<String, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    // A watchdog shell stops moto once this test process is gone.
-    let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
-         while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
-        parent = std::process::id()
-    );
-    std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start moto_server: {e}"))?;
-    // Polling for the listener, the one wait that has nothing to await.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(format!("http://127.0.0.1:{port}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err("moto_server did not listen within 30 s".into())
-}
 
 fn s3_vault_config(moto: &str, vault: &TestVault, mount: &str) -> ContentConfig {
     ContentConfig {

@@ -12,13 +12,11 @@ use cloudsec_documents::store::Store;
 use cloudsec_proto::auth::v1::Jwks;
 use cloudsec_proto::documents::v1 as pb;
 use cloudsec_runtime::token::{AccessClaims, Claims, Signer, TokenVerifier};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use tonic::Request;
 
 pub(crate) const ISSUER: &str = "https://auth.cloudsec.test";
 pub(crate) const AUDIENCE: &str = "cloudsec";
-/// Where the tests find PostgreSQL unless `DOCUMENTS_TEST_POSTGRES_URL` says otherwise.
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// RSA key generation is slow, so every test in the binary shares one key.
 static SIGNER: LazyLock<Signer> =
@@ -218,15 +216,12 @@ where
             }
         }
         Backend::Postgres => {
-            let Some(admin) = postgres_admin().await else {
+            let Some(database) = cloudsec_testkit::TestDatabase::create("documents_test").await
+            else {
                 return;
             };
-            let name = format!("documents_test_{}", uuid::Uuid::new_v4().simple());
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
-            let url = database_url(&name);
+            let url = database.url().to_owned();
+            let name = database.name().to_owned();
             let dir = tempfile::tempdir().expect("temp dir");
             let outcome = match cloudsec_runtime::db::connect::<Migrator>(&url).await {
                 Ok(db) => {
@@ -245,58 +240,10 @@ where
                     Err(panic)
                 }
             };
-            if let Err(error) = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-            {
-                eprintln!("could not drop test database {name}: {error}");
-            }
-            let _ = admin.close().await;
+            database.drop().await;
             if let Err(panic) = outcome {
                 std::panic::resume_unwind(panic);
             }
-        }
-    }
-}
-
-fn admin_url() -> String {
-    std::env::var("DOCUMENTS_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())
-}
-
-/// The admin URL with its database replaced by `name`.
-fn database_url(name: &str) -> String {
-    let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .unwrap_or(&admin);
-    format!("{base}/{name}")
-}
-
-/// A connection to PostgreSQL's admin database, or `None` (with a notice)
-/// when it is unreachable outside CI. In CI a missing database fails.
-async fn postgres_admin() -> Option<DatabaseConnection> {
-    let url = admin_url();
-    let mut options = sea_orm::ConnectOptions::new(url.clone());
-    options
-        .max_connections(1)
-        .connect_timeout(std::time::Duration::from_secs(3))
-        .sqlx_logging(false);
-    match Database::connect(options).await {
-        Ok(db) => Some(db),
-        Err(error) => {
-            let shown = cloudsec_runtime::db::redact(&url);
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "PostgreSQL is required in CI but {shown} is unreachable: {error}; \
-                     start it or set DOCUMENTS_TEST_POSTGRES_URL"
-                );
-            }
-            eprintln!(
-                "SKIPPED: PostgreSQL test: {shown} is unreachable ({error}); \
-                 start PostgreSQL or set DOCUMENTS_TEST_POSTGRES_URL to run it"
-            );
-            None
         }
     }
 }
