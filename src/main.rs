@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start auth, documents and the gateway in one process, on SQLite and
+    /// Start auth, documents, audit and the gateway in one process, on SQLite and
     /// a local CA under the data directory.
     Up {
         /// Where databases, the development CA and keys are kept.
@@ -205,14 +205,22 @@ fn main() -> ExitCode {
     #[cfg(unix)]
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match &cli.command {
+        // The sidecar runs `proxy.worker_threads` workers, like `cloudsec-proxy`.
+        Command::Proxy { config } => cmd::proxy::runtime(config.as_deref()),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Fatal {
+                code: 1,
+                message: format!("cannot start the async runtime: {e}"),
+            }),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+        Err(Fatal { code, message }) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(code);
         }
     };
     match runtime.block_on(run(cli)) {

@@ -131,6 +131,8 @@ fn sidecar_config(
             balancer: Default::default(),
         }),
         shutdown_grace: grace,
+        // In-process sidecars share the platform's runtime.
+        worker_threads: cloudsec_proxy::runtime::DEFAULT_WORKER_THREADS,
     }
 }
 

@@ -1,13 +1,29 @@
 //! `cloudsec proxy`: the sidecar beside a service, with its certificate
 //! from files or from the mesh issuer (Vault PKI).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cloudsec::IssuerConfig;
+use cloudsec_runtime::config;
 use cloudsec_runtime::telemetry::{self, LogFormat};
 use cloudsec_runtime::{Shutdown, shutdown};
 
-use super::{Fatal, load_config, log_format, missing};
+use super::{Fatal, load_config, log_format, missing, read_file};
+
+/// The sidecar's runtime, sized by `proxy.worker_threads` (file or
+/// `CLOUDSEC__PROXY__WORKER_THREADS`), built before the rest of the
+/// configuration is loaded because loading it may need the runtime.
+pub(crate) fn runtime(config: Option<&Path>) -> Result<tokio::runtime::Runtime, Fatal> {
+    let text = read_file(config)?;
+    let threads = cloudsec_proxy::runtime::configured_worker_threads(
+        text.as_deref(),
+        &config::process_env(),
+    )?;
+    cloudsec_proxy::runtime::build(threads).map_err(|e| Fatal {
+        code: 1,
+        message: format!("cannot start the async runtime: {e}"),
+    })
+}
 
 pub(crate) async fn run(config: Option<PathBuf>) -> Result<(), Fatal> {
     let loaded = load_config(config.as_deref()).await?;

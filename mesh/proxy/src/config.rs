@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use cloudsec_identity::SpiffeId;
@@ -28,6 +29,12 @@ pub struct ProxyConfig {
     pub outbound: Option<OutboundConfig>,
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Threads that poll the proxy's tasks (see [`crate::runtime`]); read
+    /// when the process starts its runtime, so it has no effect on a proxy
+    /// built inside a runtime that already exists (`cloudsec up`, tests).
+    /// `TOKIO_WORKER_THREADS` is ignored.
+    #[serde(default = "default_worker_threads")]
+    pub worker_threads: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +128,10 @@ fn default_inbound_listen() -> SocketAddr {
 
 fn default_outbound_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4140))
+}
+
+fn default_worker_threads() -> NonZeroUsize {
+    crate::runtime::DEFAULT_WORKER_THREADS
 }
 
 fn default_grace() -> Duration {

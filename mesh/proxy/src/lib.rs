@@ -19,6 +19,8 @@
 //!   layers.
 //! - `inbound`, `outbound`: the two data paths; `io`: accept loop,
 //!   connector, TCP metrics.
+//! - [`runtime`]: the process's tokio runtime, sized by
+//!   `proxy.worker_threads`.
 
 pub mod authz;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod inbound;
 mod io;
 mod outbound;
 pub mod policy;
+pub mod runtime;
 pub mod tls;
 
 use std::net::SocketAddr;

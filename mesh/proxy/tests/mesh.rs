@@ -162,6 +162,7 @@ async fn replica(ca: &LocalCa, authorization: AuthorizationConfig) -> Replica {
         }),
         outbound: None,
         shutdown_grace: Duration::from_secs(1),
+        worker_threads: cloudsec_proxy::runtime::DEFAULT_WORKER_THREADS,
     };
     let proxy = Proxy::build(&config, state).await.unwrap();
     let inbound = proxy.inbound_addr().unwrap();
@@ -229,6 +230,7 @@ async fn client_with(
             balancer,
         }),
         shutdown_grace: Duration::from_secs(1),
+        worker_threads: cloudsec_proxy::runtime::DEFAULT_WORKER_THREADS,
     };
     let proxy = Proxy::build(&config, state.clone()).await.unwrap();
     let outbound = proxy.outbound_addr().unwrap();
@@ -704,6 +706,7 @@ async fn dns_destinations_resolve_and_balance() {
             balancer: Default::default(),
         }),
         shutdown_grace: Duration::from_secs(1),
+        worker_threads: cloudsec_proxy::runtime::DEFAULT_WORKER_THREADS,
     };
     let proxy = Proxy::build(&config, state).await.unwrap();
     let outbound = proxy.outbound_addr().unwrap();

@@ -1,7 +1,7 @@
 //! `cloudsec-proxy`: the sidecar alone, in a binary much smaller than the
 //! full `cloudsec` CLI, so that an idle sidecar maps few pages.
 //! `cloudsec-proxy --config FILE` reads the same `[proxy]` section as
-//! `cloudsec proxy`.
+//! `cloudsec proxy`, and runs `proxy.worker_threads` worker threads.
 
 use std::process::ExitCode;
 
@@ -54,12 +54,8 @@ fn main() -> ExitCode {
         eprintln!("error: invalid configuration at `proxy`: section required");
         return ExitCode::from(EXIT_CONFIG as u8);
     };
-    // Two threads are plenty for a sidecar and keep its footprint small.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // `proxy.worker_threads`, never tokio's default or TOKIO_WORKER_THREADS.
+    let runtime = match cloudsec_proxy::runtime::build(proxy.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
