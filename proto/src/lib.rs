@@ -3,11 +3,29 @@
 //! The `.proto` files under `proto/cloudsec/<service>/v1/` are the source of
 //! truth. This crate compiles them with protox at build time and exposes:
 //! - the generated messages, clients and servers, one module per package;
+//! - [`DomainEvent`] for every message marked as a domain event;
 //! - [`FILE_DESCRIPTOR_SET`], the encoded descriptor set (imports and
 //!   extension options included) that reflection and the gateway read.
 
 #![allow(unreachable_pub, missing_debug_implementations)]
 #![allow(clippy::all)]
+
+/// A protobuf message that is published as a domain event. The build
+/// implements it for every message of the contracts marked
+/// `(cloudsec.api.v1.event_aggregate)`; nothing else implements it.
+pub trait DomainEvent: prost::Message + Default {
+    /// The CloudEvents `type`: the message's full protobuf name.
+    const TYPE: &'static str;
+
+    /// The id of the aggregate the event is about; the envelope's `subject`,
+    /// the unit of ordering and the FIFO message group.
+    fn aggregate_id(&self) -> &str;
+
+    /// The tenant the event belongs to.
+    fn tenant(&self) -> &str;
+}
+
+include!(concat!(env!("OUT_DIR"), "/domain_events.rs"));
 
 /// The encoded `FileDescriptorSet` of every contract and its imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

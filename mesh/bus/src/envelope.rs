@@ -29,41 +29,9 @@ pub const ATTRIBUTE_PREFIX: &str = "ce_";
 /// The binary-mode attribute that filter policies and rules route on.
 pub const TYPE_ATTRIBUTE: &str = "ce_type";
 
-/// A protobuf message that is published as a domain event.
-pub trait DomainEvent: prost::Message + Default {
-    /// The CloudEvents `type`: the message's full protobuf name.
-    const TYPE: &'static str;
-
-    /// The id of the aggregate the event is about; the envelope's `subject`,
-    /// the unit of ordering and the FIFO message group.
-    fn aggregate_id(&self) -> &str;
-
-    /// The tenant the event belongs to.
-    fn tenant(&self) -> &str;
-}
-
-macro_rules! domain_event {
-    ($message:ident, $aggregate:ident) => {
-        impl DomainEvent for cloudsec_proto::events::v1::$message {
-            const TYPE: &'static str = concat!("cloudsec.events.v1.", stringify!($message));
-
-            fn aggregate_id(&self) -> &str {
-                &self.$aggregate
-            }
-
-            fn tenant(&self) -> &str {
-                &self.tenant
-            }
-        }
-    };
-}
-
-domain_event!(DocumentCreated, document_id);
-domain_event!(DocumentUpdated, document_id);
-domain_event!(DocumentShared, document_id);
-domain_event!(DocumentDeleted, document_id);
-domain_event!(UserSignedUp, user_id);
-domain_event!(UserConfirmationRequested, user_id);
+/// The contracts mark which messages are domain events (see
+/// `cloudsec.api.v1.event_aggregate`); the catalogue lives there.
+pub use cloudsec_proto::DomainEvent;
 
 /// One event: the CloudEvents context attributes and the payload bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -193,9 +193,16 @@ impl Auth {
     ) -> std::result::Result<(), HostError> {
         let relay_stop = Shutdown::new();
         let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
-        let _keys = self.keys.spawn(shutdown.clone());
-        let _sweeper = cleanup::spawn(self.sweeper, shutdown.clone());
+        let keys = self.keys.spawn(shutdown.clone());
+        let sweeper = cleanup::spawn(self.sweeper, shutdown.clone());
         let served = self.host.run_until_stopped(tls, shutdown).await;
+        // Both end at the shutdown signal; joined so that no key reload or
+        // sweep is cut off mid-write when the process exits.
+        for (task, name) in [(keys, "signing key reload"), (sweeper, "cleanup sweeper")] {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "{name} task failed");
+            }
+        }
         relay_stop.cancel();
         if let Err(error) = relay.await {
             tracing::error!(%error, "outbox relay task failed");

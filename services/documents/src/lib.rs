@@ -134,10 +134,16 @@ impl Documents {
         let relay_stop = Shutdown::new();
         let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
         let (store, content) = self.maintenance;
-        if !content.maintenance_interval.is_zero() {
-            tokio::spawn(maintain_every(store, content, shutdown.clone()));
-        }
+        let maintenance = (!content.maintenance_interval.is_zero())
+            .then(|| tokio::spawn(maintain_every(store, content, shutdown.clone())));
         let served = self.host.run_until_stopped(tls, shutdown).await;
+        // It ends at the shutdown signal; joined so that a rewrap is not
+        // cut off between sealing and storing when the process exits.
+        if let Some(task) = maintenance
+            && let Err(error) = task.await
+        {
+            tracing::error!(%error, "content maintenance task failed");
+        }
         relay_stop.cancel();
         if let Err(error) = relay.await {
             tracing::error!(%error, "outbox relay task failed");

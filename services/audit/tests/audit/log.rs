@@ -12,7 +12,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::Value;
 
 use crate::support::{
-    CREATED, Harness, SOURCE, created, deleted, eventually, record_count, shared, signed_up,
+    CREATED, Harness, SOURCE, created, deleted, eventually, record_count, relabelled, signed_up,
     unknown, updated,
 };
 
@@ -73,7 +73,7 @@ pub(crate) async fn bus_events_become_per_tenant_chains(h: Harness) {
     let acme = [
         created("acme", "d1"),
         updated("acme", "d1"),
-        shared("acme", "d1"),
+        relabelled("acme", "d1"),
         deleted("acme", "d1"),
         unknown("acme"),
     ];
@@ -121,7 +121,8 @@ pub(crate) async fn bus_events_become_per_tenant_chains(h: Harness) {
     assert!(s.get("content").is_none());
 
     assert_eq!(by_id[acme[1].id.as_str()].actor, "carol");
-    assert_eq!(summary(by_id[acme[2].id.as_str()])["grantee"], "dave");
+    assert_eq!(by_id[acme[2].id.as_str()].actor, "dave");
+    assert_eq!(summary(by_id[acme[2].id.as_str()])["labels"]["team"], "ops");
     let unknown_row = by_id[acme[4].id.as_str()];
     assert_eq!(
         unknown_row.summary,

@@ -288,15 +288,15 @@ pub(crate) fn updated(tenant: &str, document: &str) -> Envelope {
     )
 }
 
-pub(crate) fn shared(tenant: &str, document: &str) -> Envelope {
+pub(crate) fn relabelled(tenant: &str, document: &str) -> Envelope {
     Envelope::new(
         SOURCE,
-        &ev::DocumentShared {
+        &ev::DocumentUpdated {
             document_id: document.into(),
             tenant: tenant.into(),
-            actor: "alice".into(),
-            grantee: "dave".into(),
-            permission: 1,
+            actor: "dave".into(),
+            changed_fields: vec!["labels".into()],
+            labels: [("team".to_owned(), "ops".to_owned())].into(),
             ..Default::default()
         },
     )

@@ -112,7 +112,7 @@ pub(crate) async fn a_changed_field_is_reported_at_its_seq(h: Harness) {
         ),
         (
             5,
-            "UPDATE audit_record SET event_type = 'cloudsec.events.v1.DocumentShared' WHERE tenant = 'acme' AND seq = 5",
+            "UPDATE audit_record SET event_type = 'cloudsec.events.v1.DocumentForged' WHERE tenant = 'acme' AND seq = 5",
             "hash does not match",
         ),
         (
