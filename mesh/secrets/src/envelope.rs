@@ -86,12 +86,14 @@ impl std::fmt::Debug for DataKey {
 pub struct KeyContext(std::collections::BTreeMap<String, String>);
 
 impl KeyContext {
-    /// The binding of a document's data key.
-    pub fn document(tenant: &str, document_id: &str, classification: Classification) -> Self {
+    /// The binding of a document's data key; `classification` is the
+    /// owning service's name for it (documents uses `public` ...
+    /// `restricted`), opaque here.
+    pub fn document(tenant: &str, document_id: &str, classification: &str) -> Self {
         Self::default()
             .with("tenant", tenant)
             .with("document", document_id)
-            .with("classification", classification.as_str())
+            .with("classification", classification)
     }
 
     pub fn with(mut self, name: &str, value: &str) -> Self {
@@ -183,88 +185,6 @@ pub fn key_version(wrapped: &str) -> Option<u32> {
     let mut parts = wrapped.splitn(3, ':');
     let _prefix = parts.next()?;
     parts.next()?.strip_prefix('v')?.parse().ok()
-}
-
-/// A document's sensitivity; it picks the key-encryption key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Classification {
-    Public,
-    Internal,
-    Confidential,
-    Restricted,
-}
-
-impl Classification {
-    pub const ALL: [Self; 4] = [
-        Self::Public,
-        Self::Internal,
-        Self::Confidential,
-        Self::Restricted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Public => "public",
-            Self::Internal => "internal",
-            Self::Confidential => "confidential",
-            Self::Restricted => "restricted",
-        }
-    }
-}
-
-impl std::str::FromStr for Classification {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "unknown classification `{s}` (expected public, internal, confidential or restricted)"
-                ))
-            })
-    }
-}
-
-/// Which key-encryption key protects each classification. Separate keys
-/// let policies grant a service the public key but not the restricted one,
-/// and let a classification's key be rotated or retired on its own.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KeyPolicy {
-    pub public: String,
-    pub internal: String,
-    pub confidential: String,
-    pub restricted: String,
-}
-
-impl Default for KeyPolicy {
-    fn default() -> Self {
-        Self {
-            public: "docs-public".into(),
-            internal: "docs-internal".into(),
-            confidential: "docs-confidential".into(),
-            restricted: "docs-restricted".into(),
-        }
-    }
-}
-
-impl KeyPolicy {
-    pub fn key_for(&self, classification: Classification) -> &str {
-        match classification {
-            Classification::Public => &self.public,
-            Classification::Internal => &self.internal,
-            Classification::Confidential => &self.confidential,
-            Classification::Restricted => &self.restricted,
-        }
-    }
-
-    /// Every key name, e.g. to create them at start.
-    pub fn key_names(&self) -> [&str; 4] {
-        Classification::ALL.map(|c| self.key_for(c))
-    }
 }
 
 /// Encrypted content and what is needed to decrypt it (see the module doc).
@@ -1029,16 +949,9 @@ mod tests {
     async fn reclassification_moves_a_document_to_another_key() {
         let dir = tempfile::tempdir().unwrap();
         let env = Envelope::new(counting(&dir), no_cache());
-        let policy = KeyPolicy::default();
         let ctx = document_context("t", "d");
-        let internal = env
-            .seal(policy.key_for(Classification::Internal), b"memo", &ctx)
-            .await
-            .unwrap();
-        let restricted = env
-            .rekey(&internal, policy.key_for(Classification::Restricted), &ctx)
-            .await
-            .unwrap();
+        let internal = env.seal("docs-internal", b"memo", &ctx).await.unwrap();
+        let restricted = env.rekey(&internal, "docs-restricted", &ctx).await.unwrap();
         assert_eq!(restricted.key_name, "docs-restricted");
         assert_eq!(&*env.open(&restricted, &ctx).await.unwrap(), b"memo");
     }
@@ -1143,19 +1056,7 @@ mod tests {
     }
 
     #[test]
-    fn key_policy_maps_classifications() {
-        let policy: KeyPolicy = toml::from_str("restricted = \"docs-restricted-v2\"").unwrap();
-        assert_eq!(
-            policy.key_for(Classification::Restricted),
-            "docs-restricted-v2"
-        );
-        assert_eq!(policy.key_for(Classification::Public), "docs-public");
-        assert!(toml::from_str::<KeyPolicy>("secret = \"x\"").is_err());
-        assert_eq!(
-            "confidential".parse::<Classification>().unwrap(),
-            Classification::Confidential
-        );
-        assert!("top-secret".parse::<Classification>().is_err());
+    fn key_versions_parse() {
         assert_eq!(key_version("vault:v12:abc"), Some(12));
         assert_eq!(key_version("local:v1:abc"), Some(1));
         assert_eq!(key_version("nonsense"), None);

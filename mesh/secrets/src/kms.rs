@@ -1,5 +1,5 @@
-//! [`KmsKeys`]: data keys from AWS KMS. Each key name of a [`KeyPolicy`]
-//! is a KMS alias (`<alias_prefix><name>`, by default
+//! [`KmsKeys`]: data keys from AWS KMS. Each key name (documents'
+//! key policy names one per classification) is a KMS alias (`<alias_prefix><name>`, by default
 //! `alias/cloudsec-docs-public`) on a symmetric key that never leaves KMS.
 //!
 //! - `GenerateDataKey` makes a data key bound to its [`KeyContext`] (the
@@ -16,8 +16,6 @@
 //!   never shows the data key to the service.
 //! - Like transit, KMS keeps no copy of data keys: deleting a wrapped key
 //!   shreds the content.
-//!
-//! [`KeyPolicy`]: crate::envelope::KeyPolicy
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -25,8 +25,8 @@
 //!   on KV v2 ([`VaultSecrets`]), [`keystore`] on the local encrypted file
 //!   ([`LocalKeystore`]).
 //! - [`envelope`]: envelope encryption ([`Envelope`], [`Sealed`]), the
-//!   [`KeyService`] interface, [`KeyPolicy`] per [`Classification`], the
-//!   bounded data-key cache, rotation, rewrap and shredding; [`transit`]
+//!   [`KeyService`] interface (keys by name: which key protects what is
+//!   the owning service's policy), the bounded data-key cache, rotation, rewrap and shredding; [`transit`]
 //!   implements the key service on Vault transit ([`TransitKeys`]),
 //!   [`local_keys`] on the local keystore ([`LocalKeys`]), [`kms`] on AWS
 //!   KMS ([`KmsKeys`], data keys bound to a [`KeyContext`]).
@@ -62,8 +62,8 @@ pub mod test_util;
 pub use cloudsec_runtime::Secret;
 pub use config::{CacheConfig, RetryConfig, SecretsConfig, VaultAuth, VaultConfig};
 pub use envelope::{
-    Classification, DataKey, DataKeyCacheConfig, Envelope, KeyContext, KeyPolicy, KeyService,
-    RewrapReport, Sealed, document_context,
+    DataKey, DataKeyCacheConfig, Envelope, KeyContext, KeyService, RewrapReport, Sealed,
+    document_context,
 };
 pub use error::{Error, Result};
 pub use keystore::LocalKeystore;

@@ -8,10 +8,16 @@ use std::time::Duration;
 
 use cloudsec_secrets::test_util::{closed_port_url, moto_kms, moto_url};
 use cloudsec_secrets::{
-    Classification, DataKeyCacheConfig, Envelope, Error, KeyContext, KeyPolicy, KeyService,
-    KmsKeys, document_context,
+    DataKeyCacheConfig, Envelope, Error, KeyContext, KeyService, KmsKeys, document_context,
 };
 
+/// The key names of documents' default key policy, one per classification.
+const KEYS: [&str; 4] = [
+    "docs-public",
+    "docs-internal",
+    "docs-confidential",
+    "docs-restricted",
+];
 fn per_document() -> DataKeyCacheConfig {
     DataKeyCacheConfig {
         max_uses: 1,
@@ -24,13 +30,13 @@ fn per_document() -> DataKeyCacheConfig {
 
 async fn kms(url: &str) -> Arc<KmsKeys> {
     let keys = KmsKeys::connect(&moto_kms(url)).await;
-    for name in KeyPolicy::default().key_names() {
+    for name in KEYS {
         keys.ensure_key(name).await.unwrap();
     }
     Arc::new(keys)
 }
 
-fn doc(tenant: &str, id: &str, class: Classification) -> (Vec<u8>, KeyContext) {
+fn doc(tenant: &str, id: &str, class: &str) -> (Vec<u8>, KeyContext) {
     (
         document_context(tenant, id),
         KeyContext::document(tenant, id, class),
@@ -42,7 +48,7 @@ async fn kms_envelopes_round_trip_bound_to_their_context() {
     let Some(url) = moto_url() else { return };
     let keys = kms(&url).await;
     let env = Envelope::new(keys.clone(), per_document());
-    let (aad, binding) = doc("tenant-1", "doc-1", Classification::Confidential);
+    let (aad, binding) = doc("tenant-1", "doc-1", "confidential");
 
     let sealed = env
         .seal_bound("docs-confidential", b"merger terms", &aad, &binding)
@@ -68,7 +74,7 @@ async fn kms_envelopes_round_trip_bound_to_their_context() {
 async fn kms_refuses_a_data_key_under_another_context() {
     let Some(url) = moto_url() else { return };
     let keys = kms(&url).await;
-    let binding = KeyContext::document("tenant-1", "doc-1", Classification::Restricted);
+    let binding = KeyContext::document("tenant-1", "doc-1", "restricted");
     let (key, wrapped) = keys
         .generate_data_key_bound("docs-restricted", &binding)
         .await
@@ -80,9 +86,9 @@ async fn kms_refuses_a_data_key_under_another_context() {
     assert_eq!(format!("{key:?}"), format!("{back:?}"));
 
     for wrong in [
-        KeyContext::document("tenant-2", "doc-1", Classification::Restricted),
-        KeyContext::document("tenant-1", "doc-2", Classification::Restricted),
-        KeyContext::document("tenant-1", "doc-1", Classification::Public),
+        KeyContext::document("tenant-2", "doc-1", "restricted"),
+        KeyContext::document("tenant-1", "doc-2", "restricted"),
+        KeyContext::document("tenant-1", "doc-1", "public"),
         KeyContext::default(),
     ] {
         let refused = keys.unwrap_bound("docs-restricted", &wrapped, &wrong).await;
@@ -95,12 +101,12 @@ async fn kms_refuses_a_data_key_under_another_context() {
     // Through the envelope: a key record relabelled for another document
     // opens neither at KMS nor (with the right binding) under the AEAD.
     let env = Envelope::new(keys.clone(), per_document());
-    let (aad, binding) = doc("tenant-1", "doc-1", Classification::Internal);
+    let (aad, binding) = doc("tenant-1", "doc-1", "internal");
     let mut sealed = env
         .seal_bound("docs-internal", b"payroll", &aad, &binding)
         .await
         .unwrap();
-    sealed.binding = KeyContext::document("tenant-1", "doc-9", Classification::Internal);
+    sealed.binding = KeyContext::document("tenant-1", "doc-9", "internal");
     assert!(matches!(env.open(&sealed, &aad).await, Err(Error::Decrypt)));
     // A malformed wrapped key is refused before KMS is asked.
     assert!(matches!(
@@ -123,7 +129,7 @@ async fn kms_rotation_and_rewrap_keep_every_document_readable() {
     let key = "docs-internal";
     let mut docs = Vec::new();
     for i in 0..3 {
-        let (aad, binding) = doc("t", &format!("d{i}"), Classification::Internal);
+        let (aad, binding) = doc("t", &format!("d{i}"), "internal");
         let text = format!("document {i}");
         let sealed = env
             .seal_bound(key, text.as_bytes(), &aad, &binding)
@@ -136,7 +142,7 @@ async fn kms_rotation_and_rewrap_keep_every_document_readable() {
     assert_eq!(keys.latest_version(key).await.unwrap(), 2);
 
     // New documents use the new version at once.
-    let (aad, binding) = doc("t", "new", Classification::Internal);
+    let (aad, binding) = doc("t", "new", "internal");
     let fresh = env.seal_bound(key, b"new", &aad, &binding).await.unwrap();
     assert_eq!(fresh.key_version(), Some(2));
 
@@ -155,7 +161,7 @@ async fn kms_rotation_and_rewrap_keep_every_document_readable() {
 
     // A classification change moves the document to another key and binding.
     let (sealed, aad, text) = &docs[0];
-    let restricted = KeyContext::document("t", "d0", Classification::Restricted);
+    let restricted = KeyContext::document("t", "d0", "restricted");
     let moved = env
         .rekey_bound(sealed, "docs-restricted", aad, &restricted)
         .await
@@ -169,7 +175,7 @@ async fn kms_shredding_destroys_one_document_only() {
     let Some(url) = moto_url() else { return };
     let keys = kms(&url).await;
     let env = Envelope::new(keys.clone(), per_document());
-    let (aad, binding) = doc("tenant", "doc", Classification::Confidential);
+    let (aad, binding) = doc("tenant", "doc", "confidential");
     let neighbour = env
         .seal_bound("docs-confidential", b"another document", &aad, &binding)
         .await
@@ -204,7 +210,7 @@ async fn kms_down_is_unavailable_and_seals_nothing() {
     let Some(url) = moto_url() else { return };
     let up = kms(&url).await;
     let env_up = Envelope::new(up.clone(), per_document());
-    let (aad, binding) = doc("t", "d", Classification::Public);
+    let (aad, binding) = doc("t", "d", "public");
     let sealed = env_up
         .seal_bound("docs-public", b"hello", &aad, &binding)
         .await

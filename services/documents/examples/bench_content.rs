@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudsec_documents::Migrator;
+use cloudsec_documents::config::KeyPolicy;
 use cloudsec_documents::content::{ContentStore, ObjectStore, Sealing};
 use cloudsec_documents::domain::{Caller, Classification, NewDocument};
 use cloudsec_documents::store::Store;
-use cloudsec_secrets::{DataKeyCacheConfig, Envelope, KeyPolicy, KeyService, TransitKeys};
+use cloudsec_secrets::{DataKeyCacheConfig, Envelope, KeyService, TransitKeys};
 
 const SIZE: usize = 64 * 1024;
 

@@ -8,8 +8,10 @@ use std::time::Duration;
 use cloudsec_bus::Provisioning;
 use cloudsec_runtime::Secret;
 use cloudsec_runtime::tls::TlsFiles;
-use cloudsec_secrets::{DataKeyCacheConfig, KeyPolicy, KmsConfig, SecretsConfig};
+use cloudsec_secrets::{DataKeyCacheConfig, KmsConfig, SecretsConfig};
 use serde::Deserialize;
+
+use crate::domain::Classification;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,10 +170,72 @@ fn default_shutdown_grace() -> Duration {
     Duration::from_secs(10)
 }
 
+/// Which key-encryption key protects each classification. Separate keys
+/// let policies grant a service the public key but not the restricted one,
+/// and let a classification's key be rotated or retired on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyPolicy {
+    pub public: String,
+    pub internal: String,
+    pub confidential: String,
+    pub restricted: String,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        Self {
+            public: "docs-public".into(),
+            internal: "docs-internal".into(),
+            confidential: "docs-confidential".into(),
+            restricted: "docs-restricted".into(),
+        }
+    }
+}
+
+impl KeyPolicy {
+    pub fn key_for(&self, classification: Classification) -> &str {
+        match classification {
+            Classification::Public => &self.public,
+            Classification::Internal => &self.internal,
+            Classification::Confidential => &self.confidential,
+            Classification::Restricted => &self.restricted,
+        }
+    }
+
+    /// Every key name, e.g. to create them at start.
+    pub fn key_names(&self) -> [&str; 4] {
+        Classification::ALL.map(|c| self.key_for(c))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn key_policy_maps_classifications() {
+        let policy: KeyPolicy = cloudsec_runtime::config::load(
+            Some("restricted = \"docs-restricted-v2\"\n"),
+            &BTreeMap::new(),
+        )
+        .expect("policy");
+        assert_eq!(
+            policy.key_for(Classification::Restricted),
+            "docs-restricted-v2"
+        );
+        assert_eq!(policy.key_for(Classification::Public), "docs-public");
+        let err =
+            cloudsec_runtime::config::load::<KeyPolicy>(Some("secret = \"x\"\n"), &BTreeMap::new())
+                .expect_err("unknown key");
+        assert_eq!(err.key, "secret");
+        // The binding's names are stored with every KMS-wrapped key.
+        assert_eq!(
+            Classification::ALL.map(Classification::key_label),
+            ["public", "internal", "confidential", "restricted"]
+        );
+    }
 
     #[test]
     fn defaults_apply_and_unknown_keys_are_refused() {

@@ -39,14 +39,13 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use cloudsec_bus::Provisioning;
 use cloudsec_secrets::{
-    Classification as KeyClass, Envelope, KeyContext, KeyPolicy, KmsKeys, Sealed, Secrets,
-    TransitKeys, document_context,
+    Envelope, KeyContext, KmsKeys, Sealed, Secrets, TransitKeys, document_context,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::config::{ContentConfig, StoreConfig};
+use crate::config::{ContentConfig, KeyPolicy, StoreConfig};
 use crate::domain::Classification;
 
 /// How a row's content is stored (`content_storage` column).
@@ -576,7 +575,7 @@ impl ContentStore {
                     .await?;
             }
             Sealing::Envelope { envelope, policy } => {
-                let key_name = policy.key_for(key_class(classification));
+                let key_name = policy.key_for(classification);
                 let sealed = envelope
                     .seal_bound(
                         key_name,
@@ -718,7 +717,7 @@ impl ContentStore {
         let Sealing::Envelope { envelope, policy } = &self.sealing else {
             return Ok(None);
         };
-        let new_key = policy.key_for(key_class(classification));
+        let new_key = policy.key_for(classification);
         let sealed = self.read_sealed(tenant, id, generation).await?;
         if sealed.key_name == new_key {
             return Ok(None);
@@ -852,18 +851,9 @@ fn key_record(sealed: &Sealed, key: &str) -> Result<Vec<u8>> {
 /// services that cannot bind (their records keep the old format).
 fn binding(envelope: &Envelope, tenant: &str, id: Uuid, class: Classification) -> KeyContext {
     if envelope.keys().binds_context() {
-        KeyContext::document(tenant, &id.to_string(), key_class(class))
+        KeyContext::document(tenant, &id.to_string(), class.key_label())
     } else {
         KeyContext::default()
-    }
-}
-
-fn key_class(classification: Classification) -> KeyClass {
-    match classification {
-        Classification::Public => KeyClass::Public,
-        Classification::Internal => KeyClass::Internal,
-        Classification::Confidential => KeyClass::Confidential,
-        Classification::Restricted => KeyClass::Restricted,
     }
 }
 

@@ -77,6 +77,17 @@ impl Classification {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == name)
     }
+
+    /// The name in a data key's binding at the key service (KMS's
+    /// encryption context). Stored with every wrapped key: never changes.
+    pub fn key_label(self) -> &'static str {
+        match self {
+            Classification::Public => "public",
+            Classification::Internal => "internal",
+            Classification::Confidential => "confidential",
+            Classification::Restricted => "restricted",
+        }
+    }
 }
 
 /// The authenticated caller: every query is scoped to `tenant`, and new

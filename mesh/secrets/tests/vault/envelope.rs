@@ -4,16 +4,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudsec_secrets::{
-    Classification, DataKeyCacheConfig, Envelope, Error, KeyPolicy, KeyService, TransitKeys,
-    VaultClient, document_context,
+    DataKeyCacheConfig, Envelope, Error, KeyService, TransitKeys, VaultClient, document_context,
 };
 use serde_json::json;
 
 use crate::support::{CutProxy, host_port, openbao, policy, put};
 
-async fn transit(root: &VaultClient, mount: &str, policy: &KeyPolicy) -> TransitKeys {
+/// The key names of documents' default key policy, one per classification.
+const KEYS: [&str; 4] = [
+    "docs-public",
+    "docs-internal",
+    "docs-confidential",
+    "docs-restricted",
+];
+async fn transit(root: &VaultClient, mount: &str) -> TransitKeys {
     let keys = TransitKeys::new(root.clone(), mount);
-    for name in policy.key_names() {
+    for name in KEYS {
         keys.ensure_key(name).await.unwrap();
     }
     keys
@@ -33,13 +39,9 @@ async fn transit_envelopes_open_only_untouched_and_in_place() {
     let Some(vault) = openbao() else { return };
     let root = vault.root().await;
     let mount = vault.mount("transit").await;
-    let policy = KeyPolicy::default();
-    let env = Envelope::new(
-        Arc::new(transit(&root, &mount, &policy).await),
-        per_document(),
-    );
+    let env = Envelope::new(Arc::new(transit(&root, &mount).await), per_document());
     let ctx = document_context("tenant-1", "doc-1");
-    let key = policy.key_for(Classification::Confidential);
+    let key = "docs-confidential";
     let sealed = env.seal(key, b"merger terms", &ctx).await.unwrap();
     assert_eq!(sealed.key_name, "docs-confidential");
     assert!(
@@ -81,10 +83,9 @@ async fn rotation_and_the_rewrap_job_retire_old_key_versions() {
     let Some(vault) = openbao() else { return };
     let root = vault.root().await;
     let mount = vault.mount("transit").await;
-    let policy = KeyPolicy::default();
-    let keys = Arc::new(transit(&root, &mount, &policy).await);
+    let keys = Arc::new(transit(&root, &mount).await);
     let env = Envelope::new(keys.clone(), per_document());
-    let key = policy.key_for(Classification::Internal);
+    let key = "docs-internal";
     let ctx = document_context("t", "d");
     let mut docs = Vec::new();
     for text in ["a", "b", "c"] {
@@ -119,10 +120,9 @@ async fn shredded_content_is_unrecoverable_even_with_the_ciphertext_and_vault_ro
     let Some(vault) = openbao() else { return };
     let root = vault.root().await;
     let mount = vault.mount("transit").await;
-    let policy = KeyPolicy::default();
-    let keys = Arc::new(transit(&root, &mount, &policy).await);
+    let keys = Arc::new(transit(&root, &mount).await);
     let env = Envelope::new(keys.clone(), DataKeyCacheConfig::default());
-    let key = policy.key_for(Classification::Restricted);
+    let key = "docs-restricted";
     let ctx = document_context("tenant", "doc");
     let secret = b"the launch code is 0000";
     let neighbour = env.seal(key, b"another document", &ctx).await.unwrap();
@@ -173,11 +173,7 @@ async fn a_service_without_the_restricted_key_cannot_open_restricted_documents()
     let Some(vault) = openbao() else { return };
     let root = vault.root().await;
     let mount = vault.mount("transit").await;
-    let policy = KeyPolicy::default();
-    let writer = Envelope::new(
-        Arc::new(transit(&root, &mount, &policy).await),
-        per_document(),
-    );
+    let writer = Envelope::new(Arc::new(transit(&root, &mount).await), per_document());
     let ctx = document_context("t", "d");
     let public = writer
         .seal("docs-public", b"press release", &ctx)
@@ -229,8 +225,7 @@ async fn vault_down_while_running_cached_data_keys_serve_until_they_expire() {
     let Some(vault) = openbao() else { return };
     let root = vault.root().await;
     let mount = vault.mount("transit").await;
-    let policy = KeyPolicy::default();
-    transit(&root, &mount, &policy).await;
+    transit(&root, &mount).await;
     let proxy = CutProxy::start(&host_port(&vault.addr)).await;
     let client = vault.client_at(&proxy.url()).await;
     let env = Envelope::new(

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudsec_documents::Migrator;
+use cloudsec_documents::config::KeyPolicy;
 use cloudsec_documents::config::{ContentConfig, StoreConfig};
 use cloudsec_documents::content::{ContentStore, ObjectStore, Sealing};
 use cloudsec_proto::documents::v1 as pb;
 use cloudsec_proto::documents::v1::document_service_server::DocumentService;
 use cloudsec_secrets::test_util::{closed_port_url, moto_kms, moto_url, unique};
-use cloudsec_secrets::{DataKeyCacheConfig, Envelope, KeyPolicy, KeyService, KmsKeys};
+use cloudsec_secrets::{DataKeyCacheConfig, Envelope, KeyService, KmsKeys};
 use pb::Classification as C;
 
 use crate::support::{Backend, Harness, alice, doc, harness, init_logs};

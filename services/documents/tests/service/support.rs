@@ -143,7 +143,7 @@ pub(crate) fn local_content(dir: &std::path::Path) -> ContentStore {
         ObjectStore::dir(&dir.join("objects")).expect("objects dir"),
         Sealing::Envelope {
             envelope: Arc::new(envelope),
-            policy: Arc::new(cloudsec_secrets::KeyPolicy::default()),
+            policy: Arc::new(cloudsec_documents::config::KeyPolicy::default()),
         },
     )
 }
