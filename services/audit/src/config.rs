@@ -7,6 +7,8 @@ use std::time::Duration;
 use cloudsec_runtime::tls::TlsFiles;
 use serde::Deserialize;
 
+pub use crate::dynamo::{DynamoConfig, StoreConfig};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
@@ -24,6 +26,10 @@ pub struct AuditConfig {
     /// shutdown starts.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Where the log is kept: the SQL database above (the default) or a
+    /// DynamoDB table (`backend = "dynamodb"`, see `dynamo`).
+    #[serde(default)]
+    pub store: StoreConfig,
     /// The queue the service drains (and its inbox's subscriber name).
     #[serde(default = "default_queue")]
     pub queue: String,

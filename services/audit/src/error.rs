@@ -32,6 +32,19 @@ pub enum AuditError {
     Connect(#[from] DbError),
     #[error("event subscriber: {0}")]
     Bus(#[from] BusError),
+    /// DynamoDB answered with an error (its code and message).
+    #[error("dynamodb refused {operation}: {code}: {message}")]
+    Dynamo {
+        operation: String,
+        code: String,
+        message: String,
+    },
+    /// DynamoDB could not be reached, or was overloaded, for one call.
+    #[error("dynamodb is unavailable for {operation}: {reason}")]
+    DynamoUnavailable { operation: String, reason: String },
+    /// Other writers kept winning the race for a chain head.
+    #[error("audit append contended: {0}")]
+    Contended(String),
     #[error("event subscriber stopped: {0}")]
     SubscriberStopped(String),
     #[error(transparent)]
@@ -50,12 +63,15 @@ impl ServiceError for AuditError {
             AuditError::Invalid(_) => ErrorKind::InvalidArgument,
             AuditError::NotAdmin => ErrorKind::PermissionDenied,
             AuditError::Database(e) if database_unavailable(e) => ErrorKind::Unavailable,
-            AuditError::Connect(_) => ErrorKind::Unavailable,
+            AuditError::Connect(_)
+            | AuditError::DynamoUnavailable { .. }
+            | AuditError::Contended(_) => ErrorKind::Unavailable,
             AuditError::Database(_)
             | AuditError::Corrupt(_)
             | AuditError::PageTokenKey(_)
             | AuditError::Descriptors(_)
             | AuditError::Bus(_)
+            | AuditError::Dynamo { .. }
             | AuditError::SubscriberStopped(_)
             | AuditError::Host(_) => ErrorKind::Internal,
         }

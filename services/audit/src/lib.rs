@@ -18,6 +18,8 @@
 //! - [`summary`]: what a record says about an event's payload.
 //! - [`store`]: [`AuditLog`], the append transaction, listing and
 //!   verification on the database.
+//! - [`dynamo`]: the same on DynamoDB ([`dynamo::DynamoStore`]): the head
+//!   moved by a conditional write in the record's `TransactWriteItems`.
 //! - [`subscriber`]: the queue spec and the event handler.
 //! - [`grpc`]: the thin adapter from the generated trait to the log.
 //! - [`metrics`]: the service's own counters.
@@ -30,6 +32,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod dynamo;
 pub mod entity;
 pub mod error;
 pub mod grpc;
@@ -102,7 +105,6 @@ impl Audit {
         verifier: Arc<TokenVerifier>,
         queue: Arc<dyn Queue>,
     ) -> Result<Self> {
-        let db = connect(&config.database_url).await?;
         let mut host = ServiceHost::bind(
             NAME,
             config.grpc_listen,
@@ -112,18 +114,34 @@ impl Audit {
         )
         .await?;
         let metrics = AuditMetrics::register(host.metrics());
-        host.metrics().watch_pool(NAME, &db);
-        let log = AuditLog::open(db.clone(), config.queue.clone(), metrics).await?;
+        let (log, inbox) = match &config.store {
+            config::StoreConfig::Sql => {
+                let db = connect(&config.database_url).await?;
+                host.metrics().watch_pool(NAME, &db);
+                let log = AuditLog::open(db.clone(), config.queue.clone(), metrics).await?;
+                (log, Some(Inbox::new(db, config.queue.clone())))
+            }
+            // The append's own inbox item (in its transaction) is what
+            // makes a redelivery a no-op; there is no SQL inbox to ask
+            // first, and `database_url` is not opened.
+            config::StoreConfig::Dynamodb(dynamo) => {
+                let store = dynamo::DynamoStore::connect(dynamo).await?;
+                let log = AuditLog::open_dynamodb(store, config.queue.clone(), metrics).await?;
+                (log, None)
+            }
+        };
         let subscriber_config = SubscriberConfig {
             shutdown_grace: config.shutdown_grace,
             ..SubscriberConfig::default()
         };
-        let subscriber =
+        let mut subscriber =
             Subscriber::from_arcs(queue, Arc::new(handler(log.clone())), subscriber_config)?
-                // Skips known duplicates before the append takes the write
-                // lock; the append's own inbox entry is what guarantees once.
-                .with_inbox(Inbox::new(db, config.queue.clone()))
                 .with_metrics(host.metrics());
+        if let Some(inbox) = inbox {
+            // Skips known duplicates before the append takes the write
+            // lock; the append's own inbox entry is what guarantees once.
+            subscriber = subscriber.with_inbox(inbox);
+        }
         host.add_service(AuditGrpc::new(log.clone(), verifier).into_server());
         Ok(Self {
             host,

@@ -1,5 +1,7 @@
 //! The audit log on its database: appending an event, listing a tenant's
-//! records and verifying its chain.
+//! records and verifying its chain. The SQL store is here; with
+//! `[audit.store] backend = "dynamodb"` the same calls go to
+//! [`DynamoStore`](crate::dynamo::DynamoStore).
 //!
 //! An append is one transaction: record the event id in the inbox (a
 //! duplicate delivery stops here), lock the tenant's chain head, insert
@@ -18,6 +20,7 @@ use sea_orm::{
 };
 
 use crate::chain::{AuditRecord, ChainCheck, GENESIS_HASH, Verification, to_micros};
+use crate::dynamo::{DynamoAppend, DynamoStore};
 use crate::entity::{audit_chain_head, audit_record, audit_secret};
 use crate::error::{AuditError, Result};
 use crate::metrics::AuditMetrics;
@@ -30,7 +33,7 @@ pub const MAX_PAGE_SIZE: u64 = 500;
 /// only make the page token's digest do more work.
 pub const MAX_FILTER_CHARS: usize = 256;
 /// Records read per query while verifying: bounds memory, not the work.
-const VERIFY_BATCH: u64 = 256;
+pub(crate) const VERIFY_BATCH: u64 = 256;
 /// The `audit_secret` row of the page token key.
 const PAGE_TOKEN_KEY: &str = "page_token_key";
 /// Keeps the audit log's page tokens apart from every other service's.
@@ -131,10 +134,17 @@ pub struct Page {
     pub next_page_token: Option<String>,
 }
 
+/// Where the records are.
+#[derive(Debug, Clone)]
+enum Backend {
+    Sql(DatabaseConnection),
+    Dynamo(DynamoStore),
+}
+
 /// The audit tables, the inbox and the key that seals page tokens.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    db: DatabaseConnection,
+    backend: Backend,
     decoder: EventDecoder,
     /// The inbox's subscriber name, shared with the [`cloudsec_bus::Subscriber`]'s inbox.
     inbox: String,
@@ -152,7 +162,7 @@ impl AuditLog {
     ) -> Result<Self> {
         let tokens = page_token_key(&db).await?;
         Ok(Self {
-            db,
+            backend: Backend::Sql(db),
             decoder: EventDecoder::new()?,
             inbox: inbox.into(),
             tokens,
@@ -160,8 +170,50 @@ impl AuditLog {
         })
     }
 
-    pub fn connection(&self) -> &DatabaseConnection {
-        &self.db
+    /// The log on a DynamoDB table (created or checked by
+    /// [`DynamoStore::connect`]); the page token key is kept in it.
+    pub async fn open_dynamodb(
+        store: DynamoStore,
+        inbox: impl Into<String>,
+        metrics: AuditMetrics,
+    ) -> Result<Self> {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+        let fresh: [u8; MIN_KEY_BYTES] = rand::random();
+        let stored = store
+            .secret(PAGE_TOKEN_KEY, &STANDARD.encode(fresh))
+            .await?;
+        let bytes = STANDARD
+            .decode(stored.as_bytes())
+            .map_err(|_| AuditError::Corrupt("page token key is not base64".into()))?;
+        Ok(Self {
+            backend: Backend::Dynamo(store),
+            decoder: EventDecoder::new()?,
+            inbox: inbox.into(),
+            tokens: PageTokenKey::new(PAGE_TOKEN_DOMAIN, &bytes)?,
+            metrics,
+        })
+    }
+
+    /// The SQL database, unless the log is on DynamoDB.
+    pub fn connection(&self) -> Option<&DatabaseConnection> {
+        match &self.backend {
+            Backend::Sql(db) => Some(db),
+            Backend::Dynamo(_) => None,
+        }
+    }
+
+    /// The DynamoDB store, when the log is on it.
+    pub fn dynamodb(&self) -> Option<&DynamoStore> {
+        match &self.backend {
+            Backend::Sql(_) => None,
+            Backend::Dynamo(store) => Some(store),
+        }
+    }
+
+    fn db(&self) -> Result<&DatabaseConnection> {
+        self.connection()
+            .ok_or_else(|| AuditError::Corrupt("the SQL store was asked of a DynamoDB log".into()))
     }
 
     pub fn page_tokens(&self) -> &PageTokenKey {
@@ -177,14 +229,15 @@ impl AuditLog {
     }
 
     async fn begin_write(&self) -> Result<DatabaseTransaction> {
-        Ok(cloudsec_bus::begin_write(&self.db).await?)
+        Ok(cloudsec_bus::begin_write(self.db()?).await?)
     }
 
     /// A transaction whose reads all see one snapshot, so the head and the
     /// records agree while appends go on. SQLite gives that to any
     /// transaction; PostgreSQL's default (read committed) does not.
     async fn begin_read(&self) -> Result<DatabaseTransaction> {
-        let options = match self.db.get_database_backend() {
+        let db = self.db()?;
+        let options = match db.get_database_backend() {
             DbBackend::Postgres => TransactionOptions {
                 isolation_level: Some(IsolationLevel::RepeatableRead),
                 access_mode: Some(AccessMode::ReadOnly),
@@ -192,13 +245,45 @@ impl AuditLog {
             },
             _ => TransactionOptions::default(),
         };
-        Ok(self.db.begin_with_options(options).await?)
+        Ok(db.begin_with_options(options).await?)
     }
 
     /// Appends `event` to its tenant's chain, once per event id. The
     /// caller has checked that the event names a tenant.
     pub async fn append(&self, event: &Envelope) -> Result<Appended> {
         let summary = self.decoder.summarize(event);
+        if let Backend::Dynamo(store) = &self.backend {
+            let record_time = to_micros(Utc::now());
+            let make = |head_seq: i64, head_hash: &str| {
+                let mut record = AuditRecord {
+                    tenant: event.tenant.clone(),
+                    seq: head_seq + 1,
+                    event_id: event.id.clone(),
+                    event_type: event.event_type.clone(),
+                    source: event.source.clone(),
+                    subject: event.subject.clone().unwrap_or_default(),
+                    actor: summary.actor.clone(),
+                    occur_time: to_micros(event.time),
+                    record_time,
+                    summary: summary.json.clone(),
+                    prev_hash: head_hash.to_owned(),
+                    hash: String::new(),
+                };
+                record.hash = record.compute_hash();
+                record
+            };
+            return match store
+                .append(&self.inbox, &event.id, &event.tenant, make)
+                .await?
+            {
+                (DynamoAppend::Recorded, Some(record)) => {
+                    self.metrics.record_appended();
+                    tracing::debug!(tenant = %record.tenant, seq = record.seq, event_id = %record.event_id, "audit record appended");
+                    Ok(Appended::Recorded(Box::new(record)))
+                }
+                _ => Ok(Appended::Duplicate),
+            };
+        }
         let txn = self.begin_write().await?;
         if !Inbox::record_in(&txn, &self.inbox, &event.id)
             .await
@@ -262,6 +347,17 @@ impl AuditLog {
 
     /// One page of `tenant`'s records, oldest first.
     pub async fn list(&self, tenant: &str, query: &ListQuery) -> Result<Page> {
+        if let Backend::Dynamo(store) = &self.backend {
+            let (records, more) = store.list(tenant, query).await?;
+            let next_page_token = match records.last() {
+                Some(last) if more => Some(self.tokens.seal(tenant, &query.filters(), last.seq)),
+                _ => None,
+            };
+            return Ok(Page {
+                records,
+                next_page_token,
+            });
+        }
         let mut select = audit_record::Entity::find()
             .filter(audit_record::Column::Tenant.eq(tenant))
             .filter(audit_record::Column::Seq.gt(query.after));
@@ -275,7 +371,7 @@ impl AuditLog {
         let mut rows = select
             .order_by_asc(audit_record::Column::Seq)
             .limit(query.page_size + 1)
-            .all(&self.db)
+            .all(self.db()?)
             .await?;
         let more = rows.len() as u64 > query.page_size;
         rows.truncate(usize::try_from(query.page_size).unwrap_or(usize::MAX));
@@ -293,6 +389,23 @@ impl AuditLog {
     /// Recomputes every record of `tenant` in seq order and checks the
     /// links, the sequence and the head, all in one snapshot.
     pub async fn verify(&self, tenant: &str) -> Result<Verification> {
+        let verdict = match &self.backend {
+            Backend::Sql(_) => self.verify_sql(tenant).await?,
+            Backend::Dynamo(store) => store.verify(tenant).await?,
+        };
+        if !verdict.ok {
+            self.metrics.record_verify_failure();
+            tracing::warn!(
+                tenant,
+                first_invalid_seq = verdict.first_invalid_seq,
+                reason = %verdict.reason,
+                "audit chain verification failed"
+            );
+        }
+        Ok(verdict)
+    }
+
+    async fn verify_sql(&self, tenant: &str) -> Result<Verification> {
         let txn = self.begin_read().await?;
         let head = audit_chain_head::Entity::find_by_id(tenant.to_owned())
             .one(&txn)
@@ -320,17 +433,7 @@ impl AuditLog {
             }
         }
         txn.commit().await?;
-        let verdict = check.finish(head);
-        if !verdict.ok {
-            self.metrics.record_verify_failure();
-            tracing::warn!(
-                tenant,
-                first_invalid_seq = verdict.first_invalid_seq,
-                reason = %verdict.reason,
-                "audit chain verification failed"
-            );
-        }
-        Ok(verdict)
+        Ok(check.finish(head))
     }
 }
 

@@ -20,6 +20,7 @@ fn config(database_url: &str) -> AuditConfig {
         tls: None,
         shutdown_grace: Duration::from_secs(1),
         queue: "audit".into(),
+        store: Default::default(),
     }
 }
 

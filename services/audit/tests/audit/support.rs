@@ -67,6 +67,7 @@ impl Harness {
             tls: None,
             shutdown_grace: Duration::from_secs(2),
             queue: "audit".into(),
+            store: Default::default(),
         }
     }
 
@@ -123,7 +124,7 @@ impl Service {
     /// Publishes `events` and waits until the log holds `total` records.
     pub(crate) async fn publish_until(&self, events: &[Envelope], total: u64) {
         self.publish(events).await;
-        wait_for_records(self.log.connection(), total).await;
+        wait_for_records(self.log.connection().expect("a SQL log"), total).await;
     }
 
     /// Stops the service and checks that it stopped cleanly.
