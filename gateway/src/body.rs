@@ -106,18 +106,8 @@ mod tests {
     use http::{HeaderValue, StatusCode};
 
     use super::*;
+    use crate::test_support::headers;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
 
     #[test]
     fn content_length_over_the_limit_is_413() {

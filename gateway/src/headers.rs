@@ -125,18 +125,8 @@ mod tests {
     use http::StatusCode;
 
     use super::*;
+    use crate::test_support::headers;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
 
     #[test]
     fn grpc_metadata_headers_go_both_ways_except_reserved_ones() {

@@ -1,5 +1,6 @@
-//! Descriptors for unit tests: the test-only echo contract and small
-//! inline contracts, compiled with protox like the platform's own.
+//! What the unit tests share: the test-only echo contract and small inline
+//! contracts (compiled with protox like the platform's own), and header
+//! maps from literal pairs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -47,4 +48,17 @@ pub(crate) fn compile(source: &'static str) -> DescriptorPool {
     compiler.include_imports(true);
     compiler.open_file("inline.proto").unwrap();
     DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice()).unwrap()
+}
+
+/// A header map of literal `(name, value)` pairs.
+pub(crate) fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                http::HeaderName::from_static(k),
+                http::HeaderValue::from_static(v),
+            )
+        })
+        .collect()
 }
