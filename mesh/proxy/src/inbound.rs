@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use cloudsec_identity::SpiffeId;
+use cloudsec_runtime::metrics::GrpcMetricsService;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -13,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 use crate::authz::{Authorizer, Decision};
 use crate::io::Handler;
@@ -29,13 +30,40 @@ pub(crate) struct AuthzLabels {
     decision: &'static str,
 }
 
+/// A connected peer: its verified identity, and the header value that
+/// carries it, rendered once per connection rather than per request.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    id: SpiffeId,
+    header: Option<http::HeaderValue>,
+}
+
+impl Peer {
+    pub(crate) fn new(id: SpiffeId) -> Arc<Self> {
+        // A SPIFFE id is visible ASCII, which a header value accepts.
+        let header = http::HeaderValue::from_str(&id.to_string()).ok();
+        Arc::new(Self { id, header })
+    }
+}
+
+/// The authorization counters, one per decision, looked up once.
+#[derive(Clone)]
+struct Decisions {
+    allow: Counter,
+    deny: Counter,
+    audit_deny: Counter,
+}
+
 #[derive(Clone)]
 pub(crate) struct Inbound {
-    pub(crate) app: SocketAddr,
-    pub(crate) client: Client<HttpConnector, ProxyBody>,
-    pub(crate) authz: Arc<Authorizer>,
-    pub(crate) decisions: Family<AuthzLabels, Counter>,
-    pub(crate) traffic: cloudsec_runtime::metrics::Traffic,
+    app: SocketAddr,
+    /// `app` as a URI authority, parsed once.
+    authority: http::uri::Authority,
+    authz: Arc<Authorizer>,
+    decisions: Decisions,
+    /// The metrics layer over the application client, made once: making
+    /// the layer looks up the in-flight gauge.
+    service: GrpcMetricsService<AppClient>,
 }
 
 impl Inbound {
@@ -43,13 +71,19 @@ impl Inbound {
         app: SocketAddr,
         authz: Authorizer,
         metrics: &cloudsec_runtime::metrics::Metrics,
-    ) -> Self {
-        let decisions = Family::<AuthzLabels, Counter>::default();
+    ) -> Result<Self, http::uri::InvalidUri> {
+        let family = Family::<AuthzLabels, Counter>::default();
         metrics.register(
             "inbound_authz",
             "authorization decisions: allow, deny, audit_deny",
-            decisions.clone(),
+            family.clone(),
         );
+        let decision = |decision| family.get_or_create(&AuthzLabels { decision }).clone();
+        let decisions = Decisions {
+            allow: decision("allow"),
+            deny: decision("deny"),
+            audit_deny: decision("audit_deny"),
+        };
         // Without TCP_NODELAY, Nagle's algorithm holds small gRPC frames back
         // for up to 40 ms on this loopback hop.
         let mut connector = HttpConnector::new();
@@ -58,57 +92,58 @@ impl Inbound {
             .timer(hyper_util::rt::TokioTimer::new())
             .http2_only(true)
             .build(connector);
-        Self {
+        Ok(Self {
             app,
-            client,
+            authority: app.to_string().parse()?,
             authz: Arc::new(authz),
             decisions,
-            traffic: metrics.traffic("inbound"),
-        }
+            service: metrics.traffic("inbound").layer().layer(AppClient(client)),
+        })
     }
 
     async fn forward(
         &self,
-        peer: SpiffeId,
+        peer: &Peer,
         request: http::Request<Incoming>,
     ) -> http::Response<ProxyBody> {
-        let path = request.uri().path().to_owned();
-        let decision = self.authz.decide(&peer, &path);
-        let label = match decision {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
-            Decision::AuditDeny => "audit_deny",
-        };
-        self.decisions
-            .get_or_create(&AuthzLabels { decision: label })
-            .inc();
-        match decision {
-            Decision::Allow => {}
+        let path = request.uri().path();
+        match self.authz.decide(&peer.id, path) {
+            Decision::Allow => {
+                self.decisions.allow.inc();
+            }
             Decision::AuditDeny => {
-                tracing::warn!(%peer, %path, "authorization would deny (audit mode)")
+                self.decisions.audit_deny.inc();
+                tracing::warn!(peer = %peer.id, %path, "authorization would deny (audit mode)");
             }
             Decision::Deny => {
-                tracing::info!(%peer, %path, "authorization denied");
+                self.decisions.deny.inc();
+                tracing::info!(peer = %peer.id, %path, "authorization denied");
                 return grpc_error(
                     tonic::Code::PermissionDenied,
-                    &format!("{peer} may not call {path}"),
+                    &format!("{} may not call {path}", peer.id),
                 );
             }
-        }
+        };
 
         let (mut parts, body) = request.into_parts();
         parts.headers.remove(PEER_IDENTITY);
-        if let Ok(value) = http::HeaderValue::from_str(&peer.to_string()) {
-            parts.headers.insert(PEER_IDENTITY, value);
+        if let Some(value) = &peer.header {
+            parts.headers.insert(PEER_IDENTITY, value.clone());
         }
-        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = match format!("http://{}{path_and_query}", self.app).parse() {
+        // The application's address with the request's own path: built from
+        // parts, so nothing is formatted or parsed again.
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(self.authority.clone());
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        parts.uri = match http::Uri::from_parts(uri) {
             Ok(uri) => uri,
             Err(_) => return grpc_error(tonic::Code::InvalidArgument, "bad request path"),
         };
         let request = http::Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
-        let mut service =
-            tower::Layer::layer(&self.traffic.layer(), AppClient(self.client.clone()));
+        let mut service = self.service.clone();
         match service.ready().await {
             Ok(s) => match s.call(request).await {
                 Ok(response) => response.map(|b| b.boxed_unsync()),
@@ -153,13 +188,14 @@ impl Service<http::Request<ProxyBody>> for AppClient {
 }
 
 impl Handler for Inbound {
-    type Peer = SpiffeId;
+    /// Shared by the connection's requests: cloning it costs one count.
+    type Peer = Arc<Peer>;
 
     async fn handle(
         &self,
-        peer: SpiffeId,
+        peer: Arc<Peer>,
         request: http::Request<Incoming>,
     ) -> http::Response<ProxyBody> {
-        self.forward(peer, request).await
+        self.forward(&peer, request).await
     }
 }

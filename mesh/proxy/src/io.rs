@@ -176,12 +176,26 @@ impl AsyncWrite for MeshStream {
 }
 
 /// Dials one endpoint with mTLS, requiring it to prove `identity`.
+///
+/// One `Arc` inside: hyper's client clones its connector for every request,
+/// even for one that a pooled connection serves, and a deep clone (the
+/// identity's strings, the metric families) cost more than a thousand
+/// instructions per request.
 #[derive(Clone)]
-pub(crate) struct MeshConnector {
+pub(crate) struct MeshConnector(Arc<MeshTarget>);
+
+/// What [`MeshConnector`] dials and checks.
+pub(crate) struct MeshTarget {
     pub(crate) addr: SocketAddr,
     pub(crate) identity: SpiffeId,
     pub(crate) tls: Arc<TlsState>,
     pub(crate) tcp: TcpMetrics,
+}
+
+impl MeshConnector {
+    pub(crate) fn new(target: MeshTarget) -> Self {
+        Self(Arc::new(target))
+    }
 }
 
 impl tower::Service<http::Uri> for MeshConnector {
@@ -194,7 +208,7 @@ impl tower::Service<http::Uri> for MeshConnector {
     }
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let this = self.clone();
+        let this = Arc::clone(&self.0);
         Box::pin(async move {
             let fail = |e: &dyn std::fmt::Display| -> BoxError {
                 Box::new(ConnectError::new(format!("{}: {e}", this.addr)))
@@ -248,6 +262,9 @@ pub(crate) async fn serve<H, A, Fut, IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Shared, so that each request clones one pointer, not the handler's
+    // many handles.
+    let handler = Arc::new(handler);
     loop {
         let (tcp, remote) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -264,7 +281,7 @@ pub(crate) async fn serve<H, A, Fut, IO>(
         };
         let _ = tcp.set_nodelay(true);
         let accept = accept.clone();
-        let handler = handler.clone();
+        let handler = Arc::clone(&handler);
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let (io, peer) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(tcp)).await {
@@ -279,7 +296,7 @@ pub(crate) async fn serve<H, A, Fut, IO>(
                 }
             };
             let service = hyper::service::service_fn(move |request| {
-                let handler = handler.clone();
+                let handler = Arc::clone(&handler);
                 let peer = peer.clone();
                 async move { Ok::<_, Infallible>(handler.handle(peer, request).await) }
             });

@@ -51,6 +51,8 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("inbound set-up failed: {0}")]
+    Inbound(String),
     #[error("outbound set-up failed: {0}")]
     Outbound(String),
     #[error("admin listener failed: {0}")]
@@ -198,8 +200,9 @@ impl Proxy {
 
         if let (Some(listener), Some(c)) = (inbound, &config.inbound) {
             let authz = authz::Authorizer::new(&c.authorization)
-                .map_err(|e| ProxyError::Outbound(e.to_string()))?;
-            let handler = inbound::Inbound::new(c.app, authz, &metrics);
+                .map_err(|e| ProxyError::Inbound(e.to_string()))?;
+            let handler = inbound::Inbound::new(c.app, authz, &metrics)
+                .map_err(|e| ProxyError::Inbound(format!("inbound.app: {e}")))?;
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
             let tcp = tcp.clone();
             let accept = move |stream: tokio::net::TcpStream| {
@@ -211,7 +214,7 @@ impl Proxy {
                     // The verifier already insisted on a SPIFFE id.
                     let peer = tls::peer_identity(tls.get_ref().1)
                         .ok_or("peer certificate has no SPIFFE id")?;
-                    Ok::<_, policy::BoxError>((tls, peer))
+                    Ok::<_, policy::BoxError>((tls, inbound::Peer::new(peer)))
                 }
             };
             tasks.spawn(io::serve(

@@ -5,19 +5,24 @@
 //! originate mTLS that checks the endpoint's SPIFFE identity.
 //!
 //! The stack, outermost first:
-//! `timeout → retry → load shed → queue (buffer) → fail fast → P2C balancer
-//! → peak EWMA → breaker → mTLS HTTP/2 client`.
+//! `metrics → rescue → timeout → retry → load shed → queue (buffer) → fail
+//! fast → P2C balancer → peak EWMA → breaker → mTLS HTTP/2 client`.
+//!
+//! Each route's stack is built once, on its first request, and shared by
+//! every later request of the route without a lock: a request resolves its
+//! destination and route, clones the stack and calls it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use cloudsec_identity::SpiffeId;
+use cloudsec_runtime::metrics::{GrpcMetricsLayer, MetricsBody};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -26,19 +31,23 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tower::discover::Change;
 use tower::util::BoxCloneSyncService as BoxCloneService;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::config::{DestinationConfig, OutboundConfig};
-use crate::io::{Handler, MeshConnector, TcpMetrics};
+use crate::io::{Handler, MeshConnector, MeshTarget, TcpMetrics};
 use crate::policy::{
-    BoxError, BreakerLayer, BreakerOpen, BreakerPolicy, ConnectError, PolicyMetrics, ProxyBody,
-    RetryLayer, RoutePolicies, Shed, TimeoutLayer, grpc_error,
+    BoxError, BreakerLayer, BreakerOpen, BreakerPolicy, ConnectError, Labels, PolicyMetrics,
+    ProxyBody, RetryLayer, RouteKey, RoutePolicies, RoutePolicy, Shed, TimeoutLayer, grpc_error,
 };
 use crate::tls::TlsState;
 
 type Req = http::Request<ProxyBody>;
 type Rsp = http::Response<ProxyBody>;
+/// The balancer and what is below it.
 type RouteService = BoxCloneService<Req, Rsp, BoxError>;
+/// A route's whole stack: its errors are answers already, but for
+/// readiness failures.
+type RouteStack = BoxCloneService<Req, http::Response<MetricsBody<ProxyBody>>, BoxError>;
 /// What discovery tells the balancer.
 type Discovered = Result<Change<SocketAddr, RouteService>, Infallible>;
 
@@ -165,16 +174,21 @@ where
     }
 }
 
-/// A destination: its endpoints, its balancers and its per-route stacks.
+/// A destination: its endpoints, and its route stacks, each built on first
+/// use.
 struct Destination {
     name: String,
-    identity: SpiffeId,
+    identity: Arc<SpiffeId>,
     /// The current endpoint addresses, fed by discovery.
     endpoints: watch::Receiver<Vec<SocketAddr>>,
-    /// One balancer per breaker policy: the default's, and one for every
-    /// route that sets its own breaker, each over the same endpoints.
-    balancers: Mutex<HashMap<String, RouteService>>,
-    routes: Mutex<HashMap<String, RouteService>>,
+    /// The balancer of every route without a breaker of its own, with the
+    /// default route's breakers; a route with its own breaker has its own
+    /// balancer over the same endpoints.
+    shared_balancer: OnceLock<RouteService>,
+    default_route: OnceLock<RouteStack>,
+    /// One slot per configured route (`routes.routes`), so the set of
+    /// stacks, and of metric labels, cannot grow with arbitrary paths.
+    named_routes: BTreeMap<String, OnceLock<RouteStack>>,
 }
 
 /// What building a balancer needs besides the breaker policy.
@@ -192,7 +206,8 @@ struct BalancerContext {
 pub(crate) struct Outbound {
     destinations: Arc<BTreeMap<String, Arc<Destination>>>,
     policies: Arc<RoutePolicies>,
-    traffic: cloudsec_runtime::metrics::Traffic,
+    /// Made once: making it looks up the in-flight gauge.
+    traffic: GrpcMetricsLayer,
     policy_metrics: PolicyMetrics,
     context: BalancerContext,
 }
@@ -204,12 +219,12 @@ fn endpoint_service(
     tcp: &TcpMetrics,
     breaker: &BreakerLayer,
 ) -> RouteService {
-    let connector = MeshConnector {
+    let connector = MeshConnector::new(MeshTarget {
         addr,
         identity: identity.clone(),
         tls: Arc::clone(tls),
         tcp: tcp.clone(),
-    };
+    });
     let client = Client::builder(TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())
         .http2_only(true)
@@ -276,14 +291,6 @@ fn balancer(
     BoxCloneService::new(shed)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        // Every update is an insert into a cache; a poisoned one is intact.
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 impl Outbound {
     pub(crate) fn new(
         config: &OutboundConfig,
@@ -298,21 +305,28 @@ impl Outbound {
             let identity = SpiffeId::parse(&d.identity).map_err(|e| e.to_string())?;
             let (tx, rx) = watch::channel(Vec::new());
             spawn_discovery(d, tx, shutdown.clone());
+            let named_routes = config
+                .routes
+                .routes
+                .keys()
+                .map(|route| (route.clone(), OnceLock::new()))
+                .collect();
             destinations.insert(
                 name.clone(),
                 Arc::new(Destination {
                     name: name.clone(),
-                    identity,
+                    identity: Arc::new(identity),
                     endpoints: rx,
-                    balancers: Mutex::new(HashMap::new()),
-                    routes: Mutex::new(HashMap::new()),
+                    shared_balancer: OnceLock::new(),
+                    default_route: OnceLock::new(),
+                    named_routes,
                 }),
             );
         }
         Ok(Self {
             destinations: Arc::new(destinations),
             policies: Arc::new(config.routes.clone()),
-            traffic: metrics.traffic("outbound"),
+            traffic: metrics.traffic("outbound").layer(),
             policy_metrics,
             context: BalancerContext {
                 tls: Arc::clone(tls),
@@ -325,114 +339,130 @@ impl Outbound {
         })
     }
 
-    /// The balancer whose breakers follow `key`'s breaker policy: routes
-    /// without one of their own share the default's.
+    /// The balancer under `key`'s stack: the destination's shared one, or
+    /// for a route with a breaker policy of its own, a balancer of its own
+    /// (built once, as the route's stack is).
     fn balanced(
         &self,
         destination: &Destination,
-        key: &str,
-        own: Option<&BreakerPolicy>,
+        key: RouteKey<'_>,
+        policy: &RoutePolicy,
     ) -> RouteService {
-        let (key, policy) = match own {
-            Some(policy) => (key, policy.clone()),
-            None => (
-                "*",
-                self.policies.default.breaker.clone().unwrap_or_default(),
-            ),
+        let new_balancer = |key: RouteKey<'_>, breaker: BreakerPolicy| {
+            let labels = self.labels(destination, key);
+            let breaker = BreakerLayer::new(breaker, &self.policy_metrics.breaker, labels);
+            balancer(destination, breaker, &self.context)
         };
-        lock(&destination.balancers)
-            .entry(key.to_owned())
-            .or_insert_with(|| {
-                let breaker = BreakerLayer::new(
-                    policy,
-                    &self.policy_metrics.breaker,
-                    vec![
-                        ("dst".to_owned(), destination.name.clone()),
-                        ("route".to_owned(), key.to_owned()),
-                    ],
-                );
-                balancer(destination, breaker, &self.context)
-            })
-            .clone()
+        match (key, &policy.breaker) {
+            (RouteKey::Named(_), Some(own)) => new_balancer(key, own.clone()),
+            // The default route's breaker applies to every route without
+            // one of its own, so their series carry the default's label.
+            _ => destination
+                .shared_balancer
+                .get_or_init(|| {
+                    let breaker = self.policies.default.breaker.clone().unwrap_or_default();
+                    new_balancer(RouteKey::Default, breaker)
+                })
+                .clone(),
+        }
     }
 
-    /// The stack of the route `path` on `destination`, built on first use
-    /// and shared afterwards so that its retry budget is shared too.
-    fn route(&self, destination: &Destination, path: &str) -> RouteService {
-        // Keyed by the configured route, a bounded set, so stacks and
-        // metric labels cannot grow with arbitrary paths.
-        let (key, policy) = self.policies.resolve(path);
-        if let Some(stack) = lock(&destination.routes).get(key) {
-            return stack.clone();
-        }
-        let own_breaker = if key == "*" {
-            None
-        } else {
-            policy.breaker.as_ref()
-        };
-        let balanced = self.balanced(destination, key, own_breaker);
-        let labels = vec![
+    /// The `dst` and `route` labels of a route's series.
+    fn labels(&self, destination: &Destination, key: RouteKey<'_>) -> Labels {
+        vec![
             ("dst".to_owned(), destination.name.clone()),
-            ("route".to_owned(), key.to_owned()),
-        ];
-        let retry = RetryLayer::new(
-            policy.retry.clone(),
-            &self.policy_metrics.retry,
-            labels.clone(),
-        );
-        let timeout =
-            TimeoutLayer::new(policy.timeout).with_metrics(&self.policy_metrics.timeout, labels);
-        let stack = BoxCloneService::new(timeout.layer(retry.layer(balanced)));
-        lock(&destination.routes)
-            .entry(key.to_owned())
-            .or_insert(stack)
-            .clone()
+            ("route".to_owned(), key.label().to_owned()),
+        ]
+    }
+
+    /// The stack of the route `key` on `destination`, read from the
+    /// outside in.
+    fn build_route(
+        &self,
+        destination: &Destination,
+        key: RouteKey<'_>,
+        policy: &RoutePolicy,
+    ) -> RouteStack {
+        let labels = self.labels(destination, key);
+        let identity = Arc::clone(&destination.identity);
+        let stack = ServiceBuilder::new()
+            // Outermost, so that synthetic answers are counted like any
+            // other response.
+            .layer(self.traffic.clone())
+            // Proxy-side failures become gRPC answers the client understands.
+            .map_result(move |result: Result<Rsp, BoxError>| {
+                Ok::<_, BoxError>(match result {
+                    Ok(response) => response,
+                    Err(error) => rescue(&identity, &error),
+                })
+            })
+            // One deadline for all attempts: retries sit inside it.
+            .layer(
+                TimeoutLayer::new(policy.timeout)
+                    .with_metrics(&self.policy_metrics.timeout, labels.clone()),
+            )
+            .layer(RetryLayer::new(
+                policy.retry.clone(),
+                &self.policy_metrics.retry,
+                labels,
+            ))
+            .service(self.balanced(destination, key, policy));
+        BoxCloneService::new(stack)
+    }
+
+    /// The stack of the route of `path` on `destination`, built on first
+    /// use and shared afterwards, so that its retry budget is shared too.
+    fn route(&self, destination: &Destination, path: &str) -> RouteStack {
+        let (key, policy) = self.policies.resolve(path);
+        let slot = match key {
+            RouteKey::Default => Some(&destination.default_route),
+            RouteKey::Named(name) => destination.named_routes.get(name),
+        };
+        match slot {
+            Some(slot) => slot
+                .get_or_init(|| self.build_route(destination, key, policy))
+                .clone(),
+            // Cannot happen: every configured route has a slot. A stack
+            // of its own is still the right answer, only not shared.
+            None => self.build_route(destination, key, policy),
+        }
     }
 
     async fn forward(&self, request: http::Request<Incoming>) -> Rsp {
-        let authority = request
-            .uri()
-            .host()
-            .map(str::to_owned)
-            .or_else(|| {
-                request
-                    .headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(|h| h.split(':').next().unwrap_or(h).to_owned())
-            })
-            .unwrap_or_default();
-        let Some(destination) = self.destinations.get(&authority) else {
+        let authority = authority(&request);
+        let Some(destination) = self.destinations.get(authority) else {
             return grpc_error(
                 tonic::Code::Unavailable,
                 &format!("no destination `{authority}` is configured"),
             );
         };
-        let path = request.uri().path().to_owned();
-        let route = self.route(destination, &path);
+        let mut route = self.route(destination, request.uri().path());
         let request = request.map(|b| b.map_err(Into::into).boxed_unsync());
-        // Errors become gRPC answers inside the metrics layer, so synthetic
-        // answers are counted like any other response.
-        let identity = destination.identity.clone();
-        let rescue_identity = identity.clone();
-        let rescued = route.map_result(move |result: Result<Rsp, BoxError>| {
-            Ok::<_, BoxError>(match result {
-                Ok(response) => response,
-                Err(error) => rescue(&rescue_identity, &error),
-            })
-        });
-        let mut service = self.traffic.layer().layer(rescued);
-        let result = match service.ready().await {
-            Ok(s) => s.call(request).await,
-            Err(e) => Err(e),
+        let result = match route.ready().await {
+            Ok(route) => route.call(request).await,
+            Err(error) => Err(error),
         };
         match result {
             Ok(response) => response.map(|b| b.boxed_unsync()),
             // Only readiness can still fail here; the stack's own errors
-            // were answered above.
-            Err(error) => rescue(&identity, &error),
+            // were answered inside it.
+            Err(error) => rescue(&destination.identity, &error),
         }
     }
+}
+
+/// The host the application called: the URI's, else the `Host` header's
+/// without its port.
+fn authority<B>(request: &http::Request<B>) -> &str {
+    if let Some(host) = request.uri().host() {
+        return host;
+    }
+    request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.split(':').next().unwrap_or(h))
+        .unwrap_or_default()
 }
 
 /// Turns a proxy-side failure into a gRPC answer the client understands.

@@ -38,7 +38,7 @@ struct ResponseLabels {
     grpc_service: String,
     grpc_method: String,
     status_code: u16,
-    grpc_status: String,
+    grpc_status: &'static str,
 }
 
 /// A component's metric registry; cheap to clone.
@@ -215,13 +215,33 @@ fn route_labels(path: &str) -> RouteLabels {
     }
 }
 
-fn code_name(status: Option<&http::HeaderValue>) -> String {
-    let code = status
+/// The name of a gRPC status (`NotFound`), as `{code:?}` prints it, without
+/// formatting a string on every response.
+fn code_name(status: Option<&http::HeaderValue>) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "Ok",
+        "Cancelled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ];
+    status
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<i32>().ok())
-        .map(tonic::Code::from_i32)
-        .unwrap_or(tonic::Code::Unknown);
-    format!("{code:?}")
+        .and_then(|s| s.parse::<usize>().ok())
+        .and_then(|n| NAMES.get(n).copied())
+        .unwrap_or("Unknown")
 }
 
 #[derive(Clone, Debug)]
@@ -401,6 +421,21 @@ mod tests {
         let l = route_labels("/cloudsec.documents.v1.DocumentService/GetDocument");
         assert_eq!(l.grpc_service, "cloudsec.documents.v1.DocumentService");
         assert_eq!(l.grpc_method, "GetDocument");
+    }
+
+    #[test]
+    fn names_codes_as_tonic_prints_them() {
+        for n in 0..17 {
+            let value = http::HeaderValue::from(n);
+            assert_eq!(
+                code_name(Some(&value)),
+                format!("{:?}", tonic::Code::from_i32(n))
+            );
+        }
+        for bad in ["17", "-1", "x", ""] {
+            let value = http::HeaderValue::from_static(bad);
+            assert_eq!(code_name(Some(&value)), "Unknown", "{bad:?}");
+        }
     }
 
     #[test]

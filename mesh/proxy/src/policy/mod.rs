@@ -61,7 +61,7 @@ use tonic::Code;
 
 pub use breaker::{BreakerHandle, BreakerLayer, BreakerMetrics, BreakerPolicy, BreakerState};
 pub use retry::{RetryLayer, RetryMetrics, RetryPolicy};
-pub use route::{RoutePolicies, RoutePolicy};
+pub use route::{RouteKey, RoutePolicies, RoutePolicy};
 pub use timeout::{Deadline, TimeoutLayer, TimeoutMetrics};
 
 /// The proxy's error type: boxed, and classified by walking its source chain.

@@ -26,9 +26,30 @@ use serde::{Deserialize, Deserializer};
 use super::breaker::BreakerPolicy;
 use super::retry::RetryPolicy;
 
-/// The key [`RoutePolicies::resolve`] gives the default policy; no route
-/// can have it.
-pub const DEFAULT_KEY: &str = "*";
+/// Which configured entry a request resolved to: requests with the same
+/// key share one stack, so one retry budget, and one set of metric series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteKey<'a> {
+    /// No route names the path: the `default` policy.
+    Default,
+    /// The `routes` entry `pkg.Service` or `pkg.Service/Method`.
+    Named(&'a str),
+}
+
+impl RouteKey<'_> {
+    /// The `route` label value of the default policy's series. Dashboards
+    /// and alert tests select on it, so it stays `*` (no route can be
+    /// named `*`).
+    pub const DEFAULT_LABEL: &'static str = "*";
+
+    /// The value of the `route` metric label.
+    pub fn label(&self) -> &str {
+        match self {
+            Self::Default => Self::DEFAULT_LABEL,
+            Self::Named(name) => name,
+        }
+    }
+}
 
 /// What applies to one route.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -72,9 +93,8 @@ impl RoutePolicies {
     }
 
     /// Like [`for_path`](Self::for_path), with the key of the entry that
-    /// matched, or [`DEFAULT_KEY`] for the default. Requests with the same
-    /// key share one stack, and so one retry budget.
-    pub fn resolve(&self, path: &str) -> (&str, &RoutePolicy) {
+    /// matched.
+    pub fn resolve(&self, path: &str) -> (RouteKey<'_>, &RoutePolicy) {
         let route = path.strip_prefix('/').unwrap_or(path);
         if let Some((service, method)) = route.split_once('/')
             && !service.is_empty()
@@ -84,9 +104,9 @@ impl RoutePolicies {
                 .get_key_value(route)
                 .or_else(|| self.routes.get_key_value(service))
         {
-            return (key, policy);
+            return (RouteKey::Named(key), policy);
         }
-        (DEFAULT_KEY, &self.default)
+        (RouteKey::Default, &self.default)
     }
 }
 
@@ -179,9 +199,11 @@ mod tests {
         // Without its leading slash a full path still matches.
         assert_eq!(p.for_path("pkg.Svc/Get"), get);
 
-        assert_eq!(p.resolve("/pkg.Svc/Get").0, "pkg.Svc/Get");
-        assert_eq!(p.resolve("/pkg.Svc/List").0, "pkg.Svc");
-        assert_eq!(p.resolve("/pkg.Other/Get").0, DEFAULT_KEY);
+        assert_eq!(p.resolve("/pkg.Svc/Get").0, RouteKey::Named("pkg.Svc/Get"));
+        assert_eq!(p.resolve("/pkg.Svc/List").0, RouteKey::Named("pkg.Svc"));
+        assert_eq!(p.resolve("/pkg.Other/Get").0, RouteKey::Default);
+        assert_eq!(RouteKey::Default.label(), "*");
+        assert_eq!(RouteKey::Named("pkg.Svc").label(), "pkg.Svc");
     }
 
     #[test]

@@ -68,22 +68,54 @@ pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
 /// value fits in eight digits, rounding down so the server gives up no later
 /// than the proxy does.
 pub fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
-    const UNITS: [(char, u128); 6] = [
-        ('n', 1),
-        ('u', 1_000),
-        ('m', 1_000_000),
-        ('S', 1_000_000_000),
-        ('M', 60_000_000_000),
-        ('H', 3_600_000_000_000),
+    // Runs for every request with a deadline: u64 arithmetic on seconds
+    // and nanoseconds apart (no u128 division) and digits written into a
+    // stack buffer (no formatting machinery).
+    const NANOS_PER_SEC: u64 = 1_000_000_000;
+    const UNITS: [(u8, u64); 6] = [
+        (b'n', 1),
+        (b'u', 1_000),
+        (b'm', 1_000_000),
+        (b'S', NANOS_PER_SEC),
+        (b'M', 60 * NANOS_PER_SEC),
+        (b'H', 3600 * NANOS_PER_SEC),
     ];
-    let nanos = timeout.as_nanos();
-    let text = UNITS
+    let secs = timeout.as_secs();
+    let subsec = u64::from(timeout.subsec_nanos());
+    // floor(total nanos / per): every unit below a second divides one, and
+    // for a second or more the sub-second part never reaches a whole unit.
+    let in_unit = |per: u64| {
+        if per < NANOS_PER_SEC {
+            secs.checked_mul(NANOS_PER_SEC / per)?
+                .checked_add(subsec / per)
+        } else {
+            Some(secs / (per / NANOS_PER_SEC))
+        }
+    };
+    let (value, unit) = UNITS
         .iter()
-        .map(|(unit, per)| (nanos / per, unit))
-        .find(|(value, _)| *value <= MAX_TIMEOUT_VALUE)
-        .map(|(value, unit)| format!("{value}{unit}"))
-        .unwrap_or_else(|| format!("{MAX_TIMEOUT_VALUE}H"));
-    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("99999999H"))
+        .find_map(|&(unit, per)| {
+            in_unit(per)
+                .filter(|v| u128::from(*v) <= MAX_TIMEOUT_VALUE)
+                .map(|v| (v, unit))
+        })
+        .unwrap_or((99_999_999, b'H'));
+    // At most eight digits and the unit.
+    let mut text = [0u8; 9];
+    let mut digits = 0;
+    let mut rest = value;
+    loop {
+        text[digits] = b'0' + (rest % 10) as u8;
+        digits += 1;
+        rest /= 10;
+        if rest == 0 || digits == 8 {
+            break;
+        }
+    }
+    text[..digits].reverse();
+    text[digits] = unit;
+    HeaderValue::from_bytes(&text[..=digits])
+        .unwrap_or_else(|_| HeaderValue::from_static("99999999H"))
 }
 
 /// The `grpc-timeout` of a request, `None` if absent or invalid.
@@ -313,6 +345,38 @@ mod tests {
         ];
         for (d, want) in cases {
             assert_eq!(encode_grpc_timeout(d), want, "{d:?}");
+        }
+        // The finest unit whose value fits eight digits, rounded down, for
+        // durations across the whole range.
+        for nanos in [
+            0u64,
+            1,
+            9,
+            99_999_999,
+            100_000_001,
+            999_999_999_999,
+            1 << 40,
+            1 << 62,
+            u64::MAX,
+        ] {
+            let d = Duration::from_nanos(nanos) + Duration::from_secs(nanos / 7);
+            let total = d.as_nanos();
+            let reference = [
+                ('n', 1u128),
+                ('u', 1_000),
+                ('m', 1_000_000),
+                ('S', 1_000_000_000),
+                ('M', 60_000_000_000),
+                ('H', 3_600_000_000_000),
+            ]
+            .iter()
+            .map(|(unit, per)| (total / per, unit))
+            .find(|(value, _)| *value <= MAX_TIMEOUT_VALUE)
+            .map_or_else(
+                || "99999999H".to_owned(),
+                |(value, unit)| format!("{value}{unit}"),
+            );
+            assert_eq!(encode_grpc_timeout(d), reference.as_str(), "{d:?}");
         }
         // What is encoded parses back to at most the original.
         let d = Duration::from_millis(123_456);
