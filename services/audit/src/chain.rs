@@ -138,6 +138,14 @@ impl ChainCheck {
         }
     }
 
+    /// Records a fault found outside the chain's own rules (a missing or
+    /// bad head signature) at `seq`, unless an earlier one was found.
+    pub fn fail(&mut self, seq: i64, reason: String) {
+        if self.fault.is_none() {
+            self.fault = Some((seq, reason));
+        }
+    }
+
     /// Whether a fault has been found (no more records are needed).
     pub fn failed(&self) -> bool {
         self.fault.is_some()

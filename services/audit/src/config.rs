@@ -8,6 +8,7 @@ use cloudsec_runtime::tls::TlsFiles;
 use serde::Deserialize;
 
 pub use crate::dynamo::{DynamoConfig, StoreConfig};
+pub use crate::signing::SigningConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +31,9 @@ pub struct AuditConfig {
     /// DynamoDB table (`backend = "dynamodb"`, see `dynamo`).
     #[serde(default)]
     pub store: StoreConfig,
+    /// Sign each new chain head (see `signing`); off when absent.
+    #[serde(default)]
+    pub signing: Option<SigningConfig>,
     /// The queue the service drains (and its inbox's subscriber name).
     #[serde(default = "default_queue")]
     pub queue: String,

@@ -44,6 +44,7 @@ use serde::Deserialize;
 
 use crate::chain::{AuditRecord, ChainCheck, GENESIS_HASH, Verification, format_time};
 use crate::error::{AuditError, Result};
+use crate::signing::{HeadSigner, check_signature, head_message};
 use crate::store::{ListQuery, VERIFY_BATCH};
 
 /// Tries of one append before it gives up (each after a short, growing,
@@ -266,6 +267,7 @@ impl DynamoStore {
         event_id: &str,
         tenant: &str,
         make: impl Fn(i64, &str) -> AuditRecord,
+        signer: Option<&dyn HeadSigner>,
     ) -> Result<(DynamoAppend, Option<AuditRecord>)> {
         let _queued = self.lock_for(tenant).lock().await;
         let mut stray = 0;
@@ -274,8 +276,22 @@ impl DynamoStore {
             let (head_seq, head_hash) =
                 head.clone().unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
             let record = make(head_seq, &head_hash);
+            let signature = match signer {
+                Some(signer) => Some(
+                    signer
+                        .sign(&head_message(&record.tenant, record.seq, &record.hash))
+                        .await?,
+                ),
+                None => None,
+            };
             match self
-                .try_append(inbox, event_id, head.as_ref(), &record)
+                .try_append(
+                    inbox,
+                    event_id,
+                    head.as_ref(),
+                    &record,
+                    signature.as_deref(),
+                )
                 .await?
             {
                 Attempt::Committed => return Ok((DynamoAppend::Recorded, Some(record))),
@@ -313,6 +329,7 @@ impl DynamoStore {
         event_id: &str,
         head: Option<&(i64, String)>,
         record: &AuditRecord,
+        signature: Option<&str>,
     ) -> Result<Attempt> {
         let tenant = record.tenant.as_str();
         let inbox_item = Put::builder()
@@ -329,6 +346,10 @@ impl DynamoStore {
             .condition_expression("attribute_not_exists(pk)");
         for (name, value) in record_item(record) {
             record_put = record_put.item(name, value);
+        }
+        // The head signature (see `crate::signing`), when signing is on.
+        if let Some(signature) = signature {
+            record_put = record_put.item("signature", AttributeValue::S(signature.to_owned()));
         }
         let record_put = record_put.build().map_err(build_error)?;
         let head_put = Put::builder()
@@ -450,7 +471,11 @@ impl DynamoStore {
     /// the head is read first and only records up to it are checked;
     /// records past it must be covered by a head read after them, or they
     /// lie beyond the head (see the module doc of `chain`).
-    pub(crate) async fn verify(&self, tenant: &str) -> Result<Verification> {
+    pub(crate) async fn verify(
+        &self,
+        tenant: &str,
+        signer: Option<&dyn HeadSigner>,
+    ) -> Result<Verification> {
         let head = self.head(tenant).await?;
         let head_seq = head.as_ref().map_or(0, |(seq, _)| *seq);
         let mut check = ChainCheck::new(tenant);
@@ -477,6 +502,13 @@ impl DynamoStore {
                     break 'pages;
                 }
                 if !check.check(&record) {
+                    break 'pages;
+                }
+                let signature = match item.get("signature") {
+                    Some(AttributeValue::S(s)) => Some(s.as_str()),
+                    _ => None,
+                };
+                if !check_signature(signer, &mut check, &record, signature).await? {
                     break 'pages;
                 }
             }

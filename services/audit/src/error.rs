@@ -42,6 +42,12 @@ pub enum AuditError {
     /// DynamoDB could not be reached, or was overloaded, for one call.
     #[error("dynamodb is unavailable for {operation}: {reason}")]
     DynamoUnavailable { operation: String, reason: String },
+    /// The head signing key refused, or cannot be used.
+    #[error("audit head signing: {0}")]
+    Signing(String),
+    /// The head signing key's service (KMS) could not be reached.
+    #[error("audit head signing unavailable: {0}")]
+    SigningUnavailable(String),
     /// Other writers kept winning the race for a chain head.
     #[error("audit append contended: {0}")]
     Contended(String),
@@ -65,6 +71,7 @@ impl ServiceError for AuditError {
             AuditError::Database(e) if database_unavailable(e) => ErrorKind::Unavailable,
             AuditError::Connect(_)
             | AuditError::DynamoUnavailable { .. }
+            | AuditError::SigningUnavailable(_)
             | AuditError::Contended(_) => ErrorKind::Unavailable,
             AuditError::Database(_)
             | AuditError::Corrupt(_)
@@ -72,6 +79,7 @@ impl ServiceError for AuditError {
             | AuditError::Descriptors(_)
             | AuditError::Bus(_)
             | AuditError::Dynamo { .. }
+            | AuditError::Signing(_)
             | AuditError::SubscriberStopped(_)
             | AuditError::Host(_) => ErrorKind::Internal,
         }

@@ -22,6 +22,7 @@
 //!   moved by a conditional write in the record's `TransactWriteItems`.
 //! - [`subscriber`]: the queue spec and the event handler.
 //! - [`grpc`]: the thin adapter from the generated trait to the log.
+//! - [`signing`]: signed chain heads (KMS or a local Ed25519 key).
 //! - [`metrics`]: the service's own counters.
 //! - [`entity`], [`migration`]: the sea-orm entities and the `Migrator`.
 //!
@@ -38,6 +39,7 @@ pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod migration;
+pub mod signing;
 pub mod store;
 pub mod subscriber;
 pub mod summary;
@@ -129,6 +131,10 @@ impl Audit {
                 let log = AuditLog::open_dynamodb(store, config.queue.clone(), metrics).await?;
                 (log, None)
             }
+        };
+        let log = match &config.signing {
+            Some(signing) => log.with_signer(signing::from_config(signing).await?),
+            None => log,
         };
         let subscriber_config = SubscriberConfig {
             shutdown_grace: config.shutdown_grace,

@@ -21,11 +21,14 @@ use sea_orm::{
 
 use crate::chain::{AuditRecord, ChainCheck, GENESIS_HASH, Verification, to_micros};
 use crate::dynamo::{DynamoAppend, DynamoStore};
-use crate::entity::{audit_chain_head, audit_record, audit_secret};
+use crate::entity::{audit_chain_head, audit_record, audit_secret, audit_signature};
 use crate::error::{AuditError, Result};
 use crate::metrics::AuditMetrics;
+use crate::signing::{HeadSigner, check_signature, head_message};
 use crate::summary::EventDecoder;
 use cloudsec_runtime::page_token::{MIN_KEY_BYTES, PageTokenKey};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 500;
@@ -145,6 +148,8 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     backend: Backend,
+    /// Signs each new head and checks the signatures (`[audit.signing]`).
+    signer: Option<Arc<dyn HeadSigner>>,
     decoder: EventDecoder,
     /// The inbox's subscriber name, shared with the [`cloudsec_bus::Subscriber`]'s inbox.
     inbox: String,
@@ -163,6 +168,7 @@ impl AuditLog {
         let tokens = page_token_key(&db).await?;
         Ok(Self {
             backend: Backend::Sql(db),
+            signer: None,
             decoder: EventDecoder::new()?,
             inbox: inbox.into(),
             tokens,
@@ -188,11 +194,19 @@ impl AuditLog {
             .map_err(|_| AuditError::Corrupt("page token key is not base64".into()))?;
         Ok(Self {
             backend: Backend::Dynamo(store),
+            signer: None,
             decoder: EventDecoder::new()?,
             inbox: inbox.into(),
             tokens: PageTokenKey::new(PAGE_TOKEN_DOMAIN, &bytes)?,
             metrics,
         })
+    }
+
+    /// Signs every new head with `signer` and requires a valid signature
+    /// on every record when verifying (see [`crate::signing`]).
+    pub fn with_signer(mut self, signer: Arc<dyn HeadSigner>) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// The SQL database, unless the log is on DynamoDB.
@@ -273,7 +287,13 @@ impl AuditLog {
                 record
             };
             return match store
-                .append(&self.inbox, &event.id, &event.tenant, make)
+                .append(
+                    &self.inbox,
+                    &event.id,
+                    &event.tenant,
+                    make,
+                    self.signer.as_deref(),
+                )
                 .await?
             {
                 (DynamoAppend::Recorded, Some(record)) => {
@@ -324,6 +344,16 @@ impl AuditLog {
         })
         .exec_without_returning(&txn)
         .await?;
+        if let Some(signer) = &self.signer {
+            let message = head_message(&record.tenant, record.seq, &record.hash);
+            audit_signature::Entity::insert(audit_signature::ActiveModel {
+                tenant: Set(record.tenant.clone()),
+                seq: Set(record.seq),
+                signature: Set(signer.sign(&message).await?),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+        }
         let moved = audit_chain_head::Entity::update_many()
             .col_expr(audit_chain_head::Column::Seq, record.seq.into())
             .col_expr(audit_chain_head::Column::Hash, record.hash.clone().into())
@@ -391,7 +421,7 @@ impl AuditLog {
     pub async fn verify(&self, tenant: &str) -> Result<Verification> {
         let verdict = match &self.backend {
             Backend::Sql(_) => self.verify_sql(tenant).await?,
-            Backend::Dynamo(store) => store.verify(tenant).await?,
+            Backend::Dynamo(store) => store.verify(tenant, self.signer.as_deref()).await?,
         };
         if !verdict.ok {
             self.metrics.record_verify_failure();
@@ -422,9 +452,25 @@ impl AuditLog {
                 .all(&txn)
                 .await?;
             let last = rows.len() as u64 == VERIFY_BATCH;
+            let signatures: HashMap<i64, String> = match (&self.signer, rows.first(), rows.last()) {
+                (Some(_), Some(first), Some(end)) => audit_signature::Entity::find()
+                    .filter(audit_signature::Column::Tenant.eq(tenant))
+                    .filter(audit_signature::Column::Seq.between(first.seq, end.seq))
+                    .all(&txn)
+                    .await?
+                    .into_iter()
+                    .map(|s| (s.seq, s.signature))
+                    .collect(),
+                _ => HashMap::new(),
+            };
             for row in rows {
                 after = row.seq;
-                if !check.check(&from_row(row)) {
+                let record = from_row(row);
+                if !check.check(&record) {
+                    break 'batches;
+                }
+                let signature = signatures.get(&record.seq).map(String::as_str);
+                if !check_signature(self.signer.as_deref(), &mut check, &record, signature).await? {
                     break 'batches;
                 }
             }

@@ -21,6 +21,7 @@ fn config(database_url: &str) -> AuditConfig {
         shutdown_grace: Duration::from_secs(1),
         queue: "audit".into(),
         store: Default::default(),
+        signing: None,
     }
 }
 

@@ -135,7 +135,7 @@ async fn a_stale_head_cancels_the_whole_transaction() {
     record.hash = record.compute_hash();
     assert_eq!(
         store
-            .try_append("audit", &late.id, Some(&stale), &record)
+            .try_append("audit", &late.id, Some(&stale), &record, None)
             .await
             .unwrap(),
         Attempt::Stale
@@ -145,7 +145,7 @@ async fn a_stale_head_cancels_the_whole_transaction() {
     record.hash = record.compute_hash();
     assert_eq!(
         store
-            .try_append("audit", &late.id, Some(&stale), &record)
+            .try_append("audit", &late.id, Some(&stale), &record, None)
             .await
             .unwrap(),
         Attempt::Stale

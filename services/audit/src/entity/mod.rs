@@ -4,3 +4,4 @@
 pub mod audit_chain_head;
 pub mod audit_record;
 pub mod audit_secret;
+pub mod audit_signature;

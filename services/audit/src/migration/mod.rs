@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 mod m20250801_000001_create_audit_record;
 mod m20250801_000002_create_audit_chain_head;
 mod m20250801_000003_create_audit_secret;
+mod m20261205_000004_create_audit_signature;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250801_000001_create_audit_record::Migration),
             Box::new(m20250801_000002_create_audit_chain_head::Migration),
             Box::new(m20250801_000003_create_audit_secret::Migration),
+            Box::new(m20261205_000004_create_audit_signature::Migration),
         ]
     }
 
@@ -55,6 +57,14 @@ pub(crate) enum AuditChainHead {
     Tenant,
     Seq,
     Hash,
+}
+
+#[derive(DeriveIden)]
+pub(crate) enum AuditSignature {
+    Table,
+    Tenant,
+    Seq,
+    Signature,
 }
 
 #[derive(DeriveIden)]

@@ -68,6 +68,7 @@ impl Harness {
             shutdown_grace: Duration::from_secs(2),
             queue: "audit".into(),
             store: Default::default(),
+            signing: None,
         }
     }
 
