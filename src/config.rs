@@ -436,13 +436,20 @@ pub async fn local_secrets(
     env: &BTreeMap<String, String>,
 ) -> Result<Option<Secrets>, LocalConfigError> {
     check_local(data_dir, file, env)?;
-    crate::data::private_dir(data_dir)?;
     let placeholder = Secret::new(PLACEHOLDER_PAGE_KEY);
     let root = merge_tables(local_layers(data_dir, file, env, &placeholder)?, env)?;
-    match root.get("secrets") {
-        Some(section) => Ok(Some(open_secrets(section, env, Some(data_dir)).await?)),
-        None => Ok(None),
+    let Some(section) = root.get("secrets") else {
+        return Ok(None);
+    };
+    // Only a keystore inside the data directory needs it; a file that
+    // names Vault or a keystore elsewhere must not leave a stray
+    // `.cloudsec` behind.
+    let local = section.get("backend").and_then(toml::Value::as_str) == Some("local");
+    let dir = section.get("dir").and_then(toml::Value::as_str);
+    if local && dir.is_none_or(|dir| Path::new(dir).starts_with(data_dir)) {
+        crate::data::private_dir(data_dir)?;
     }
+    Ok(Some(open_secrets(section, env, Some(data_dir)).await?))
 }
 
 /// Stands in for the generated page-token key while a configuration is

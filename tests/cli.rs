@@ -495,6 +495,41 @@ fn read_only_commands_never_create_state() {
     }
 }
 
+#[test]
+fn secrets_put_into_a_named_keystore_leaves_no_data_dir() {
+    // The chart's operators seed a keystore with a file that names it; the
+    // default `.cloudsec` of the working directory must not appear.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let config = dir.path().join("secrets.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[secrets]\nbackend = \"local\"\ndir = \"{}\"\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let mut child = cloudsec()
+        .args(["secrets", "put", "vault:secret/documents#page_token_key", "--config"])
+        .arg(&config)
+        .current_dir(&work)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"k\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(store.is_dir(), "the keystore was not written");
+    let left: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
+    assert!(left.is_empty(), "created {left:?}");
+}
+
 #[cfg(unix)]
 #[test]
 fn up_refuses_a_keystore_others_can_read() {

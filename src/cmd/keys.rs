@@ -5,17 +5,18 @@ use std::sync::Arc;
 
 use cloudsec_runtime::token::TokenVerifier;
 
-use super::{Fatal, fatal, missing, up_config};
+use super::{Fatal, OneShot, fatal, missing, one_shot};
 
 pub(crate) async fn rotate(
     now: bool,
     data_dir: PathBuf,
     config: Option<PathBuf>,
 ) -> Result<(), Fatal> {
-    let loaded = up_config(&data_dir, config.as_deref()).await?;
-    let mut cfg = loaded.config.clone();
-    let _db_credentials =
-        cloudsec::start_database_credentials(&mut cfg, loaded.secrets.as_ref()).await?;
+    let OneShot {
+        loaded,
+        config: cfg,
+        credentials: _credentials,
+    } = one_shot(&data_dir, config.as_deref()).await?;
     let auth = cfg
         .auth
         .ok_or_else(|| missing("auth", "section required"))?;

@@ -4,18 +4,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Fatal, fatal, missing, up_config};
+use super::{Fatal, fatal, missing, one_shot};
 
 pub(crate) async fn documents(
     grace: Duration,
     data_dir: PathBuf,
     config: Option<PathBuf>,
 ) -> Result<(), Fatal> {
-    let loaded = up_config(&data_dir, config.as_deref()).await?;
-    let mut cfg = loaded.config.clone();
-    let _db_credentials =
-        cloudsec::start_database_credentials(&mut cfg, loaded.secrets.as_ref()).await?;
-    let c = cfg
+    let run = one_shot(&data_dir, config.as_deref()).await?;
+    let c = run
+        .config
         .documents
         .ok_or_else(|| missing("documents", "section required"))?;
     let store = cloudsec_documents::open_store(&c).await.map_err(fatal)?;

@@ -102,6 +102,28 @@ pub(crate) async fn up_config(data_dir: &Path, path: Option<&Path>) -> Result<Lo
         .map_err(config_failure)
 }
 
+/// What a one-shot command against `cloudsec up`'s data runs with: the
+/// loaded configuration, and the same with Vault's dynamic database
+/// credentials in place (they are renewed while `credentials` lives).
+pub(crate) struct OneShot {
+    pub(crate) loaded: LoadedConfig,
+    pub(crate) config: PlatformConfig,
+    pub(crate) credentials: Vec<cloudsec_secrets::database::DbCredentials>,
+}
+
+/// [`up_config`], then the database credentials of the configuration.
+pub(crate) async fn one_shot(data_dir: &Path, path: Option<&Path>) -> Result<OneShot, Fatal> {
+    let loaded = up_config(data_dir, path).await?;
+    let mut config = loaded.config.clone();
+    let credentials =
+        cloudsec::start_database_credentials(&mut config, loaded.secrets.as_ref()).await?;
+    Ok(OneShot {
+        loaded,
+        config,
+        credentials,
+    })
+}
+
 /// The configuration `serve`, `proxy` and `migrate` run with: the file and
 /// the variables, no laptop defaults.
 pub(crate) async fn load_config(path: Option<&Path>) -> Result<LoadedConfig, Fatal> {
