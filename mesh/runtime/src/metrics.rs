@@ -12,9 +12,10 @@
 mod pool;
 pub mod process;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -74,6 +75,22 @@ pub struct Traffic {
     /// records (the default `inbound` of a sidecar's registry, which
     /// registers its own) stays out of the exposition like the others.
     in_flight: Family<Vec<(String, String)>, Gauge>,
+    /// Each path's series, found with one lookup per request instead of a
+    /// lookup per family, each with its label strings built anew. Holds as
+    /// many entries as the families hold series.
+    routes: Arc<RwLock<HashMap<Box<str>, Arc<RouteSeries>>>>,
+}
+
+/// The series of one request path.
+#[derive(Debug)]
+struct RouteSeries {
+    labels: RouteLabels,
+    requests: Counter,
+    latency: Histogram,
+    /// `status_code="200"`, `grpc_status="Ok"`: what most calls end with;
+    /// made on the first such answer, so a route that never succeeds shows
+    /// no such series, as before.
+    ok: OnceLock<Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -194,6 +211,28 @@ impl Traffic {
             responses,
             latency,
             in_flight,
+            routes: Arc::default(),
+        }
+    }
+
+    /// The series of `path`, made on its first request.
+    fn series(&self, path: &str) -> Arc<RouteSeries> {
+        if let Ok(routes) = self.routes.read()
+            && let Some(series) = routes.get(path)
+        {
+            return Arc::clone(series);
+        }
+        let labels = route_labels(path);
+        let series = Arc::new(RouteSeries {
+            requests: self.requests.get_or_create(&labels).clone(),
+            latency: self.latency.get_or_create(&labels).clone(),
+            ok: OnceLock::new(),
+            labels,
+        });
+        match self.routes.write() {
+            Ok(mut routes) => Arc::clone(routes.entry(path.into()).or_insert(series)),
+            // A poisoned cache only costs the lookups it saves.
+            Err(_) => series,
         }
     }
 
@@ -289,8 +328,8 @@ impl Drop for InFlight {
 /// What is needed to record a response once its status is known.
 #[derive(Debug)]
 struct Pending {
-    metrics: Traffic,
-    route: RouteLabels,
+    series: Arc<RouteSeries>,
+    responses: Family<ResponseLabels, Counter>,
     status_code: u16,
     start: Instant,
     _in_flight: InFlight,
@@ -299,19 +338,22 @@ struct Pending {
 impl Pending {
     fn record(self, status: Option<&http::HeaderValue>) {
         let elapsed = self.start.elapsed().as_secs_f64();
-        self.metrics
-            .latency
-            .get_or_create(&self.route)
-            .observe(elapsed);
-        self.metrics
-            .responses
-            .get_or_create(&ResponseLabels {
-                grpc_service: self.route.grpc_service,
-                grpc_method: self.route.grpc_method,
-                status_code: self.status_code,
-                grpc_status: code_name(status),
-            })
-            .inc();
+        self.series.latency.observe(elapsed);
+        let grpc_status = code_name(status);
+        let labels = || ResponseLabels {
+            grpc_service: self.series.labels.grpc_service.clone(),
+            grpc_method: self.series.labels.grpc_method.clone(),
+            status_code: self.status_code,
+            grpc_status,
+        };
+        if self.status_code == 200 && grpc_status == "Ok" {
+            self.series
+                .ok
+                .get_or_init(|| self.responses.get_or_create(&labels()).clone())
+                .inc();
+        } else {
+            self.responses.get_or_create(&labels()).inc();
+        }
     }
 }
 
@@ -330,12 +372,12 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let route = route_labels(req.uri().path());
-        self.metrics.requests.get_or_create(&route).inc();
+        let series = self.metrics.series(req.uri().path());
+        series.requests.inc();
         let pending = Pending {
             _in_flight: InFlight::new(&self.in_flight),
-            metrics: self.metrics.clone(),
-            route,
+            series,
+            responses: self.metrics.responses.clone(),
             status_code: 0,
             start: Instant::now(),
         };
@@ -452,6 +494,74 @@ mod tests {
             .encode()
             .lines()
             .find_map(|l| l.strip_prefix(series).map(|v| v.trim().to_owned()))
+    }
+
+    #[tokio::test]
+    async fn counts_each_route_and_answer_through_the_series_cache() {
+        use tower::{Layer, Service};
+        let metrics = Metrics::new("test");
+        let mut svc =
+            metrics
+                .grpc_layer()
+                .layer(tower::service_fn(|req: http::Request<()>| async move {
+                    let mut res = http::Response::new(tonic::body::Body::empty());
+                    let code = if req.uri().path().ends_with("/Fail") {
+                        "5"
+                    } else {
+                        "0"
+                    };
+                    res.headers_mut()
+                        .insert("grpc-status", http::HeaderValue::from_static(code));
+                    Ok::<_, std::convert::Infallible>(res)
+                }));
+        for path in [
+            "/pkg.Svc/Get",
+            "/pkg.Svc/Get",
+            "/pkg.Svc/Fail",
+            "/pkg.Svc/Get",
+        ] {
+            let req = http::Request::builder().uri(path).body(()).unwrap();
+            drop(svc.call(req).await.unwrap());
+        }
+        let value = |series: &str| sample(&metrics, series);
+        let get = "grpc_service=\"pkg.Svc\",grpc_method=\"Get\"";
+        let fail = "grpc_service=\"pkg.Svc\",grpc_method=\"Fail\"";
+        assert_eq!(
+            value(&format!(
+                "inbound_request_total{{component=\"test\",{get}}}"
+            ))
+            .as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            value(&format!(
+                "inbound_response_total{{component=\"test\",{get},status_code=\"200\",grpc_status=\"Ok\"}}"
+            ))
+            .as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            value(&format!(
+                "inbound_response_total{{component=\"test\",{fail},status_code=\"200\",grpc_status=\"NotFound\"}}"
+            ))
+            .as_deref(),
+            Some("1")
+        );
+        // A route that never succeeded has no Ok series.
+        assert!(
+            !metrics
+                .encode()
+                .contains(&format!("{fail},status_code=\"200\",grpc_status=\"Ok\"")),
+            "{}",
+            metrics.encode()
+        );
+        assert_eq!(
+            value(&format!(
+                "inbound_response_latency_seconds_count{{component=\"test\",{get}}}"
+            ))
+            .as_deref(),
+            Some("3")
+        );
     }
 
     #[tokio::test]
