@@ -20,14 +20,22 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
+use crate::dynamo_inbox::DynamoInbox;
 use crate::error::Result;
 use crate::sql::{ms, now_ms, stmt};
 
-/// One subscriber's inbox on a database whose bus migrations have run.
+/// One subscriber's inbox: on a database whose bus migrations have run
+/// ([`Inbox::new`]), or on DynamoDB ([`Inbox::dynamodb`]).
 #[derive(Clone, Debug)]
 pub struct Inbox {
-    db: DatabaseConnection,
+    store: Store,
     subscriber: String,
+}
+
+#[derive(Clone, Debug)]
+enum Store {
+    Sql(DatabaseConnection),
+    Dynamo(DynamoInbox),
 }
 
 /// What [`Inbox::claim`] found.
@@ -46,10 +54,29 @@ pub enum Claim {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimToken(String);
 
+impl ClaimToken {
+    pub(crate) fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Inbox {
     pub fn new(db: DatabaseConnection, subscriber: impl Into<String>) -> Self {
         Self {
-            db,
+            store: Store::Sql(db),
+            subscriber: subscriber.into(),
+        }
+    }
+
+    /// The inbox on DynamoDB (see [`crate::dynamo_inbox`]): entries expire
+    /// through the table's TTL instead of [`purge`](Self::purge).
+    pub fn dynamodb(inbox: DynamoInbox, subscriber: impl Into<String>) -> Self {
+        Self {
+            store: Store::Dynamo(inbox),
             subscriber: subscriber.into(),
         }
     }
@@ -60,10 +87,13 @@ impl Inbox {
 
     /// Whether `event_id` has been handled (a claim in progress is not).
     pub async fn seen(&self, event_id: &str) -> Result<bool> {
-        let row = self
-            .db
+        let db = match &self.store {
+            Store::Sql(db) => db,
+            Store::Dynamo(inbox) => return inbox.seen(&self.subscriber, event_id).await,
+        };
+        let row = db
             .query_one_raw(stmt(
-                self.db.get_database_backend(),
+                db.get_database_backend(),
                 "SELECT 1 AS seen FROM bus_inbox WHERE subscriber = $1 AND event_id = $2 \
                  AND lease_until_ms IS NULL",
                 [self.subscriber.clone().into(), event_id.into()],
@@ -75,15 +105,22 @@ impl Inbox {
     /// Claims `event_id` for `lease`, for the delivery of `message_id`.
     /// Atomic: of any number of concurrent callers, one acquires it.
     pub async fn claim(&self, event_id: &str, message_id: &str, lease: Duration) -> Result<Claim> {
-        let backend = self.db.get_database_backend();
+        let db = match &self.store {
+            Store::Sql(db) => db,
+            Store::Dynamo(inbox) => {
+                return inbox
+                    .claim(&self.subscriber, event_id, message_id, lease)
+                    .await;
+            }
+        };
+        let backend = db.get_database_backend();
         let token = uuid::Uuid::new_v4().to_string();
         // Twice at most: a claim released between the insert and the read
         // is gone, and the second insert takes it.
         for _ in 0..2 {
             let now = now_ms();
             let until = now.saturating_add(ms(lease));
-            let inserted = self
-                .db
+            let inserted = db
                 .execute_raw(stmt(
                     backend,
                     "INSERT INTO bus_inbox \
@@ -105,8 +142,7 @@ impl Inbox {
             }
             // A claim whose holder stopped extending it (a crash) is taken
             // over once its lease has run out.
-            let taken = self
-                .db
+            let taken = db
                 .execute_raw(stmt(
                     backend,
                     "UPDATE bus_inbox SET handled_at_ms = $1, lease_until_ms = $2, \
@@ -128,8 +164,7 @@ impl Inbox {
             if taken == 1 {
                 return Ok(Claim::Acquired(ClaimToken(token)));
             }
-            let row = self
-                .db
+            let row = db
                 .query_one_raw(stmt(
                     backend,
                     "SELECT lease_until_ms, claim_message FROM bus_inbox \
@@ -163,11 +198,16 @@ impl Inbox {
         claim: &ClaimToken,
         lease: Duration,
     ) -> Result<bool> {
+        let db = match &self.store {
+            Store::Sql(db) => db,
+            Store::Dynamo(inbox) => {
+                return inbox.extend(&self.subscriber, event_id, claim, lease).await;
+            }
+        };
         let until = now_ms().saturating_add(ms(lease));
-        Ok(self
-            .db
+        Ok(db
             .execute_raw(stmt(
-                self.db.get_database_backend(),
+                db.get_database_backend(),
                 "UPDATE bus_inbox SET lease_until_ms = $1 \
                  WHERE subscriber = $2 AND event_id = $3 AND claim_token = $4 \
                  AND lease_until_ms IS NOT NULL",
@@ -186,43 +226,52 @@ impl Inbox {
     /// Marks a claimed event handled (a no-op when the handler recorded it
     /// itself with [`Inbox::record_in`]).
     pub async fn complete(&self, event_id: &str, claim: &ClaimToken) -> Result<()> {
-        self.db
-            .execute_raw(stmt(
-                self.db.get_database_backend(),
-                "UPDATE bus_inbox SET handled_at_ms = $1, lease_until_ms = NULL, \
+        let db = match &self.store {
+            Store::Sql(db) => db,
+            Store::Dynamo(inbox) => return inbox.complete(&self.subscriber, event_id, claim).await,
+        };
+        db.execute_raw(stmt(
+            db.get_database_backend(),
+            "UPDATE bus_inbox SET handled_at_ms = $1, lease_until_ms = NULL, \
                  claim_token = NULL, claim_message = NULL \
                  WHERE subscriber = $2 AND event_id = $3 AND claim_token = $4",
-                [
-                    now_ms().into(),
-                    self.subscriber.clone().into(),
-                    event_id.into(),
-                    claim.0.clone().into(),
-                ],
-            ))
-            .await?;
+            [
+                now_ms().into(),
+                self.subscriber.clone().into(),
+                event_id.into(),
+                claim.0.clone().into(),
+            ],
+        ))
+        .await?;
         Ok(())
     }
 
     /// Gives a claim up, so that the next copy of the event runs.
     pub async fn release(&self, event_id: &str, claim: &ClaimToken) -> Result<()> {
-        self.db
-            .execute_raw(stmt(
-                self.db.get_database_backend(),
-                "DELETE FROM bus_inbox WHERE subscriber = $1 AND event_id = $2 \
+        let db = match &self.store {
+            Store::Sql(db) => db,
+            Store::Dynamo(inbox) => return inbox.release(&self.subscriber, event_id, claim).await,
+        };
+        db.execute_raw(stmt(
+            db.get_database_backend(),
+            "DELETE FROM bus_inbox WHERE subscriber = $1 AND event_id = $2 \
                  AND claim_token = $3 AND lease_until_ms IS NOT NULL",
-                [
-                    self.subscriber.clone().into(),
-                    event_id.into(),
-                    claim.0.clone().into(),
-                ],
-            ))
-            .await?;
+            [
+                self.subscriber.clone().into(),
+                event_id.into(),
+                claim.0.clone().into(),
+            ],
+        ))
+        .await?;
         Ok(())
     }
 
     /// Records `event_id` as handled; `false` when it already was.
     pub async fn record(&self, event_id: &str) -> Result<bool> {
-        Self::record_in(&self.db, &self.subscriber, event_id).await
+        match &self.store {
+            Store::Sql(db) => Self::record_in(db, &self.subscriber, event_id).await,
+            Store::Dynamo(inbox) => inbox.record(&self.subscriber, event_id).await,
+        }
     }
 
     /// Records `event_id` as handled for `subscriber` through `conn`,
@@ -251,13 +300,17 @@ impl Inbox {
     }
 
     /// Forgets handled entries older than `age` (longer than any
-    /// redelivery can take); returns how many.
+    /// redelivery can take); returns how many. On DynamoDB the table's TTL
+    /// does this, and this returns 0.
     pub async fn purge(&self, age: Duration) -> Result<u64> {
+        let db = match &self.store {
+            Store::Sql(db) => db,
+            Store::Dynamo(_) => return Ok(0),
+        };
         let before = now_ms().saturating_sub(ms(age));
-        Ok(self
-            .db
+        Ok(db
             .execute_raw(stmt(
-                self.db.get_database_backend(),
+                db.get_database_backend(),
                 "DELETE FROM bus_inbox WHERE subscriber = $1 AND handled_at_ms < $2 \
                  AND lease_until_ms IS NULL",
                 [self.subscriber.clone().into(), before.into()],

@@ -39,6 +39,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod dynamo_inbox;
 pub mod envelope;
 pub mod error;
 pub mod inbox;

@@ -183,7 +183,17 @@ pub struct Subscriber {
     /// Whether `metrics` is registered, so that an unobserved subscriber
     /// does not poll its queue's depth.
     observed: bool,
+    /// How long handled inbox entries are kept; `None` keeps them forever.
+    inbox_retention: Option<Duration>,
 }
+
+/// How long a subscriber keeps handled inbox entries unless told: 15 days,
+/// longer than SQS's longest retention (14 days), so no copy of an event
+/// can arrive after its entry is gone.
+pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
+
+/// How often the SQL inbox is purged of entries past the retention.
+const INBOX_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,7 +228,16 @@ impl Subscriber {
             config,
             metrics: SubscriberMetrics::default(),
             observed: false,
+            inbox_retention: Some(DEFAULT_INBOX_RETENTION),
         })
+    }
+
+    /// Keeps handled inbox entries for `retention` (`None`: forever). On
+    /// SQL the subscriber deletes older ones every hour while it runs; on
+    /// DynamoDB the inbox's TTL does (see [`crate::dynamo_inbox`]).
+    pub fn with_inbox_retention(mut self, retention: Option<Duration>) -> Self {
+        self.inbox_retention = retention;
+        self
     }
 
     /// Records lag, outcomes and queue depths in `metrics` (the registry
@@ -253,6 +272,14 @@ impl Subscriber {
             metrics: self.metrics,
             observed: self.observed,
         });
+        let purging = match (&shared.inbox, self.inbox_retention) {
+            (Some(inbox), Some(retention)) => Some(tokio::spawn(purge_inbox(
+                inbox.clone(),
+                retention,
+                shutdown.clone(),
+            ))),
+            _ => None,
+        };
         let measuring = shared.observed.then(|| {
             shared.metrics.queue(&queue_name);
             tokio::spawn(measure_depth(shared.clone(), shutdown.clone()))
@@ -367,6 +394,9 @@ impl Subscriber {
         }
         if let Some(measuring) = measuring {
             measuring.abort();
+        }
+        if let Some(purging) = purging {
+            purging.abort();
         }
         info!(queue = %queue_name, "subscriber stopped");
         Ok(())
@@ -645,6 +675,31 @@ impl Shared {
             // scheduled measurement.
             Ok(()) if self.observed && name == "dead_letter" => self.measure_depth().await,
             Ok(()) => {}
+        }
+    }
+}
+
+/// Deletes handled inbox entries older than `retention`, every hour while
+/// the subscriber runs (the first pass soon after start). A failure is
+/// logged and tried again next hour: the inbox only grows meanwhile.
+async fn purge_inbox(inbox: Inbox, retention: Duration, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        INBOX_PURGE_EVERY,
+    );
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match inbox.purge(retention).await {
+            Ok(0) => {}
+            Ok(purged) => info!(
+                subscriber = inbox.subscriber(),
+                purged, "inbox entries past retention deleted"
+            ),
+            Err(error) => warn!(subscriber = inbox.subscriber(), %error, "inbox purge failed"),
         }
     }
 }
