@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod aws_profile;
 mod bad_input;
 mod cognito;
 mod events;

@@ -1,0 +1,147 @@
+//! The platform on the AWS profile (`deploy/profiles/aws-moto.toml`)
+//! against moto: events over SNS -> SQS, content in S3 sealed with data
+//! keys from KMS, the audit log in DynamoDB with KMS-signed chain heads.
+//! The profile file itself is what runs, only its endpoint replaced.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::create;
+use cloudsec_tests::{Backend, Extra, Sandbox, eventually};
+
+/// The profile as committed, pointed at `moto`.
+fn profile(moto: &str) -> String {
+    let path = cloudsec_testkit::workspace_root().join("deploy/profiles/aws-moto.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    assert!(
+        text.contains("http://127.0.0.1:5000"),
+        "the profile's moto URL"
+    );
+    text.replace("http://127.0.0.1:5000", moto)
+}
+
+async fn aws(moto: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "cloudsec", "cloudsec", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_runs_on_the_aws_profile() {
+    // A moto of its own: the profile's fixed names (topic, queues, bucket,
+    // table) must not meet another test's.
+    let moto = match cloudsec_testkit::start_moto(&[]) {
+        Ok(url) => url,
+        Err(error) => {
+            cloudsec_testkit::unavailable("moto", error, "install moto_server");
+            return;
+        }
+    };
+    let sb = Sandbox::start_with(
+        Backend::Sqlite,
+        Extra {
+            toml: profile(&moto),
+            env: Default::default(),
+        },
+    )
+    .await
+    .expect("sandbox on the AWS profile");
+
+    // The same walk as on the embedded bus: sign-up, create, update,
+    // delete, all in the audit log, chained and verified.
+    crate::events::changes_reach_the_audit_log(&sb).await;
+
+    // Content: a document's key object in S3 holds a KMS-wrapped data key
+    // bound to its tenant, document and classification.
+    let user = sb.user().await;
+    let doc = create(
+        &sb,
+        &user.token,
+        json!({"title": "On AWS", "classification": "CONFIDENTIAL", "content": "kms sealed"}),
+    )
+    .await;
+    let id = doc["id"].as_str().expect("id").to_owned();
+    let r = sb.get(&format!("/v1/documents/{id}"), &user.token).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["content"], "kms sealed");
+    let config = aws(&moto).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let listed = s3
+        .list_objects_v2()
+        .bucket("cloudsec-documents")
+        .prefix(format!("{}/{id}/", user.tenant))
+        .send()
+        .await
+        .unwrap();
+    let key = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .find(|k| k.ends_with(".key"))
+        .expect("the document's key object")
+        .to_owned();
+    let object = s3
+        .get_object()
+        .bucket("cloudsec-documents")
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert!(
+        record["wrapped_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("kms:v1:"),
+        "{record}"
+    );
+    assert_eq!(record["binding"]["tenant"], user.tenant.as_str());
+    assert_eq!(record["binding"]["document"], id.as_str());
+    assert_eq!(record["binding"]["classification"], "confidential");
+
+    // Audit: the records are DynamoDB items, each with a KMS signature.
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let items = eventually(Duration::from_secs(20), || async {
+        let page = dynamo
+            .query()
+            .table_name("cloudsec-audit-log")
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("tenant#{}", user.tenant)),
+            )
+            .send()
+            .await
+            .ok()?;
+        // Sign-up, its code, the create, and the head item.
+        (page.items().len() >= 4).then(|| page.items().to_vec())
+    })
+    .await
+    .expect("the audit items in DynamoDB");
+    let signed = items
+        .iter()
+        .filter(|item| {
+            matches!(item.get("signature"),
+                Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) if s.starts_with("kms:"))
+        })
+        .count();
+    assert_eq!(signed, items.len() - 1, "every record but the head item");
+    let r = sb.get("/v1/audit/chain:verify", &user.token).await;
+    let verdict: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(verdict["ok"], true, "{verdict}");
+
+    sb.stop().await;
+}
