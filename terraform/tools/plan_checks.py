@@ -62,7 +62,10 @@ def rust_contract(repo):
     one(r'#\[serde\(default = "(default_name)"\)\]\s*pub topic: String', config, "BusConfig.topic's default")
     one(r'#\[serde\(default = "(default_name)"\)\]\s*pub event_bus: String', config, "BusConfig.event_bus's default")
 
-    type_prefix = one(r'const TYPE: &\'static str = concat!\("([^"]+)", stringify!\(\$message\)\)', envelope, "the event type prefix")
+    # An event's type is its message's full name (the proto build
+    # generates `DomainEvent` from the `event_aggregate` option).
+    events_proto = read(repo, "proto/cloudsec/events/v1/events.proto")
+    type_prefix = one(r'\npackage ([a-z0-9.]+);', events_proto, "the events' package") + "."
     type_attribute = one(r'pub const TYPE_ATTRIBUTE: &str = "([^"]+)"', envelope, "TYPE_ATTRIBUTE")
 
     default_receives = int(one(r'fn default_max_receives\(\) -> u32 \{\s*(\d+)\s*\}', transport, "default_max_receives()"))
@@ -82,6 +85,7 @@ def rust_contract(repo):
 
     mailer_queue = one(r'pub const QUEUE: &str = "([^"]+)";', mailer, "the mailer's QUEUE")
     mailer_type = one(r'QueueSpec::new\(\s*QUEUE,\s*&\[\s*(\w+)::TYPE\s*\]\s*,?\s*\)', mailer, "the mailer's event type")
+    one(rf'message ({mailer_type}) \{{\s*option \(cloudsec\.api\.v1\.event_aggregate\)', events_proto, "the mailer's event marked as a domain event")
 
     return {
         "topic": default_name,
@@ -259,6 +263,28 @@ def check_security(env, plan, fails):
         fails.check(len(standby) > 50, f"prod: only {len(standby)} resources in the DR region's standby modules")
 
 
+def check_edge_headers(env, plan, repo, fails):
+    """The console's security headers at CloudFront are the ones the
+    gateway serves and the bucket upload sets (web/security-headers.json)."""
+    want = json.loads(read(repo, "web/security-headers.json"))
+    policies = of_type(resources(plan), "aws_cloudfront_response_headers_policy")
+    fails.check(len(policies) == 1, f"{env}: {len(policies)} CloudFront response headers policies, expected 1")
+    for addr, (_, values, _, _, _) in policies.items():
+        sec = (values.get("security_headers_config") or [{}])[0]
+        got = {
+            "Content-Security-Policy": ((sec.get("content_security_policy") or [{}])[0]).get("content_security_policy"),
+            "Referrer-Policy": ((sec.get("referrer_policy") or [{}])[0]).get("referrer_policy"),
+            "X-Frame-Options": ((sec.get("frame_options") or [{}])[0]).get("frame_option"),
+        }
+        for item in ((values.get("custom_headers_config") or [{}])[0]).get("items") or []:
+            got[item["header"]] = item["value"]
+        for name, value in want.items():
+            if name == "X-Content-Type-Options":
+                fails.check(bool(sec.get("content_type_options")), f"{env}: {addr} does not set {name}")
+                continue
+            fails.check(got.get(name) == value, f"{env}: {addr} sets {name} to {got.get(name)!r}, web/security-headers.json to {value!r}")
+
+
 def counts(plan):
     res = resources(plan)
     return sum(1 for r in res.values() if "create" in r[4])
@@ -288,6 +314,7 @@ def main():
             plan = json.load(f)
         check_bus(env, plan, contract, fails)
         check_security(env, plan, fails)
+        check_edge_headers(env, plan, args.repo, fails)
         got[env] = counts(plan)
         print(f"plan_checks: {env}: {got[env]} resources to create")
     if not args.no_docs:

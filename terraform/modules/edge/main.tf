@@ -375,9 +375,23 @@ resource "aws_cloudfront_origin_access_control" "console" {
   signing_protocol                  = "sigv4"
 }
 
+# The console's security headers are web/security-headers.json's, the set
+# the gateway serves and the bucket upload sets; terraform/tools/plan_checks.py
+# fails the plan when the two disagree (the module cannot read outside
+# itself once published).
+locals {
+  console_headers = {
+    "Content-Security-Policy"    = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    "Referrer-Policy"            = "no-referrer"
+    "X-Frame-Options"            = "DENY"
+    "Cross-Origin-Opener-Policy" = "same-origin"
+    "Permissions-Policy"         = "camera=(), microphone=(), geolocation=()"
+  }
+}
+
 resource "aws_cloudfront_response_headers_policy" "security" {
   name    = "${var.name}-security-headers"
-  comment = "HSTS, no sniffing, no framing, strict referrer"
+  comment = "HSTS, the console's CSP, no sniffing, no framing, no referrer"
 
   security_headers_config {
     strict_transport_security {
@@ -386,15 +400,19 @@ resource "aws_cloudfront_response_headers_policy" "security" {
       preload                    = true
       override                   = true
     }
+    content_security_policy {
+      content_security_policy = local.console_headers["Content-Security-Policy"]
+      override                = true
+    }
     content_type_options {
       override = true
     }
     frame_options {
-      frame_option = "DENY"
+      frame_option = local.console_headers["X-Frame-Options"]
       override     = true
     }
     referrer_policy {
-      referrer_policy = "strict-origin-when-cross-origin"
+      referrer_policy = local.console_headers["Referrer-Policy"]
       override        = true
     }
     xss_protection {
@@ -403,6 +421,40 @@ resource "aws_cloudfront_response_headers_policy" "security" {
       override   = true
     }
   }
+
+  custom_headers_config {
+    items {
+      header   = "Cross-Origin-Opener-Policy"
+      value    = local.console_headers["Cross-Origin-Opener-Policy"]
+      override = true
+    }
+    items {
+      header   = "Permissions-Policy"
+      value    = local.console_headers["Permissions-Policy"]
+      override = true
+    }
+  }
+}
+
+# The console is a single-page application: a deep link such as
+# /documents/42 has no object in the bucket. Paths without a file
+# extension get index.html; the API behaviour (/v1/*) never runs this, so
+# its 404s stay JSON.
+resource "aws_cloudfront_function" "console_routes" {
+  name    = "${var.name}-console-routes"
+  runtime = "cloudfront-js-2.0"
+  comment = "console deep links serve index.html"
+  publish = true
+  code    = <<-EOT
+    function handler(event) {
+      var request = event.request;
+      var last = request.uri.split('/').pop();
+      if (last.indexOf('.') === -1) {
+        request.uri = '/index.html';
+      }
+      return request;
+    }
+  EOT
 }
 
 resource "aws_cloudfront_distribution" "this" {
@@ -470,6 +522,11 @@ resource "aws_cloudfront_distribution" "this" {
     compress                   = true
     cache_policy_id            = local.cache_optimized
     response_headers_policy_id = aws_cloudfront_response_headers_policy.security.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.console_routes.arn
+    }
   }
 
   ordered_cache_behavior {

@@ -58,6 +58,16 @@ run "edge_without_dr" {
   }
 
   assert {
+    condition     = strcontains(aws_cloudfront_response_headers_policy.security.security_headers_config[0].content_security_policy[0].content_security_policy, "script-src 'self'") && aws_cloudfront_response_headers_policy.security.security_headers_config[0].content_security_policy[0].override
+    error_message = "the console gets a CSP that allows only its own scripts (plan_checks.py compares it with web/security-headers.json)"
+  }
+
+  assert {
+    condition     = length(aws_cloudfront_distribution.this.default_cache_behavior[0].function_association) == 1 && length(aws_cloudfront_distribution.this.ordered_cache_behavior[0].function_association) == 0
+    error_message = "console deep links are rewritten to index.html; the API is not"
+  }
+
+  assert {
     condition     = aws_cloudfront_distribution.this.ordered_cache_behavior[0].path_pattern == "/v1/*" && aws_cloudfront_distribution.this.ordered_cache_behavior[0].target_origin_id == "api" && aws_cloudfront_distribution.this.ordered_cache_behavior[0].viewer_protocol_policy == "https-only"
     error_message = "/v1/* goes to the API origin over HTTPS only"
   }
