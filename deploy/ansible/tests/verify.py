@@ -172,8 +172,8 @@ def verify(client, args):
     check(cfg["kubernetes_host"] == args.kubernetes_host and "BEGIN CERTIFICATE" in cfg["kubernetes_ca_cert"], "Kubernetes auth knows the API and its CA")
     for c in vault_roles:
         role = get(client, f"auth/kubernetes/role/{c}")["data"]
-        check(role["bound_service_account_names"] == [c] and role["bound_service_account_namespaces"] == [ns] and role["token_policies"] == [c],
-              f"Kubernetes role {c}: ServiceAccount {c} in {ns}, policy {c}")
+        check(sorted(role["bound_service_account_names"]) == sorted([c, f"{c}-migrate"]) and role["bound_service_account_namespaces"] == [ns] and role["token_policies"] == [c],
+              f"Kubernetes role {c}: ServiceAccounts {c} and {c}-migrate (the chart's migration Job) in {ns}, policy {c}")
     return leases
 
 
