@@ -228,15 +228,17 @@ impl KmsSigner {
         }
     }
 
-    /// Fails unless the key exists and is reachable.
+    /// Fails unless the key exists and is reachable. `GetPublicKey`, not
+    /// `DescribeKey`: the audit policy grants the former (to check
+    /// signatures) and nothing more than it needs.
     pub async fn check(&self) -> Result<()> {
         self.client
-            .describe_key()
+            .get_public_key()
             .key_id(&self.key)
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| kms_error("DescribeKey", &self.key, e))
+            .map_err(|e| kms_error("GetPublicKey", &self.key, e))
     }
 
     /// Creates the key and, for an `alias/...` name, its alias, unless the

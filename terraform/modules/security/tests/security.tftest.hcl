@@ -77,7 +77,8 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
       Statement = [
         { Sid = "ContentObjects", Effect = "Allow", Action = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], Resource = "arn:aws:s3:::cloudsec-test-documents/*" },
         { Sid = "ContentBucket", Effect = "Allow", Action = ["s3:ListBucket"], Resource = "arn:aws:s3:::cloudsec-test-documents" },
-        { Sid = "ContentEnvelopeKey", Effect = "Allow", Action = ["kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/documents", Condition = { Null = { "kms:EncryptionContextKeys" = "false" } } },
+        { Sid = "ContentEnvelopeKey", Effect = "Allow", Action = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/documents", Condition = { Null = { "kms:EncryptionContextKeys" = "false" } } },
+        { Sid = "EnvelopeKeyVersions", Effect = "Allow", Action = ["kms:DescribeKey", "kms:ListKeyRotations"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/documents" },
         { Sid = "PublishEvents", Effect = "Allow", Action = ["sns:Publish"], Resource = ["arn:aws:sns:eu-west-1:111111111111:cloudsec-events", "arn:aws:sns:eu-west-1:111111111111:cloudsec-events.fifo"] },
         { Sid = "FindEventTopic", Effect = "Allow", Action = ["sns:ListTopics"], Resource = "*" },
         { Sid = "PutEventsOnBus", Effect = "Allow", Action = ["events:DescribeEventBus", "events:PutEvents"], Resource = "arn:aws:events:eu-west-1:111111111111:event-bus/cloudsec-events" },
