@@ -513,7 +513,12 @@ fn secrets_put_into_a_named_keystore_leaves_no_data_dir() {
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let mut child = cloudsec()
-        .args(["secrets", "put", "vault:secret/documents#page_token_key", "--config"])
+        .args([
+            "secrets",
+            "put",
+            "vault:secret/documents#page_token_key",
+            "--config",
+        ])
         .arg(&config)
         .current_dir(&work)
         .stdin(Stdio::piped())

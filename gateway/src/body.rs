@@ -108,7 +108,6 @@ mod tests {
     use super::*;
     use crate::test_support::headers;
 
-
     #[test]
     fn content_length_over_the_limit_is_413() {
         assert!(check_content_length(&headers(&[]), 10).is_ok());

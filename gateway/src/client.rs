@@ -121,7 +121,6 @@ mod tests {
     use super::*;
     use crate::test_support::headers;
 
-
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()
     }

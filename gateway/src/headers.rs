@@ -127,7 +127,6 @@ mod tests {
     use super::*;
     use crate::test_support::headers;
 
-
     #[test]
     fn grpc_metadata_headers_go_both_ways_except_reserved_ones() {
         let h = headers(&[

@@ -3,8 +3,9 @@
 //!
 //! Modes: plaintext objects in the same directory (the baseline: the same
 //! object writes and fsyncs, no encryption, no key object), envelope
-//! encryption with local keys, and with Vault transit (OpenBao, found or
-//! started like the tests do; skipped when there is none). The data-key
+//! encryption with local keys, with KMS on moto (when `BENCH_KMS` is set;
+//! scripts/bench-aws), and with Vault transit (OpenBao, found or started
+//! like the tests do; skipped when there is none). The data-key
 //! cache is the secrets crate's default: `max_uses = 1` (every document
 //! its own data key, one transit `datakey` call per create) and an opening
 //! cache of 1024 keys for 5 minutes, so the first read of a document
@@ -115,6 +116,19 @@ async fn main() {
             0,
         ),
     ];
+    // KMS on moto, when `BENCH_KMS` is set (scripts/bench-aws sets it):
+    // each create is a GenerateDataKey round trip to moto, never prefetched
+    // (data keys are bound to their document).
+    if std::env::var_os("BENCH_KMS").is_some()
+        && let Some(moto) = cloudsec_testkit::moto_url()
+    {
+        let kms =
+            cloudsec_secrets::KmsKeys::connect(&cloudsec_secrets::test_util::moto_kms(&moto)).await;
+        for key in KeyPolicy::default().key_names() {
+            kms.ensure_key(key).await.unwrap();
+        }
+        modes.push(("envelope, KMS (moto)", Some(Arc::new(kms)), 0));
+    }
     if let Some(vault) = cloudsec_secrets::test_util::openbao() {
         let mount = vault.mount("transit").await;
         let transit = TransitKeys::new(vault.root().await, &mount);
