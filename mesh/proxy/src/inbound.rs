@@ -8,16 +8,13 @@ use cloudsec_identity::SpiffeId;
 use cloudsec_runtime::metrics::GrpcMetricsService;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::authz::{Authorizer, Decision};
-use crate::io::Handler;
+use crate::io::{AppConnector, Handler, Http2Connection};
 use crate::policy::{ProxyBody, grpc_error};
 
 /// The header that carries the caller's verified SPIFFE id to the
@@ -63,7 +60,7 @@ pub(crate) struct Inbound {
     decisions: Decisions,
     /// The metrics layer over the application client, made once: making
     /// the layer looks up the in-flight gauge.
-    service: GrpcMetricsService<AppClient>,
+    service: GrpcMetricsService<Http2Connection<AppConnector>>,
 }
 
 impl Inbound {
@@ -84,20 +81,16 @@ impl Inbound {
             deny: decision("deny"),
             audit_deny: decision("audit_deny"),
         };
-        // Without TCP_NODELAY, Nagle's algorithm holds small gRPC frames back
-        // for up to 40 ms on this loopback hop.
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .http2_only(true)
-            .build(connector);
         Ok(Self {
             app,
             authority: app.to_string().parse()?,
             authz: Arc::new(authz),
             decisions,
-            service: metrics.traffic("inbound").layer().layer(AppClient(client)),
+            // The connector sets TCP_NODELAY on this loopback hop.
+            service: metrics
+                .traffic("inbound")
+                .layer()
+                .layer(Http2Connection::new(AppConnector(app))),
         })
     }
 
@@ -157,33 +150,6 @@ impl Inbound {
                 grpc_error(tonic::Code::Unavailable, "application unavailable")
             }
         }
-    }
-}
-
-/// The plaintext HTTP/2 client to the application, as a tower service.
-#[derive(Clone)]
-struct AppClient(Client<HttpConnector, ProxyBody>);
-
-impl Service<http::Request<ProxyBody>> for AppClient {
-    type Response = http::Response<ProxyBody>;
-    type Error = hyper_util::client::legacy::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<ProxyBody>) -> Self::Future {
-        let fut = self.0.request(request);
-        Box::pin(async move {
-            let response = fut.await?;
-            Ok(response.map(|b| b.map_err(Into::into).boxed_unsync()))
-        })
     }
 }
 

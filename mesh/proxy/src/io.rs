@@ -11,8 +11,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cloudsec_identity::SpiffeId;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -127,23 +128,11 @@ impl<T: AsyncWrite> AsyncWrite for Counted<T> {
     }
 }
 
-impl<T: Connection> Connection for Counted<T> {
-    fn connected(&self) -> Connected {
-        self.inner.connected()
-    }
-}
-
 pin_project_lite::pin_project! {
-    /// An mTLS connection to a peer sidecar, as hyper's client wants it.
+    /// An mTLS connection to a peer sidecar.
     pub(crate) struct MeshStream {
         #[pin]
         inner: tokio_rustls::client::TlsStream<TcpStream>,
-    }
-}
-
-impl Connection for MeshStream {
-    fn connected(&self) -> Connected {
-        Connected::new().negotiated_h2()
     }
 }
 
@@ -313,5 +302,166 @@ pub(crate) async fn serve<H, A, Fut, IO>(
         .is_err()
     {
         tracing::warn!(?grace, "grace period over, closing connections still open");
+    }
+}
+
+/// One HTTP/2 connection to one address, dialled with `C` on first use and
+/// again once it has closed: how the outbound reaches each endpoint and the
+/// inbound its application.
+///
+/// hyper's own connection, not hyper-util's pooled client: with one peer
+/// there is nothing to pool, and the pooled client costs a pool checkout, a
+/// clone of the connector and a key lookup per request (issue 21). What the
+/// pooled client did that matters is kept: a request that a closing
+/// connection never took is sent again on a new one.
+pub(crate) struct Http2Connection<C>(Arc<Http2State<C>>);
+
+impl<C> Clone for Http2Connection<C> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+struct Http2State<C> {
+    connector: C,
+    /// The open connection's sender; each request clones it (a channel
+    /// handle).
+    current: arc_swap::ArcSwapOption<SendRequest<ProxyBody>>,
+    /// One dial at a time: requests that find the connection closed wait
+    /// for the same new one.
+    dialing: tokio::sync::Mutex<()>,
+}
+
+impl<C, IO> Http2Connection<C>
+where
+    C: tower::Service<http::Uri, Response = IO, Error = BoxError> + Clone + Send + Sync + 'static,
+    C::Future: Send,
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    pub(crate) fn new(connector: C) -> Self {
+        Self(Arc::new(Http2State {
+            connector,
+            current: arc_swap::ArcSwapOption::empty(),
+            dialing: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The open connection, dialled first if there is none. Dial and
+    /// handshake failures come as [`ConnectError`].
+    async fn sender(state: &Http2State<C>) -> Result<SendRequest<ProxyBody>, BoxError> {
+        let open = || {
+            state
+                .current
+                .load()
+                .as_deref()
+                .filter(|s| !s.is_closed())
+                .cloned()
+        };
+        if let Some(sender) = open() {
+            return Ok(sender);
+        }
+        let _dialing = state.dialing.lock().await;
+        if let Some(sender) = open() {
+            return Ok(sender);
+        }
+        let io = state
+            .connector
+            .clone()
+            .call(http::Uri::default())
+            .await
+            .map_err(|e| -> BoxError {
+                if crate::policy::is_connect_error(e.as_ref()) {
+                    e
+                } else {
+                    Box::new(ConnectError::new(e))
+                }
+            })?;
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(io)
+            .await
+            .map_err(|e| Box::new(ConnectError::new(e)) as BoxError)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended");
+            }
+        });
+        state.current.store(Some(Arc::new(sender.clone())));
+        Ok(sender)
+    }
+}
+
+/// Connection-level failures are what retries may safely repeat: the
+/// request never reached the application, or the connection broke under
+/// it (peer gone, reset, closed).
+fn classify(error: hyper::Error) -> BoxError {
+    if error.is_canceled() || error.is_closed() || error.is_incomplete_message() {
+        Box::new(ConnectError::new(error))
+    } else {
+        Box::new(error)
+    }
+}
+
+impl<C, IO> tower::Service<http::Request<ProxyBody>> for Http2Connection<C>
+where
+    C: tower::Service<http::Uri, Response = IO, Error = BoxError> + Clone + Send + Sync + 'static,
+    C::Future: Send,
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    type Response = http::Response<ProxyBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<ProxyBody>) -> Self::Future {
+        let state = Arc::clone(&self.0);
+        Box::pin(async move {
+            let mut sender = Self::sender(&state).await?;
+            let response = match sender.try_send_request(request).await {
+                Ok(response) => response,
+                Err(mut error) => match error.take_message() {
+                    // The connection closed before taking the request: a
+                    // new connection gets it.
+                    Some(request) => {
+                        let mut sender = Self::sender(&state).await?;
+                        sender.send_request(request).await.map_err(classify)?
+                    }
+                    None => return Err(classify(error.into_error())),
+                },
+            };
+            Ok(response.map(|b| b.map_err(Into::into).boxed_unsync()))
+        })
+    }
+}
+
+/// Dials the application on loopback, in plaintext.
+#[derive(Clone)]
+pub(crate) struct AppConnector(pub(crate) SocketAddr);
+
+impl tower::Service<http::Uri> for AppConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let addr = self.0;
+        Box::pin(async move {
+            let tcp = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+                .await
+                .map_err(|e| Box::new(ConnectError::new(format!("{addr}: {e}"))) as BoxError)?
+                .map_err(|e| Box::new(ConnectError::new(format!("{addr}: {e}"))) as BoxError)?;
+            // Without TCP_NODELAY, Nagle's algorithm holds small gRPC frames
+            // back for up to 40 ms on this loopback hop.
+            let _ = tcp.set_nodelay(true);
+            Ok(TokioIo::new(tcp))
+        })
     }
 }

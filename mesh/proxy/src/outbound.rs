@@ -25,8 +25,7 @@ use cloudsec_identity::SpiffeId;
 use cloudsec_runtime::metrics::{GrpcMetricsLayer, MetricsBody};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tower::discover::Change;
@@ -34,7 +33,7 @@ use tower::util::BoxCloneSyncService as BoxCloneService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::config::{DestinationConfig, OutboundConfig};
-use crate::io::{Handler, MeshConnector, MeshTarget, TcpMetrics};
+use crate::io::{Handler, Http2Connection, MeshConnector, MeshTarget, TcpMetrics};
 use crate::policy::{
     BoxError, BreakerLayer, BreakerOpen, BreakerPolicy, ConnectError, Labels, PolicyMetrics,
     ProxyBody, RetryLayer, RouteKey, RoutePolicies, RoutePolicy, Shed, TimeoutLayer, grpc_error,
@@ -51,53 +50,9 @@ type RouteStack = BoxCloneService<Req, http::Response<MetricsBody<ProxyBody>>, B
 /// What discovery tells the balancer.
 type Discovered = Result<Change<SocketAddr, RouteService>, Infallible>;
 
-/// One endpoint: an HTTP/2 client that always dials the same peer sidecar.
-#[derive(Clone)]
-struct Endpoint {
-    client: Client<MeshConnector, ProxyBody>,
-}
-
-impl Service<Req> for Endpoint {
-    type Response = Rsp;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Rsp, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Req) -> Self::Future {
-        let fut = self.client.request(request);
-        Box::pin(async move {
-            match fut.await {
-                Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
-                // Connection-level failures are what retries may safely
-                // repeat: the request never reached the application.
-                Err(error) if error.is_connect() || connection_lost(&error) => {
-                    Err(Box::new(ConnectError::new(error)) as BoxError)
-                }
-                Err(error) => Err(Box::new(error) as BoxError),
-            }
-        })
-    }
-}
-
-/// Whether the connection broke under the request (peer gone, reset,
-/// closed): on a route marked retryable that is a connection failure to
-/// retry elsewhere, like a failed connect.
-fn connection_lost(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            return h.is_canceled() || h.is_closed() || h.is_incomplete_message();
-        }
-        if e.downcast_ref::<std::io::Error>().is_some() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
+/// One endpoint: one HTTP/2 connection to one peer sidecar (see
+/// [`Http2Connection`] for why not hyper-util's pooled client).
+type Endpoint = Http2Connection<MeshConnector>;
 
 pin_project_lite::pin_project! {
     /// Fails fast once the balancer has had no ready endpoint for longer
@@ -225,12 +180,7 @@ fn endpoint_service(
         tls: Arc::clone(tls),
         tcp: tcp.clone(),
     });
-    let client = Client::builder(TokioExecutor::new())
-        .timer(hyper_util::rt::TokioTimer::new())
-        .http2_only(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .build(connector);
-    BoxCloneService::new(breaker.layer(Endpoint { client }))
+    BoxCloneService::new(breaker.layer(Endpoint::new(connector)))
 }
 
 /// A P2C peak-EWMA balancer over the destination's endpoints, each behind
