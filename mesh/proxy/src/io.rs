@@ -465,3 +465,94 @@ impl tower::Service<http::Uri> for AppConnector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use tower::Service;
+
+    use super::*;
+
+    fn request() -> http::Request<ProxyBody> {
+        let body = http_body_util::Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        http::Request::builder()
+            .uri("http://app/pkg.Svc/Get")
+            .body(body)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_dial_is_a_connect_error() {
+        // Bound and released: nothing listens there any more.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut conn = Http2Connection::new(AppConnector(addr));
+        let error = conn.call(request()).await.unwrap_err();
+        assert!(crate::policy::is_connect_error(error.as_ref()), "{error}");
+    }
+
+    #[tokio::test]
+    async fn requests_share_one_connection_and_a_closed_one_is_redialled() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let close = Arc::new(tokio::sync::Notify::new());
+        {
+            let accepted = Arc::clone(&accepted);
+            let close = Arc::clone(&close);
+            tokio::spawn(async move {
+                loop {
+                    let (tcp, _) = listener.accept().await.unwrap();
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let close = Arc::clone(&close);
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(|_req| async {
+                            Ok::<_, Infallible>(http::Response::new(
+                                http_body_util::Empty::<Bytes>::new(),
+                            ))
+                        });
+                        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(tcp), service);
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            _ = conn.as_mut() => {}
+                            () = close.notified() => {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = conn.await;
+                            }
+                        }
+                    });
+                }
+            });
+        }
+
+        let mut client = Http2Connection::new(AppConnector(addr));
+        for _ in 0..3 {
+            let response = client.call(request()).await.unwrap();
+            assert_eq!(response.status(), http::StatusCode::OK);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection for all");
+
+        // The server closes the connection; the client notices, then dials
+        // again for the next request.
+        close.notify_one();
+        while client
+            .0
+            .current
+            .load()
+            .as_deref()
+            .is_some_and(|s| !s.is_closed())
+        {
+            tokio::task::yield_now().await;
+        }
+        let response = client.call(request()).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+}
