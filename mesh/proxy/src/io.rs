@@ -287,7 +287,12 @@ pub(crate) async fn serve<H, A, Fut, IO>(
             let service = hyper::service::service_fn(move |request| {
                 let handler = Arc::clone(&handler);
                 let peer = peer.clone();
-                async move { Ok::<_, Infallible>(handler.handle(peer, request).await) }
+                // Boxed: hyper spawns a task per stream holding this
+                // future, and tokio copies a task's future as it creates
+                // and runs it; the handler's future is large (the whole
+                // stack's state), a box is one pointer (issue 21).
+                let handling = Box::pin(async move { handler.handle(peer, request).await });
+                async move { Ok::<_, Infallible>(handling.await) }
             });
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(hyper_util::rt::TokioTimer::new())
