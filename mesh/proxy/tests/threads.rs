@@ -69,15 +69,33 @@ fn start(dir: &Path, worker_threads: Option<usize>) -> Sidecar {
     panic!("the sidecar stopped before serving:\n{log}");
 }
 
-/// How many of the process's threads have each name.
+/// The names of the process's threads, once every thread the runtime
+/// started has named itself: a thread that was just spawned still carries
+/// the process's name until it runs, so an early look miscounts.
 fn thread_names(pid: u32) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .map(|task| {
-            let comm = task.unwrap().path().join("comm");
-            std::fs::read_to_string(comm).unwrap().trim().to_owned()
-        })
-        .collect()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let tasks: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|task| {
+                let task = task.unwrap();
+                let tid = task.file_name().to_string_lossy().parse().unwrap();
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap();
+                (tid, comm.trim().to_owned())
+            })
+            .collect();
+        let main = tasks
+            .iter()
+            .find(|(tid, _)| *tid == pid)
+            .map(|(_, name)| name.clone())
+            .unwrap_or_default();
+        let unnamed = tasks.iter().any(|(tid, name)| *tid != pid && *name == main);
+        if !unnamed || std::time::Instant::now() >= deadline {
+            return tasks.into_iter().map(|(_, name)| name).collect();
+        }
+        // Polling: /proc has nothing to wait on.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 fn count(names: &[String], name: &str) -> usize {
