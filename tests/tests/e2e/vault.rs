@@ -464,6 +464,7 @@ async fn services_use_vault_database_credentials_and_survive_a_revocation() {
         before.iter().all(|u| u.starts_with("v-")),
         "only Vault-issued logins connect: {before:?}"
     );
+    let user = sb.user().await;
 
     post(
         &vault,
@@ -477,12 +478,19 @@ async fn services_use_vault_database_credentials_and_survive_a_revocation() {
             "{old} was dropped by the revocation"
         );
     }
-    let user = sb.user().await;
+    // Until each service has its new credentials a call may be refused
+    // with 503 (the database is unreachable to it for that moment); then
+    // documents and auth both serve again, on new logins only.
+    let login = json!({"email": user.email, "password": user.password});
     let served = eventually(Duration::from_secs(30), || async {
         let r = sb.get("/v1/documents", &user.token).await;
+        let logged_in = sb.post_public("/v1/auth:login", &login).await.status() == 200;
         let now = db.logins().await;
-        (r.status() == 200 && !now.is_empty() && now.iter().all(|u| !before.contains(u)))
-            .then_some(now)
+        (r.status() == 200
+            && logged_in
+            && !now.is_empty()
+            && now.iter().all(|u| !before.contains(u)))
+        .then_some(now)
     })
     .await;
     let after = served.expect("the platform serves with new logins after the revocation");
