@@ -224,10 +224,14 @@ async fn kms_down_is_unavailable_and_seals_nothing() {
         .await
         .unwrap_err();
     assert!(error.is_unavailable(), "{error:?}");
+    let message = error.to_string();
     assert!(
-        // The first call that fails may be the version look-up.
-        error.to_string().starts_with("kms is unavailable for ")
-            && error.to_string().contains("docs-public: cannot connect"),
+        // The first call that fails may be the version look-up; a loaded
+        // machine may hit the 2 s timeout before the refused connection
+        // is reported.
+        message.starts_with("kms is unavailable for ")
+            && (message.contains("docs-public: cannot connect")
+                || message.contains("docs-public: timed out")),
         "{error}"
     );
     let error = down.open(&sealed, &aad).await.unwrap_err();
