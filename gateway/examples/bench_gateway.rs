@@ -161,25 +161,39 @@ fn transcode(seconds: u64) -> Result<(), Error> {
     let set = descriptor_set()?;
     let transcoder = Transcoder::new(&[set.as_slice()])?;
     let json = request_json();
-    let budget = Duration::from_secs(seconds);
-    let started = Instant::now();
-    let (mut requests, mut protobuf) = (0u64, 0usize);
-    while started.elapsed() < budget {
-        for _ in 0..1000 {
-            protobuf = transcoder.to_protobuf(0, json.as_bytes())?.len();
-            requests += 1;
+    // The gateway's path (the streaming transcoder where the route has
+    // one), then the reference transcoder on the same request.
+    let timed = |f: &dyn Fn() -> Result<usize, String>| -> Result<(u64, usize, f64), Error> {
+        let budget = Duration::from_secs(seconds);
+        let started = Instant::now();
+        let (mut requests, mut protobuf) = (0u64, 0usize);
+        while started.elapsed() < budget {
+            for _ in 0..1000 {
+                protobuf = f()?;
+                requests += 1;
+            }
         }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let bytes = requests as f64 * json.len() as f64;
+        Ok((requests, protobuf, started.elapsed().as_secs_f64()))
+    };
+    let (requests, protobuf, elapsed) =
+        timed(&|| transcoder.to_protobuf(0, json.as_bytes()).map(|b| b.len()))?;
+    let (ref_requests, _, ref_elapsed) = timed(&|| {
+        transcoder
+            .to_protobuf_reference(0, json.as_bytes())
+            .map(|b| b.len())
+    })?;
+    let mb = |n: u64, s: f64| n as f64 * json.len() as f64 / s / 1e6;
     println!(
-        "json_bytes={} protobuf_bytes={} requests={} seconds={:.3} mb_per_s={:.1} per_request_us={:.2}",
+        "json_bytes={} protobuf_bytes={} requests={} seconds={:.3} mb_per_s={:.1} per_request_us={:.2} streaming={} reference_mb_per_s={:.1} reference_per_request_us={:.2}",
         json.len(),
         protobuf,
         requests,
         elapsed,
-        bytes / elapsed / 1e6,
-        elapsed * 1e6 / requests as f64
+        mb(requests, elapsed),
+        elapsed * 1e6 / requests as f64,
+        transcoder.streams(0),
+        mb(ref_requests, ref_elapsed),
+        ref_elapsed * 1e6 / ref_requests as f64,
     );
     Ok(())
 }

@@ -116,7 +116,11 @@ impl Transcoder {
             return Ok(());
         };
         for deny_unknown in [true, false] {
-            let Ok(message) = binding.request(captures, Some(query), body, deny_unknown) else {
+            let reference = binding.request(captures, Some(query), body, deny_unknown);
+            if let Some(wire) = binding.request_wire(captures, Some(query), body, deny_unknown) {
+                crate::wire::same_request(&binding.input(), &reference, &wire)?;
+            }
+            let Ok(message) = reference else {
                 continue;
             };
             let _ = self.validator.violations(&message);
@@ -153,12 +157,41 @@ impl Transcoder {
             .bindings
             .get(route)
             .ok_or_else(|| format!("no route #{route}"))?;
+        let check = |message: &DynamicMessage| match self.validator.violations(message).first() {
+            Some(first) => Err(format!("{}: {}", first.field, first.description)),
+            None => Ok(()),
+        };
+        if let Some(bytes) = binding.request_wire(&[], None, body, true) {
+            let bytes = bytes?;
+            if self.validator.checks(&binding.input()) {
+                let message = DynamicMessage::decode(binding.input(), bytes.as_slice())
+                    .map_err(|e| e.to_string())?;
+                check(&message)?;
+            }
+            return Ok(bytes);
+        }
+        self.to_protobuf_reference(route, body)
+    }
+
+    /// [`Transcoder::to_protobuf`] through the reference transcoder (a
+    /// `DynamicMessage`, then encoded), whatever the route.
+    pub fn to_protobuf_reference(&self, route: usize, body: &[u8]) -> Result<Vec<u8>, String> {
+        let binding = self
+            .bindings
+            .get(route)
+            .ok_or_else(|| format!("no route #{route}"))?;
         let message = binding.request(&[], None, body, true)?;
-        let violations = self.validator.violations(&message);
-        if let Some(first) = violations.first() {
+        if let Some(first) = self.validator.violations(&message).first() {
             return Err(format!("{}: {}", first.field, first.description));
         }
         Ok(message.encode_to_vec())
+    }
+
+    /// Whether route `route` has the streaming transcoder.
+    pub fn streams(&self, route: usize) -> bool {
+        self.bindings
+            .get(route)
+            .is_some_and(|b| b.request_wire(&[], None, b"{}", false).is_some())
     }
 
     /// Decodes `bytes` as route `route`'s response message (as a service

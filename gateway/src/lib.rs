@@ -15,6 +15,8 @@
 //!   matching and the most-specific-first route table.
 //! - `transcode`: JSON body, path variables and query parameters into a
 //!   request message; the response message back into JSON.
+//! - `wire`: the streaming transcoder, JSON straight to protobuf wire
+//!   bytes for the routes it can serve exactly like `transcode`.
 //! - [`codec`]: a tonic codec for descriptor-typed messages.
 //! - [`error`]: [`GatewayError`] and the JSON error body, including rich
 //!   `google.rpc` details.
@@ -68,6 +70,7 @@ mod tls;
 mod transcode;
 mod upstream;
 mod validate;
+mod wire;
 
 pub use codec::DynamicCodec;
 pub use config::{

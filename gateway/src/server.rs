@@ -27,11 +27,13 @@ use cloudsec_runtime::shutdown::Shutdown;
 use cloudsec_runtime::telemetry;
 use cloudsec_runtime::tls::MeshTls;
 use http::{HeaderValue, Method, Request, StatusCode, header};
+use prost_reflect::DynamicMessage;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::body::{check_content_type, read_body};
 use crate::client::{ClientInfo, client_info};
+use crate::codec::Outgoing;
 use crate::config::{GatewayConfig, Throttle};
 use crate::cors::{self, Cors};
 use crate::error::{ApiError, GatewayError};
@@ -588,26 +590,9 @@ impl Shared {
             check_content_type(&parts.headers)
                 .map_err(|e| rejected(Rejection::UnsupportedMediaType, e))?;
         }
-        let message = target
-            .binding
-            .request(
-                captures,
-                parts.uri.query(),
-                &body,
-                self.reject_unknown_fields,
-            )
-            .map_err(|e| rejected(Rejection::InvalidRequest, ApiError::invalid_argument(e)))?;
-        if let Some(validator) = &self.validator {
-            let violations = validator.violations(&message);
-            if !violations.is_empty() {
-                let reason = if violations.iter().any(|v| v.missing) {
-                    Rejection::MissingRequired
-                } else {
-                    Rejection::InvalidField
-                };
-                return Err(rejected(reason, invalid_fields(&violations)));
-            }
-        }
+        let message = self
+            .transcode(target, captures, parts.uri.query(), &body)
+            .map_err(|(reason, error)| rejected(reason, error))?;
 
         let span = tracing::info_span!(
             "gateway.request",
@@ -647,6 +632,61 @@ impl Shared {
             }
             Err(status) => self.failure(target, status),
         }
+    }
+
+    /// The request for `target`: the streaming transcoder's wire bytes
+    /// where the route allows it, else the reference transcoder's message;
+    /// then the contract's checks. A refusal carries its metrics reason.
+    fn transcode(
+        &self,
+        target: &Target,
+        captures: &[String],
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Result<Outgoing, (Rejection, ApiError)> {
+        let invalid = |e: String| (Rejection::InvalidRequest, ApiError::invalid_argument(e));
+        let check = |message: &DynamicMessage| match &self.validator {
+            Some(validator) => {
+                let violations = validator.violations(message);
+                if violations.is_empty() {
+                    return Ok(());
+                }
+                let reason = if violations.iter().any(|v| v.missing) {
+                    Rejection::MissingRequired
+                } else {
+                    Rejection::InvalidField
+                };
+                Err((reason, invalid_fields(&violations)))
+            }
+            None => Ok(()),
+        };
+        let binding = &target.binding;
+        let deny = self.reject_unknown_fields;
+        if let Some(bytes) = binding.request_wire(captures, query, body, deny) {
+            let bytes = bytes.map_err(invalid)?;
+            let input = binding.input();
+            if !self.validator.as_ref().is_some_and(|v| v.checks(&input)) {
+                return Ok(Outgoing::Encoded(bytes));
+            }
+            // The checks read a message: decoding the bytes just written
+            // costs far less than parsing the JSON into one.
+            match DynamicMessage::decode(input, bytes.as_slice()) {
+                Ok(message) => {
+                    check(&message)?;
+                    return Ok(Outgoing::Encoded(bytes));
+                }
+                Err(error) => tracing::error!(
+                    %error,
+                    method = %target.full_method,
+                    "the streaming transcoder wrote bytes that do not decode; using the reference transcoder"
+                ),
+            }
+        }
+        let message = binding
+            .request(captures, query, body, deny)
+            .map_err(invalid)?;
+        check(&message)?;
+        Ok(Outgoing::Message(message))
     }
 }
 

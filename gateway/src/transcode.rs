@@ -12,8 +12,13 @@ use prost_reflect::{
 };
 use serde_json::Value as Json;
 
+use std::sync::Arc;
+
+use prost::Message;
+
 use crate::routes::{PathTemplate, decode};
 use crate::validate::{behavior, field_behaviors, mask_paths, update_mask_field};
+use crate::wire::{Override, WirePlan};
 
 /// Where the HTTP body goes in the request message.
 #[derive(Debug, Clone)]
@@ -39,6 +44,57 @@ pub(crate) struct Binding {
     /// the mask field, filled from the body's JSON keys when the request
     /// leaves it empty (grpc-gateway's behaviour).
     patch_mask: Option<FieldDescriptor>,
+    /// The streaming transcoder's plan, where it applies (`wire.rs`).
+    wire: Option<WireRoute>,
+}
+
+/// A route the streaming transcoder serves: a body of the whole request
+/// (`body_number` none) or of one singular message field, path variables
+/// binding top-level scalar fields, no update mask to fill.
+#[derive(Debug, Clone)]
+struct WireRoute {
+    plan: Arc<WirePlan>,
+    body_number: Option<u32>,
+}
+
+impl WireRoute {
+    fn new(
+        input: &MessageDescriptor,
+        body: &BodyRule,
+        path_fields: &[Vec<FieldDescriptor>],
+        patch_mask: Option<&FieldDescriptor>,
+    ) -> Option<Self> {
+        let top_level_scalars = path_fields
+            .iter()
+            .all(|p| p.len() == 1 && !matches!(p[0].kind(), Kind::Message(_)));
+        if patch_mask.is_some() || !top_level_scalars {
+            return None;
+        }
+        let (message, body_number) = match body {
+            BodyRule::None => return None,
+            BodyRule::Whole => (input.clone(), None),
+            BodyRule::Field(field) => match field.kind() {
+                Kind::Message(m)
+                    if !field.is_list()
+                        && !field.is_map()
+                        && !m.full_name().starts_with("google.protobuf.") =>
+                {
+                    (m, Some(field.number()))
+                }
+                _ => return None,
+            },
+        };
+        match WirePlan::new(&message) {
+            Ok(plan) => Some(Self {
+                plan: Arc::new(plan),
+                body_number,
+            }),
+            Err(why) => {
+                tracing::debug!(message = %message.full_name(), why = %why.0, "the reference transcoder serves this route");
+                None
+            }
+        }
+    }
 }
 
 /// Resolves a dotted path of proto field names (and, for query
@@ -123,6 +179,7 @@ impl Binding {
             }
             _ => None,
         };
+        let wire = WireRoute::new(&input, &body, &path_fields, patch_mask.as_ref());
         Ok(Self {
             input,
             output: method.output(),
@@ -130,11 +187,11 @@ impl Binding {
             response_body,
             path_fields,
             patch_mask,
+            wire,
         })
     }
 
     /// The request message type.
-    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     pub(crate) fn input(&self) -> MessageDescriptor {
         self.input.clone()
     }
@@ -148,6 +205,54 @@ impl Binding {
     /// Whether the route takes a request body at all.
     pub(crate) fn has_body(&self) -> bool {
         !matches!(self.body, BodyRule::None)
+    }
+
+    /// The request as wire bytes straight from the JSON, when the route
+    /// and this request allow it (no query string); `None` means "use
+    /// [`Binding::request`]". Accepts and refuses exactly what
+    /// `request` does, and the bytes decode to the message it builds.
+    pub(crate) fn request_wire(
+        &self,
+        captures: &[String],
+        query: Option<&str>,
+        body: &[u8],
+        deny_unknown: bool,
+    ) -> Option<Result<Vec<u8>, String>> {
+        let wire = self.wire.as_ref()?;
+        if query.is_some_and(|q| !q.is_empty()) {
+            return None;
+        }
+        let body = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}".as_slice()
+        } else {
+            body
+        };
+        let run = |overrides: &[Override]| match wire.body_number {
+            None => wire.plan.message(body, overrides, deny_unknown),
+            Some(number) => wire.plan.field(number, body, overrides, deny_unknown),
+        };
+        let mut overrides = Vec::with_capacity(self.path_fields.len());
+        for (fields, raw) in self.path_fields.iter().zip(captures) {
+            let [leaf] = fields.as_slice() else {
+                return None;
+            };
+            let value = match parse_value(leaf, raw) {
+                Ok(value) => value,
+                // The reference reads the body first: its error wins.
+                Err(error) => return Some(run(&[]).and(Err(error))),
+            };
+            let mut record = DynamicMessage::new(self.input.clone());
+            record.set_field(leaf, value);
+            overrides.push(Override {
+                number: leaf.number(),
+                clears: leaf
+                    .containing_oneof()
+                    .map(|o| o.fields().map(|f| f.number()).collect())
+                    .unwrap_or_default(),
+                record: record.encode_to_vec(),
+            });
+        }
+        Some(run(&overrides))
     }
 
     /// Builds the request: body first, then path variables (which win, as

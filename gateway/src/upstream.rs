@@ -10,7 +10,7 @@ use cloudsec_runtime::telemetry;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use prost_reflect::DynamicMessage;
 
-use crate::codec::DynamicCodec;
+use crate::codec::{GatewayCodec, Outgoing};
 use crate::error::{ApiError, upstream_failure};
 use crate::headers::{CLIENT_IP, MAX_AUTHORIZATION_BYTES, forward_grpc_metadata, metadata_headers};
 use crate::server::Shared;
@@ -22,12 +22,12 @@ impl Shared {
     /// may see and the deadline.
     pub(crate) fn grpc_request(
         &self,
-        message: DynamicMessage,
+        message: Outgoing,
         headers: &HeaderMap,
         request_id: &str,
         client_ip: Option<std::net::IpAddr>,
         span: &tracing::Span,
-    ) -> Result<tonic::Request<DynamicMessage>, ApiError> {
+    ) -> Result<tonic::Request<Outgoing>, ApiError> {
         // Metadata is built from an allowlist, so hop-by-hop headers
         // (connection, te, upgrade, ...) and anything else the client sent
         // never reach the service.
@@ -65,10 +65,10 @@ impl Shared {
     pub(crate) async fn unary(
         &self,
         target: &Target,
-        request: tonic::Request<DynamicMessage>,
+        request: tonic::Request<Outgoing>,
     ) -> Result<Result<tonic::Response<DynamicMessage>, tonic::Status>, ApiError> {
         let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-        let codec = DynamicCodec::new(target.method.output());
+        let codec = GatewayCodec::new(target.method.output());
         let call = async {
             grpc.ready()
                 .await
@@ -88,12 +88,12 @@ impl Shared {
     pub(crate) async fn server_streaming(
         &self,
         target: &Target,
-        request: tonic::Request<DynamicMessage>,
+        request: tonic::Request<Outgoing>,
         format: Format,
     ) -> Result<Response, ApiError> {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-        let codec = DynamicCodec::new(target.method.output());
+        let codec = GatewayCodec::new(target.method.output());
         let call = async {
             grpc.ready()
                 .await

@@ -467,6 +467,13 @@ impl Validator {
         Ok(Self { rules })
     }
 
+    /// Whether a `message` request has anything to check.
+    pub(crate) fn checks(&self, message: &MessageDescriptor) -> bool {
+        self.rules.get(message.full_name()).is_some_and(|r| {
+            !r.required.is_empty() || !r.constrained.is_empty() || !r.nested.is_empty()
+        })
+    }
+
     /// Every missing required field and every value breaking a rule.
     pub(crate) fn violations(&self, request: &DynamicMessage) -> Vec<Violation> {
         let mut out = Vec::new();
