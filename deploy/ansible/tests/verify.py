@@ -9,7 +9,8 @@ PostgreSQL, the way the platform will use it:
 - PKI: the intermediate chains to the root; each workload role issues its
   own DNS name and SPIFFE id and refuses another's; the single-process
   role issues every workload of the namespace;
-- the database engine: credentials of each role log in to their database
+- the database engine: credentials of each role (auth, documents, audit
+  and events, the embedded bus's) log in to their database
   and create tables owned by the component's owner role; revoking the
   lease drops the login;
 - the policies are exactly deploy/vault/policies/*.hcl and grant what the
@@ -70,6 +71,7 @@ def verify(client, args):
     ns, pfx = args.namespace, args.prefix
     components = ["auth", "documents", "audit", "gateway"]  # the mesh workloads
     vault_roles = components + ["mailer"]
+    databases = ["auth", "documents", "audit", "events"]  # events: the embedded bus's
 
     audit = get(client, "sys/audit")
     audit = audit.get("data", audit)
@@ -115,12 +117,19 @@ def verify(client, args):
         check(False, "mesh-documents refuses another trust domain")
     except hvac.exceptions.InvalidRequest:
         check(True, "mesh-documents refuses another trust domain")
+    try:
+        post(client, "pki/issue/mesh-documents", {"common_name": f"documents.{ns}.svc", "uri_sans": f"spiffe://cloudsec.local/ns/{ns}-other/sa/documents"})
+        check(False, "mesh-documents refuses another namespace")
+    except hvac.exceptions.InvalidRequest:
+        check(True, "mesh-documents refuses another namespace")
     if args.single_process_role:
         leaf = post(client, "pki/issue/mesh", {"common_name": f"gateway.{ns}.svc", "uri_sans": f"spiffe://cloudsec.local/ns/{ns}/sa/gateway", "ttl": "10m"})["data"]
         check("BEGIN CERTIFICATE" in leaf["certificate"], "the single-process role mesh issues any workload of the namespace")
+        got = get(client, "sys/policies/acl/cloudsec-up")["data"]["policy"]
+        check('path "pki/issue/mesh"' in got, "policy cloudsec-up grants the single-process role")
 
     leases = []
-    for d in ["auth", "documents", "audit"]:
+    for d in databases:
         creds = get(client, f"database/creds/{d}")
         user, password = creds["data"]["username"], creds["data"]["password"]
         leases.append((creds["lease_id"], user))
@@ -157,6 +166,8 @@ def verify(client, args):
         ("auth", "secret/data/cloudsec/auth/signing-keys", True),
         ("gateway", "database/creds/documents", False),
         ("audit", "database/creds/audit", True),
+        ("gateway", "database/creds/events", True),
+        ("auth", "database/creds/events", True),
         ("auth", "transit/datakey/plaintext/cloudsec-mailer", True),
         ("auth", "transit/decrypt/cloudsec-mailer", False),
         ("mailer", "transit/decrypt/cloudsec-mailer", True),
@@ -185,7 +196,7 @@ def cleanup(client, args):
     admin = pg()
     admin.autocommit = True
     with admin.cursor() as cur:
-        for d in ["auth", "documents", "audit"]:
+        for d in ["auth", "documents", "audit", "events"]:
             cur.execute(f'DROP DATABASE IF EXISTS "{args.prefix}{d}" WITH (FORCE)')
         cur.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (args.prefix.replace("_", "\\_") + "%",))
         for (role,) in cur.fetchall():

@@ -13,6 +13,11 @@ path "secret/data/cloudsec/audit" {
 path "database/creds/audit" {
   capabilities = ["read"]
 }
+# The embedded event bus's database, shared by every component (the
+# chart's `[database_credentials.events]`).
+path "database/creds/events" {
+  capabilities = ["read"]
+}
 
 path "pki/issue/mesh-audit" {
   capabilities = ["update"]

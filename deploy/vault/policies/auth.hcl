@@ -4,7 +4,7 @@
 # rotated in KV v2: a new version per rotation, older versions stay readable
 # for the JWKS), dynamic PostgreSQL credentials for its own database role,
 # and certificates for its own SPIFFE id only (the PKI role `mesh-auth`
-# allows `spiffe://<trust domain>/ns/*/sa/auth` and nothing else).
+# allows `spiffe://<trust domain>/ns/<namespace>/sa/auth` and nothing else).
 # docs/security.md explains the mounts, roles and paths.
 
 # Service configuration referenced as vault:secret/cloudsec/auth#<field>.
@@ -44,6 +44,11 @@ path "transit/keys/cloudsec-mailer" {
 
 # Dynamic database credentials.
 path "database/creds/auth" {
+  capabilities = ["read"]
+}
+# The embedded event bus's database, shared by every component (the
+# chart's `[database_credentials.events]`).
+path "database/creds/events" {
   capabilities = ["read"]
 }
 

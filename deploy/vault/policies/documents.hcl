@@ -44,6 +44,11 @@ path "transit/keys/docs-restricted" {
 path "database/creds/documents" {
   capabilities = ["read"]
 }
+# The embedded event bus's database, shared by every component (the
+# chart's `[database_credentials.events]`).
+path "database/creds/events" {
+  capabilities = ["read"]
+}
 
 path "pki/issue/mesh-documents" {
   capabilities = ["update"]
