@@ -27,7 +27,11 @@ pub async fn start_database_credentials(
         let base = match target {
             CredentialsFor::Auth => config.auth.as_ref().map(|c| c.database_url.expose()),
             CredentialsFor::Documents => config.documents.as_ref().map(|c| c.database_url.expose()),
-            CredentialsFor::Audit => config.audit.as_ref().map(|c| c.database_url.expose()),
+            CredentialsFor::Audit => config
+                .audit
+                .as_ref()
+                .and_then(|c| c.database_url.as_ref())
+                .map(DatabaseUrl::expose),
             CredentialsFor::Events => config.events.database_url.as_ref().map(DatabaseUrl::expose),
         }
         .ok_or_else(|| PlatformError::Credentials {
@@ -72,7 +76,7 @@ pub async fn start_database_credentials(
             }
             CredentialsFor::Audit => {
                 if let Some(c) = config.audit.as_mut() {
-                    c.database_url = url;
+                    c.database_url = Some(url);
                 }
             }
             CredentialsFor::Events => config.events.database_url = Some(url),

@@ -21,7 +21,7 @@ use cloudsec_proxy::TlsState;
 use cloudsec_runtime::ConfigError;
 use cloudsec_runtime::tls::{MeshTls, TlsFiles};
 use cloudsec_runtime::token::TokenVerifier;
-use cloudsec_secrets::Secrets;
+use cloudsec_secrets::{Secrets, SecretsConfig};
 
 use crate::config::{Component, IssuerConfig, MeshConfig, PlatformConfig, TokensConfig};
 use crate::error::PlatformError;
@@ -136,7 +136,8 @@ pub async fn audit(ctx: &Context<'_>) -> Result<Audit, PlatformError> {
             ctx.config.events.provisioning,
         )
         .await?;
-    Ok(Audit::build(config, verifier, queue).await?)
+    let vault = ctx.secrets.and_then(Secrets::vault);
+    Ok(Audit::build_with_vault(config, verifier, queue, vault).await?)
 }
 
 /// The REST gateway. Its edge authorizer (when `gateway.jwt` is on)
@@ -314,6 +315,17 @@ pub fn requirements(config: &PlatformConfig, component: Component) -> Vec<Config
             if let Some(audit) = &config.audit {
                 let tls = files(audit.tls.as_ref(), "audit.tls", &mut problems);
                 verifier_settings(&mut problems, "audit.tls", tls);
+                problems.extend(audit.requirements());
+                if audit.signing.as_ref().is_some_and(|s| s.needs_vault())
+                    && !matches!(config.secrets, Some(SecretsConfig::Vault { .. }))
+                {
+                    problems.push(ConfigError {
+                        key: "secrets".into(),
+                        message: "required: audit.signing backend = \"transit\" signs through \
+                                  a [secrets] section with backend = \"vault\""
+                            .into(),
+                    });
+                }
             }
         }
         Component::Gateway => {

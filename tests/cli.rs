@@ -679,3 +679,53 @@ fn config_check_names_every_bad_key() {
     assert_eq!(out.status.code(), Some(66), "{stderr}");
     assert!(stderr.contains("missing.toml"), "{stderr}");
 }
+
+/// `config check --component audit`: the SQL store needs `database_url`,
+/// DynamoDB does not; transit signing needs a Vault `[secrets]`.
+#[test]
+fn config_check_audit_needs_sql_only_for_the_sql_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = "[tokens]\nauth_uri = \"http://127.0.0.1:4140\"\nauth_server_name = \"auth.default.svc\"\n\n";
+    let check = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        cloudsec()
+            .args(["config", "check", "--component", "audit"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = check(
+        "dynamo.toml",
+        format!(
+            "{tokens}[audit.store]\nbackend = \"dynamodb\"\ntable = \"cloudsec-prod-audit-log\"\n\
+             inbox_table = \"cloudsec-prod-inbox\"\nprovisioning = \"existing\"\n"
+        ),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("good for audit"));
+
+    let out = check("sql.toml", format!("{tokens}[audit]\nqueue = \"audit\"\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("audit.database_url"), "{stderr}");
+
+    let out = check(
+        "transit.toml",
+        format!(
+            "{tokens}[audit]\ndatabase_url = \"sqlite::memory:\"\n\
+             [audit.signing]\nbackend = \"transit\"\nkey = \"cloudsec-audit-signing\"\n"
+        ),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("secrets") && stderr.contains("transit"),
+        "{stderr}"
+    );
+}

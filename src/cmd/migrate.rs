@@ -38,9 +38,14 @@ pub(crate) async fn run(component: DbComponent, config: Option<PathBuf>) -> Resu
             let c = cfg
                 .audit
                 .ok_or_else(|| missing("audit", "section required"))?;
-            cloudsec_audit::connect(&c.database_url)
-                .await
-                .map_err(fatal)?
+            if matches!(c.store, cloudsec_audit::config::StoreConfig::Dynamodb(_)) {
+                // The log, its inbox entries and the page token key are
+                // DynamoDB items: there is no SQL schema to migrate.
+                println!("nothing to migrate: the audit log is on DynamoDB");
+                return Ok(());
+            }
+            let url = c.sql_database_url().map_err(Fatal::from)?;
+            cloudsec_audit::connect(url).await.map_err(fatal)?
         }
     };
     cloudsec_bus::migration::migrate(&db).await.map_err(fatal)?;

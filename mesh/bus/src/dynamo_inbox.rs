@@ -8,10 +8,11 @@
 //! | `pk` | `<subscriber>#<event id>` |
 //! | `sk` | `#` |
 //! | `handled_at_ms` | when it was claimed or handled |
-//! | `lease_until_ms`, `claim_token`, `claim_message` | a claim in progress (absent once handled) |
+//! | `lease_until_ms`, `claim_token`, `claim_message` | a claim in progress (absent once handled; a released claim keeps only `lease_until_ms = 0`) |
 //! | `expires_at` | epoch seconds after which DynamoDB's TTL deletes the item: the retention window from the last write |
 //!
-//! A claim is one conditional `PutItem` (absent, or a lease that ran out),
+//! A claim is one conditional `PutItem` (absent, or a lease that ran out
+//! or was released),
 //! so of any number of concurrent callers one wins. Nothing is purged by
 //! hand: TTL deletes entries once the retention (longer than any
 //! redelivery: SQS keeps a message at most 14 days) has passed. TTL
@@ -208,8 +209,8 @@ impl DynamoInbox {
         lease: Duration,
     ) -> Result<Claim> {
         let token = uuid::Uuid::new_v4().to_string();
-        // Twice at most: a claim released between the put and the read is
-        // gone, and the second put takes it.
+        // Twice at most: a claim released (or run out) between the put
+        // and the read has ended, and the second put takes it.
         for _ in 0..2 {
             let now = now_ms();
             let put = self
@@ -246,6 +247,11 @@ impl DynamoInbox {
                         AttributeValue::N(v) => v.parse::<i64>().unwrap_or(now),
                         _ => now,
                     };
+                    // Released (or run out) between the put and the
+                    // read: the second put takes it.
+                    if until < now_ms() {
+                        continue;
+                    }
                     let holder = match item.get("claim_message") {
                         Some(AttributeValue::S(m)) => m.clone(),
                         _ => String::new(),
@@ -324,26 +330,32 @@ impl DynamoInbox {
         }
     }
 
+    /// Ends a claim without handling it, so the next copy can claim the
+    /// event at once. An update that ends the lease, not a `DeleteItem`:
+    /// the subscribers' IAM policies (deploy/iam) grant no delete on the
+    /// inbox table, which keeps the audit trail's tables append-only.
     pub(crate) async fn release(
         &self,
         subscriber: &str,
         event_id: &str,
         claim: &ClaimToken,
     ) -> Result<()> {
-        let deleted = self
+        let released = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .key("pk", s(&Self::key(subscriber, event_id)))
             .key("sk", s("#"))
+            .update_expression("SET lease_until_ms = :ended REMOVE claim_token, claim_message")
             .condition_expression("claim_token = :token AND attribute_exists(lease_until_ms)")
+            .expression_attribute_values(":ended", n(0))
             .expression_attribute_values(":token", s(claim.as_str()))
             .send()
             .await;
-        match deleted {
+        match released {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(CONDITIONAL) => Ok(()),
-            Err(e) => Err(dynamo("DeleteItem")(e)),
+            Err(e) => Err(dynamo("UpdateItem")(e)),
         }
     }
 

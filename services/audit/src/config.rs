@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use cloudsec_runtime::ConfigError;
 use cloudsec_runtime::tls::TlsFiles;
 use serde::Deserialize;
 
@@ -18,8 +19,12 @@ pub struct AuditConfig {
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
     /// `sqlite://...` or `postgres://...`: the audit log's own database,
-    /// which also holds the subscriber's inbox.
-    pub database_url: cloudsec_runtime::db::DatabaseUrl,
+    /// which also holds the subscriber's inbox. Required with the SQL
+    /// store (the default); unused and not needed with
+    /// `[audit.store] backend = "dynamodb"`, where the log, its inbox
+    /// entries and the page token key all live in DynamoDB.
+    #[serde(default)]
+    pub database_url: Option<cloudsec_runtime::db::DatabaseUrl>,
     /// The workload certificate, used by the CLI in serve mode.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
@@ -37,6 +42,27 @@ pub struct AuditConfig {
     /// The queue the service drains (and its inbox's subscriber name).
     #[serde(default = "default_queue")]
     pub queue: String,
+}
+
+impl AuditConfig {
+    /// The SQL database, which the SQL store needs (`audit.database_url`
+    /// in errors).
+    pub fn sql_database_url(&self) -> Result<&cloudsec_runtime::db::DatabaseUrl, ConfigError> {
+        self.database_url.as_ref().ok_or_else(|| ConfigError {
+            key: "audit.database_url".into(),
+            message: "required with the SQL audit store (the default); with \
+                      [audit.store] backend = \"dynamodb\" no SQL database is needed"
+                .into(),
+        })
+    }
+
+    /// What the configuration lacks to start, beyond its shape.
+    pub fn requirements(&self) -> Vec<ConfigError> {
+        match self.store {
+            StoreConfig::Sql => self.sql_database_url().err().into_iter().collect(),
+            StoreConfig::Dynamodb(_) => Vec::new(),
+        }
+    }
 }
 
 fn default_grpc_listen() -> SocketAddr {
@@ -95,9 +121,57 @@ mod tests {
     }
 
     #[test]
-    fn database_url_is_required() {
-        let err =
-            cloudsec_runtime::config::load::<AuditConfig>(Some(""), &BTreeMap::new()).unwrap_err();
-        assert!(err.to_string().contains("database_url"), "{err}");
+    fn database_url_is_required_by_the_sql_store_only() {
+        let sql: AuditConfig = cloudsec_runtime::config::load(Some(""), &BTreeMap::new()).unwrap();
+        let problems = sql.requirements();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "audit.database_url");
+
+        let dynamo: AuditConfig = cloudsec_runtime::config::load(
+            Some(
+                "[store]\nbackend = \"dynamodb\"\ntable = \"cloudsec-audit-log\"\n\
+                 inbox_table = \"cloudsec-inbox\"\n",
+            ),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert!(dynamo.database_url.is_none());
+        assert!(dynamo.requirements().is_empty());
+        let StoreConfig::Dynamodb(store) = &dynamo.store else {
+            panic!("not dynamodb: {:?}", dynamo.store)
+        };
+        assert_eq!(store.inbox_table.as_deref(), Some("cloudsec-inbox"));
+    }
+
+    #[test]
+    fn transit_signing_has_defaults() {
+        let config: AuditConfig = cloudsec_runtime::config::load(
+            Some("database_url = \"x\"\n[signing]\nbackend = \"transit\"\n"),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.signing,
+            Some(SigningConfig::Transit {
+                key: "cloudsec-audit-signing".into(),
+                mount: "transit".into(),
+                create_key: false,
+            })
+        );
+        assert!(
+            config
+                .signing
+                .as_ref()
+                .is_some_and(SigningConfig::needs_vault)
+        );
+        let err = cloudsec_runtime::config::load::<AuditConfig>(
+            Some("[signing]\nbackend = \"transit\"\nkey_name = \"k\"\n"),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{} {}", err.key, err.message).contains("key_name"),
+            "{err}"
+        );
     }
 }

@@ -88,6 +88,15 @@ pub struct DynamoConfig {
     /// The longest one DynamoDB call may take, retries included.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// The subscriber's inbox table (Terraform's `cloudsec-<env>-inbox`,
+    /// TTL on `expires_at`; see `cloudsec_bus::dynamo_inbox`), reached
+    /// and provisioned like `table`. With it, a delivery is claimed there
+    /// before the append, so replicas skip an event another one handled
+    /// or is handling without contending for the tenant's head; without
+    /// it every delivery goes to the append. Either way the append's own
+    /// inbox item in `table` is what records an event once.
+    #[serde(default)]
+    pub inbox_table: Option<String>,
 }
 
 fn default_table() -> String {
@@ -109,6 +118,7 @@ impl DynamoConfig {
             dummy_credentials: true,
             provisioning: Provisioning::Create,
             request_timeout: default_timeout(),
+            inbox_table: None,
         }
     }
 }

@@ -53,6 +53,9 @@ pub enum AuditError {
     Contended(String),
     #[error("event subscriber stopped: {0}")]
     SubscriberStopped(String),
+    /// A setting the service cannot start without.
+    #[error(transparent)]
+    Config(#[from] cloudsec_runtime::ConfigError),
     #[error(transparent)]
     Host(#[from] HostError),
 }
@@ -81,6 +84,7 @@ impl ServiceError for AuditError {
             | AuditError::Dynamo { .. }
             | AuditError::Signing(_)
             | AuditError::SubscriberStopped(_)
+            | AuditError::Config(_)
             | AuditError::Host(_) => ErrorKind::Internal,
         }
     }

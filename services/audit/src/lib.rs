@@ -22,7 +22,8 @@
 //!   moved by a conditional write in the record's `TransactWriteItems`.
 //! - [`subscriber`]: the queue spec and the event handler.
 //! - [`grpc`]: the thin adapter from the generated trait to the log.
-//! - [`signing`]: signed chain heads (KMS or a local Ed25519 key).
+//! - [`signing`]: signed chain heads (KMS, Vault transit or a local
+//!   Ed25519 key).
 //! - [`metrics`]: the service's own counters.
 //! - [`entity`], [`migration`]: the sea-orm entities and the `Migrator`.
 //!
@@ -47,6 +48,7 @@ pub mod summary;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cloudsec_bus::dynamo_inbox::DynamoInbox;
 use cloudsec_bus::{Inbox, Queue, Subscriber, SubscriberConfig};
 use cloudsec_runtime::Shutdown;
 use cloudsec_runtime::host::ServiceHost;
@@ -107,6 +109,17 @@ impl Audit {
         verifier: Arc<TokenVerifier>,
         queue: Arc<dyn Queue>,
     ) -> Result<Self> {
+        Self::build_with_vault(config, verifier, queue, None).await
+    }
+
+    /// As [`build`](Self::build), with the platform's Vault connection,
+    /// which `[audit.signing] backend = "transit"` signs through.
+    pub async fn build_with_vault(
+        config: &AuditConfig,
+        verifier: Arc<TokenVerifier>,
+        queue: Arc<dyn Queue>,
+        vault: Option<&cloudsec_secrets::VaultClient>,
+    ) -> Result<Self> {
         let mut host = ServiceHost::bind(
             NAME,
             config.grpc_listen,
@@ -118,22 +131,36 @@ impl Audit {
         let metrics = AuditMetrics::register(host.metrics());
         let (log, inbox) = match &config.store {
             config::StoreConfig::Sql => {
-                let db = connect(&config.database_url).await?;
+                let db = connect(config.sql_database_url()?).await?;
                 host.metrics().watch_pool(NAME, &db);
                 let log = AuditLog::open(db.clone(), config.queue.clone(), metrics).await?;
                 (log, Some(Inbox::new(db, config.queue.clone())))
             }
             // The append's own inbox item (in its transaction) is what
-            // makes a redelivery a no-op; there is no SQL inbox to ask
-            // first, and `database_url` is not opened.
+            // makes a redelivery a no-op; the subscriber's claims go to
+            // the DynamoDB inbox table when one is configured. No SQL
+            // database is opened (`database_url` may be absent).
             config::StoreConfig::Dynamodb(dynamo) => {
                 let store = dynamo::DynamoStore::connect(dynamo).await?;
+                let inbox = match &dynamo.inbox_table {
+                    Some(table) => Some(Inbox::dynamodb(
+                        DynamoInbox::open(
+                            store.client().clone(),
+                            table,
+                            cloudsec_bus::dynamo_inbox::DEFAULT_RETENTION,
+                            dynamo.provisioning,
+                        )
+                        .await?,
+                        config.queue.clone(),
+                    )),
+                    None => None,
+                };
                 let log = AuditLog::open_dynamodb(store, config.queue.clone(), metrics).await?;
-                (log, None)
+                (log, inbox)
             }
         };
         let log = match &config.signing {
-            Some(signing) => log.with_signer(signing::from_config(signing).await?),
+            Some(signing) => log.with_signer(signing::from_config(signing, vault).await?),
             None => log,
         };
         let subscriber_config = SubscriberConfig {
@@ -145,7 +172,8 @@ impl Audit {
                 .with_metrics(host.metrics());
         if let Some(inbox) = inbox {
             // Skips known duplicates before the append takes the write
-            // lock; the append's own inbox entry is what guarantees once.
+            // lock (SQL) or reads the head (DynamoDB); the append's own
+            // inbox entry is what guarantees once.
             subscriber = subscriber.with_inbox(inbox);
         }
         host.add_service(AuditGrpc::new(log.clone(), verifier).into_server());

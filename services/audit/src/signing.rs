@@ -16,9 +16,11 @@
 //! turn it on for a new log (or accept that older records report unsigned).
 //!
 //! Keys: [`KmsSigner`] (an asymmetric ECC P-256 KMS key, `Sign` and
-//! `Verify` with ECDSA SHA-256: the key never leaves KMS) or
-//! [`LocalSigner`] (an Ed25519 key in a file of its own, outside the audit
-//! database, for `cloudsec up`).
+//! `Verify` with ECDSA SHA-256: the key never leaves KMS),
+//! [`TransitSigner`] (an asymmetric Vault transit key, `sign` and
+//! `verify`: the key never leaves Vault) or [`LocalSigner`] (an Ed25519
+//! key in a file of its own, outside the audit database, for
+//! `cloudsec up`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,6 +91,34 @@ pub enum SigningConfig {
         #[serde(default)]
         create_key: bool,
     },
+    /// An asymmetric Vault transit key, through the platform's
+    /// `[secrets]` Vault connection.
+    Transit {
+        /// The transit key's name.
+        #[serde(default = "default_transit_key")]
+        key: String,
+        #[serde(default = "default_transit_mount")]
+        mount: String,
+        /// Create an `ed25519` key when missing (development; the audit
+        /// policy of deploy/vault grants only sign, verify and read).
+        #[serde(default)]
+        create_key: bool,
+    },
+}
+
+fn default_transit_key() -> String {
+    "cloudsec-audit-signing".into()
+}
+
+fn default_transit_mount() -> String {
+    "transit".into()
+}
+
+impl SigningConfig {
+    /// Whether this signer needs the platform's Vault connection.
+    pub fn needs_vault(&self) -> bool {
+        matches!(self, Self::Transit { .. })
+    }
 }
 
 /// Signs heads and checks signatures.
@@ -100,10 +130,36 @@ pub trait HeadSigner: Send + Sync + std::fmt::Debug {
     async fn verify(&self, message: &[u8], signature: &str) -> Result<bool>;
 }
 
-/// The signer a configuration names.
-pub async fn from_config(config: &SigningConfig) -> Result<std::sync::Arc<dyn HeadSigner>> {
+/// The signer a configuration names; `vault` is the platform's Vault
+/// connection, which the transit signer needs.
+pub async fn from_config(
+    config: &SigningConfig,
+    vault: Option<&cloudsec_secrets::VaultClient>,
+) -> Result<std::sync::Arc<dyn HeadSigner>> {
     Ok(match config {
         SigningConfig::Local { key_file } => std::sync::Arc::new(LocalSigner::open(key_file)?),
+        SigningConfig::Transit {
+            key,
+            mount,
+            create_key,
+        } => {
+            let client = vault.ok_or_else(|| {
+                AuditError::Signing(
+                    "audit.signing backend = \"transit\" needs a [secrets] section with \
+                     backend = \"vault\""
+                        .into(),
+                )
+            })?;
+            let signer = TransitSigner::new(
+                cloudsec_secrets::TransitKeys::new(client.clone(), mount.as_str()),
+                key,
+            );
+            if *create_key {
+                signer.ensure_key().await?;
+            }
+            signer.check().await?;
+            std::sync::Arc::new(signer)
+        }
         SigningConfig::Kms {
             key,
             region,
@@ -327,6 +383,75 @@ impl HeadSigner for KmsSigner {
             Err(e) if e.code() == Some("KMSInvalidSignatureException") => Ok(false),
             Err(e) => Err(kms_error("Verify", &self.key, e)),
         }
+    }
+}
+
+/// An asymmetric Vault transit key (see the module doc).
+#[derive(Debug, Clone)]
+pub struct TransitSigner {
+    transit: cloudsec_secrets::TransitKeys,
+    key: String,
+}
+
+impl TransitSigner {
+    pub fn new(transit: cloudsec_secrets::TransitKeys, key: &str) -> Self {
+        Self {
+            transit,
+            key: key.to_owned(),
+        }
+    }
+
+    /// Fails unless the key exists, can sign and Vault is reachable.
+    pub async fn check(&self) -> Result<()> {
+        self.transit
+            .check_signing_key(&self.key)
+            .await
+            .map_err(|e| self.error("read", e))
+    }
+
+    /// Creates an `ed25519` key unless one of that name exists.
+    pub async fn ensure_key(&self) -> Result<()> {
+        self.transit
+            .ensure_signing_key(&self.key, "ed25519")
+            .await
+            .map_err(|e| self.error("create", e))
+    }
+
+    fn error(&self, operation: &str, e: cloudsec_secrets::Error) -> AuditError {
+        let what = format!(
+            "vault transit {operation} {}/{}: {e}",
+            self.transit.mount(),
+            self.key
+        );
+        if e.is_unavailable() {
+            AuditError::SigningUnavailable(what)
+        } else {
+            AuditError::Signing(what)
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl HeadSigner for TransitSigner {
+    async fn sign(&self, message: &[u8]) -> Result<String> {
+        let signature = self
+            .transit
+            .sign(&self.key, message)
+            .await
+            .map_err(|e| self.error("sign", e))?;
+        // Vault's own `vault:v<N>:...` follows the scheme, so the key
+        // version that signed stays visible and verifiable after rotation.
+        Ok(format!("transit:{signature}"))
+    }
+
+    async fn verify(&self, message: &[u8], signature: &str) -> Result<bool> {
+        let Some(vault_signature) = signature.strip_prefix("transit:") else {
+            return Ok(false);
+        };
+        self.transit
+            .verify(&self.key, message, vault_signature)
+            .await
+            .map_err(|e| self.error("verify", e))
     }
 }
 

@@ -16,7 +16,7 @@ fn config(database_url: &str) -> AuditConfig {
     AuditConfig {
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: Secret::new(database_url).into(),
+        database_url: Some(Secret::new(database_url).into()),
         tls: None,
         shutdown_grace: Duration::from_secs(1),
         queue: "audit".into(),

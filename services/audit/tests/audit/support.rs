@@ -63,7 +63,7 @@ impl Harness {
         AuditConfig {
             grpc_listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: Secret::new(self.url.clone()).into(),
+            database_url: Some(Secret::new(self.url.clone()).into()),
             tls: None,
             shutdown_grace: Duration::from_secs(2),
             queue: "audit".into(),
