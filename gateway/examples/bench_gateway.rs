@@ -7,7 +7,9 @@
 //!   the one backend behind every path;
 //! - `gateway PORT ADMIN_PORT BACKEND_PORT`: our gateway in front of it;
 //! - `transcode SECONDS`: JSON to protobuf through the gateway's own
-//!   transcoder and validator on this thread, printed as MB/s of JSON.
+//!   transcoder and validator on this thread, printed as MB/s of JSON;
+//! - `transcode-count N [reference]`: N transcodings and nothing else
+//!   (the streaming transcoder, or the reference one), for callgrind.
 //!
 //! Built with `--features fuzzing`, which exposes the transcoder.
 
@@ -198,6 +200,25 @@ fn transcode(seconds: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// `n` transcodings of the benchmark request and nothing else, for
+/// callgrind (`scripts/callgrind-gateway`): instructions per request are
+/// the difference of two counts over the difference of their `n`.
+fn transcode_count(n: u64, reference: bool) -> Result<(), Error> {
+    let set = descriptor_set()?;
+    let transcoder = Transcoder::new(&[set.as_slice()])?;
+    let json = request_json();
+    let mut bytes = 0;
+    for _ in 0..n {
+        bytes += if reference {
+            transcoder.to_protobuf_reference(0, json.as_bytes())?.len()
+        } else {
+            transcoder.to_protobuf(0, json.as_bytes())?.len()
+        };
+    }
+    println!("transcoded={n} protobuf_bytes={bytes}");
+    Ok(())
+}
+
 fn port(arg: Option<&String>) -> Result<u16, Error> {
     Ok(arg.ok_or("missing port")?.parse()?)
 }
@@ -218,6 +239,10 @@ fn main() -> Result<(), Error> {
             port(args.get(4))?,
         )),
         Some("transcode") => transcode(args.get(2).map_or(Ok(3), |s| s.parse())?),
-        _ => Err("usage: bench_gateway files DIR | backend PORT | gateway PORT ADMIN_PORT BACKEND_PORT | transcode SECONDS".into()),
+        Some("transcode-count") => transcode_count(
+            args.get(2).map_or(Ok(1000), |s| s.parse())?,
+            args.get(3).map(String::as_str) == Some("reference"),
+        ),
+        _ => Err("usage: bench_gateway files DIR | backend PORT | gateway PORT ADMIN_PORT BACKEND_PORT | transcode SECONDS | transcode-count N [reference]".into()),
     }
 }

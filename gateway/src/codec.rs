@@ -3,7 +3,10 @@
 //! Generated codecs are typed; the gateway learns its types at run time,
 //! so it encodes any [`DynamicMessage`] and decodes into the descriptor it
 //! is given (the method's output type on the client side, its input type on
-//! a server).
+//! a server). The gateway's own client sends [`Outgoing`] instead: a
+//! message, or the wire bytes the streaming transcoder already wrote.
+
+use std::marker::PhantomData;
 
 use prost::Message;
 use prost::bytes::BufMut;
@@ -11,44 +14,14 @@ use prost_reflect::{DynamicMessage, MessageDescriptor};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-/// Encodes any dynamic message; decodes into `decode_as`.
-#[derive(Debug, Clone)]
-pub struct DynamicCodec {
-    decode_as: MessageDescriptor,
+/// What a [`DynamicCodec`] can send.
+pub trait Encodable: Send + 'static {
+    fn encode_into(self, dst: &mut EncodeBuf<'_>) -> Result<(), Status>;
 }
 
-impl DynamicCodec {
-    pub fn new(decode_as: MessageDescriptor) -> Self {
-        Self { decode_as }
-    }
-}
-
-impl Codec for DynamicCodec {
-    type Encode = DynamicMessage;
-    type Decode = DynamicMessage;
-    type Encoder = DynamicEncoder;
-    type Decoder = DynamicDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        DynamicEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        DynamicDecoder {
-            decode_as: self.decode_as.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct DynamicEncoder;
-
-impl Encoder for DynamicEncoder {
-    type Item = DynamicMessage;
-    type Error = Status;
-
-    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        item.encode(dst)
+impl Encodable for DynamicMessage {
+    fn encode_into(self, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        self.encode(dst)
             .map_err(|error| Status::internal(format!("cannot encode message: {error}")))
     }
 }
@@ -61,26 +34,52 @@ pub(crate) enum Outgoing {
     Encoded(Vec<u8>),
 }
 
-/// The gateway's client codec: sends [`Outgoing`], decodes `decode_as`.
-#[derive(Debug, Clone)]
-pub(crate) struct GatewayCodec {
-    decode_as: MessageDescriptor,
-}
-
-impl GatewayCodec {
-    pub(crate) fn new(decode_as: MessageDescriptor) -> Self {
-        Self { decode_as }
+impl Encodable for Outgoing {
+    fn encode_into(self, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        match self {
+            Self::Message(message) => message.encode_into(dst),
+            Self::Encoded(bytes) => {
+                dst.put_slice(&bytes);
+                Ok(())
+            }
+        }
     }
 }
 
-impl Codec for GatewayCodec {
-    type Encode = Outgoing;
+/// Encodes `T` (any dynamic message by default); decodes into `decode_as`.
+#[derive(Debug, Clone)]
+pub struct DynamicCodec<T = DynamicMessage> {
+    decode_as: MessageDescriptor,
+    sends: PhantomData<fn(T)>,
+}
+
+impl DynamicCodec {
+    pub fn new(decode_as: MessageDescriptor) -> Self {
+        Self {
+            decode_as,
+            sends: PhantomData,
+        }
+    }
+}
+
+impl DynamicCodec<Outgoing> {
+    /// The gateway's client codec.
+    pub(crate) fn outgoing(decode_as: MessageDescriptor) -> Self {
+        Self {
+            decode_as,
+            sends: PhantomData,
+        }
+    }
+}
+
+impl<T: Encodable> Codec for DynamicCodec<T> {
+    type Encode = T;
     type Decode = DynamicMessage;
-    type Encoder = OutgoingEncoder;
+    type Encoder = DynamicEncoder<T>;
     type Decoder = DynamicDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
-        OutgoingEncoder
+        DynamicEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -91,22 +90,14 @@ impl Codec for GatewayCodec {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct OutgoingEncoder;
+pub struct DynamicEncoder<T = DynamicMessage>(PhantomData<fn(T)>);
 
-impl Encoder for OutgoingEncoder {
-    type Item = Outgoing;
+impl<T: Encodable> Encoder for DynamicEncoder<T> {
+    type Item = T;
     type Error = Status;
 
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        match item {
-            Outgoing::Message(message) => message
-                .encode(dst)
-                .map_err(|error| Status::internal(format!("cannot encode message: {error}"))),
-            Outgoing::Encoded(bytes) => {
-                dst.put_slice(&bytes);
-                Ok(())
-            }
-        }
+        item.encode_into(dst)
     }
 }
 

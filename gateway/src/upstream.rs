@@ -10,7 +10,7 @@ use cloudsec_runtime::telemetry;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use prost_reflect::DynamicMessage;
 
-use crate::codec::{GatewayCodec, Outgoing};
+use crate::codec::{DynamicCodec, Outgoing};
 use crate::error::{ApiError, upstream_failure};
 use crate::headers::{CLIENT_IP, MAX_AUTHORIZATION_BYTES, forward_grpc_metadata, metadata_headers};
 use crate::server::Shared;
@@ -68,7 +68,7 @@ impl Shared {
         request: tonic::Request<Outgoing>,
     ) -> Result<Result<tonic::Response<DynamicMessage>, tonic::Status>, ApiError> {
         let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-        let codec = GatewayCodec::new(target.method.output());
+        let codec = DynamicCodec::outgoing(target.method.output());
         let call = async {
             grpc.ready()
                 .await
@@ -93,7 +93,7 @@ impl Shared {
     ) -> Result<Response, ApiError> {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-        let codec = GatewayCodec::new(target.method.output());
+        let codec = DynamicCodec::outgoing(target.method.output());
         let call = async {
             grpc.ready()
                 .await

@@ -360,6 +360,7 @@ backend = "vault"
 [proxy]
 admin_listen = {{ include "cloudsec.str" (printf "0.0.0.0:%d" (int $p.adminPort)) }}
 shutdown_grace = {{ include "cloudsec.str" $p.shutdownGrace }}
+worker_threads = {{ int $p.workerThreads }}
 {{- if eq $root.Values.mesh.issuer "certManager" }}
 tls = { ca_file = "/var/run/cloudsec/trust/ca.crt", cert_file = "/var/run/cloudsec/mesh/tls.crt", key_file = "/var/run/cloudsec/mesh/tls.key" }
 {{- end }}

@@ -107,6 +107,7 @@ schema = {
     }),
     "proxy": obj({"adminPort": port(), "outboundPort": port(), "shutdownGrace": secs,
                   "authorizationMode": {"enum": ["deny", "authenticated", "audit"]},
+                  "workerThreads": {"type": "integer", "minimum": 1, "maximum": 64},
                   "resources": resources}),
     "secrets": obj({
        "backend": {"enum": ["vault", "local"]},
