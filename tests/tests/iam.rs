@@ -26,26 +26,38 @@
 //!   `MotoNamesOnly` grants it on `*` too: a name look-up, no data.
 //! - moto's KMS refusals carry no error code, so a refused KMS call is
 //!   checked as a refusal (not unavailability), not by its code.
+//! - For auth and the mailer the events key renders as a specific ARN:
+//!   its statements allow KMS only through SNS or SQS
+//!   (`kms:ViaService`), which moto cannot evaluate, and rendered as `*`
+//!   they would let every direct KMS call through and hide what the
+//!   sealing statements alone allow (the components never call KMS on
+//!   the events key themselves; SNS and SQS do).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cloudsec_audit::AuditLog;
 use cloudsec_audit::dynamo::DynamoStore;
 use cloudsec_audit::metrics::AuditMetrics;
 use cloudsec_audit::signing::{HeadSigner, KmsSigner, head_message};
+use cloudsec_auth::codes::CodeSeal;
+use cloudsec_auth::keys::{KeyRing, KeySealer, KeyStore, Policy, SigningConfig};
 use cloudsec_bus::Envelope;
+use cloudsec_bus::dynamo_inbox::DynamoInbox;
 use cloudsec_documents::content::ObjectStore;
 use cloudsec_proto::events::v1 as ev;
+use cloudsec_runtime::token::TokenVerifier;
 use cloudsec_secrets::{KeyContext, KeyService, KmsKeys};
 use cloudsec_testkit::{start_moto, unavailable, unique, workspace_root};
+use sea_orm::ConnectionTrait;
 
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
 /// Users made unsigned before enforcement starts, three IAM calls each.
-const USERS: [&str; 3] = ["admin", "documents", "audit"];
+const USERS: [&str; 5] = ["admin", "documents", "audit", "auth", "mailer"];
 
 /// An IAM Query API call, unsigned: only within the no-auth budget.
 async fn iam(http: &reqwest::Client, moto: &str, params: &[(&str, &str)]) -> String {
@@ -232,9 +244,21 @@ async fn each_component_can_do_its_job_and_nothing_else() {
     }
     let admin_policy =
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let (mailer_queue, mailer_dlq) = (unique("mailer"), unique("mailer-dlq"));
+    vars.insert("mailer_queue_arn", sqs_arn(&mailer_queue));
+    vars.insert("mailer_dlq_arn", sqs_arn(&mailer_dlq));
+    vars.insert("auth_key_arn", "*".into());
+    vars.insert("mailer_key_arn", "*".into());
+    let mut sealing_vars = vars.clone();
+    sealing_vars.insert(
+        "events_key_arn",
+        format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/events"),
+    );
     let admin = user(&http, &moto, "admin", admin_policy).await;
     let documents = user(&http, &moto, "documents", &render("documents", &vars)).await;
     let audit = user(&http, &moto, "audit", &render("audit", &vars)).await;
+    let auth = user(&http, &moto, "auth", &render("auth", &sealing_vars)).await;
+    let mailer = user(&http, &moto, "mailer", &render("mailer", &sealing_vars)).await;
     // From here on every call is signed and checked.
 
     // The estate, as Terraform would make it (admin).
@@ -275,14 +299,46 @@ async fn each_component_can_do_its_job_and_nothing_else() {
         .unwrap()
         .topic_arn
         .unwrap();
+    let mailer_url = sqs_root
+        .create_queue()
+        .queue_name(&mailer_queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs_root
+        .create_queue()
+        .queue_name(&mailer_dlq)
+        .send()
+        .await
+        .unwrap();
+    sqs_root
+        .send_message()
+        .queue_url(&mailer_url)
+        .message_body("a-code")
+        .send()
+        .await
+        .unwrap();
     let prefix = format!("alias/{}-", unique("k"));
     let admin_keys = KmsKeys::new(aws_sdk_kms::Client::new(&root), &prefix);
     admin_keys.ensure_key("docs-internal").await.unwrap();
+    admin_keys.ensure_key("auth").await.unwrap();
+    admin_keys.ensure_key("mailer").await.unwrap();
     let signing_alias = format!("alias/{}", unique("audit-signing"));
     KmsSigner::new(aws_sdk_kms::Client::new(&root), &signing_alias)
         .ensure_key()
         .await
         .unwrap();
+    let inbox_table = unique("inbox");
+    DynamoInbox::open(
+        aws_sdk_dynamodb::Client::new(&root),
+        &inbox_table,
+        cloudsec_bus::dynamo_inbox::DEFAULT_RETENTION,
+        cloudsec_bus::Provisioning::Create,
+    )
+    .await
+    .unwrap();
     aws_sdk_dynamodb::Client::new(&root)
         .create_table()
         .table_name(&table)
@@ -464,6 +520,30 @@ async fn each_component_can_do_its_job_and_nothing_else() {
     log.append(&created("acme", "d2")).await.unwrap();
     let verdict = log.verify("acme").await.unwrap();
     assert!(verdict.ok && verdict.head_seq == 2, "{verdict:?}");
+    // Its subscriber's claims in the inbox table (`[audit.store]
+    // inbox_table`): claim, release (an update, not a delete), claim
+    // again, complete.
+    let inbox = cloudsec_bus::Inbox::dynamodb(
+        DynamoInbox::open(
+            aws_sdk_dynamodb::Client::new(&as_audit),
+            &inbox_table,
+            cloudsec_bus::dynamo_inbox::DEFAULT_RETENTION,
+            cloudsec_bus::Provisioning::Existing,
+        )
+        .await
+        .unwrap(),
+        "audit",
+    );
+    let lease = Duration::from_secs(60);
+    let cloudsec_bus::Claim::Acquired(claim) = inbox.claim("e1", "m1", lease).await.unwrap() else {
+        panic!("the first claim");
+    };
+    inbox.release("e1", &claim).await.unwrap();
+    let cloudsec_bus::Claim::Acquired(claim) = inbox.claim("e1", "m2", lease).await.unwrap() else {
+        panic!("a claim after the release");
+    };
+    inbox.complete("e1", &claim).await.unwrap();
+    assert!(inbox.seen("e1").await.unwrap());
     // Outside its job: writing the content bucket, deleting a queue,
     // publishing events, making data keys of documents' key.
     refused(
@@ -486,6 +566,238 @@ async fn each_component_can_do_its_job_and_nothing_else() {
             .publish()
             .topic_arn(&topic_arn)
             .message("forged")
+            .send()
+            .await,
+    );
+    // --- auth, as itself ---
+    let as_auth = sdk(&moto, &auth).await;
+    let auth_kms = KmsKeys::new(aws_sdk_kms::Client::new(&as_auth), &prefix);
+    // The start-up check and the version label of `[auth.signing.kms]`.
+    auth_kms.key_id("auth").await.unwrap();
+    auth_kms.key_id("mailer").await.unwrap();
+    assert_eq!(auth_kms.latest_version("auth").await.unwrap(), 1);
+    let auth_keys: Arc<dyn KeyService> = Arc::new(auth_kms);
+    // Its signing keys sealed in its database by KMS: a key ring makes
+    // and seals one (GenerateDataKey), a second replica opens it (Decrypt).
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+    let db = cloudsec_runtime::db::connect_to::<cloudsec_auth::migration::Migrator>(
+        &url.as_str().into(),
+    )
+    .await
+    .unwrap();
+    let store = KeyStore::Database {
+        db: db.clone(),
+        sealer: Some(KeySealer::new(auth_keys.clone(), "auth")),
+    };
+    let ring = |store: KeyStore| async move {
+        KeyRing::open(
+            store,
+            Policy::new(&SigningConfig::default(), Duration::from_secs(900)),
+            Duration::from_secs(60),
+            Arc::new(TokenVerifier::fixed("iss", "aud")),
+        )
+        .await
+        .unwrap()
+    };
+    let first = ring(store.clone()).await;
+    let second = ring(store).await;
+    assert_eq!(second.plan(), first.plan());
+    let stored = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT private_pem FROM signing_keys",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: String = stored.try_get("", "private_pem").unwrap();
+    assert!(stored.starts_with("sealed:v1:"), "{stored}");
+    // Codes sealed for the mailer: auth makes the data key, the mailer
+    // opens it.
+    let mut request = ev::UserConfirmationRequested {
+        user_id: "u1".into(),
+        tenant: "acme".into(),
+        email: "alice@example.com".into(),
+        ..Default::default()
+    };
+    CodeSeal::new(auth_keys.clone(), "mailer")
+        .seal(&mut request, "123456")
+        .await
+        .unwrap();
+    // Its outbox relay publishes to the topic.
+    aws_sdk_sns::Client::new(&as_auth)
+        .publish_batch()
+        .topic_arn(&topic_arn)
+        .publish_batch_request_entries(
+            aws_sdk_sns::types::PublishBatchRequestEntry::builder()
+                .id("1")
+                .message("user-signed-up")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Outside its job: reading the audit or mailer queue, deleting a
+    // queue, writing the audit table or the content bucket, signing audit
+    // heads, wrapping a key with Encrypt, rotating its key.
+    let sqs = aws_sdk_sqs::Client::new(&as_auth);
+    refused(
+        "auth reads the audit queue",
+        sqs.receive_message().queue_url(&queue_url).send().await,
+    );
+    refused(
+        "auth reads the mailer queue",
+        sqs.receive_message().queue_url(&mailer_url).send().await,
+    );
+    refused(
+        "auth deletes a queue",
+        sqs.delete_queue().queue_url(&mailer_url).send().await,
+    );
+    refused(
+        "auth writes the audit table",
+        aws_sdk_dynamodb::Client::new(&as_auth)
+            .put_item()
+            .table_name(&table)
+            .item("pk", aws_sdk_dynamodb::types::AttributeValue::S("x".into()))
+            .item("sk", aws_sdk_dynamodb::types::AttributeValue::S("#".into()))
+            .send()
+            .await,
+    );
+    refused(
+        "auth writes the content bucket",
+        s3(&as_auth)
+            .put_object()
+            .bucket(&bucket)
+            .key("acme/d1/g3")
+            .body(b"x".to_vec().into())
+            .send()
+            .await,
+    );
+    refused(
+        "auth signs an audit head",
+        aws_sdk_kms::Client::new(&as_auth)
+            .sign()
+            .key_id(&signing_alias)
+            .message(aws_sdk_kms::primitives::Blob::new(b"head".to_vec()))
+            .message_type(aws_sdk_kms::types::MessageType::Raw)
+            .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await,
+    );
+    let auth_binding = KeyContext::default()
+        .with("purpose", "auth-signing-key")
+        .with("kid", "k1");
+    let wrap = auth_keys
+        .wrap_bound("auth", &data_key, &auth_binding)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(wrap, cloudsec_secrets::Error::Kms { ref operation, .. }
+            if operation.starts_with("Encrypt")),
+        "auth wraps with Encrypt: {wrap:?}"
+    );
+    let rotate = auth_keys.rotate("auth").await.unwrap_err();
+    assert!(
+        matches!(rotate, cloudsec_secrets::Error::Kms { ref operation, .. }
+            if operation.starts_with("RotateKeyOnDemand")),
+        "auth rotates its key: {rotate:?}"
+    );
+
+    // --- the mailer, as itself ---
+    let as_mailer = sdk(&moto, &mailer).await;
+    let sqs = aws_sdk_sqs::Client::new(&as_mailer);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&mailer_queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .visibility_timeout(30)
+        .send()
+        .await
+        .unwrap();
+    let message = received.messages().first().expect("the code event").clone();
+    let receipt = message.receipt_handle().unwrap();
+    sqs.change_message_visibility()
+        .queue_url(&url)
+        .receipt_handle(receipt)
+        .visibility_timeout(60)
+        .send()
+        .await
+        .unwrap();
+    sqs.delete_message()
+        .queue_url(&url)
+        .receipt_handle(receipt)
+        .send()
+        .await
+        .unwrap();
+    let mailer_dlq_url = sqs
+        .get_queue_url()
+        .queue_name(&mailer_dlq)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&mailer_dlq_url)
+        .message_body("poison")
+        .send()
+        .await
+        .unwrap();
+    // It opens the code auth sealed (Decrypt only).
+    let mailer_keys: Arc<dyn KeyService> =
+        Arc::new(KmsKeys::new(aws_sdk_kms::Client::new(&as_mailer), &prefix));
+    assert_eq!(
+        CodeSeal::new(mailer_keys, "mailer")
+            .open(&request)
+            .await
+            .unwrap(),
+        "123456"
+    );
+    // Outside its job: reading the audit queue, deleting its queue,
+    // publishing events, sealing codes itself (GenerateDataKey), reading
+    // the content bucket.
+    refused(
+        "the mailer reads the audit queue",
+        sqs.receive_message().queue_url(&queue_url).send().await,
+    );
+    refused(
+        "the mailer deletes its queue",
+        sqs.delete_queue().queue_url(&url).send().await,
+    );
+    refused(
+        "the mailer publishes events",
+        aws_sdk_sns::Client::new(&as_mailer)
+            .publish()
+            .topic_arn(&topic_arn)
+            .message("forged")
+            .send()
+            .await,
+    );
+    refused(
+        "the mailer makes data keys under its key",
+        aws_sdk_kms::Client::new(&as_mailer)
+            .generate_data_key()
+            .key_id(format!("{prefix}mailer"))
+            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+            .encryption_context("purpose", "auth-confirmation-code")
+            .send()
+            .await,
+    );
+    refused(
+        "the mailer reads the content bucket",
+        s3(&as_mailer)
+            .get_object()
+            .bucket(&bucket)
+            .key("acme/d1/g1")
             .send()
             .await,
     );

@@ -41,24 +41,31 @@ impl CodeSeal {
         }
     }
 
-    /// The seal `config` names, over the platform's key service. Codes
-    /// never leave in clear, so there is no seal without a key service.
+    /// The seal `config` names: over KMS with `[auth.confirmation.kms]`,
+    /// else over the platform's key service. Codes never leave in clear,
+    /// so there is no seal without a key service.
     pub async fn from_config(
         config: &ConfirmationConfig,
         secrets: Option<&cloudsec_secrets::Secrets>,
     ) -> Result<Self> {
-        let secrets = secrets.ok_or_else(|| {
-            AuthError::Internal(
-                "auth.confirmation.mailer_key: confirmation codes are sealed for the mailer, \
-                 which needs a [secrets] back end (the local keystore or Vault)"
-                    .into(),
-            )
-        })?;
         if config.mailer_key.is_empty() {
             return Err(AuthError::Internal(
                 "auth.confirmation.mailer_key must name a key".into(),
             ));
         }
+        if let Some(kms) = &config.kms {
+            let keys =
+                crate::keys::kms_keys(kms, &config.mailer_key, "auth.confirmation.kms").await?;
+            return Ok(Self::new(keys, &config.mailer_key));
+        }
+        let secrets = secrets.ok_or_else(|| {
+            AuthError::Internal(
+                "auth.confirmation.mailer_key: confirmation codes are sealed for the mailer, \
+                 which needs a [secrets] back end (the local keystore or Vault) or \
+                 auth.confirmation.kms"
+                    .into(),
+            )
+        })?;
         let keys = secrets.key_service(&config.transit_mount);
         if let Some(client) = secrets.vault() {
             let transit = cloudsec_secrets::TransitKeys::new(client.clone(), &config.transit_mount);
@@ -79,6 +86,19 @@ impl CodeSeal {
         Ok(Self::new(keys, &config.mailer_key))
     }
 
+    /// What a code's data key is bound to at a key service that binds
+    /// (KMS): its user and tenant, never the address (the encryption
+    /// context is logged in clear by CloudTrail; the sealed code's own
+    /// associated data binds the address, purpose and expiry).
+    fn binding(
+        event: &cloudsec_proto::events::v1::UserConfirmationRequested,
+    ) -> cloudsec_secrets::KeyContext {
+        cloudsec_secrets::KeyContext::default()
+            .with("purpose", "auth-confirmation-code")
+            .with("user", &event.user_id)
+            .with("tenant", &event.tenant)
+    }
+
     fn context(event: &cloudsec_proto::events::v1::UserConfirmationRequested) -> Vec<u8> {
         let expires = event.expire_time.map_or(0, |t| t.seconds);
         format!(
@@ -89,14 +109,18 @@ impl CodeSeal {
     }
 
     /// Puts `code`, sealed, into `event` (whose other fields are final).
-    pub(crate) async fn seal(
+    pub async fn seal(
         &self,
         event: &mut cloudsec_proto::events::v1::UserConfirmationRequested,
         code: &str,
     ) -> Result<()> {
         event.sealed_code = self
             .sealer
-            .seal_bytes(&Self::context(event), code.as_bytes())
+            .seal_bytes(
+                &Self::context(event),
+                &Self::binding(event),
+                code.as_bytes(),
+            )
             .await?;
         Ok(())
     }
@@ -108,7 +132,11 @@ impl CodeSeal {
     ) -> Result<String> {
         let plain = self
             .sealer
-            .open_bytes(&Self::context(event), &event.sealed_code)
+            .open_bytes(
+                &Self::context(event),
+                &Self::binding(event),
+                &event.sealed_code,
+            )
             .await?;
         String::from_utf8(plain)
             .map_err(|_| AuthError::Internal("a sealed code is not text".into()))

@@ -315,6 +315,14 @@ pub struct SigningConfig {
     /// Vault's transit mount, when `[secrets]` is Vault.
     #[serde(default = "default_transit_mount")]
     pub transit_mount: String,
+    /// AWS KMS as the key service that seals private keys and MFA secrets,
+    /// instead of the platform's `[secrets]` (transit or the keystore):
+    /// `encryption_key` is the alias `<alias_prefix><encryption_key>`, and
+    /// every data key is bound to the key id (or the user id) it seals, as
+    /// its encryption context (see `cloudsec_secrets::kms`). The key must
+    /// exist unless `create_keys`.
+    #[serde(default)]
+    pub kms: Option<cloudsec_secrets::KmsConfig>,
 }
 
 fn default_encryption_key() -> String {
@@ -334,6 +342,7 @@ impl Default for SigningConfig {
             store: KeyStoreConfig::default(),
             encryption_key: default_encryption_key(),
             transit_mount: default_transit_mount(),
+            kms: None,
         }
     }
 }
@@ -406,6 +415,12 @@ pub struct ConfirmationConfig {
     /// The transit mount of `mailer_key` (with Vault).
     #[serde(default = "default_transit_mount")]
     pub transit_mount: String,
+    /// AWS KMS as the key service of `mailer_key` (the alias
+    /// `<alias_prefix><mailer_key>`), instead of the platform's
+    /// `[secrets]`; each code's data key is bound to its user, tenant and
+    /// purpose as the encryption context.
+    #[serde(default)]
+    pub kms: Option<cloudsec_secrets::KmsConfig>,
 }
 
 impl Default for ConfirmationConfig {
@@ -418,6 +433,7 @@ impl Default for ConfirmationConfig {
             resend_interval: default_resend_interval(),
             mailer_key: default_mailer_key(),
             transit_mount: default_transit_mount(),
+            kms: None,
         }
     }
 }

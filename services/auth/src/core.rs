@@ -214,10 +214,11 @@ impl AuthCore {
         }
         let verifier = Arc::new(TokenVerifier::fixed(&tokens.issuer, &tokens.audience));
         let store = KeyStore::from_config(signing, &db, secrets).await?;
-        let mfa_sealer = crate::keys::KeySealer::from_config(signing, secrets).await;
-        let code_seal = match secrets {
-            Some(_) => Some(codes::CodeSeal::from_config(&sessions.confirmation, secrets).await?),
-            None => None,
+        let mfa_sealer = crate::keys::KeySealer::from_config(signing, secrets).await?;
+        let code_seal = if secrets.is_some() || sessions.confirmation.kms.is_some() {
+            Some(codes::CodeSeal::from_config(&sessions.confirmation, secrets).await?)
+        } else {
+            None
         };
         let keys = KeyRing::open(
             store,

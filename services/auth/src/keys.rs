@@ -15,9 +15,10 @@
 //! the set every `check_interval` and when the next key activates.
 //!
 //! In the database, private keys are sealed with envelope encryption under
-//! the key-encryption key `encryption_key` (Vault transit, or the local
-//! keystore of `cloudsec up`), bound to their `kid`: a database dump holds
-//! no usable signing key. Rows written in the clear by an older version are
+//! the key-encryption key `encryption_key` (Vault transit, AWS KMS with
+//! `[auth.signing.kms]`, or the local keystore of `cloudsec up`), bound to
+//! their `kid` (and, on KMS, each data key to the kid as its encryption
+//! context): a database dump holds no usable signing key. Rows written in the clear by an older version are
 //! sealed when they are next loaded.
 
 use std::collections::HashMap;
@@ -181,21 +182,32 @@ impl KeySealer {
         }
     }
 
-    /// The sealer `config` names, over the platform's key service; `None`
-    /// (with a warning) without one, or when `encryption_key` is empty.
+    /// The sealer `config` names: over KMS with `[auth.signing.kms]`,
+    /// else over the platform's key service; `None` (with a warning)
+    /// without either, or when `encryption_key` is empty. A KMS key that
+    /// does not exist (or KMS out of reach) stops the start.
     pub async fn from_config(
         config: &SigningConfig,
         secrets: Option<&cloudsec_secrets::Secrets>,
-    ) -> Option<Self> {
+    ) -> Result<Option<Self>> {
         if config.encryption_key.is_empty() {
-            return None;
+            if config.kms.is_some() {
+                return Err(AuthError::Internal(
+                    "auth.signing.kms: auth.signing.encryption_key must name the KMS key".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        if let Some(kms) = &config.kms {
+            let keys = kms_keys(kms, &config.encryption_key, "auth.signing.kms").await?;
+            return Ok(Some(Self::new(keys, &config.encryption_key)));
         }
         let Some(secrets) = secrets else {
             tracing::warn!(
                 "no [secrets] back end: token signing keys and MFA secrets are stored in the \
                  clear in the auth database"
             );
-            return None;
+            return Ok(None);
         };
         if let Some(client) = secrets.vault() {
             let transit = cloudsec_secrets::TransitKeys::new(client.clone(), &config.transit_mount);
@@ -205,31 +217,59 @@ impl KeySealer {
                 tracing::debug!(%error, key = %config.encryption_key, "cannot create the transit key (it may exist already)");
             }
         }
-        Some(Self::new(
+        Ok(Some(Self::new(
             secrets.key_service(&config.transit_mount),
             &config.encryption_key,
-        ))
+        )))
     }
 
     fn context(kid: &str) -> Vec<u8> {
         format!("cloudsec-auth-signing-key/{kid}").into_bytes()
     }
 
+    /// What a signing key's data key is bound to at a key service that
+    /// binds (KMS): its key id. CloudTrail logs it with every use.
+    fn binding(kid: &str) -> cloudsec_secrets::KeyContext {
+        cloudsec_secrets::KeyContext::default()
+            .with("purpose", "auth-signing-key")
+            .with("kid", kid)
+    }
+
     async fn seal(&self, kid: &str, pem: &str) -> Result<String> {
-        self.seal_bytes(&Self::context(kid), pem.as_bytes()).await
+        self.seal_bytes(&Self::context(kid), &Self::binding(kid), pem.as_bytes())
+            .await
     }
 
     async fn open(&self, kid: &str, stored: &str) -> Result<String> {
-        let pem = self.open_bytes(&Self::context(kid), stored).await?;
+        let pem = self
+            .open_bytes(&Self::context(kid), &Self::binding(kid), stored)
+            .await?;
         String::from_utf8(pem).map_err(|e| AuthError::Internal(format!("signing key {kid}: {e}")))
     }
 
+    /// Whether the key service binds data keys to their context (KMS).
+    fn binds(&self) -> bool {
+        self.envelope.keys().binds_context()
+    }
+
     /// Seals `plain`, bound to `context`: it opens only with the same one.
-    pub(crate) async fn seal_bytes(&self, context: &[u8], plain: &[u8]) -> Result<String> {
+    /// A key service that binds data keys (KMS) also binds this one to
+    /// `binding`; others ignore it, and the stored form stays as before.
+    pub(crate) async fn seal_bytes(
+        &self,
+        context: &[u8],
+        binding: &cloudsec_secrets::KeyContext,
+        plain: &[u8],
+    ) -> Result<String> {
         use base64::Engine;
+        let binding = if self.binds() {
+            binding.clone()
+        } else {
+            cloudsec_secrets::KeyContext::default()
+        };
         let sealed = self
             .envelope
-            .seal(&self.key_name, plain, context)
+            .seal_bound(&self.key_name, plain, context, &binding)
             .await
             .map_err(seal_error)?;
         let json = serde_json::to_vec(&sealed).map_err(|e| AuthError::Internal(e.to_string()))?;
@@ -239,8 +279,14 @@ impl KeySealer {
         ))
     }
 
-    /// Opens what [`KeySealer::seal_bytes`] sealed under `context`.
-    pub(crate) async fn open_bytes(&self, context: &[u8], stored: &str) -> Result<Vec<u8>> {
+    /// Opens what [`KeySealer::seal_bytes`] sealed under `context` and
+    /// `binding`.
+    pub(crate) async fn open_bytes(
+        &self,
+        context: &[u8],
+        binding: &cloudsec_secrets::KeyContext,
+        stored: &str,
+    ) -> Result<Vec<u8>> {
         use base64::Engine;
         let bad = |why: String| AuthError::Internal(format!("sealed secret: {why}"));
         let b64 = stored
@@ -249,8 +295,14 @@ impl KeySealer {
         let json = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .map_err(|e| bad(e.to_string()))?;
-        let sealed: cloudsec_secrets::Sealed =
+        let mut sealed: cloudsec_secrets::Sealed =
             serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))?;
+        if self.binds() {
+            // The binding this row's identity implies, not the one stored
+            // beside the ciphertext: a value copied to another kid or user
+            // is refused by the key service itself.
+            sealed.binding = binding.clone();
+        }
         let plain = self
             .envelope
             .open(&sealed, context)
@@ -258,6 +310,30 @@ impl KeySealer {
             .map_err(seal_error)?;
         Ok(plain.to_vec())
     }
+}
+
+/// KMS as a key service for `key_name` (`setting` names the section in
+/// errors): the key is created with `create_keys`, and checked either way,
+/// so a missing key or an unreachable KMS stops the start.
+pub(crate) async fn kms_keys(
+    kms: &cloudsec_secrets::KmsConfig,
+    key_name: &str,
+    setting: &str,
+) -> Result<Arc<dyn cloudsec_secrets::KeyService>> {
+    let keys = cloudsec_secrets::KmsKeys::connect(kms).await;
+    let failed = |e: cloudsec_secrets::Error| {
+        let what = format!("{setting}: key `{}`: {e}", keys.alias(key_name));
+        if e.is_unavailable() {
+            AuthError::Unavailable(what)
+        } else {
+            AuthError::Internal(what)
+        }
+    };
+    if kms.create_keys {
+        keys.ensure_key(key_name).await.map_err(failed)?;
+    }
+    keys.key_id(key_name).await.map_err(failed)?;
+    Ok(Arc::new(keys))
 }
 
 fn seal_error(e: cloudsec_secrets::Error) -> AuthError {
@@ -307,7 +383,7 @@ impl KeyStore {
         let vault = secrets.and_then(cloudsec_secrets::Secrets::vault);
         match &config.store {
             KeyStoreConfig::Database => {
-                let sealer = KeySealer::from_config(config, secrets).await;
+                let sealer = KeySealer::from_config(config, secrets).await?;
                 Ok(Self::Database {
                     db: db.clone(),
                     sealer,

@@ -136,7 +136,8 @@ impl Auth {
             // sign-up could be confirmed and no password reset.
             return Err(AuthError::Internal(
                 "auth.confirmation.mailer_key: confirmation codes are sealed for the mailer, \
-                 which needs a [secrets] back end (the local keystore or Vault)"
+                 which needs a [secrets] back end (the local keystore or Vault) or \
+                 auth.confirmation.kms"
                     .into(),
             )
             .into());

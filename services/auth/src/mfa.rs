@@ -149,6 +149,14 @@ fn context(user: Uuid) -> Vec<u8> {
     format!("cloudsec-auth-mfa/{user}").into_bytes()
 }
 
+/// What an MFA secret's data key is bound to at a key service that binds
+/// (KMS): its user.
+fn binding(user: Uuid) -> cloudsec_secrets::KeyContext {
+    cloudsec_secrets::KeyContext::default()
+        .with("purpose", "auth-mfa-secret")
+        .with("user", &user.to_string())
+}
+
 fn bad_mfa_code() -> AuthError {
     let mut v = FieldViolations::new();
     v.add("code", "is wrong, expired or already used");
@@ -163,7 +171,11 @@ impl AuthCore {
     async fn seal_secret(&self, user: Uuid, secret: &[u8]) -> Result<String> {
         use base64::Engine;
         match &self.mfa_sealer {
-            Some(sealer) => sealer.seal_bytes(&context(user), secret).await,
+            Some(sealer) => {
+                sealer
+                    .seal_bytes(&context(user), &binding(user), secret)
+                    .await
+            }
             None => Ok(base64::engine::general_purpose::STANDARD.encode(secret)),
         }
     }
@@ -171,7 +183,11 @@ impl AuthCore {
     async fn open_secret(&self, user: Uuid, stored: &str) -> Result<Vec<u8>> {
         use base64::Engine;
         match &self.mfa_sealer {
-            Some(sealer) => sealer.open_bytes(&context(user), stored).await,
+            Some(sealer) => {
+                sealer
+                    .open_bytes(&context(user), &binding(user), stored)
+                    .await
+            }
             None if crate::keys::is_sealed(stored) => Err(AuthError::Internal(
                 "an MFA secret is sealed but no key service is configured".into(),
             )),

@@ -1,6 +1,8 @@
 //! The platform on the AWS profile (`deploy/profiles/aws-moto.toml`)
-//! against moto: events over SNS -> SQS, content in S3 sealed with data
-//! keys from KMS, the audit log in DynamoDB with KMS-signed chain heads.
+//! against moto: events over SNS -> SQS, auth's signing keys sealed with
+//! KMS data keys, content in S3 sealed with data
+//! keys from KMS, the audit log and its subscriber's inbox in DynamoDB
+//! with KMS-signed chain heads (and no SQL database for audit).
 //! The profile file itself is what runs, only its endpoint replaced.
 
 use std::time::Duration;
@@ -142,6 +144,71 @@ async fn the_platform_runs_on_the_aws_profile() {
     let r = sb.get("/v1/audit/chain:verify", &user.token).await;
     let verdict: serde_json::Value = r.json().await.unwrap();
     assert_eq!(verdict["ok"], true, "{verdict}");
+
+    // The audit subscriber's claims are in the DynamoDB inbox, each
+    // with its TTL, and audit opened no SQL database.
+    let claims = dynamo
+        .scan()
+        .table_name("cloudsec-inbox")
+        .send()
+        .await
+        .unwrap();
+    let audit_claims: Vec<_> = claims
+        .items()
+        .iter()
+        .filter(|item| {
+            matches!(item.get("pk"),
+                Some(aws_sdk_dynamodb::types::AttributeValue::S(pk)) if pk.starts_with("audit#"))
+        })
+        .collect();
+    assert!(audit_claims.len() >= 4, "{claims:?}");
+    assert!(
+        audit_claims
+            .iter()
+            .all(|item| item.contains_key(cloudsec_bus::dynamo_inbox::TTL_ATTRIBUTE)),
+        "{audit_claims:?}"
+    );
+    assert!(
+        !sb.data_dir().join("audit.db").exists(),
+        "audit opened a SQL database on the AWS profile"
+    );
+
+    // Auth: its signing keys are sealed with KMS data keys, each bound to
+    // its kid.
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(&sb.auth_database_url())
+        .await
+        .unwrap();
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT kid, private_pem FROM signing_keys",
+        ))
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let kid: String = row.try_get("", "kid").unwrap();
+        let stored: String = row.try_get("", "private_pem").unwrap();
+        let b64 = stored.strip_prefix("sealed:v1:").expect("sealed");
+        use base64::Engine;
+        let sealed: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            sealed["wrapped_key"]
+                .as_str()
+                .unwrap()
+                .starts_with("kms:v1:"),
+            "{sealed}"
+        );
+        assert_eq!(sealed["key_name"], "auth");
+        assert_eq!(sealed["binding"]["kid"], kid.as_str());
+    }
+    db.close().await.unwrap();
 
     sb.stop().await;
 }

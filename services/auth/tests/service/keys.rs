@@ -270,3 +270,120 @@ pub(crate) async fn signing_keys_in_the_database_are_sealed(h: Harness) {
     .unwrap_err();
     assert!(err.to_string().contains("decrypt"), "{err}");
 }
+
+/// The `sealed:v1:` envelope of a stored value, as JSON.
+fn envelope_of(stored: &str) -> serde_json::Value {
+    use base64::Engine;
+    let b64 = stored.strip_prefix("sealed:v1:").expect("sealed");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// With `[auth.signing.kms]` the private keys are sealed by KMS (moto):
+/// each data key is bound to its kid as the encryption context, a sealed
+/// key moved to another kid is refused, and KMS down is UNAVAILABLE with
+/// nothing written.
+pub(crate) async fn signing_keys_sealed_by_kms(h: Harness) {
+    use cloudsec_auth::AuthError;
+    use cloudsec_auth::entity::signing_key;
+    use cloudsec_secrets::test_util::{CutProxy, closed_port_url, host_port, moto_kms, moto_url};
+    use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+    let Some(moto) = moto_url() else { return };
+    // KMS through a proxy this test can cut.
+    let proxy = CutProxy::start(&host_port(&moto)).await;
+    let signing = SigningConfig {
+        kms: Some(moto_kms(&proxy.url())),
+        ..config()
+    };
+    let store = || async {
+        KeyStore::from_config(&signing, &h.db, None)
+            .await
+            .expect("kms key store")
+    };
+    let rows = || async { signing_key::Entity::find().all(&h.db).await.unwrap() };
+    let clock = ManualClock::new(h.clock.now());
+    let (ring, verifier) = replica(store().await, &clock).await;
+    ring.rotate(false).await.unwrap();
+    let after = rows().await;
+    // The harness's clear key, sealed on load, and the new one.
+    assert_eq!(after.len(), 2);
+    for row in &after {
+        let sealed = envelope_of(&row.private_pem);
+        assert!(
+            sealed["wrapped_key"]
+                .as_str()
+                .unwrap()
+                .starts_with("kms:v1:"),
+            "{sealed}"
+        );
+        assert_eq!(sealed["binding"]["kid"], row.kid.as_str());
+        assert_eq!(sealed["binding"]["purpose"], "auth-signing-key");
+        assert!(!row.private_pem.contains("PRIVATE KEY"));
+    }
+    // Round trip: tokens sign and verify, and another replica opens the
+    // keys from KMS.
+    verifier.verify(&token(&ring)).await.unwrap();
+    let (again, _) = replica(store().await, &clock).await;
+    assert_eq!(again.plan(), ring.plan());
+
+    // KMS down: a rotation is UNAVAILABLE and writes nothing; a start
+    // fails the same way.
+    proxy.cut();
+    let err = ring.rotate(true).await.unwrap_err();
+    assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
+    assert_eq!(tonic::Status::from(err).code(), tonic::Code::Unavailable);
+    assert_eq!(signing_key::Entity::find().count(&h.db).await.unwrap(), 2);
+    let unreachable = SigningConfig {
+        kms: Some(moto_kms(&closed_port_url())),
+        ..config()
+    };
+    let err = KeyStore::from_config(&unreachable, &h.db, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AuthError::Unavailable(m) if m.contains("auth.signing.kms")),
+        "{err:?}"
+    );
+    proxy.restore();
+    // A key that does not exist (and may not be made) stops the start.
+    let mut absent = moto_kms(&moto);
+    absent.create_keys = false;
+    let err = KeyStore::from_config(
+        &SigningConfig {
+            kms: Some(absent),
+            ..config()
+        },
+        &h.db,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, AuthError::Internal(m) if m.contains("auth.signing.kms") && m.contains("unknown key")),
+        "{err:?}"
+    );
+
+    // Wrong context: the sealed key of one kid in another kid's row. Its
+    // data key is bound to the first kid, so KMS itself refuses it.
+    signing_key::ActiveModel {
+        kid: sea_orm::Unchanged(after[0].kid.clone()),
+        private_pem: Set(after[1].private_pem.clone()),
+        ..Default::default()
+    }
+    .update(&h.db)
+    .await
+    .unwrap();
+    let err = KeyRing::open(
+        store().await,
+        Policy::new(&config(), ACCESS_TTL),
+        Duration::from_secs(60),
+        Arc::new(TokenVerifier::fixed(ISSUER, AUDIENCE)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("decrypt"), "{err}");
+}

@@ -55,6 +55,8 @@ on_both_backends!(
     unknown_emails_lock_exactly_like_known_ones,
     signing_keys_rotate_with_overlap,
     signing_keys_in_the_database_are_sealed,
+    signing_keys_sealed_by_kms,
+    mfa_secrets_sealed_by_kms,
     unknown_and_known_emails_take_similar_time,
     sign_up_needs_the_emailed_code,
     codes_expire_die_after_wrong_tries_and_resend_is_throttled,

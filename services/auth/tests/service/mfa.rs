@@ -390,3 +390,106 @@ pub(crate) async fn users_remove_their_own_authenticator(h: Harness) {
     delete(&recovery[3]).await.unwrap();
     assert!(h.login_ok(&alice).await.challenge_name.is_empty());
 }
+
+/// With `[auth.signing.kms]` MFA secrets are sealed by KMS (moto), each
+/// data key bound to its user: enrolment and MFA logins work, a sealed
+/// secret moved to another user is refused, and with KMS down an
+/// enrolment is UNAVAILABLE and stores nothing.
+pub(crate) async fn mfa_secrets_sealed_by_kms(h: Harness) {
+    use base64::Engine;
+    use cloudsec_auth::entity::mfa_totp;
+    use cloudsec_secrets::test_util::{CutProxy, host_port, moto_kms, moto_url};
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let Some(moto) = moto_url() else { return };
+    let proxy = CutProxy::start(&host_port(&moto)).await;
+    let signing = cloudsec_auth::keys::SigningConfig {
+        kms: Some(moto_kms(&proxy.url())),
+        ..Default::default()
+    };
+    let k = match h.with_signing(&signing).await {
+        Ok(k) => k,
+        Err(e) => panic!("a core on kms: {e}"),
+    };
+    let row_of = |user: &str| {
+        let db = k.db.clone();
+        let user = uuid::Uuid::parse_str(user).unwrap();
+        async move { mfa_totp::Entity::find_by_id(user).one(&db).await.unwrap() }
+    };
+
+    // Every user logs in before the clock moves: tokens are checked
+    // against the real time.
+    let alice = k.sign_up("alice").await;
+    let token = k.login_ok(&alice).await.access_token;
+    let bob = k.sign_up("bob").await;
+    let bob_token = k.login_ok(&bob).await.access_token;
+    let carol = k.sign_up("carol").await;
+    let carol_token = k.login_ok(&carol).await.access_token;
+    let enrol = associate(&k, Some(&token), "").await.expect("associate");
+    let pending = row_of(&alice.user_id)
+        .await
+        .and_then(|r| r.pending_secret)
+        .expect("a pending secret");
+    let envelope: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(pending.strip_prefix("sealed:v1:").expect("sealed"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        envelope["wrapped_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("kms:v1:"),
+        "{envelope}"
+    );
+    assert_eq!(envelope["binding"]["user"], alice.user_id.as_str());
+    assert_eq!(envelope["binding"]["purpose"], "auth-mfa-secret");
+    // Round trip: the code of the secret shown opens the sealed one, and
+    // MFA logins use it.
+    verify(&k, Some(&token), "", &code(&enrol.secret_code, &k))
+        .await
+        .expect("verify");
+    let challenge = k.login_ok(&alice).await;
+    assert_eq!(challenge.challenge_name, "SOFTWARE_TOKEN_MFA");
+    k.clock.advance(Duration::from_secs(30));
+    respond(&k, &challenge.session, &code(&enrol.secret_code, &k))
+        .await
+        .expect("an MFA login with the KMS-sealed secret");
+
+    // Wrong context: alice's sealed secret as bob's pending one. Its data
+    // key is bound to alice, so KMS refuses to open it for bob.
+    associate(&k, Some(&bob_token), "")
+        .await
+        .expect("associate");
+    let alice_secret = row_of(&alice.user_id)
+        .await
+        .and_then(|r| r.secret)
+        .expect("alice's secret");
+    let mut bobs: mfa_totp::ActiveModel = row_of(&bob.user_id).await.unwrap().into();
+    bobs.pending_secret = Set(Some(alice_secret));
+    bobs.update(&k.db).await.unwrap();
+    k.clock.advance(Duration::from_secs(30));
+    let status = verify(&k, Some(&bob_token), "", &code(&enrol.secret_code, &k))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(row_of(&bob.user_id).await.unwrap().secret.is_none());
+
+    // KMS down: enrolling is UNAVAILABLE and leaves no pending secret.
+    proxy.cut();
+    let status = associate(&k, Some(&carol_token), "").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        row_of(&carol.user_id)
+            .await
+            .is_none_or(|r| r.pending_secret.is_none())
+    );
+    // An MFA login cannot be checked either: UNAVAILABLE, not a wrong code.
+    let challenge = k.login_ok(&alice).await;
+    k.clock.advance(Duration::from_secs(30));
+    assert_code(
+        respond(&k, &challenge.session, &code(&enrol.secret_code, &k)).await,
+        Code::Unavailable,
+    );
+    proxy.restore();
+}

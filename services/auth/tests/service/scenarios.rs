@@ -18,7 +18,7 @@ pub(crate) use crate::codes::{
     forgotten_passwords_reset_with_a_code_and_revoke_logins, sign_up_needs_the_emailed_code,
 };
 pub(crate) use crate::mfa::{
-    admins_reset_a_lost_authenticator, tenant_mfa_modes,
+    admins_reset_a_lost_authenticator, mfa_secrets_sealed_by_kms, tenant_mfa_modes,
     totp_enrolment_challenge_replay_and_recovery, users_remove_their_own_authenticator,
 };
 pub(crate) use crate::revocation::{
@@ -615,6 +615,7 @@ pub(crate) async fn unknown_emails_lock_exactly_like_known_ones(h: Harness) {
 
 pub(crate) use crate::keys::{
     signing_keys_in_the_database_are_sealed, signing_keys_rotate_with_overlap,
+    signing_keys_sealed_by_kms,
 };
 
 /// No user enumeration by timing: a wrong password for a known email and

@@ -53,6 +53,34 @@ pub(crate) struct User {
 }
 
 impl Harness {
+    /// The same database, clock and code seal with a core whose signing
+    /// keys and MFA secrets are sealed as `signing` says (e.g. by KMS).
+    pub(crate) async fn with_signing(
+        &self,
+        signing: &cloudsec_auth::keys::SigningConfig,
+    ) -> Result<Harness, cloudsec_auth::AuthError> {
+        let core = AuthCore::new(
+            self.db.clone(),
+            self.hasher.clone(),
+            TokenSettings {
+                issuer: ISSUER.into(),
+                audience: AUDIENCE.into(),
+                access_ttl: Duration::from_secs(900),
+            },
+            SessionSettings::default(),
+            cloudsec_bus::Outbox::new(),
+            signing,
+            None,
+        )
+        .await?
+        .with_code_seal(self.seal.clone())
+        .with_clock(Arc::new(self.clock.clone()));
+        Ok(Harness {
+            api: AuthGrpc::new(core),
+            ..self.clone()
+        })
+    }
+
     pub(crate) async fn sign_up(&self, name: &str) -> User {
         let email = format!("{name}@example.com");
         let tenant = format!("t-{name}");

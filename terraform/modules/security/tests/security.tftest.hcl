@@ -94,6 +94,7 @@ run "policies_allow_exactly_the_listed_actions_on_exactly_the_listed_resources" 
       Statement = [
         { Sid = "SealedSigningKeys", Effect = "Allow", Action = ["kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/auth", Condition = { Null = { "kms:EncryptionContextKeys" = "false" } } },
         { Sid = "SealCodesForTheMailer", Effect = "Allow", Action = ["kms:GenerateDataKey"], Resource = "arn:aws:kms:eu-west-1:111111111111:key/mailer", Condition = { Null = { "kms:EncryptionContextKeys" = "false" } } },
+        { Sid = "SealingKeyVersions", Effect = "Allow", Action = ["kms:DescribeKey", "kms:ListKeyRotations"], Resource = ["arn:aws:kms:eu-west-1:111111111111:key/auth", "arn:aws:kms:eu-west-1:111111111111:key/mailer"] },
         { Sid = "PublishEvents", Effect = "Allow", Action = ["sns:Publish"], Resource = ["arn:aws:sns:eu-west-1:111111111111:cloudsec-events", "arn:aws:sns:eu-west-1:111111111111:cloudsec-events.fifo"] },
         { Sid = "FindEventTopic", Effect = "Allow", Action = ["sns:ListTopics"], Resource = "*" },
         { Sid = "PutEventsOnBus", Effect = "Allow", Action = ["events:DescribeEventBus", "events:PutEvents"], Resource = "arn:aws:events:eu-west-1:111111111111:event-bus/cloudsec-events" },
