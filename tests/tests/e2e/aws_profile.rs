@@ -212,3 +212,84 @@ async fn the_platform_runs_on_the_aws_profile() {
 
     sb.stop().await;
 }
+
+/// Cognito mode on the AWS profile: the profile's commented
+/// `[tokens.cognito]` section, filled with a pool made on moto's
+/// cognito-idp, lets a pool user (tenant group and admin group) create a
+/// document (sealed by KMS in S3) and read her tenant's audit log (DynamoDB,
+/// KMS-signed, verified) through the gateway's authorizer and the services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cognito_tokens_work_on_the_aws_profile() {
+    let moto = match cloudsec_testkit::start_moto(&[]) {
+        Ok(url) => url,
+        Err(error) => {
+            cloudsec_testkit::unavailable("moto", error, "install moto_server");
+            return;
+        }
+    };
+    let http = reqwest::Client::new();
+    let pool = crate::cognito::Pool::create(&http, &moto).await;
+    let text = profile(&moto);
+    assert!(
+        text.contains("# [tokens.cognito]"),
+        "the documented section"
+    );
+    let cognito = format!(
+        "\n[tokens.cognito]\nuser_pool_id = \"{id}\"\nclient_ids = [\"{client}\"]\n\
+         jwks_url = \"{moto}/{id}/.well-known/jwks.json\"\n\
+         tenant_group_prefix = \"tenant-\"\nadmin_group = \"admins\"\n\n[gateway.jwt]\n",
+        id = pool.id,
+        client = pool.client,
+    );
+    let sb = Sandbox::start_with(
+        Backend::Sqlite,
+        Extra {
+            toml: format!("{text}{cognito}"),
+            env: Default::default(),
+        },
+    )
+    .await
+    .expect("sandbox on the AWS profile in Cognito mode");
+    let (alice, _) = pool
+        .user(
+            &http,
+            &moto,
+            "alice",
+            &["tenant-acme", "admins"],
+            &pool.client,
+        )
+        .await;
+    let r = sb
+        .post(
+            "/v1/documents",
+            &alice,
+            &json!({"title": "From Cognito on AWS", "classification": "INTERNAL", "content": "hello"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let doc: serde_json::Value = r.json().await.unwrap();
+    let id = doc["id"].as_str().unwrap().to_owned();
+    let r = sb.get(&format!("/v1/documents/{id}"), &alice).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["content"], "hello");
+    // Her tenant's audit log (DynamoDB) has the creation, and verifies.
+    let found = eventually(Duration::from_secs(20), || async {
+        let r = sb.get("/v1/audit/records?pageSize=100", &alice).await;
+        let page: serde_json::Value = r.json().await.ok()?;
+        page["records"]
+            .as_array()?
+            .iter()
+            .any(|r| r["subject"].as_str() == Some(id.as_str()))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        found.is_some(),
+        "the creation in the pool tenant's audit log"
+    );
+    let r = sb.get("/v1/audit/chain:verify", &alice).await;
+    let verdict: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    sb.stop().await;
+}

@@ -32,13 +32,14 @@ async fn cognito(http: &reqwest::Client, moto: &str, action: &str, body: Value) 
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
-struct Pool {
-    id: String,
-    client: String,
+/// A user pool and its app client (also used by the AWS-profile test).
+pub(crate) struct Pool {
+    pub(crate) id: String,
+    pub(crate) client: String,
 }
 
 impl Pool {
-    async fn create(http: &reqwest::Client, moto: &str) -> Self {
+    pub(crate) async fn create(http: &reqwest::Client, moto: &str) -> Self {
         // `custom:tenant` is an attribute users may write themselves.
         let pool = cognito(
             http,
@@ -92,7 +93,7 @@ impl Pool {
     }
 
     /// A user in `groups`; returns the access and ID tokens of a login.
-    async fn user(
+    pub(crate) async fn user(
         &self,
         http: &reqwest::Client,
         moto: &str,
