@@ -74,6 +74,18 @@ async fn service_policies_are_least_privilege() {
         ("audit", "secret/data/cloudsec/audit", &["read"]),
         ("audit", "secret/data/cloudsec/auth/signing-keys", &[]),
         ("audit", "transit/decrypt/docs-restricted", &[]),
+        // Signed audit chain heads (`[audit.signing] backend = "transit"`):
+        // sign, verify and read that key, nothing else.
+        ("audit", "transit/sign/cloudsec-audit-signing", &["update"]),
+        (
+            "audit",
+            "transit/verify/cloudsec-audit-signing",
+            &["update"],
+        ),
+        ("audit", "transit/keys/cloudsec-audit-signing", &["read"]),
+        ("audit", "transit/keys/cloudsec-audit-signing/rotate", &[]),
+        ("audit", "transit/sign/auth-signing-keys", &[]),
+        ("documents", "transit/sign/cloudsec-audit-signing", &[]),
         // Codes: auth seals for the mailer, which alone opens them.
         (
             "auth",
