@@ -90,6 +90,8 @@ def verify(client, args):
     for key in ["docs-public", "docs-internal", "docs-confidential", "docs-restricted", "auth-signing-keys", "cloudsec-mailer"]:
         k = get(client, f"transit/keys/{key}")["data"]
         check(k["type"] == "aes256-gcm96" and not k["exportable"] and not k["deletion_allowed"], f"transit key {key}: aes256-gcm96, not exportable, not deletable")
+    k = get(client, "transit/keys/cloudsec-audit-signing")["data"]
+    check(k["type"] == "ed25519" and not k["exportable"] and not k["deletion_allowed"], "transit key cloudsec-audit-signing: ed25519, not exportable, not deletable")
     dk = post(client, "transit/datakey/plaintext/docs-public")["data"]
     check(dk["ciphertext"].startswith("vault:v1:") and len(dk["plaintext"]) > 0, "transit makes a data key under docs-public")
 
@@ -172,6 +174,9 @@ def verify(client, args):
         ("auth", "transit/decrypt/cloudsec-mailer", False),
         ("mailer", "transit/decrypt/cloudsec-mailer", True),
         ("mailer", "transit/datakey/plaintext/cloudsec-mailer", False),
+        ("audit", "transit/sign/cloudsec-audit-signing", True),
+        ("audit", "transit/keys/cloudsec-audit-signing/rotate", False),
+        ("auth", "transit/sign/cloudsec-audit-signing", False),
     ]
     for policy, path, allowed in samples:
         token = post(client, "auth/token/create", {"policies": [policy], "no_default_policy": True, "ttl": "2m"})["auth"]["client_token"]
