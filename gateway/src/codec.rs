@@ -2,14 +2,15 @@
 //!
 //! Generated codecs are typed; the gateway learns its types at run time,
 //! so it encodes any [`DynamicMessage`] and decodes into the descriptor it
-//! is given (the method's output type on the client side, its input type on
-//! a server). The gateway's own client sends [`Outgoing`] instead: a
-//! message, or the wire bytes the streaming transcoder already wrote.
+//! is given (the method's input type on a server). The gateway's own
+//! client ([`ClientCodec`]) sends [`Outgoing`] instead (a message, or the
+//! wire bytes the streaming transcoder already wrote) and keeps replies as
+//! wire bytes for the streaming renderer.
 
 use std::marker::PhantomData;
 
 use prost::Message;
-use prost::bytes::BufMut;
+use prost::bytes::{Buf, BufMut, Bytes};
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -62,13 +63,36 @@ impl DynamicCodec {
     }
 }
 
-impl DynamicCodec<Outgoing> {
-    /// The gateway's client codec.
-    pub(crate) fn outgoing(decode_as: MessageDescriptor) -> Self {
-        Self {
-            decode_as,
-            sends: PhantomData,
-        }
+/// The gateway's client codec: sends [`Outgoing`], receives each reply's
+/// wire bytes undecoded (`render.rs` turns them into JSON).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ClientCodec;
+
+impl Codec for ClientCodec {
+    type Encode = Outgoing;
+    type Decode = Bytes;
+    type Encoder = DynamicEncoder<Outgoing>;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        DynamicEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+/// Hands over a message's bytes as they came.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawDecoder;
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 

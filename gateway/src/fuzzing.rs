@@ -194,15 +194,36 @@ impl Transcoder {
             .is_some_and(|b| b.request_wire(&[], None, b"{}", false).is_some())
     }
 
-    /// Decodes `bytes` as route `route`'s response message (as a service
-    /// could send it) and renders it the way the gateway answers.
-    pub fn response(&self, route: usize, bytes: &[u8]) {
+    /// Renders `bytes` (as a service could send them) as route `route`'s
+    /// response, the way the gateway answers. Where the streaming renderer
+    /// answers, its JSON must equal the reference's (as JSON values: the
+    /// reference writes map entries in `HashMap` order); the error names
+    /// the first difference.
+    pub fn response(&self, route: usize, bytes: &[u8]) -> Result<(), String> {
         let Some(binding) = self.bindings.get(route % self.bindings.len().max(1)) else {
-            return;
+            return Ok(());
         };
+        let rendered = binding.render(bytes);
         let Ok(message) = DynamicMessage::decode(binding.output(), bytes) else {
-            return;
+            return match rendered {
+                Ok(json) => Err(format!(
+                    "rendered {} from bytes the reference cannot decode",
+                    String::from_utf8_lossy(&json)
+                )),
+                Err(_) => Ok(()),
+            };
         };
-        let _ = binding.response(&message);
+        let reference = binding.response(&message);
+        let parse = |r: &Result<Vec<u8>, String>| {
+            r.as_ref()
+                .ok()
+                .and_then(|j| serde_json::from_slice::<serde_json::Value>(j).ok())
+        };
+        if parse(&reference) != parse(&rendered) || reference.is_ok() != rendered.is_ok() {
+            return Err(format!(
+                "rendered {rendered:?}, the reference {reference:?}"
+            ));
+        }
+        Ok(())
     }
 }

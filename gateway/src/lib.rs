@@ -60,6 +60,7 @@ pub mod limits;
 mod metrics;
 pub mod openapi;
 mod policy;
+mod render;
 mod routes;
 mod server;
 mod stream;

@@ -621,7 +621,7 @@ impl Shared {
         match self.unary(target, request).instrument(span).await? {
             Ok(response) => {
                 let (metadata, reply, _) = response.into_parts();
-                let json = target.binding.response(&reply).map_err(|error| {
+                let json = target.binding.render(&reply).map_err(|error| {
                     tracing::error!(%error, method = %target.full_method, "cannot render response");
                     ApiError::internal()
                 })?;

@@ -15,7 +15,6 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderMap, header};
-use prost_reflect::DynamicMessage;
 use tonic::Streaming;
 
 use crate::error::{ApiError, upstream_failure};
@@ -96,7 +95,7 @@ fn frame(head: &[u8], json: &[u8], tail: &[u8]) -> Bytes {
 
 /// What the response body reads from.
 pub(crate) struct Upstream {
-    pub(crate) messages: Streaming<DynamicMessage>,
+    pub(crate) messages: Streaming<Bytes>,
     pub(crate) binding: Arc<Binding>,
     pub(crate) format: Format,
     /// The whole stream must end by then (`request_timeout`, which the
@@ -121,7 +120,7 @@ impl State {
         let up = &mut self.upstream;
         let next = tokio::time::timeout_at(up.deadline, up.messages.message()).await;
         let chunk = match next {
-            Ok(Ok(Some(message))) => match up.binding.response(&message) {
+            Ok(Ok(Some(message))) => match up.binding.render(&message) {
                 Ok(json) => return Some(up.format.message(&json)),
                 Err(error) => {
                     tracing::error!(%error, method = %up.method, "cannot render a streamed message");

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
+use crate::render::RenderPlan;
 use crate::routes::{PathTemplate, decode};
 use crate::validate::{behavior, field_behaviors, mask_paths, update_mask_field};
 use crate::wire::{Override, WirePlan};
@@ -46,6 +47,9 @@ pub(crate) struct Binding {
     patch_mask: Option<FieldDescriptor>,
     /// The streaming transcoder's plan, where it applies (`wire.rs`).
     wire: Option<WireRoute>,
+    /// The streaming renderer's plan for replies (`render.rs`), unless
+    /// the route picks a `response_body` field or the type has none.
+    render: Option<Arc<RenderPlan>>,
 }
 
 /// A route the streaming transcoder serves: a body of the whole request
@@ -180,6 +184,14 @@ impl Binding {
             _ => None,
         };
         let wire = WireRoute::new(&input, &body, &path_fields, patch_mask.as_ref());
+        let render = match (&response_body, RenderPlan::new(&method.output())) {
+            (None, Ok(plan)) => Some(Arc::new(plan)),
+            (None, Err(why)) => {
+                tracing::debug!(message = %method.output().full_name(), why = %why.0, "the reference renders this route's replies");
+                None
+            }
+            (Some(_), _) => None,
+        };
         Ok(Self {
             input,
             output: method.output(),
@@ -188,6 +200,7 @@ impl Binding {
             path_fields,
             patch_mask,
             wire,
+            render,
         })
     }
 
@@ -464,6 +477,31 @@ impl Binding {
             BodyRule::None => false,
         };
         by_body || self.path_fields.iter().any(|p| overlaps(p))
+    }
+
+    /// Renders the reply's wire bytes as JSON: by the streaming renderer
+    /// where the route has a plan and the bytes are what prost writes, else
+    /// by decoding them and rendering with [`Binding::response`]. Either
+    /// way the bytes are the same.
+    pub(crate) fn render(&self, reply: &[u8]) -> Result<Vec<u8>, String> {
+        if let Some(plan) = &self.render
+            && let Ok(json) = plan.render(reply)
+        {
+            return Ok(json);
+        }
+        let message = DynamicMessage::decode(self.output.clone(), reply)
+            .map_err(|e| format!("cannot decode {}: {e}", self.output.full_name()))?;
+        self.response(&message)
+    }
+
+    /// The streaming renderer alone: `None` where the route has no plan,
+    /// `Some(Err)` where it hands the reply to the reference.
+    #[cfg(test)]
+    pub(crate) fn render_streaming(
+        &self,
+        reply: &[u8],
+    ) -> Option<Result<Vec<u8>, crate::render::Fallback>> {
+        Some(self.render.as_ref()?.render(reply))
     }
 
     /// Renders the response (or its `response_body` field) as JSON with

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use cloudsec_runtime::grpc::REQUEST_ID;
 use cloudsec_runtime::telemetry;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use prost_reflect::DynamicMessage;
 
-use crate::codec::{DynamicCodec, Outgoing};
+use crate::codec::{ClientCodec, Outgoing};
 use crate::error::{ApiError, upstream_failure};
 use crate::headers::{CLIENT_IP, MAX_AUTHORIZATION_BYTES, forward_grpc_metadata, metadata_headers};
 use crate::server::Shared;
@@ -66,9 +66,9 @@ impl Shared {
         &self,
         target: &Target,
         request: tonic::Request<Outgoing>,
-    ) -> Result<Result<tonic::Response<DynamicMessage>, tonic::Status>, ApiError> {
+    ) -> Result<Result<tonic::Response<Bytes>, tonic::Status>, ApiError> {
         let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-        let codec = DynamicCodec::outgoing(target.method.output());
+        let codec = ClientCodec;
         let call = async {
             grpc.ready()
                 .await
@@ -93,7 +93,7 @@ impl Shared {
     ) -> Result<Response, ApiError> {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-        let codec = DynamicCodec::outgoing(target.method.output());
+        let codec = ClientCodec;
         let call = async {
             grpc.ready()
                 .await

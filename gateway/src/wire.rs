@@ -37,14 +37,14 @@ use prost::encoding::{encode_varint, encoded_len_varint};
 use prost_reflect::{DeserializeOptions, DynamicMessage, EnumDescriptor, Kind, MessageDescriptor};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-const VARINT: u32 = 0;
-const FIXED64: u32 = 1;
-const LEN: u32 = 2;
-const FIXED32: u32 = 5;
+pub(crate) const VARINT: u32 = 0;
+pub(crate) const FIXED64: u32 = 1;
+pub(crate) const LEN: u32 = 2;
+pub(crate) const FIXED32: u32 = 5;
 
 /// How one value is read from JSON and written as wire bytes.
 #[derive(Debug, Clone)]
-enum ValueKind {
+pub(crate) enum ValueKind {
     Double,
     Float,
     Int32,
@@ -68,7 +68,7 @@ enum ValueKind {
 }
 
 impl ValueKind {
-    fn wire_type(&self) -> u32 {
+    pub(crate) fn wire_type(&self) -> u32 {
         match self {
             Self::Double | Self::Fixed64 | Self::Sfixed64 => FIXED64,
             Self::Float | Self::Fixed32 | Self::Sfixed32 => FIXED32,
@@ -184,8 +184,40 @@ impl Cx<'_> {
 #[derive(Debug)]
 pub(crate) struct Unsupported(pub(crate) String);
 
-fn is_well_known(message: &MessageDescriptor) -> bool {
+pub(crate) fn is_well_known(message: &MessageDescriptor) -> bool {
     message.full_name().starts_with("google.protobuf.")
+}
+
+/// How a value of `kind` is planned; `message` compiles an ordinary
+/// message into the caller's plan and gives its index. Shared by both
+/// directions, so they agree on what has no plan.
+pub(crate) fn value_kind(
+    kind: &Kind,
+    message: impl FnOnce(&MessageDescriptor) -> Result<usize, Unsupported>,
+) -> Result<ValueKind, Unsupported> {
+    Ok(match kind {
+        Kind::Double => ValueKind::Double,
+        Kind::Float => ValueKind::Float,
+        Kind::Int32 => ValueKind::Int32,
+        Kind::Sint32 => ValueKind::Sint32,
+        Kind::Sfixed32 => ValueKind::Sfixed32,
+        Kind::Int64 => ValueKind::Int64,
+        Kind::Sint64 => ValueKind::Sint64,
+        Kind::Sfixed64 => ValueKind::Sfixed64,
+        Kind::Uint32 => ValueKind::Uint32,
+        Kind::Fixed32 => ValueKind::Fixed32,
+        Kind::Uint64 => ValueKind::Uint64,
+        Kind::Fixed64 => ValueKind::Fixed64,
+        Kind::Bool => ValueKind::Bool,
+        Kind::String => ValueKind::String,
+        Kind::Bytes => ValueKind::Bytes,
+        Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => {
+            return Err(Unsupported("a google.protobuf.NullValue field".to_owned()));
+        }
+        Kind::Enum(e) => ValueKind::Enum(e.clone()),
+        Kind::Message(m) if is_well_known(m) => ValueKind::WellKnown(m.clone()),
+        Kind::Message(m) => ValueKind::Message(message(m)?),
+    })
 }
 
 impl WirePlan {
@@ -267,29 +299,7 @@ impl WirePlan {
         kind: &Kind,
         index: &mut HashMap<String, usize>,
     ) -> Result<ValueKind, Unsupported> {
-        Ok(match kind {
-            Kind::Double => ValueKind::Double,
-            Kind::Float => ValueKind::Float,
-            Kind::Int32 => ValueKind::Int32,
-            Kind::Sint32 => ValueKind::Sint32,
-            Kind::Sfixed32 => ValueKind::Sfixed32,
-            Kind::Int64 => ValueKind::Int64,
-            Kind::Sint64 => ValueKind::Sint64,
-            Kind::Sfixed64 => ValueKind::Sfixed64,
-            Kind::Uint32 => ValueKind::Uint32,
-            Kind::Fixed32 => ValueKind::Fixed32,
-            Kind::Uint64 => ValueKind::Uint64,
-            Kind::Fixed64 => ValueKind::Fixed64,
-            Kind::Bool => ValueKind::Bool,
-            Kind::String => ValueKind::String,
-            Kind::Bytes => ValueKind::Bytes,
-            Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => {
-                return Err(Unsupported("a google.protobuf.NullValue field".to_owned()));
-            }
-            Kind::Enum(e) => ValueKind::Enum(e.clone()),
-            Kind::Message(m) if is_well_known(m) => ValueKind::WellKnown(m.clone()),
-            Kind::Message(m) => ValueKind::Message(self.compile(m, index)?),
-        })
+        value_kind(kind, |m| self.compile(m, index))
     }
 
     /// The wire bytes of the message `json` is, with `overrides` (records
@@ -1329,7 +1339,7 @@ pub(crate) fn same_request(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
@@ -1394,11 +1404,16 @@ mod tests {
         }
     "#;
 
-    fn pool() -> DescriptorPool {
+    pub(crate) fn pool() -> DescriptorPool {
         compile(CONTRACT)
     }
 
-    fn binding(pool: &DescriptorPool, method: &str, template: &str, body: &str) -> Binding {
+    pub(crate) fn binding(
+        pool: &DescriptorPool,
+        method: &str,
+        template: &str,
+        body: &str,
+    ) -> Binding {
         let method = pool
             .get_service_by_name("wire.v1.S")
             .unwrap()
@@ -1434,7 +1449,7 @@ mod tests {
 
     /// Whether a map with two entries or more is anywhere in `message`:
     /// the reference writes those in `HashMap` order.
-    fn has_unordered_map(message: &DynamicMessage) -> bool {
+    pub(crate) fn has_unordered_map(message: &DynamicMessage) -> bool {
         fn value(v: &Value) -> bool {
             match v {
                 Value::Map(m) => m.len() > 1 || m.values().any(value),
@@ -1446,7 +1461,7 @@ mod tests {
         message.fields().any(|(_, v)| value(v))
     }
 
-    fn text(pairs: &[(String, Json)]) -> String {
+    pub(crate) fn text(pairs: &[(String, Json)]) -> String {
         let members: Vec<String> = pairs
             .iter()
             .map(|(k, v)| format!("{}:{v}", Json::String(k.clone())))
@@ -1763,7 +1778,7 @@ mod tests {
     /// Members of a JSON object for `message`: a random subset of its
     /// fields under either name, sometimes an unknown key or a field
     /// twice, in any order.
-    fn message_value(
+    pub(crate) fn message_value(
         message: &MessageDescriptor,
         depth: u32,
     ) -> BoxedStrategy<Vec<(String, Json)>> {
