@@ -9,7 +9,9 @@
 //! - `transcode SECONDS`: JSON to protobuf through the gateway's own
 //!   transcoder and validator on this thread, printed as MB/s of JSON;
 //! - `transcode-count N [reference]`: N transcodings and nothing else
-//!   (the streaming transcoder, or the reference one), for callgrind.
+//!   (the streaming transcoder, or the reference one), for callgrind;
+//! - `render-count N [reference]`: the same for the reply direction
+//!   (protobuf to JSON: the streaming renderer, or the reference one).
 //!
 //! Built with `--features fuzzing`, which exposes the transcoder.
 
@@ -184,7 +186,21 @@ fn transcode(seconds: u64) -> Result<(), Error> {
             .to_protobuf_reference(0, json.as_bytes())
             .map(|b| b.len())
     })?;
+    // The reply direction: the echo's reply is the request's bytes.
+    let reply = transcoder.to_protobuf(0, json.as_bytes())?;
+    let rendered = |f: &dyn Fn() -> Result<Vec<u8>, String>| timed(&|| f().map(|json| json.len()));
+    let (out_requests, out_json, out_elapsed) = rendered(&|| transcoder.to_json(0, &reply))?;
+    let (out_ref_requests, _, out_ref_elapsed) =
+        rendered(&|| transcoder.to_json_reference(0, &reply))?;
     let mb = |n: u64, s: f64| n as f64 * json.len() as f64 / s / 1e6;
+    let out_mb = |n: u64, s: f64| n as f64 * out_json as f64 / s / 1e6;
+    println!(
+        "render: json_bytes={out_json} mb_per_s={:.1} per_reply_us={:.2} reference_mb_per_s={:.1} reference_per_reply_us={:.2}",
+        out_mb(out_requests, out_elapsed),
+        out_elapsed * 1e6 / out_requests as f64,
+        out_mb(out_ref_requests, out_ref_elapsed),
+        out_ref_elapsed * 1e6 / out_ref_requests as f64,
+    );
     println!(
         "json_bytes={} protobuf_bytes={} requests={} seconds={:.3} mb_per_s={:.1} per_request_us={:.2} streaming={} reference_mb_per_s={:.1} reference_per_request_us={:.2}",
         json.len(),
@@ -219,6 +235,23 @@ fn transcode_count(n: u64, reference: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// `n` renderings of the benchmark reply and nothing else, for callgrind.
+fn render_count(n: u64, reference: bool) -> Result<(), Error> {
+    let set = descriptor_set()?;
+    let transcoder = Transcoder::new(&[set.as_slice()])?;
+    let reply = transcoder.to_protobuf(0, request_json().as_bytes())?;
+    let mut bytes = 0;
+    for _ in 0..n {
+        bytes += if reference {
+            transcoder.to_json_reference(0, &reply)?.len()
+        } else {
+            transcoder.to_json(0, &reply)?.len()
+        };
+    }
+    println!("rendered={n} json_bytes={bytes}");
+    Ok(())
+}
+
 fn port(arg: Option<&String>) -> Result<u16, Error> {
     Ok(arg.ok_or("missing port")?.parse()?)
 }
@@ -243,6 +276,10 @@ fn main() -> Result<(), Error> {
             args.get(2).map_or(Ok(1000), |s| s.parse())?,
             args.get(3).map(String::as_str) == Some("reference"),
         ),
-        _ => Err("usage: bench_gateway files DIR | backend PORT | gateway PORT ADMIN_PORT BACKEND_PORT | transcode SECONDS | transcode-count N [reference]".into()),
+        Some("render-count") => render_count(
+            args.get(2).map_or(Ok(1000), |s| s.parse())?,
+            args.get(3).map(String::as_str) == Some("reference"),
+        ),
+        _ => Err("usage: bench_gateway files DIR | backend PORT | gateway PORT ADMIN_PORT BACKEND_PORT | transcode SECONDS | transcode-count N [reference] | render-count N [reference]".into()),
     }
 }

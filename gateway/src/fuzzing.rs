@@ -187,6 +187,26 @@ impl Transcoder {
         Ok(message.encode_to_vec())
     }
 
+    /// Route `route`'s reply `bytes` as the JSON the gateway answers with
+    /// (the streaming renderer where it applies).
+    pub fn to_json(&self, route: usize, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        self.bindings
+            .get(route)
+            .ok_or_else(|| format!("no route #{route}"))?
+            .render(bytes)
+    }
+
+    /// [`Transcoder::to_json`] through the reference renderer (decoded to
+    /// a `DynamicMessage`, then serialized), whatever the route.
+    pub fn to_json_reference(&self, route: usize, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let binding = self
+            .bindings
+            .get(route)
+            .ok_or_else(|| format!("no route #{route}"))?;
+        let message = DynamicMessage::decode(binding.output(), bytes).map_err(|e| e.to_string())?;
+        binding.response(&message)
+    }
+
     /// Whether route `route` has the streaming transcoder.
     pub fn streams(&self, route: usize) -> bool {
         self.bindings
