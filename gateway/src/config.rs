@@ -166,6 +166,10 @@ pub struct RoutePolicy {
     /// One bucket for the route, shared by every client.
     #[serde(default)]
     pub throttle: Option<Throttle>,
+    /// At most this many of the method's calls upstream at once, the rest
+    /// queued (`admission.rs`): for expensive calls such as a login.
+    #[serde(default)]
+    pub concurrency: Option<Concurrency>,
     /// HTTP statuses for what the service answered, by gRPC code name,
     /// replacing the status table for these methods: e.g.
     /// `{ NOT_FOUND = 200 }` makes deleting a missing resource succeed
@@ -173,6 +177,49 @@ pub struct RoutePolicy {
     /// `OK` may only map to another 2xx.
     #[serde(default)]
     pub status_overrides: Option<BTreeMap<String, u16>>,
+}
+
+/// A method's admission: `limit` calls upstream at once, `queue` more
+/// waiting up to `queue_timeout` each, the rest refused with 429.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    pub limit: u32,
+    #[serde(default = "default_concurrency_queue")]
+    pub queue: u32,
+    #[serde(
+        default = "default_concurrency_queue_timeout",
+        with = "humantime_serde"
+    )]
+    pub queue_timeout: Duration,
+}
+
+fn default_concurrency_queue() -> u32 {
+    64
+}
+
+fn default_concurrency_queue_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Concurrency {
+    fn check(&self, key: &str, request_timeout: Duration) -> Result<(), ConfigError> {
+        if self.limit == 0 {
+            return Err(invalid(format!("{key}.limit"), "must be at least 1"));
+        }
+        if self.queue > 100_000 {
+            return Err(invalid(format!("{key}.queue"), "must be at most 100000"));
+        }
+        if self.queue_timeout.is_zero() || self.queue_timeout >= request_timeout {
+            return Err(invalid(
+                format!("{key}.queue_timeout"),
+                format!(
+                    "must be more than 0s and less than gateway.request_timeout ({request_timeout:?})"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The gRPC code named as in `google.rpc.Code` (`NOT_FOUND`), for
@@ -488,6 +535,9 @@ impl GatewayConfig {
             if let Some(throttle) = &policy.throttle {
                 throttle.check(&format!("{key}.throttle"))?;
             }
+            if let Some(concurrency) = &policy.concurrency {
+                concurrency.check(&format!("{key}.concurrency"), self.request_timeout)?;
+            }
             for (name, status) in policy.status_overrides.iter().flatten() {
                 let at = format!("{key}.status_overrides.{name}");
                 let Some(code) = grpc_code(name) else {
@@ -600,6 +650,7 @@ mod tests {
                     "scopes": ["tenant:admin"], "throttle": {"rate": 1.0, "burst": 2},
                     "status_overrides": {"NOT_FOUND": 204},
                 },
+                "cloudsec.auth.v1.AuthService/Login": {"concurrency": {"limit": 4}},
             },
             "client_ip_throttle": {"rate": 50.0, "burst": 100},
             "jwt": {"refresh_interval": "1m"},
@@ -618,6 +669,14 @@ mod tests {
             "the Redis URL leaked"
         );
         assert_eq!(config.usage_plans["basic"].quota_per_day, Some(1000));
+        assert_eq!(
+            config.routes["cloudsec.auth.v1.AuthService/Login"].concurrency,
+            Some(Concurrency {
+                limit: 4,
+                queue: 64,
+                queue_timeout: Duration::from_secs(5)
+            })
+        );
         assert!(config.api_keys["partner"].enabled);
         let jwt = config.jwt.unwrap();
         assert_eq!(jwt.refresh_interval, Duration::from_secs(60));
@@ -639,6 +698,18 @@ mod tests {
             (
                 serde_json::json!({"usage_plans": {"p": {"rate": 1.0, "burst": 0}}}),
                 "gateway.usage_plans.p.burst",
+            ),
+            (
+                serde_json::json!({"routes": {"a.v1.S/M": {"concurrency": {"limit": 0}}}}),
+                "gateway.routes.\"a.v1.S/M\".concurrency.limit",
+            ),
+            (
+                serde_json::json!({"routes": {"a.v1.S/M": {"concurrency": {"limit": 2, "queue_timeout": "30s"}}}}),
+                "gateway.routes.\"a.v1.S/M\".concurrency.queue_timeout",
+            ),
+            (
+                serde_json::json!({"routes": {"a.v1.S/M": {"concurrency": {"limit": 2, "queue": 1000000}}}}),
+                "gateway.routes.\"a.v1.S/M\".concurrency.queue",
             ),
             (
                 serde_json::json!({"api_keys": {"k": {"sha256": "abc", "plan": "p"}}}),

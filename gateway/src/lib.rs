@@ -42,6 +42,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admission;
 mod body;
 mod client;
 pub mod codec;
@@ -75,8 +76,8 @@ mod wire;
 
 pub use codec::DynamicCodec;
 pub use config::{
-    ApiKey, ConfigError, CorsConfig, GatewayConfig, JwtConfig, ListenTls, RoutePolicy, Throttle,
-    Upstream, UsagePlan,
+    ApiKey, Concurrency, ConfigError, CorsConfig, GatewayConfig, JwtConfig, ListenTls, RoutePolicy,
+    Throttle, Upstream, UsagePlan,
 };
 pub use error::GatewayError;
 pub use limits::{Clock, SystemClock};

@@ -10,7 +10,7 @@ use prost_reflect::{DescriptorPool, ExtensionDescriptor, MethodDescriptor, Value
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{GatewayConfig, Throttle, UsagePlan};
+use crate::config::{Concurrency, GatewayConfig, Throttle, UsagePlan};
 
 /// A configured API key, found by the hash of what the client sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +83,8 @@ pub(crate) struct RouteEdge {
     /// The method option's scopes and the configured ones, together.
     pub(crate) scopes: Vec<String>,
     pub(crate) throttle: Option<Throttle>,
+    /// How many of the method's calls may be upstream at once.
+    pub(crate) concurrency: Option<Concurrency>,
     /// HTTP status by gRPC code for what the service answered.
     pub(crate) status_overrides: BTreeMap<i32, StatusCode>,
 }
@@ -212,6 +214,7 @@ impl RouteEdge {
         let api_key = matching.iter().find_map(|(_, p)| p.api_key);
         let scopes = matching.iter().find_map(|(_, p)| p.scopes.clone());
         let throttle = matching.iter().find_map(|(_, p)| p.throttle);
+        let concurrency = matching.iter().find_map(|(_, p)| p.concurrency);
         let overrides = matching
             .iter()
             .find_map(|(_, p)| p.status_overrides.as_ref());
@@ -242,6 +245,7 @@ impl RouteEdge {
             public,
             scopes: all_scopes,
             throttle,
+            concurrency,
             status_overrides,
         }
     }

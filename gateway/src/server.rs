@@ -40,7 +40,7 @@ use crate::error::{ApiError, GatewayError};
 use crate::headers::{request_id, sane_proxy_request_id};
 use crate::jwt::{JwksSource, JwtAuthorizer};
 use crate::limits::{Clock, Limiter, SystemClock};
-use crate::metrics::{GatewayMetrics, Rejection, ResponseLabels, RouteLabels};
+use crate::metrics::{GatewayMetrics, Rejection, ResponseLabels, RouteLabels, ThrottleLabels};
 use crate::policy::ApiKeys;
 use crate::routes::{Match, PathTemplate, RouteTable};
 use crate::stream::Format;
@@ -594,6 +594,27 @@ impl Shared {
             .transcode(target, captures, parts.uri.query(), &body)
             .map_err(|(reason, error)| rejected(reason, error))?;
 
+        // A turn upstream, for a method with a concurrency limit: held until
+        // the answer is rendered or, for a stream, until it ends.
+        let turn = match &target.admission {
+            None => None,
+            Some(admission) => Some(admission.enter().await.map_err(|why| {
+                self.metrics
+                    .throttled
+                    .get_or_create(&ThrottleLabels {
+                        route: context.labels.route.clone(),
+                        method: context.labels.method.clone(),
+                        limit: "route_concurrency".to_owned(),
+                    })
+                    .inc();
+                tracing::debug!(method = %target.full_method, ?why, "not admitted");
+                rejected(
+                    Rejection::Throttled,
+                    ApiError::too_many_requests("route concurrency", admission.retry_after()),
+                )
+            })?),
+        };
+
         let span = tracing::info_span!(
             "gateway.request",
             otel.name = %target.full_method,
@@ -614,7 +635,7 @@ impl Shared {
         if target.streaming {
             let format = Format::from_accept(&parts.headers);
             return self
-                .server_streaming(target, request, format)
+                .server_streaming(target, request, format, turn)
                 .instrument(span)
                 .await;
         }
@@ -625,6 +646,7 @@ impl Shared {
                     tracing::error!(%error, method = %target.full_method, "cannot render response");
                     ApiError::internal()
                 })?;
+                drop(turn);
                 let status = target.ok_status();
                 let mut response = json_response(status, json);
                 append_metadata(&mut response, &metadata);

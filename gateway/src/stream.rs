@@ -104,6 +104,8 @@ pub(crate) struct Upstream {
     pub(crate) timeout: Duration,
     /// `pkg.Service/Method`, for logs.
     pub(crate) method: String,
+    /// The method's admission turn, given back when the stream ends.
+    pub(crate) _turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 struct State {

@@ -15,6 +15,7 @@ use http::{Method, StatusCode};
 use prost_reflect::{DescriptorPool, DynamicMessage, ExtensionDescriptor, MethodDescriptor};
 use tonic::transport::Channel;
 
+use crate::admission::Admission;
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
 use crate::policy::{RouteEdge, option_scopes, scopes_extension};
@@ -34,6 +35,9 @@ pub(crate) struct Target {
     pub(crate) channel: Channel,
     /// What the route demands at the edge.
     pub(crate) edge: RouteEdge,
+    /// The method's turns, shared by its routes, when it has a
+    /// concurrency limit.
+    pub(crate) admission: Option<Arc<Admission>>,
 }
 
 impl Target {
@@ -169,6 +173,16 @@ pub(crate) fn build_table(
             let tokenless =
                 crate::policy::option_authentication(&method, authentication.as_ref()).tokenless();
             let full_method = format!("{}/{}", service.full_name(), method.name());
+            let edge = RouteEdge::resolve(
+                config,
+                service.full_name(),
+                method.name(),
+                &contract_scopes,
+                tokenless,
+            );
+            let admission = edge
+                .concurrency
+                .map(|limit| Arc::new(Admission::new(&limit)));
             let grpc_path = PathAndQuery::from_maybe_shared(Bytes::from(format!("/{full_method}")))
                 .map_err(|error| GatewayError::Template {
                     method: full_method.clone(),
@@ -201,13 +215,8 @@ pub(crate) fn build_table(
                         method: method.clone(),
                         streaming: method.is_server_streaming(),
                         channel: channel.clone(),
-                        edge: RouteEdge::resolve(
-                            config,
-                            service.full_name(),
-                            method.name(),
-                            &contract_scopes,
-                            tokenless,
-                        ),
+                        edge: edge.clone(),
+                        admission: admission.clone(),
                     },
                 );
             }

@@ -10,6 +10,8 @@ use cloudsec_runtime::grpc::REQUEST_ID;
 use cloudsec_runtime::telemetry;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::codec::{ClientCodec, Outgoing};
 use crate::error::{ApiError, upstream_failure};
 use crate::headers::{CLIENT_IP, MAX_AUTHORIZATION_BYTES, forward_grpc_metadata, metadata_headers};
@@ -90,6 +92,7 @@ impl Shared {
         target: &Target,
         request: tonic::Request<Outgoing>,
         format: Format,
+        turn: Option<OwnedSemaphorePermit>,
     ) -> Result<Response, ApiError> {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let mut grpc = tonic::client::Grpc::new(target.channel.clone());
@@ -117,6 +120,7 @@ impl Shared {
             deadline,
             timeout: self.request_timeout,
             method: target.full_method.clone(),
+            _turn: turn,
         });
         let mut response = Response::new(body);
         // A stream always has a body, which 204 and 205 forbid.

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use cloudsec_gateway::{ApiKey, Clock, GatewayConfig, RoutePolicy, Throttle, UsagePlan};
+use cloudsec_gateway::{
+    ApiKey, Clock, Concurrency, GatewayConfig, RoutePolicy, Throttle, UsagePlan,
+};
 use cloudsec_runtime::Secret;
 use common::{Harness, Options, parts};
 use sha2::{Digest, Sha256};
@@ -502,5 +504,76 @@ async fn a_gateway_whose_redis_never_answers_still_serves() {
         metric_value(&metrics, "gateway_limiter_local_fallback_total"),
         Some(3.0)
     );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_method_s_concurrency_limit_queues_refuses_and_frees_its_turn() {
+    let clock = TestClock::at("2025-06-01T12:00:00Z");
+    let h = start(&clock, |c| {
+        c.routes.insert(
+            "cloudsec.echo.v1.EchoService/WatchItems".into(),
+            RoutePolicy {
+                concurrency: Some(Concurrency {
+                    limit: 1,
+                    queue: 1,
+                    queue_timeout: Duration::from_millis(300),
+                }),
+                ..RoutePolicy::default()
+            },
+        );
+    })
+    .await;
+    let watch = |query: &str| {
+        h.http
+            .get(h.url(&format!("/v1/items:watch?{query}")))
+            .send()
+    };
+
+    // The first watch takes the method's one turn and keeps it: its stream
+    // pauses after the first item.
+    let mut holder = watch("count=2&pauseMs=600000").await.unwrap();
+    assert_eq!(holder.status(), 200);
+    assert!(
+        holder.chunk().await.unwrap().is_some(),
+        "the first item came"
+    );
+
+    // Other methods are not held up.
+    assert_eq!(get(&h, None).await.status(), 200);
+
+    // The next watch waits its queue_timeout for a turn, then gets a 429
+    // that says why and when to come back.
+    let refused = watch("count=1").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let (_, _, body) = parts(refused).await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("route concurrency"),
+        "{body}"
+    );
+    let metrics = h.metrics().await;
+    assert!(
+        metrics.contains(r#"limit="route_concurrency""#),
+        "the refusal is counted"
+    );
+
+    // The holder goes away: its stream ends upstream, and the turn goes
+    // back (the gateway notices the reset connection promptly, but not
+    // synchronously).
+    drop(holder);
+    let mut admitted = false;
+    for _ in 0..50 {
+        let response = watch("count=1").await.unwrap();
+        if response.status() == 200 {
+            admitted = true;
+            break;
+        }
+        assert_eq!(response.status(), 429);
+    }
+    assert!(admitted, "the turn came back once the stream ended");
     h.stop().await;
 }

@@ -12,7 +12,9 @@
 //!
 //! Arguments (all optional): `--seconds S` (verification run, default 3),
 //! `--logins N` (default 60), `--calls N` (unrelated calls per phase,
-//! default 400), `--storm N` (default 16).
+//! default 400), `--storm N` (default 16), `--login-concurrency N` (the
+//! gateway admits at most N logins upstream at once, the rest queue;
+//! default 0, off: docs/gateway.md "Concurrency limits").
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -21,13 +23,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cloudsec_runtime::token::TokenVerifier;
-use cloudsec_tests::{Backend, Sandbox};
+use cloudsec_tests::{Backend, Extra, Sandbox};
 
 struct Args {
     seconds: u64,
     logins: usize,
     calls: usize,
     storm: usize,
+    login_concurrency: usize,
 }
 
 fn args() -> Args {
@@ -36,6 +39,7 @@ fn args() -> Args {
         logins: 60,
         calls: 400,
         storm: 16,
+        login_concurrency: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
@@ -45,6 +49,7 @@ fn args() -> Args {
             "--logins" => a.logins = value(),
             "--calls" => a.calls = value(),
             "--storm" => a.storm = value(),
+            "--login-concurrency" => a.login_concurrency = value(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -84,7 +89,21 @@ async fn get_documents(sb: &Sandbox, token: &str) -> Duration {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
-    let sb = Sandbox::start(Backend::Sqlite).await.expect("sandbox");
+    let extra = Extra {
+        toml: if args.login_concurrency > 0 {
+            format!(
+                "[gateway.routes.\"cloudsec.auth.v1.AuthService/Login\"]\n\
+                 concurrency = {{ limit = {}, queue = 1024, queue_timeout = \"20s\" }}\n",
+                args.login_concurrency
+            )
+        } else {
+            String::new()
+        },
+        ..Extra::default()
+    };
+    let sb = Sandbox::start_with(Backend::Sqlite, extra)
+        .await
+        .expect("sandbox");
     let user = sb.user().await;
 
     // 1. Verifications per second on one thread.
@@ -172,8 +191,9 @@ async fn main() {
                         &serde_json::json!({"email": email, "password": password}),
                     )
                     .await;
+                let ok = r.status() == 200;
                 let _ = r.bytes().await;
-                n += 1;
+                n += u64::from(ok);
             }
             n
         }));
@@ -193,7 +213,11 @@ async fn main() {
     }
 
     println!(
-        "auth benchmark, release build, 2 cores, SQLite sandbox (gateway, sidecars, auth, documents)\n"
+        "auth benchmark, release build, 2 cores, SQLite sandbox (gateway, sidecars, auth, documents); login concurrency limit at the gateway: {}\n",
+        match args.login_concurrency {
+            0 => "off".to_owned(),
+            n => n.to_string(),
+        }
     );
     println!("| measure | result |");
     println!("|---|---|");
