@@ -28,6 +28,7 @@ use std::io::Write as _;
 
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
+use prost::Message as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor, SerializeOptions};
 
 use crate::wire::{FIXED32, FIXED64, LEN, Unsupported, VARINT, ValueKind, value_kind};
@@ -44,6 +45,14 @@ const WELL_KNOWN_BUDGET: u32 = 90;
 /// Maps longer than this go to the reference rather than a quadratic
 /// duplicate-key check.
 const MAP_ENTRIES: usize = 256;
+
+/// prost-reflect's ranges for the JSON forms of Timestamp and Duration
+/// (0001-01-01 to 9999-12-31; +-10,000 years): outside them its renderer
+/// refuses, and so the fast path leaves those to it.
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+const MAX_DURATION_SECONDS: u64 = 315_576_000_000;
+const MAX_DURATION_NANOS: u32 = 999_999_999;
 
 /// The reply cannot be rendered in one pass; use the reference.
 #[derive(Debug, PartialEq, Eq)]
@@ -507,6 +516,28 @@ impl RenderPlan {
         out: &mut Vec<u8>,
         depth: u32,
     ) -> Step {
+        // The two common ones, as prost-reflect renders them (decoded into
+        // prost-types' struct, range-checked, its `Display` quoted) without
+        // a `DynamicMessage` in between.
+        match message.full_name() {
+            "google.protobuf.Timestamp" => {
+                let t = prost_types::Timestamp::decode(bytes).map_err(|_| Fallback)?;
+                if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&t.seconds) {
+                    return Err(Fallback);
+                }
+                return write!(out, "\"{t}\"").map_err(|_| Fallback);
+            }
+            "google.protobuf.Duration" => {
+                let d = prost_types::Duration::decode(bytes).map_err(|_| Fallback)?;
+                if d.seconds.unsigned_abs() > MAX_DURATION_SECONDS
+                    || d.nanos.unsigned_abs() > MAX_DURATION_NANOS
+                {
+                    return Err(Fallback);
+                }
+                return write!(out, "\"{d}\"").map_err(|_| Fallback);
+            }
+            _ => {}
+        }
         let levels = u32::try_from(bytes.len() / 2).unwrap_or(u32::MAX);
         if depth.saturating_add(1).saturating_add(levels) >= WELL_KNOWN_BUDGET {
             return Err(Fallback);
@@ -917,6 +948,28 @@ mod tests {
                 }
                 if let Err(e) = agree(&put, &bytes) {
                     return Err(TestCaseError::fail(format!("{bytes:?}: {e}")));
+                }
+            }
+        }
+    }
+
+    proptest! {
+        /// Timestamps and Durations of any value, in range or not (the
+        /// fast path renders them without prost-reflect): the reference's
+        /// string, or the reference's refusal.
+        #[test]
+        fn times_and_durations_render_alike(
+            seconds in prop_oneof![any::<i64>(), -62_135_596_900i64..253_402_300_900],
+            nanos in prop_oneof![any::<i32>(), 0i32..1_000_000_000],
+        ) {
+            let pool = pool();
+            let put = put(&pool);
+            let time = prost_types::Timestamp { seconds, nanos }.encode_to_vec();
+            let duration = prost_types::Duration { seconds: seconds % 400_000_000_000, nanos }
+                .encode_to_vec();
+            for bytes in [record(35, 2, &time), record(36, 2, &duration), record(41, 2, &time)] {
+                if let Err(e) = agree(&put, &bytes) {
+                    return Err(TestCaseError::fail(format!("{seconds} {nanos}: {e}")));
                 }
             }
         }
