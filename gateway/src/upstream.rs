@@ -19,6 +19,17 @@ use crate::server::Shared;
 use crate::stream::{self, Format};
 use crate::table::Target;
 
+/// A client on `target`'s channel once the channel can take a call.
+async fn ready(
+    target: &Target,
+) -> Result<tonic::client::Grpc<tonic::transport::Channel>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(target.channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|error| tonic::Status::from_error(Box::new(error)))?;
+    Ok(grpc)
+}
+
 impl Shared {
     /// The upstream request: the message with the metadata the service
     /// may see and the deadline.
@@ -69,13 +80,11 @@ impl Shared {
         target: &Target,
         request: tonic::Request<Outgoing>,
     ) -> Result<Result<tonic::Response<Bytes>, tonic::Status>, ApiError> {
-        let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-        let codec = ClientCodec;
         let call = async {
-            grpc.ready()
+            ready(target)
+                .await?
+                .unary(request, target.grpc_path.clone(), ClientCodec)
                 .await
-                .map_err(|error| tonic::Status::from_error(Box::new(error)))?;
-            grpc.unary(request, target.grpc_path.clone(), codec).await
         };
         tokio::time::timeout(self.request_timeout, call)
             .await
@@ -95,13 +104,10 @@ impl Shared {
         turn: Option<OwnedSemaphorePermit>,
     ) -> Result<Response, ApiError> {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-        let codec = ClientCodec;
         let call = async {
-            grpc.ready()
-                .await
-                .map_err(|error| tonic::Status::from_error(Box::new(error)))?;
-            grpc.server_streaming(request, target.grpc_path.clone(), codec)
+            ready(target)
+                .await?
+                .server_streaming(request, target.grpc_path.clone(), ClientCodec)
                 .await
         };
         let started = match tokio::time::timeout_at(deadline, call).await {

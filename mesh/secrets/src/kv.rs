@@ -47,10 +47,7 @@ impl VaultSecrets {
         path: &str,
         fields: &HashMap<String, Secret>,
     ) -> Result<u64> {
-        let body: HashMap<&str, &str> = fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.expose()))
-            .collect();
+        let body = exposed(fields);
         let op = format!("write {mount}/{path}");
         let meta = self
             .client
@@ -91,10 +88,7 @@ impl VaultSecrets {
             Err(e) => return Err(e),
         };
         fields.insert(reference.field.clone(), value.clone());
-        let body: HashMap<&str, &str> = fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.expose()))
-            .collect();
+        let body = exposed(&fields);
         let op = format!("write {mount}/{path}");
         let meta = self
             .client
@@ -172,4 +166,13 @@ impl SecretsProvider for VaultSecrets {
                 reference: reference.to_string(),
             })
     }
+}
+
+/// The fields as the KV API's JSON body wants them; the values leave their
+/// `Secret` wrapper only here, on their way into the request.
+fn exposed(fields: &HashMap<String, Secret>) -> HashMap<&str, &str> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect()
 }

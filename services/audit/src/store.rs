@@ -10,7 +10,7 @@
 //! while other tenants' run in parallel; on SQLite the transaction starts
 //! as `BEGIN IMMEDIATE`, which serializes every writer before it reads.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cloudsec_bus::{Envelope, Inbox};
 use cloudsec_runtime::FieldViolations;
 use sea_orm::{
@@ -25,7 +25,7 @@ use crate::entity::{audit_chain_head, audit_record, audit_secret, audit_signatur
 use crate::error::{AuditError, Result};
 use crate::metrics::AuditMetrics;
 use crate::signing::{HeadSigner, check_signature, head_message};
-use crate::summary::EventDecoder;
+use crate::summary::{EventDecoder, Summary};
 use cloudsec_runtime::page_token::{MIN_KEY_BYTES, PageTokenKey};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -269,22 +269,7 @@ impl AuditLog {
         if let Backend::Dynamo(store) = &self.backend {
             let record_time = to_micros(Utc::now());
             let make = |head_seq: i64, head_hash: &str| {
-                let mut record = AuditRecord {
-                    tenant: event.tenant.clone(),
-                    seq: head_seq + 1,
-                    event_id: event.id.clone(),
-                    event_type: event.event_type.clone(),
-                    source: event.source.clone(),
-                    subject: event.subject.clone().unwrap_or_default(),
-                    actor: summary.actor.clone(),
-                    occur_time: to_micros(event.time),
-                    record_time,
-                    summary: summary.json.clone(),
-                    prev_hash: head_hash.to_owned(),
-                    hash: String::new(),
-                };
-                record.hash = record.compute_hash();
-                record
+                chained(event, &summary, head_seq, head_hash, record_time)
             };
             return match store
                 .append(
@@ -313,21 +298,7 @@ impl AuditLog {
             return Ok(Appended::Duplicate);
         }
         let (head_seq, head_hash) = lock_head(&txn, &event.tenant).await?;
-        let mut record = AuditRecord {
-            tenant: event.tenant.clone(),
-            seq: head_seq + 1,
-            event_id: event.id.clone(),
-            event_type: event.event_type.clone(),
-            source: event.source.clone(),
-            subject: event.subject.clone().unwrap_or_default(),
-            actor: summary.actor,
-            occur_time: to_micros(event.time),
-            record_time: to_micros(Utc::now()),
-            summary: summary.json,
-            prev_hash: head_hash,
-            hash: String::new(),
-        };
-        record.hash = record.compute_hash();
+        let record = chained(event, &summary, head_seq, &head_hash, to_micros(Utc::now()));
         audit_record::Entity::insert(audit_record::ActiveModel {
             tenant: Set(record.tenant.clone()),
             seq: Set(record.seq),
@@ -551,6 +522,33 @@ fn bus_db_error(error: cloudsec_bus::BusError) -> AuditError {
         cloudsec_bus::BusError::Db(db) => AuditError::Database(db),
         other => AuditError::Bus(other),
     }
+}
+
+/// The record that appends `event` after the head `head_seq`/`head_hash`,
+/// with its hash; the same for both stores, so both chains verify alike.
+fn chained(
+    event: &Envelope,
+    summary: &Summary,
+    head_seq: i64,
+    head_hash: &str,
+    record_time: DateTime<Utc>,
+) -> AuditRecord {
+    let mut record = AuditRecord {
+        tenant: event.tenant.clone(),
+        seq: head_seq + 1,
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        source: event.source.clone(),
+        subject: event.subject.clone().unwrap_or_default(),
+        actor: summary.actor.clone(),
+        occur_time: to_micros(event.time),
+        record_time,
+        summary: summary.json.clone(),
+        prev_hash: head_hash.to_owned(),
+        hash: String::new(),
+    };
+    record.hash = record.compute_hash();
+    record
 }
 
 #[cfg(test)]

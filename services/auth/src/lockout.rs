@@ -54,25 +54,7 @@ pub(crate) async fn record_ip_failure(
                 .exec(txn)
                 .await?;
         }
-        login_attempt::Entity::insert(login_attempt::ActiveModel {
-            email_hash: Set(key.to_owned()),
-            failures: Set(1),
-            locked_until: Set(None),
-            updated_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(login_attempt::Column::EmailHash)
-                .value(
-                    login_attempt::Column::Failures,
-                    Expr::col((login_attempt::Entity, login_attempt::Column::Failures)).add(1),
-                )
-                .value(login_attempt::Column::UpdatedAt, now)
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-        let failures = login_attempt::Entity::find_by_id(key.to_owned())
-            .one(txn)
+        let failures = count_failure(txn, key, now)
             .await?
             .map_or(0, |r| u32::try_from(r.failures).unwrap_or(0));
         if failures >= rule.ip_threshold {
@@ -119,6 +101,36 @@ pub(crate) async fn check(db: &impl ConnectionTrait, key: &str, now: DateTime<Ut
     }
 }
 
+/// Adds one failure to `key`'s row (creating it at one) and reads the row
+/// back. One statement both creates and increments, so concurrent failures
+/// for the same key are all counted.
+async fn count_failure(
+    txn: &impl ConnectionTrait,
+    key: &str,
+    now: DateTime<Utc>,
+) -> std::result::Result<Option<login_attempt::Model>, sea_orm::DbErr> {
+    login_attempt::Entity::insert(login_attempt::ActiveModel {
+        email_hash: Set(key.to_owned()),
+        failures: Set(1),
+        locked_until: Set(None),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(login_attempt::Column::EmailHash)
+            .value(
+                login_attempt::Column::Failures,
+                Expr::col((login_attempt::Entity, login_attempt::Column::Failures)).add(1),
+            )
+            .value(login_attempt::Column::UpdatedAt, now)
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    login_attempt::Entity::find_by_id(key.to_owned())
+        .one(txn)
+        .await
+}
+
 /// Counts one more failure and locks the email when the rule says so.
 /// Returns the new count.
 pub(crate) async fn record_failure(
@@ -129,27 +141,7 @@ pub(crate) async fn record_failure(
 ) -> Result<u32> {
     crate::metrics::login_failure();
     cloudsec_bus::transaction(db, async |txn| {
-        // One statement both creates and increments, so concurrent failures
-        // for the same email are all counted.
-        login_attempt::Entity::insert(login_attempt::ActiveModel {
-            email_hash: Set(key.to_owned()),
-            failures: Set(1),
-            locked_until: Set(None),
-            updated_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(login_attempt::Column::EmailHash)
-                .value(
-                    login_attempt::Column::Failures,
-                    Expr::col((login_attempt::Entity, login_attempt::Column::Failures)).add(1),
-                )
-                .value(login_attempt::Column::UpdatedAt, now)
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-        let row = login_attempt::Entity::find_by_id(key.to_owned())
-            .one(txn)
+        let row = count_failure(txn, key, now)
             .await?
             .ok_or_else(|| AuthError::Internal("login attempt row vanished".into()))?;
         let failures = u32::try_from(row.failures).unwrap_or(0);
