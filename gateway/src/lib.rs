@@ -17,7 +17,12 @@
 //!   request message; the response message back into JSON.
 //! - `wire`: the streaming transcoder, JSON straight to protobuf wire
 //!   bytes for the routes it can serve exactly like `transcode`.
-//! - [`codec`]: a tonic codec for descriptor-typed messages.
+//! - `render`: the reply half, protobuf wire bytes straight to the JSON
+//!   `transcode` would write, falling back to it for anything else.
+//! - [`codec`]: a tonic codec for descriptor-typed messages, and the
+//!   gateway's client codec, which keeps replies as wire bytes.
+//! - `admission`: per-method concurrency limits, a queue in front of
+//!   expensive calls such as a login.
 //! - [`error`]: [`GatewayError`] and the JSON error body, including rich
 //!   `google.rpc` details.
 //! - `server`: [`Gateway`]: building, the handler, the edge checks in
