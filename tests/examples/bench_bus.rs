@@ -484,7 +484,7 @@ async fn main() {
             endpoint_url: Some(url.clone()),
             dummy_credentials: true,
         };
-        let clients = AwsClients::new(&sdk_config(&settings).await);
+        let clients = AwsClients::new(&sdk_config(&settings, None).await);
         let topic = sns_topic(
             &clients.sns,
             &format!("bench-{}", uuid::Uuid::new_v4().simple()),

@@ -128,12 +128,12 @@ impl Bus {
                 Inner::Embedded(EmbeddedBus::new(db))
             }
             TransportKind::Sns => {
-                let clients = AwsClients::new(&sdk_config(&config.aws).await);
+                let clients = AwsClients::new(&sdk_config(&config.aws, None).await);
                 let topic = sns_topic(&clients.sns, &config.topic, config.provisioning).await?;
                 Inner::Sns { clients, topic }
             }
             TransportKind::Eventbridge => {
-                let clients = AwsClients::new(&sdk_config(&config.aws).await);
+                let clients = AwsClients::new(&sdk_config(&config.aws, None).await);
                 let bus =
                     event_bus(&clients.eventbridge, &config.event_bus, config.provisioning).await?;
                 Inner::Eventbridge { clients, bus }

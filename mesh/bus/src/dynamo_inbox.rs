@@ -59,6 +59,19 @@ fn dynamo<E: ProvideErrorMetadata + std::error::Error>(
     }
 }
 
+/// A conditional write's outcome: `true` when written, `false` when its
+/// condition did not hold (someone else's claim, or already handled).
+fn conditional<T, E: ProvideErrorMetadata + std::error::Error>(
+    result: std::result::Result<T, E>,
+    operation: &'static str,
+) -> Result<bool> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some(CONDITIONAL) => Ok(false),
+        Err(e) => Err(dynamo(operation)(e)),
+    }
+}
+
 fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
@@ -232,10 +245,8 @@ impl DynamoInbox {
                 .expression_attribute_values(":now", n(now))
                 .send()
                 .await;
-            match put {
-                Ok(_) => return Ok(Claim::Acquired(ClaimToken::new(token))),
-                Err(e) if e.code() == Some(CONDITIONAL) => {}
-                Err(e) => return Err(dynamo("PutItem")(e)),
+            if conditional(put, "PutItem")? {
+                return Ok(Claim::Acquired(ClaimToken::new(token)));
             }
             let Some(item) = self.get(subscriber, event_id).await? else {
                 continue;
@@ -271,6 +282,22 @@ impl DynamoInbox {
         })
     }
 
+    /// An `UpdateItem` on one event's entry, for the holder of `claim`
+    /// (its token bound as `:token`).
+    fn update_claimed(
+        &self,
+        subscriber: &str,
+        event_id: &str,
+        claim: &ClaimToken,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::key(subscriber, event_id)))
+            .key("sk", s("#"))
+            .expression_attribute_values(":token", s(claim.as_str()))
+    }
+
     pub(crate) async fn extend(
         &self,
         subscriber: &str,
@@ -279,24 +306,15 @@ impl DynamoInbox {
         lease: Duration,
     ) -> Result<bool> {
         let updated = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(&Self::key(subscriber, event_id)))
-            .key("sk", s("#"))
+            .update_claimed(subscriber, event_id, claim)
             .update_expression("SET lease_until_ms = :until, #ttl = :exp")
             .condition_expression("claim_token = :token AND attribute_exists(lease_until_ms)")
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":until", n(now_ms().saturating_add(ms(lease))))
             .expression_attribute_values(":exp", n(self.expires_at()))
-            .expression_attribute_values(":token", s(claim.as_str()))
             .send()
             .await;
-        match updated {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some(CONDITIONAL) => Ok(false),
-            Err(e) => Err(dynamo("UpdateItem")(e)),
-        }
+        conditional(updated, "UpdateItem")
     }
 
     pub(crate) async fn complete(
@@ -306,11 +324,7 @@ impl DynamoInbox {
         claim: &ClaimToken,
     ) -> Result<()> {
         let updated = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(&Self::key(subscriber, event_id)))
-            .key("sk", s("#"))
+            .update_claimed(subscriber, event_id, claim)
             .update_expression(
                 "SET handled_at_ms = :now, #ttl = :exp \
                  REMOVE lease_until_ms, claim_token, claim_message",
@@ -319,15 +333,11 @@ impl DynamoInbox {
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":now", n(now_ms()))
             .expression_attribute_values(":exp", n(self.expires_at()))
-            .expression_attribute_values(":token", s(claim.as_str()))
             .send()
             .await;
-        match updated {
-            Ok(_) => Ok(()),
-            // Already completed, or the handler recorded it itself.
-            Err(e) if e.code() == Some(CONDITIONAL) => Ok(()),
-            Err(e) => Err(dynamo("UpdateItem")(e)),
-        }
+        // A failed condition: already completed, or the handler recorded it
+        // itself.
+        conditional(updated, "UpdateItem").map(drop)
     }
 
     /// Ends a claim without handling it, so the next copy can claim the
@@ -341,22 +351,13 @@ impl DynamoInbox {
         claim: &ClaimToken,
     ) -> Result<()> {
         let released = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(&Self::key(subscriber, event_id)))
-            .key("sk", s("#"))
+            .update_claimed(subscriber, event_id, claim)
             .update_expression("SET lease_until_ms = :ended REMOVE claim_token, claim_message")
             .condition_expression("claim_token = :token AND attribute_exists(lease_until_ms)")
             .expression_attribute_values(":ended", n(0))
-            .expression_attribute_values(":token", s(claim.as_str()))
             .send()
             .await;
-        match released {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(CONDITIONAL) => Ok(()),
-            Err(e) => Err(dynamo("UpdateItem")(e)),
-        }
+        conditional(released, "UpdateItem").map(drop)
     }
 
     pub(crate) async fn record(&self, subscriber: &str, event_id: &str) -> Result<bool> {
@@ -372,10 +373,6 @@ impl DynamoInbox {
             .condition_expression("attribute_not_exists(pk) OR attribute_exists(lease_until_ms)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some(CONDITIONAL) => Ok(false),
-            Err(e) => Err(dynamo("PutItem")(e)),
-        }
+        conditional(put, "PutItem")
     }
 }

@@ -6,6 +6,7 @@
 //! - [`telemetry`]: JSON logs, OTLP traces, W3C trace-context propagation.
 //! - [`metrics`]: the Prometheus registry and the gRPC metrics layer.
 //! - [`admin`]: `/live`, `/ready` and `/metrics` over HTTP.
+//! - `aws` (feature `aws`): where and as whom every AWS client connects.
 //! - [`grpc`]: mTLS gRPC server and channel set-up, health, reflection,
 //!   request ids, draining shutdown.
 //! - [`host`]: one service process: listeners, health, serve, drain.
@@ -18,6 +19,8 @@
 //! - [`shutdown`]: the process-wide shutdown token.
 
 pub mod admin;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod db;
 pub mod grpc;

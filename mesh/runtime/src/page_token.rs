@@ -43,6 +43,25 @@ impl PageCursor for i64 {
     }
 }
 
+/// The page size of a list request: 0 asks for `default`; a negative size
+/// or one above `max` is a violation of `page_size`, and `default` stands
+/// in so that the request's other fields are still checked.
+pub fn page_size(
+    requested: i32,
+    default: u64,
+    max: u64,
+    violations: &mut crate::FieldViolations,
+) -> u64 {
+    match u64::try_from(requested) {
+        Ok(0) => default,
+        Ok(n) if n <= max => n,
+        _ => {
+            violations.add("page_size", format!("must be between 0 and {max}"));
+            default
+        }
+    }
+}
+
 /// The key is shorter than [`MIN_KEY_BYTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("page_token_key must be at least {MIN_KEY_BYTES} bytes, got {0}")]

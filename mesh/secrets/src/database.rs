@@ -397,12 +397,8 @@ async fn renew_with_retry(
         match source.renew(&state.lease.lease_id, full_ttl).await {
             Err(e) if e.is_unavailable() => {
                 attempt += 1;
-                cloudsec_runtime::metrics::process::vault_lease_renewal(&source.name(), "error");
-                let pause = backoff(attempt);
-                log_outage(&e, attempt, pause, state);
-                tokio::select! {
-                    () = stop.cancelled() => return None,
-                    () = tokio::time::sleep(pause) => {}
+                if !back_off(source, &e, attempt, state, stop).await {
+                    return None;
                 }
             }
             other => return Some(other),
@@ -422,15 +418,29 @@ async fn fetch_with_retry(
             Ok(lease) => return Some(lease),
             Err(e) => {
                 attempt += 1;
-                cloudsec_runtime::metrics::process::vault_lease_renewal(&source.name(), "error");
-                let pause = backoff(attempt);
-                log_outage(&e, attempt, pause, state);
-                tokio::select! {
-                    () = stop.cancelled() => return None,
-                    () = tokio::time::sleep(pause) => {}
+                if !back_off(source, &e, attempt, state, stop).await {
+                    return None;
                 }
             }
         }
+    }
+}
+
+/// Counts and logs failed attempt number `attempt`, then waits out its
+/// backoff; `false` when `stop` came first.
+async fn back_off(
+    source: &impl LeaseSource,
+    error: &Error,
+    attempt: u32,
+    state: &State,
+    stop: &CancellationToken,
+) -> bool {
+    cloudsec_runtime::metrics::process::vault_lease_renewal(&source.name(), "error");
+    let pause = backoff(attempt);
+    log_outage(error, attempt, pause, state);
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(pause) => true,
     }
 }
 

@@ -99,25 +99,12 @@ pub struct KmsKeys {
 impl KmsKeys {
     /// A client for `config`; reaches nothing yet.
     pub async fn connect(config: &KmsConfig) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url.clone());
-        }
-        if config.dummy_credentials {
-            loader = loader.credentials_provider(aws_sdk_kms::config::Credentials::new(
-                "cloudsec", "cloudsec", None, None, "dummy",
-            ));
-        }
-        loader = loader.timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(config.request_timeout)
-                .connect_timeout(config.request_timeout)
-                .build(),
-        );
-        let sdk = loader.load().await;
+        let settings = cloudsec_runtime::aws::AwsSettings {
+            region: config.region.clone(),
+            endpoint_url: config.endpoint_url.clone(),
+            dummy_credentials: config.dummy_credentials,
+        };
+        let sdk = cloudsec_runtime::aws::sdk_config(&settings, Some(config.request_timeout)).await;
         Self::new(aws_sdk_kms::Client::new(&sdk), &config.alias_prefix)
     }
 
@@ -256,46 +243,30 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    let operation = format!("{operation} {key_name}");
-    match &err {
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or("Unknown").to_owned();
-            let message = service.err().message().unwrap_or_default().to_owned();
-            match code.as_str() {
-                // The blob was altered, belongs to another key, or the
-                // encryption context differs: KMS does not say which.
-                "InvalidCiphertextException" | "IncorrectKeyException" => Error::Decrypt,
-                "NotFoundException" => Error::UnknownKey(key_name.to_owned()),
-                // A disabled key (KMSInvalidStateException) is a refusal,
-                // not a fault that retrying fixes.
-                "KMSInternalException" | "DependencyTimeoutException" | "ThrottlingException" => {
-                    Error::KmsUnavailable {
-                        operation,
-                        reason: format!("{code}: {message}"),
-                    }
-                }
-                _ => Error::Kms {
-                    operation,
-                    code,
-                    message,
-                },
-            }
+    use cloudsec_runtime::aws::{Failure, classify};
+    if let SdkError::ServiceError(service) = &err {
+        match service.err().code() {
+            // The blob was altered, belongs to another key, or the
+            // encryption context differs: KMS does not say which.
+            Some("InvalidCiphertextException" | "IncorrectKeyException") => return Error::Decrypt,
+            Some("NotFoundException") => return Error::UnknownKey(key_name.to_owned()),
+            _ => {}
         }
-        SdkError::TimeoutError(_) => Error::KmsUnavailable {
+    }
+    let operation = format!("{operation} {key_name}");
+    // A disabled key (KMSInvalidStateException) is a refusal, not a fault
+    // that retrying fixes.
+    const TRANSIENT: &[&str] = &[
+        "KMSInternalException",
+        "DependencyTimeoutException",
+        "ThrottlingException",
+    ];
+    match classify(&err, TRANSIENT) {
+        Failure::Unavailable { reason } => Error::KmsUnavailable { operation, reason },
+        Failure::Refused { code, message } => Error::Kms {
             operation,
-            reason: "timed out".into(),
-        },
-        SdkError::DispatchFailure(failure) => Error::KmsUnavailable {
-            operation,
-            reason: if failure.is_timeout() {
-                "timed out".into()
-            } else {
-                "cannot connect".into()
-            },
-        },
-        _ => Error::KmsUnavailable {
-            operation,
-            reason: "no valid answer".into(),
+            code,
+            message,
         },
     }
 }

@@ -157,25 +157,12 @@ impl DynamoStore {
     /// Connects, and creates the table in `create` mode or checks it in
     /// `existing` mode.
     pub async fn connect(config: &DynamoConfig) -> Result<Self> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url.clone());
-        }
-        if config.dummy_credentials {
-            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "cloudsec", "cloudsec", None, None, "dummy",
-            ));
-        }
-        loader = loader.timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(config.request_timeout)
-                .connect_timeout(config.request_timeout)
-                .build(),
-        );
-        let sdk = loader.load().await;
+        let settings = cloudsec_runtime::aws::AwsSettings {
+            region: config.region.clone(),
+            endpoint_url: config.endpoint_url.clone(),
+            dummy_credentials: config.dummy_credentials,
+        };
+        let sdk = cloudsec_runtime::aws::sdk_config(&settings, Some(config.request_timeout)).await;
         let store = Self::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);
         match config.provisioning {
             Provisioning::Create => store.create_table().await?,
@@ -686,38 +673,21 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
+    use cloudsec_runtime::aws::{Failure, classify};
+    const TRANSIENT: &[&str] = &[
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+    ];
     let operation = format!("{operation} {table}");
-    match &err {
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or("Unknown").to_owned();
-            let message = service.err().message().unwrap_or_default().to_owned();
-            match code.as_str() {
-                "InternalServerError"
-                | "ServiceUnavailable"
-                | "ThrottlingException"
-                | "ProvisionedThroughputExceededException"
-                | "RequestLimitExceeded" => AuditError::DynamoUnavailable {
-                    operation,
-                    reason: format!("{code}: {message}"),
-                },
-                _ => AuditError::Dynamo {
-                    operation,
-                    code,
-                    message,
-                },
-            }
-        }
-        SdkError::TimeoutError(_) => AuditError::DynamoUnavailable {
+    match classify(&err, TRANSIENT) {
+        Failure::Unavailable { reason } => AuditError::DynamoUnavailable { operation, reason },
+        Failure::Refused { code, message } => AuditError::Dynamo {
             operation,
-            reason: "timed out".into(),
-        },
-        SdkError::DispatchFailure(_) => AuditError::DynamoUnavailable {
-            operation,
-            reason: "cannot connect".into(),
-        },
-        _ => AuditError::DynamoUnavailable {
-            operation,
-            reason: "no valid answer".into(),
+            code,
+            message,
         },
     }
 }

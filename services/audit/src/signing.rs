@@ -167,24 +167,14 @@ pub async fn from_config(
             dummy_credentials,
             create_key,
         } => {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-            if let Some(region) = region {
-                loader = loader.region(aws_config::Region::new(region.clone()));
-            }
-            if let Some(url) = endpoint_url {
-                loader = loader.endpoint_url(url.clone());
-            }
-            if *dummy_credentials {
-                loader = loader.credentials_provider(aws_sdk_kms::config::Credentials::new(
-                    "cloudsec", "cloudsec", None, None, "dummy",
-                ));
-            }
-            loader = loader.timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_secs(5))
-                    .build(),
-            );
-            let signer = KmsSigner::new(aws_sdk_kms::Client::new(&loader.load().await), key);
+            let settings = cloudsec_runtime::aws::AwsSettings {
+                region: region.clone(),
+                endpoint_url: endpoint_url.clone(),
+                dummy_credentials: *dummy_credentials,
+            };
+            let sdk =
+                cloudsec_runtime::aws::sdk_config(&settings, Some(Duration::from_secs(5))).await;
+            let signer = KmsSigner::new(aws_sdk_kms::Client::new(&sdk), key);
             if *create_key {
                 signer.ensure_key().await?;
             }

@@ -78,17 +78,12 @@ impl ListQuery {
         tokens: &PageTokenKey,
     ) -> Result<Self, FieldViolations> {
         let mut violations = FieldViolations::new();
-        let page_size = match u64::try_from(params.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(n) if n <= MAX_PAGE_SIZE => n,
-            _ => {
-                violations.add(
-                    "page_size",
-                    format!("must be between 0 and {MAX_PAGE_SIZE}"),
-                );
-                DEFAULT_PAGE_SIZE
-            }
-        };
+        let page_size = cloudsec_runtime::page_token::page_size(
+            params.page_size,
+            DEFAULT_PAGE_SIZE,
+            MAX_PAGE_SIZE,
+            &mut violations,
+        );
         for (field, value) in [
             ("event_type", &params.event_type),
             ("subject", &params.subject),

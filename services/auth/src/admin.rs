@@ -10,7 +10,6 @@ use crate::core::{
 };
 use crate::entity::{mfa_challenge, mfa_recovery_code, mfa_totp, user, user_group};
 use crate::error::{AuthError, Result};
-use crate::password;
 
 impl AuthCore {
     /// Ends every login of `user_id`, a user of the admin's own tenant.
@@ -67,17 +66,7 @@ impl AuthCore {
         }
         let mut v = FieldViolations::new();
         let email = normalize_email("email", email, &mut v);
-        if password.is_empty() {
-            v.add("password", "is required");
-        } else {
-            password::check_policy(
-                "password",
-                password,
-                &email,
-                &self.sessions.password_policy,
-                &mut v,
-            );
-        }
+        self.check_new_password("password", password, &email, &mut v);
         v.check()?;
         if user::Entity::find()
             .filter(user::Column::Email.eq(&email))

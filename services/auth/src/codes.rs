@@ -247,15 +247,29 @@ pub(crate) async fn issue(
     Ok((code, expires_at))
 }
 
-/// The stored code and whether `presented` opens it now.
+/// A code someone typed, and what it is checked against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Presented<'a> {
+    pub user: Uuid,
+    pub purpose: Purpose,
+    pub code: &'a str,
+    /// Wrong tries after which the code is dead.
+    pub max_attempts: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// The stored code and whether the presented one opens it now.
 async fn check(
     db: &impl ConnectionTrait,
-    user: Uuid,
-    purpose: Purpose,
-    presented: &str,
-    max_attempts: u32,
-    now: DateTime<Utc>,
+    presented: &Presented<'_>,
 ) -> Result<Option<(confirmation_code::Model, bool)>> {
+    let Presented {
+        user,
+        purpose,
+        code,
+        max_attempts,
+        now,
+    } = *presented;
     let Some(stored) = confirmation_code::Entity::find_by_id((user, purpose.as_str().to_owned()))
         .one(db)
         .await?
@@ -264,44 +278,34 @@ async fn check(
     };
     let live = stored.expires_at > now
         && u32::try_from(stored.attempts).unwrap_or(u32::MAX) < max_attempts;
-    let presented = presented.trim();
-    let right = presented.len() == CODE_DIGITS
-        && presented.bytes().all(|b| b.is_ascii_digit())
-        && hash(user, purpose, presented) == stored.code_hash;
+    let code = code.trim();
+    let right = code.len() == CODE_DIGITS
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && hash(user, purpose, code) == stored.code_hash;
     Ok(Some((stored, live && right)))
 }
 
 /// Whether `presented` would open the live code, without spending it or
 /// counting a try.
-pub(crate) async fn peek(
-    db: &impl ConnectionTrait,
-    user: Uuid,
-    purpose: Purpose,
-    presented: &str,
-    max_attempts: u32,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    Ok(check(db, user, purpose, presented, max_attempts, now)
-        .await?
-        .is_some_and(|(_, opens)| opens))
+pub(crate) async fn peek(db: &impl ConnectionTrait, presented: &Presented<'_>) -> Result<bool> {
+    Ok(check(db, presented).await?.is_some_and(|(_, opens)| opens))
 }
 
 /// Spends `presented` if it is the live code of `user` for `purpose`.
 /// A wrong code counts a try (and kills the code at `max_attempts`); a
 /// right one is deleted. Run it in the transaction that acts on success,
 /// so a code is spent exactly when its effect commits.
-pub(crate) async fn spend(
-    db: &impl ConnectionTrait,
-    user: Uuid,
-    purpose: Purpose,
-    presented: &str,
-    max_attempts: u32,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let Some((stored, opens)) = check(db, user, purpose, presented, max_attempts, now).await?
-    else {
+pub(crate) async fn spend(db: &impl ConnectionTrait, presented: &Presented<'_>) -> Result<bool> {
+    let Some((stored, opens)) = check(db, presented).await? else {
         return Ok(false);
     };
+    let Presented {
+        user,
+        purpose,
+        max_attempts,
+        now,
+        ..
+    } = *presented;
     let attempts = stored.attempts.saturating_add(1);
     let dead =
         stored.expires_at <= now || u32::try_from(attempts).unwrap_or(u32::MAX) >= max_attempts;

@@ -17,6 +17,22 @@ use crate::lockout;
 use crate::password;
 
 impl AuthCore {
+    /// Adds to `v` that the new password in `field` is missing or breaks
+    /// the tenant-wide policy.
+    pub(crate) fn check_new_password(
+        &self,
+        field: &str,
+        password: &str,
+        email: &str,
+        v: &mut FieldViolations,
+    ) {
+        if password.is_empty() {
+            v.add(field, "is required");
+        } else {
+            password::check_policy(field, password, email, &self.sessions.password_policy, v);
+        }
+    }
+
     /// Refuses `proposed` when it matches the current password or one of
     /// the last `password_history`.
     pub(crate) async fn check_history(
@@ -106,17 +122,7 @@ impl AuthCore {
         if code.trim().is_empty() {
             v.add("code", "is required");
         }
-        if proposed.is_empty() {
-            v.add("password", "is required");
-        } else {
-            password::check_policy(
-                "password",
-                proposed,
-                &email.trim().to_lowercase(),
-                &self.sessions.password_policy,
-                &mut v,
-            );
-        }
+        self.check_new_password("password", proposed, &email.trim().to_lowercase(), &mut v);
         v.check()?;
         let Some(user) = self
             .find_by_email(email)
@@ -126,23 +132,28 @@ impl AuthCore {
             return Err(bad_code());
         };
         let now = self.clock.now();
-        let max = self.sessions.confirmation.max_attempts;
+        let mut presented = codes::Presented {
+            user: user.id,
+            purpose: Purpose::PasswordReset,
+            code,
+            max_attempts: self.sessions.confirmation.max_attempts,
+            now,
+        };
         // Look before the expensive checks, so a wrong code costs no
         // hashing; the code is spent below, with the new password.
-        if !codes::peek(&self.db, user.id, Purpose::PasswordReset, code, max, now).await? {
-            cloudsec_bus::transaction(&self.db, async |txn| {
-                codes::spend(txn, user.id, Purpose::PasswordReset, code, max, now).await
-            })
-            .await?;
+        if !codes::peek(&self.db, &presented).await? {
+            cloudsec_bus::transaction(&self.db, async |txn| codes::spend(txn, &presented).await)
+                .await?;
             return Err(bad_code());
         }
         self.check_history(&user, proposed, "password").await?;
         let hash = self.hasher.hash(proposed.to_owned()).await?;
         let now = self.clock.now();
+        presented.now = now;
         let user_id = user.id;
         let key = lockout::email_key(&user.email);
         let spent = cloudsec_bus::transaction(&self.db, async |txn| {
-            if !codes::spend(txn, user_id, Purpose::PasswordReset, code, max, now).await? {
+            if !codes::spend(txn, &presented).await? {
                 return Ok(false);
             }
             let confirmed = user.confirmed_at.is_some();

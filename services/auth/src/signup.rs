@@ -14,7 +14,6 @@ use crate::core::{
 };
 use crate::entity::{tenant, user};
 use crate::error::{AuthError, Result};
-use crate::password;
 
 /// The event of a new user, appended with the change that made them.
 pub(crate) fn signed_up(
@@ -39,17 +38,7 @@ impl AuthCore {
     pub async fn sign_up(&self, email: &str, password: &str, tenant: &str) -> Result<NewUser> {
         let mut v = FieldViolations::new();
         let email = normalize_email("email", email, &mut v);
-        if password.is_empty() {
-            v.add("password", "is required");
-        } else {
-            password::check_policy(
-                "password",
-                password,
-                &email,
-                &self.sessions.password_policy,
-                &mut v,
-            );
-        }
+        self.check_new_password("password", password, &email, &mut v);
         check_tenant("tenant", tenant, &mut v);
         v.check()?;
 
@@ -224,14 +213,18 @@ impl AuthCore {
             return Err(bad_code());
         };
         let now = self.clock.now();
-        let max = self.sessions.confirmation.max_attempts;
+        let presented = codes::Presented {
+            user: user.id,
+            purpose: Purpose::SignUp,
+            code,
+            max_attempts: self.sessions.confirmation.max_attempts,
+            now,
+        };
         // A wrong code commits too: it counts a try.
         let confirmed = self
             .outbox
             .write(&self.db, async |txn, _| {
-                if user.confirmed_at.is_some()
-                    || !codes::spend(txn, user.id, Purpose::SignUp, code, max, now).await?
-                {
+                if user.confirmed_at.is_some() || !codes::spend(txn, &presented).await? {
                     return Ok(false);
                 }
                 let user_id = user.id;

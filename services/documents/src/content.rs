@@ -147,7 +147,7 @@ impl ObjectStore {
         force_path_style: bool,
         provisioning: Provisioning,
     ) -> Result<Self> {
-        let sdk = cloudsec_bus::transport::aws::sdk_config(settings).await;
+        let sdk = cloudsec_bus::transport::aws::sdk_config(settings, None).await;
         let conf = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(force_path_style)
             .build();

@@ -382,17 +382,12 @@ impl ListQuery {
         tokens: &PageTokenKey,
     ) -> Result<Self, FieldViolations> {
         let mut v = FieldViolations::new();
-        let page_size = match u64::try_from(params.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(n) if n <= MAX_PAGE_SIZE => n,
-            _ => {
-                v.add(
-                    "page_size",
-                    format!("must be between 0 and {MAX_PAGE_SIZE}"),
-                );
-                DEFAULT_PAGE_SIZE
-            }
-        };
+        let page_size = cloudsec_runtime::page_token::page_size(
+            params.page_size,
+            DEFAULT_PAGE_SIZE,
+            MAX_PAGE_SIZE,
+            &mut v,
+        );
 
         let mut filter = ListFilter::default();
         let mut filter_ok = true;

@@ -22,7 +22,6 @@ use std::time::Duration;
 use aws_sdk_eventbridge::types::{PutEventsRequestEntry, RuleState, SqsParameters, Target};
 use aws_sdk_sns::types::PublishBatchRequestEntry;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use serde::Deserialize;
 
 use crate::envelope::{Envelope, TYPE_ATTRIBUTE};
 use crate::error::{BusError, Result, aws};
@@ -30,38 +29,7 @@ use crate::transport::{
     Delivery, MAX_BATCH, Provisioning, Published, Publisher, Queue, QueueSpec, decode_message,
 };
 
-/// Where and as whom to reach AWS.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSettings {
-    /// The region; the SDK's usual sources when absent.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Another endpoint for every service (moto, LocalStack).
-    #[serde(default)]
-    pub endpoint_url: Option<String>,
-    /// Use fixed dummy credentials instead of the SDK's provider chain;
-    /// for emulators, which check none.
-    #[serde(default)]
-    pub dummy_credentials: bool,
-}
-
-/// Loads the SDK configuration for `settings`.
-pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &settings.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(url) = &settings.endpoint_url {
-        loader = loader.endpoint_url(url.clone());
-    }
-    if settings.dummy_credentials {
-        loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "cloudsec", "cloudsec", None, None, "dummy",
-        ));
-    }
-    loader.load().await
-}
+pub use cloudsec_runtime::aws::{AwsSettings, sdk_config};
 
 /// The three clients, built from one configuration.
 #[derive(Clone, Debug)]

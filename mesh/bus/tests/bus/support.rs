@@ -203,11 +203,14 @@ impl Publisher for Switch {
 pub(crate) use cloudsec_testkit::{moto_url, unique};
 
 pub(crate) async fn aws_clients(url: &str) -> AwsClients {
-    let config = sdk_config(&AwsSettings {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(url.to_owned()),
-        dummy_credentials: true,
-    })
+    let config = sdk_config(
+        &AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(url.to_owned()),
+            dummy_credentials: true,
+        },
+        None,
+    )
     .await;
     AwsClients::new(&config)
 }

@@ -246,18 +246,9 @@ impl CognitoPool {
 
     /// Verifies a token this pool issued and reads it as cloudsec claims.
     pub(super) async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::RS256 {
-            return Err(TokenError::Algorithm);
-        }
-        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let key = match self.key(&kid) {
-            Some(key) => key,
-            None => {
-                self.refresh().await?;
-                self.key(&kid).ok_or(TokenError::UnknownKey)?
-            }
-        };
+        let key =
+            super::jwks::signing_key(token, |kid| self.key(kid), async || self.refresh().await)
+                .await?;
         let claims = jsonwebtoken::decode::<CognitoClaims>(token, &key, &self.validation)
             .map_err(token_error)?
             .claims;

@@ -33,6 +33,28 @@ struct KeyDocument {
     e: String,
 }
 
+/// The RS256 key that signed `token` (its header's `kid`), found with
+/// `key`. A `kid` not in the set refreshes it once (the refresh limits
+/// its own rate), since a rotation publishes the new key before anything
+/// is signed with it.
+pub(super) async fn signing_key<K>(
+    token: &str,
+    key: impl Fn(&str) -> Option<K>,
+    refresh: impl AsyncFnOnce() -> Result<(), super::TokenError>,
+) -> Result<K, super::TokenError> {
+    use super::TokenError;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+    if header.alg != jsonwebtoken::Algorithm::RS256 {
+        return Err(TokenError::Algorithm);
+    }
+    let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+    if let Some(found) = key(&kid) {
+        return Ok(found);
+    }
+    refresh().await?;
+    key(&kid).ok_or(TokenError::UnknownKey)
+}
+
 /// An HTTP client for JWKS fetches, bounded by [`FETCH_TIMEOUT`].
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder().timeout(FETCH_TIMEOUT).build()

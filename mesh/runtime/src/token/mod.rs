@@ -29,7 +29,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloudsec_proto::auth::v1::auth_service_client::AuthServiceClient;
 use cloudsec_proto::auth::v1::{GetJwksRequest, Jwks};
-use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
@@ -328,18 +327,8 @@ impl TokenVerifier {
         &self,
         token: &str,
     ) -> Result<T, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::RS256 {
-            return Err(TokenError::Algorithm);
-        }
-        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let key = match self.key(&kid) {
-            Some(key) => key,
-            None => {
-                self.refresh().await?;
-                self.key(&kid).ok_or(TokenError::UnknownKey)?
-            }
-        };
+        let key =
+            jwks::signing_key(token, |kid| self.key(kid), async || self.refresh().await).await?;
         let claims: T = verify_rs256(token, &key)?;
         self.check_claims(claims.base())?;
         Ok(claims)
