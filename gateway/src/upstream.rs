@@ -20,14 +20,50 @@ use crate::stream::{self, Format};
 use crate::table::Target;
 
 /// A client on `target`'s channel once the channel can take a call.
-async fn ready(
-    target: &Target,
-) -> Result<tonic::client::Grpc<tonic::transport::Channel>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(target.channel.clone());
-    grpc.ready()
-        .await
-        .map_err(|error| tonic::Status::from_error(Box::new(error)))?;
+async fn ready(target: &Target) -> Result<tonic::client::Grpc<OneFrame>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(OneFrame(target.channel.clone()));
+    grpc.ready().await.map_err(tonic::Status::from_error)?;
     Ok(grpc)
+}
+
+/// The channel, sending each request's body as one DATA frame that ends
+/// the stream. The gateway's calls carry exactly one message, but tonic's
+/// encoder reports its end only when polled again, so hyper would send
+/// HEADERS, DATA and then an empty DATA with END_STREAM: a third frame,
+/// often its own write, that the service waits for before it answers.
+/// Collected first, the body is one buffer whose end is known, and hyper
+/// sends HEADERS and DATA(END_STREAM).
+#[derive(Debug, Clone)]
+pub(crate) struct OneFrame(tonic::transport::Channel);
+
+type ChannelResponse =
+    <tonic::transport::Channel as tower::Service<http::Request<tonic::body::Body>>>::Response;
+
+impl tower::Service<http::Request<tonic::body::Body>> for OneFrame {
+    type Response = ChannelResponse;
+    type Error = tower::BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<ChannelResponse, tower::BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        // The clone is not ready; the one `poll_ready` readied is (tower's
+        // rule for services that are cloned into their futures).
+        let ready = self.0.clone();
+        let mut channel = std::mem::replace(&mut self.0, ready);
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            // The message is already in memory: this completes at once.
+            let bytes = http_body_util::BodyExt::collect(body).await?.to_bytes();
+            let body = tonic::body::Body::new(http_body_util::Full::new(bytes));
+            Ok(channel.call(http::Request::from_parts(parts, body)).await?)
+        })
+    }
 }
 
 impl Shared {
