@@ -323,6 +323,8 @@ impl Gateway {
             .instrument(tracing::Span::current()),
         );
 
+        let heartbeat_stop = shutdown.child_token();
+        let heartbeat = tokio::spawn(cloudsec_runtime::timer::heartbeat(heartbeat_stop.clone()));
         if let Some(jwt) = &self.shared.jwt {
             tokio::spawn(
                 Arc::clone(jwt)
@@ -378,6 +380,10 @@ impl Gateway {
             }
         };
         self.readiness.set(false);
+        heartbeat_stop.cancel();
+        if let Err(error) = heartbeat.await {
+            tracing::warn!(%error, "timer heartbeat task failed");
+        }
         admin_stop.cancel();
         match admin.await {
             Ok(Ok(())) => {}

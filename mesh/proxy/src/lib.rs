@@ -250,6 +250,7 @@ impl Proxy {
             }
         };
         tasks.spawn(flip);
+        tasks.spawn(cloudsec_runtime::timer::heartbeat(shutdown.clone()));
         let admin_result = admin::serve(admin, metrics, readiness, shutdown).await;
         while tasks.join_next().await.is_some() {}
         admin_result.map_err(ProxyError::Admin)

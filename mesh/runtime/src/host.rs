@@ -165,9 +165,15 @@ impl ServiceHost {
             }
         };
         let flip = tokio::spawn(flip);
+        let heartbeat_stop = shutdown.child_token();
+        let heartbeat = tokio::spawn(crate::timer::heartbeat(heartbeat_stop.clone()));
 
         let served = grpc::serve(grpc, tls, base.routes.routes(), &metrics, draining, grace).await;
         flip.abort();
+        heartbeat_stop.cancel();
+        if let Err(error) = heartbeat.await {
+            tracing::warn!(%error, "timer heartbeat task failed");
+        }
         let admin = admin_task.await;
         served?;
         match admin {

@@ -17,6 +17,8 @@
 //! - [`token`]: access-token verification against the auth service's JWKS.
 //! - [`status`]: the one table from error kind to gRPC code and HTTP status.
 //! - [`shutdown`]: the process-wide shutdown token.
+//! - [`timer`]: a heartbeat that spares tokio's time driver a wake-up
+//!   per request deadline.
 
 pub mod admin;
 #[cfg(feature = "aws")]
@@ -30,6 +32,7 @@ pub mod page_token;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod timer;
 pub mod tls;
 pub mod token;
 
