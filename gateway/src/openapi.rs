@@ -916,8 +916,8 @@ impl Generator {
 
 /// What a `REQUIRED` field demands beyond presence, as the gateway checks
 /// it: the JSON mapping's default value counts as absent, so a required
-/// string is not empty, a required list not empty, and a required enum is
-/// not its zero value.
+/// string is not empty (nor white space only), a required list not empty,
+/// and a required enum is not its zero value.
 fn require(field: &FieldDescriptor, schema: &mut Value) {
     let Some(object) = schema.as_object_mut() else {
         return;
@@ -929,8 +929,15 @@ fn require(field: &FieldDescriptor, schema: &mut Value) {
         return;
     }
     match field.kind() {
-        Kind::String if object.get("minLength").and_then(Value::as_u64).unwrap_or(0) == 0 => {
-            object.insert("minLength".to_owned(), json!(1));
+        Kind::String => {
+            if object.get("minLength").and_then(Value::as_u64).unwrap_or(0) == 0 {
+                object.insert("minLength".to_owned(), json!(1));
+            }
+            // White space only counts as missing (the gateway's check, the
+            // services' trim); a field's own pattern already demands more.
+            if !object.contains_key("pattern") {
+                object.insert("pattern".to_owned(), json!("\\S"));
+            }
         }
         Kind::Enum(e) => {
             let values: Vec<String> = e
@@ -1115,6 +1122,12 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         let document = &schemas["cloudsec.documents.v1.Document"]["properties"];
         assert_eq!(document["title"]["minLength"], 1);
+        // White space only is as missing as empty, as the gateway checks.
+        let refresh = &schemas["cloudsec.auth.v1.RefreshRequest"]["properties"];
+        assert_eq!(refresh["refreshToken"]["pattern"], "\\S");
+        // A field's own pattern already demands more, and stays.
+        let confirm = &schemas["cloudsec.auth.v1.ConfirmSignUpRequest"]["properties"];
+        assert_eq!(confirm["code"]["pattern"], "^[0-9]{6}$");
         let classes = document["classification"]["enum"].as_array().unwrap();
         assert!(!classes.contains(&json!("CLASSIFICATION_UNSPECIFIED")));
         assert_eq!(document["contentType"]["type"], json!(["string", "null"]));

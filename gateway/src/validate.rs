@@ -6,7 +6,8 @@
 //! "Present" follows proto3: a field with presence (a message, `optional`,
 //! a oneof member) must be set; a repeated or map field must be non-empty;
 //! a plain scalar must differ from its default (so an empty string and an
-//! enum's zero value count as missing). Required fields inside a present
+//! enum's zero value count as missing), and a required string must hold
+//! more than white space, which the services trim away. Required fields inside a present
 //! message are checked too, with paths such as `document.title` or
 //! `items[2].name`, in proto field names like the services' own
 //! violations.
@@ -504,7 +505,7 @@ impl Validator {
             filter.is_none_or(|paths| paths.iter().any(|p| p == field.name()))
         };
         for field in &rules.required {
-            if selected(field) && !present(message, field) {
+            if selected(field) && (!present(message, field) || blank(message, field)) {
                 out.push(Violation::missing(join(prefix, field.name())));
             }
         }
@@ -599,6 +600,15 @@ fn present(message: &DynamicMessage, field: &FieldDescriptor) -> bool {
     message.has_field(field)
 }
 
+/// A singular string of white space only: the services trim what they are
+/// given, so for a required field it is as missing as the empty string
+/// (and the OpenAPI schema says so with `pattern: "\\S"`).
+fn blank(message: &DynamicMessage, field: &FieldDescriptor) -> bool {
+    !field.is_list()
+        && matches!(field.kind(), prost_reflect::Kind::String)
+        && matches!(message.get_field(field).as_ref(), Value::String(s) if s.trim().is_empty())
+}
+
 fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_owned()
@@ -678,6 +688,13 @@ mod tests {
             serde_json::json!({"email": "", "password": "x"}),
         );
         assert_eq!(fields(v.violations(&signup)), ["email", "tenant"]);
+        // White space only is missing too: the services trim it away.
+        let refresh = message(
+            &pool,
+            "cloudsec.auth.v1.RefreshRequest",
+            serde_json::json!({"refresh_token": " \t "}),
+        );
+        assert_eq!(fields(v.violations(&refresh)), ["refresh_token"]);
 
         let create = message(
             &pool,
