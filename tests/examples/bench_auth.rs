@@ -14,7 +14,10 @@
 //! `--logins N` (default 60), `--calls N` (unrelated calls per phase,
 //! default 400), `--storm N` (default 16), `--login-concurrency N` (the
 //! gateway admits at most N logins upstream at once, the rest queue;
-//! default 0, off: docs/gateway.md "Concurrency limits").
+//! default 0, off: docs/gateway.md "Concurrency limits"), `--hash-cpus
+//! LIST` (auth's hashing threads keep to these CPUs, `auth.hash_cpus`;
+//! with the process started under `taskset -c` on the others, password
+//! hashing gets cores of its own as auth on its own pods would).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -31,6 +34,7 @@ struct Args {
     calls: usize,
     storm: usize,
     login_concurrency: usize,
+    hash_cpus: Option<String>,
 }
 
 fn args() -> Args {
@@ -40,6 +44,7 @@ fn args() -> Args {
         calls: 400,
         storm: 16,
         login_concurrency: 0,
+        hash_cpus: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
@@ -50,6 +55,7 @@ fn args() -> Args {
             "--calls" => a.calls = value(),
             "--storm" => a.storm = value(),
             "--login-concurrency" => a.login_concurrency = value(),
+            "--hash-cpus" => a.hash_cpus = pair.get(1).cloned(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -99,7 +105,11 @@ async fn main() {
         } else {
             String::new()
         },
-        ..Extra::default()
+        env: args
+            .hash_cpus
+            .iter()
+            .map(|cpus| ("CLOUDSEC__AUTH__HASH_CPUS".to_owned(), cpus.clone()))
+            .collect(),
     };
     let sb = Sandbox::start_with(Backend::Sqlite, extra)
         .await
@@ -212,12 +222,24 @@ async fn main() {
         storm_logins += task.await.unwrap();
     }
 
+    let process_cpus = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Cpus_allowed_list:")
+                    .map(|v| v.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into());
     println!(
-        "auth benchmark, release build, 2 cores, SQLite sandbox (gateway, sidecars, auth, documents); login concurrency limit at the gateway: {}\n",
+        "auth benchmark, release build, SQLite sandbox (gateway, sidecars, auth, documents); login concurrency limit at the gateway: {}; the process on CPUs {process_cpus}, password hashing on CPUs {}\n",
         match args.login_concurrency {
             0 => "off".to_owned(),
             n => n.to_string(),
-        }
+        },
+        args.hash_cpus
+            .as_deref()
+            .unwrap_or("(any of the process's)")
     );
     println!("| measure | result |");
     println!("|---|---|");

@@ -20,6 +20,11 @@ pub struct AuthConfig {
     /// Password hashes computed at once; defaults to the number of cores.
     #[serde(default)]
     pub hash_concurrency: Option<usize>,
+    /// The CPUs the hashing threads may run on (Linux; `"1"`, `"2-3"`), so
+    /// that where auth shares a machine with the request path a login storm
+    /// keeps to cores of its own. Unset: any CPU the process may use.
+    #[serde(default)]
+    pub hash_cpus: Option<CpuList>,
     /// The workload certificate, in `serve` mode.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
@@ -89,6 +94,58 @@ where
         }
     }
     Ok(map)
+}
+
+/// A set of CPUs in the kernel's list format (`"1"`, `"2-3"`, `"0,4-7"`),
+/// as `taskset -c` and `cpuset.cpus` write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(Vec<usize>);
+
+/// The highest CPU number a list may name (the kernel's `CPU_SETSIZE`).
+pub const MAX_CPU: usize = 1023;
+
+impl CpuList {
+    pub fn cpus(&self) -> &[usize] {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for CpuList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut cpus = std::collections::BTreeSet::new();
+        for part in text.split(',').map(str::trim) {
+            let cpu = |s: &str| -> Result<usize, String> {
+                let n: usize = s.trim().parse().map_err(|_| {
+                    format!(
+                        "{s:?} is not a CPU number (a list looks like \"1\", \"2-3\" or \"0,4-7\")"
+                    )
+                })?;
+                if n > MAX_CPU {
+                    return Err(format!("CPU {n} is above {MAX_CPU}"));
+                }
+                Ok(n)
+            };
+            let (first, last) = match part.split_once('-') {
+                Some((a, b)) => (cpu(a)?, cpu(b)?),
+                None => (cpu(part)?, cpu(part)?),
+            };
+            if first > last {
+                return Err(format!("the range {part:?} runs backwards"));
+            }
+            cpus.extend(first..=last);
+        }
+        Ok(Self(cpus.into_iter().collect()))
+    }
+}
+
+impl<'de> Deserialize<'de> for CpuList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// An app client: what its logins' tokens may be. Unset values are the
@@ -194,6 +251,7 @@ impl AuthConfig {
             admin_listen: default_admin_listen(),
             database_url: Secret::new(url).into(),
             hash_concurrency: None,
+            hash_cpus: None,
             tls: None,
             shutdown_grace: default_grace(),
             refresh_token_ttl: default_refresh_ttl(),
@@ -218,6 +276,24 @@ mod tests {
     #[derive(Debug, Deserialize)]
     struct Wrapper {
         auth: AuthConfig,
+    }
+
+    #[test]
+    fn cpu_lists_parse_as_the_kernel_writes_them() {
+        let parse = |t: &str| t.parse::<CpuList>().map(|l| l.cpus().to_vec());
+        assert_eq!(parse("1").unwrap(), [1]);
+        assert_eq!(parse("2-3").unwrap(), [2, 3]);
+        assert_eq!(parse("0, 4-6,5").unwrap(), [0, 4, 5, 6]);
+        for bad in ["", "a", "3-1", "1-", "-1", "1,,2", "99999"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let w: Wrapper =
+            toml::from_str("[auth]\ndatabase_url = \"sqlite://x\"\nhash_cpus = \"1-2\"\n").unwrap();
+        assert_eq!(w.auth.hash_cpus.unwrap().cpus(), [1, 2]);
+        let bad =
+            toml::from_str::<Wrapper>("[auth]\ndatabase_url = \"sqlite://x\"\nhash_cpus = \"x\"\n");
+        let message = bad.unwrap_err().to_string();
+        assert!(message.contains("not a CPU number"), "{message}");
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub enum AuthError {
     Key(#[from] cloudsec_runtime::token::SignerError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Configuration the machine refuses at start (never a request's).
+    #[error("{0}")]
+    Config(String),
     /// A back end (Vault) is down; the caller may retry.
     #[error("{0}")]
     Unavailable(String),
@@ -91,6 +94,7 @@ impl ServiceError for AuthError {
             AuthError::Database(_)
             | AuthError::Key(_)
             | AuthError::Internal(_)
+            | AuthError::Config(_)
             | AuthError::Events(_) => ErrorKind::Internal,
         }
     }

@@ -63,6 +63,18 @@ fn client_ip(metadata: &tonic::metadata::MetadataMap) -> Option<std::net::IpAddr
         .ok()
 }
 
+/// A login's answer: tokens, or the challenge still to answer.
+fn outcome_response(outcome: LoginOutcome) -> LoginResponse {
+    match outcome {
+        LoginOutcome::Tokens(tokens) => login_response(tokens),
+        LoginOutcome::Challenge { name, session } => LoginResponse {
+            challenge_name: name.to_owned(),
+            session,
+            ..LoginResponse::default()
+        },
+    }
+}
+
 fn login_response(tokens: Tokens) -> LoginResponse {
     LoginResponse {
         access_token: tokens.access.token,
@@ -136,19 +148,11 @@ impl AuthService for AuthGrpc {
     ) -> Result<Response<LoginResponse>, Status> {
         let client = client_ip(request.metadata());
         let r = request.into_inner();
-        let response = match self
+        let outcome = self
             .core
             .login(&r.email, &r.password, client, &r.client_id)
-            .await?
-        {
-            LoginOutcome::Tokens(tokens) => login_response(tokens),
-            LoginOutcome::Challenge { name, session } => LoginResponse {
-                challenge_name: name.to_owned(),
-                session,
-                ..LoginResponse::default()
-            },
-        };
-        Ok(Response::new(response))
+            .await?;
+        Ok(Response::new(outcome_response(outcome)))
     }
 
     async fn start_federated_login(
@@ -171,19 +175,11 @@ impl AuthService for AuthGrpc {
         request: Request<CompleteFederatedLoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
         let r = request.into_inner();
-        let response = match self
+        let outcome = self
             .core
             .complete_federated_login(&r.state, &r.code)
-            .await?
-        {
-            LoginOutcome::Tokens(tokens) => login_response(tokens),
-            LoginOutcome::Challenge { name, session } => LoginResponse {
-                challenge_name: name.to_owned(),
-                session,
-                ..LoginResponse::default()
-            },
-        };
-        Ok(Response::new(response))
+            .await?;
+        Ok(Response::new(outcome_response(outcome)))
     }
 
     async fn respond_to_auth_challenge(

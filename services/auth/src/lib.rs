@@ -118,7 +118,7 @@ impl Auth {
         let concurrency = config
             .hash_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let hasher = password::Hasher::new(concurrency).await?;
+        let hasher = password::Hasher::new(concurrency, config.hash_cpus.as_ref()).await?;
         let sessions = SessionSettings::from_config(config);
         let core = AuthCore::new(
             db,

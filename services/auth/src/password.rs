@@ -140,6 +140,35 @@ fn lower_priority() {
     }
 }
 
+/// Keeps the calling thread to `cpus`; the message names a CPU of the list
+/// it may not run on (the kernel takes a list if any one CPU of it is
+/// usable, so the result is read back).
+fn pin(cpus: Option<&crate::config::CpuList>) -> std::result::Result<(), String> {
+    let Some(list) = cpus else { return Ok(()) };
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+        let mut set = CpuSet::new();
+        for &cpu in list.cpus() {
+            if cpu >= CpuSet::MAX_CPU {
+                return Err(format!("CPU {cpu} is beyond the kernel's CPU set"));
+            }
+            set.set(cpu);
+        }
+        sched_setaffinity(None, &set).map_err(|e| format!("the kernel refused the CPUs: {e}"))?;
+        let got = sched_getaffinity(None).map_err(|e| format!("cannot read the CPUs back: {e}"))?;
+        match list.cpus().iter().find(|&&cpu| !got.is_set(cpu)) {
+            Some(cpu) => Err(format!("CPU {cpu} is not one this machine lets auth use")),
+            None => Ok(()),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = list;
+        Err("CPU sets are kept on Linux only".into())
+    }
+}
+
 fn argon2() -> Result<Argon2<'static>> {
     let params = Params::new(19 * 1024, 2, 1, None)
         .map_err(|e| AuthError::Internal(format!("argon2 params: {e}")))?;
@@ -160,15 +189,26 @@ fn verify_blocking(password: &[u8], phc: &str) -> Result<bool> {
 }
 
 impl Hasher {
-    /// `concurrency` hashing threads (see the type's doc).
-    pub async fn new(concurrency: usize) -> Result<Self> {
+    /// `concurrency` hashing threads (see the type's doc), on `cpus` when
+    /// given ([`AuthError::Config`] when the machine refuses them).
+    pub async fn new(concurrency: usize, cpus: Option<&crate::config::CpuList>) -> Result<Self> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let queue = Arc::new(std::sync::Mutex::new(queue));
+        let mut started = Vec::new();
         for n in 0..concurrency.max(1) {
             let queue = Arc::clone(&queue);
+            let cpus = cpus.cloned();
+            let (ready, pinned) = tokio::sync::oneshot::channel();
+            started.push(pinned);
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
+                    let pinned = pin(cpus.as_ref());
+                    let refused = pinned.is_err();
+                    let _ = ready.send(pinned);
+                    if refused {
+                        return;
+                    }
                     lower_priority();
                     loop {
                         // The lock is held only while taking one job.
@@ -184,6 +224,12 @@ impl Hasher {
                     }
                 })
                 .map_err(|e| AuthError::Internal(format!("cannot start a hashing thread: {e}")))?;
+        }
+        for pinned in started {
+            pinned
+                .await
+                .map_err(|_| AuthError::Internal("a hashing thread failed to start".into()))?
+                .map_err(|e| AuthError::Config(format!("auth.hash_cpus: {e}")))?;
         }
         let mut hasher = Self {
             jobs,
@@ -239,7 +285,7 @@ mod tests {
     #[tokio::test]
     async fn hashing_threads_run_at_a_lower_priority() {
         let base = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
-        let hasher = Hasher::new(1).await.unwrap();
+        let hasher = Hasher::new(1, None).await.unwrap();
         let theirs = hasher
             .run(|| {
                 Ok(rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap())
@@ -256,6 +302,49 @@ mod tests {
         );
         assert!(!hasher.verify("wrong".into(), Some(phc)).await.unwrap());
         assert!(!hasher.verify("anything".into(), None).await.unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_keep_to_the_configured_cpus_and_refuse_missing_ones() {
+        use crate::config::CpuList;
+        let mine = rustix::thread::sched_getaffinity(None).unwrap();
+        let last = (0..rustix::thread::CpuSet::MAX_CPU)
+            .rev()
+            .find(|&c| mine.is_set(c))
+            .unwrap();
+        let list: CpuList = last.to_string().parse().unwrap();
+        let hasher = Hasher::new(2, Some(&list)).await.unwrap();
+        let theirs = hasher
+            .run(|| Ok(rustix::thread::sched_getaffinity(None).unwrap()))
+            .await
+            .unwrap();
+        let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| theirs.is_set(c))
+            .collect();
+        assert_eq!(cpus, [last]);
+        let phc = hasher.hash("correct horse battery".into()).await.unwrap();
+        assert!(
+            hasher
+                .verify("correct horse battery".into(), Some(phc))
+                .await
+                .unwrap()
+        );
+        // The caller's own CPUs are untouched.
+        assert_eq!(rustix::thread::sched_getaffinity(None).unwrap(), mine);
+
+        // A CPU the machine does not have, alone or beside one it has (the
+        // kernel takes the latter silently).
+        for text in ["1000", &format!("{last},1000")] {
+            let list: CpuList = text.parse().unwrap();
+            let err = Hasher::new(1, Some(&list)).await.unwrap_err();
+            assert!(matches!(err, AuthError::Config(_)), "{err}");
+            let message = err.to_string();
+            assert!(message.starts_with("auth.hash_cpus: "), "{message}");
+            if text.contains(',') {
+                assert!(message.contains("CPU 1000"), "{message}");
+            }
+        }
     }
 
     fn violations(password: &str) -> Vec<String> {
@@ -325,7 +414,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_and_verifies() {
-        let hasher = Hasher::new(2).await.unwrap();
+        let hasher = Hasher::new(2, None).await.unwrap();
         let phc = hasher.hash("correct horse battery".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(

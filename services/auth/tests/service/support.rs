@@ -291,7 +291,7 @@ pub(crate) fn init_logs() {
 async fn harness(db: DatabaseConnection) -> Harness {
     // Two hashes at once is enough for the concurrency tests and keeps a
     // two-core machine responsive.
-    let hasher = Hasher::new(2).await.expect("hasher");
+    let hasher = Hasher::new(2, None).await.expect("hasher");
     let tokens = TokenSettings {
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
