@@ -119,6 +119,26 @@ impl<T: AsyncWrite> AsyncWrite for Counted<T> {
         result
     }
 
+    // Without these, writers fall back to one slice per call: h2 then sends
+    // a frame's head and its payload in two writes, and rustls's pending
+    // TLS records go out in one system call each.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let result = this.inner.poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &result {
+            this.write.inc_by(*n as u64);
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_flush(cx)
     }
@@ -153,6 +173,18 @@ impl AsyncWrite for MeshStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -488,6 +520,37 @@ mod tests {
             .uri("http://app/pkg.Svc/Get")
             .body(body)
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn counted_streams_pass_vectored_writes_through_and_count_them() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (client, accepted) = tokio::join!(
+            TcpStream::connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let metrics = TcpMetrics::default();
+        let mut counted = Counted::new(client.unwrap(), &metrics, "outbound");
+        // A writer that sees false sends each slice in a call of its own.
+        assert!(counted.is_write_vectored());
+        let slices = [
+            io::IoSlice::new(b"frame head "),
+            io::IoSlice::new(b"payload"),
+        ];
+        // A fresh socket's buffer takes both at once.
+        let n = counted.write_vectored(&slices).await.unwrap();
+        assert_eq!(n, 18, "both slices in one call");
+        counted.flush().await.unwrap();
+        let labels = TcpLabels {
+            direction: "outbound",
+        };
+        assert_eq!(metrics.write_bytes.get_or_create(&labels).get(), 18);
+        drop(counted);
+        let mut got = Vec::new();
+        accepted.unwrap().0.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"frame head payload");
+        assert_eq!(metrics.close.get_or_create(&labels).get(), 1);
     }
 
     #[tokio::test]
