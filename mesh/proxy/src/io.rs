@@ -148,111 +148,6 @@ impl<T: AsyncWrite> AsyncWrite for Counted<T> {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// Holds the first write of each flush back for one turn of the
-    /// scheduler, as TCP_CORK does in the kernel, so that frames other
-    /// tasks are about to queue leave in the same TLS records and system
-    /// call.
-    ///
-    /// Why: hyper's HTTP/2 client opens a stream before its body may be
-    /// sent, so h2's connection task writes a request's HEADERS and flushes
-    /// before the body task has queued the DATA. Each flush is a TLS record,
-    /// a system call and a wake-up of the peer sidecar; the request crossed
-    /// the mTLS hop in two of them, and a response's trailers in one of
-    /// their own. Held back one turn, the tasks woken meanwhile (the body,
-    /// the trailers) queue their frames first and one write carries them
-    /// all.
-    pub(crate) struct Corked<T> {
-        #[pin]
-        inner: T,
-        cork: Cork,
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cork {
-    /// The next write is held back once.
-    Set,
-    /// Held back once already: writes pass until the flush completes.
-    Pulled,
-}
-
-impl<T> Corked<T> {
-    pub(crate) fn new(inner: T) -> Self {
-        Self {
-            inner,
-            cork: Cork::Set,
-        }
-    }
-}
-
-impl<T: AsyncRead> AsyncRead for Corked<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.project().inner.poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite> Corked<T> {
-    /// Pending once per flush, with the task woken: the scheduler runs it
-    /// again after the tasks already queued, which is the turn the frames
-    /// wait for.
-    fn hold(cork: &mut Cork, cx: &mut Context<'_>) -> bool {
-        if *cork == Cork::Set {
-            *cork = Cork::Pulled;
-            cx.waker().wake_by_ref();
-            return true;
-        }
-        false
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for Corked<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        if Self::hold(this.cork, cx) {
-            return Poll::Pending;
-        }
-        this.inner.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        if Self::hold(this.cork, cx) {
-            return Poll::Pending;
-        }
-        this.inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let flushed = this.inner.poll_flush(cx);
-        if flushed.is_ready() {
-            *this.cork = Cork::Set;
-        }
-        flushed
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-}
-
 /// An mTLS connection to a peer sidecar. tokio-rustls's own stream, not
 /// a wrapper: a wrapper must forward every `AsyncWrite` method, and one that
 /// missed `poll_write_vectored` cost a TLS record and a system call per
@@ -283,7 +178,7 @@ impl MeshConnector {
 }
 
 impl tower::Service<http::Uri> for MeshConnector {
-    type Response = TokioIo<Corked<Counted<MeshStream>>>;
+    type Response = TokioIo<Counted<MeshStream>>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -312,9 +207,7 @@ impl tower::Service<http::Uri> for MeshConnector {
             .await
             .map_err(|e| fail(&e))?
             .map_err(|e| fail(&e))?;
-            Ok(TokioIo::new(Corked::new(Counted::new(
-                tls, &this.tcp, "outbound",
-            ))))
+            Ok(TokioIo::new(Counted::new(tls, &this.tcp, "outbound")))
         })
     }
 }
@@ -389,7 +282,7 @@ pub(crate) async fn serve<H, A, Fut, IO>(
             });
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(Corked::new(io)), service);
+                .serve_connection(TokioIo::new(io), service);
             if let Err(error) = watcher.watch(conn).await {
                 tracing::debug!(%remote, %error, "connection ended with an error");
             }
@@ -541,7 +434,7 @@ where
 pub(crate) struct AppConnector(pub(crate) SocketAddr);
 
 impl tower::Service<http::Uri> for AppConnector {
-    type Response = TokioIo<Corked<TcpStream>>;
+    type Response = TokioIo<TcpStream>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -559,7 +452,7 @@ impl tower::Service<http::Uri> for AppConnector {
             // Without TCP_NODELAY, Nagle's algorithm holds small gRPC frames
             // back for up to 40 ms on this loopback hop.
             let _ = tcp.set_nodelay(true);
-            Ok(TokioIo::new(Corked::new(tcp)))
+            Ok(TokioIo::new(tcp))
         })
     }
 }
@@ -683,145 +576,5 @@ mod tests {
         let response = client.call(request()).await.unwrap();
         assert_eq!(response.status(), http::StatusCode::OK);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
-    }
-
-    /// Counts the writes that reach the connection: in production each is
-    /// a TLS record, a system call and a wake-up of the peer.
-    struct WriteCalls<T> {
-        inner: T,
-        calls: Arc<AtomicUsize>,
-    }
-
-    impl<T: AsyncRead + Unpin> AsyncRead for WriteCalls<T> {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.inner).poll_read(cx, buf)
-        }
-    }
-
-    impl<T: AsyncWrite + Unpin> AsyncWrite for WriteCalls<T> {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            let written = Pin::new(&mut self.inner).poll_write(cx, buf);
-            if written.is_ready() {
-                self.calls.fetch_add(1, Ordering::SeqCst);
-            }
-            written
-        }
-
-        // As a socket does: every slice in one call.
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[io::IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
-            self.poll_write(cx, &joined)
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.inner).poll_flush(cx)
-        }
-
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.inner).poll_shutdown(cx)
-        }
-    }
-
-    /// Writes per request of a client on one HTTP/2 connection to an echo
-    /// server, once the connection's opening frames are past.
-    async fn client_writes_per_request(corked: bool) -> Vec<usize> {
-        let (client, server) = tokio::io::duplex(1 << 20);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(|request: http::Request<Incoming>| async {
-                let body = request.into_body().collect().await?.to_bytes();
-                Ok::<_, hyper::Error>(http::Response::new(http_body_util::Full::new(body)))
-            });
-            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(server), service)
-                .await;
-        });
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = WriteCalls {
-            inner: client,
-            calls: Arc::clone(&calls),
-        };
-        let mut sender = if corked {
-            let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-                .handshake(TokioIo::new(Corked::new(counted)))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            sender
-        } else {
-            let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-                .handshake(TokioIo::new(counted))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            sender
-        };
-        let mut per_request = Vec::new();
-        for i in 0..6 {
-            let before = calls.load(Ordering::SeqCst);
-            let request = http::Request::post("http://app/pkg.Svc/Echo")
-                .body(http_body_util::Full::new(Bytes::from(vec![7u8; 1024])))
-                .unwrap();
-            let response = sender.send_request(request).await.unwrap();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(body.len(), 1024);
-            // The first carries the connection's settings and their acks.
-            if i > 0 {
-                per_request.push(calls.load(Ordering::SeqCst) - before);
-            }
-        }
-        per_request
-    }
-
-    #[tokio::test]
-    async fn corked_connections_send_a_request_in_one_write() {
-        // Uncorked, the HEADERS leave before the body task has queued the
-        // DATA: two writes. Corked, one.
-        assert_eq!(client_writes_per_request(false).await, vec![2; 5]);
-        assert_eq!(client_writes_per_request(true).await, vec![1; 5]);
-    }
-
-    #[test]
-    fn a_cork_holds_one_write_per_flush() {
-        let (client, mut server) = tokio::io::duplex(64);
-        let mut corked = Corked::new(client);
-        let write = |corked: &mut Corked<tokio::io::DuplexStream>, bytes: &'static [u8]| {
-            let mut task = tokio_test::task::spawn(());
-            let polled = task.enter(|cx, _| Pin::new(&mut *corked).poll_write(cx, bytes));
-            (polled, task.is_woken())
-        };
-        // Held back once, with the task woken to come back after the others.
-        let (polled, woken) = write(&mut corked, b"head");
-        assert!(polled.is_pending() && woken);
-        // Then every write passes until the flush.
-        assert!(matches!(write(&mut corked, b"head").0, Poll::Ready(Ok(4))));
-        assert!(matches!(write(&mut corked, b"data").0, Poll::Ready(Ok(4))));
-        let mut task = tokio_test::task::spawn(());
-        let flushed = task.enter(|cx, _| Pin::new(&mut corked).poll_flush(cx));
-        assert!(matches!(flushed, Poll::Ready(Ok(()))));
-        // The next burst is held again.
-        assert!(write(&mut corked, b"next").0.is_pending());
-        assert!(matches!(write(&mut corked, b"next").0, Poll::Ready(Ok(4))));
-        let mut got = [0u8; 12];
-        let mut task = tokio_test::task::spawn(());
-        let mut buf = ReadBuf::new(&mut got);
-        let read = task.enter(|cx, _| Pin::new(&mut server).poll_read(cx, &mut buf));
-        assert!(read.is_ready());
-        assert_eq!(buf.filled(), b"headdatanext");
     }
 }
