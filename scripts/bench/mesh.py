@@ -250,6 +250,32 @@ def report(work, clk_tck, workloads, verdict):
         print(f"| {name} | {detail} | {met} |")
 
 
+def sched(path, requests, label):
+    """Rows of `perf sched timehist` output, by process name: wake-ups
+    and run time per request and the scheduling delay (wake-up to
+    running) percentiles; the five busiest names, idle left out."""
+    line_re = re.compile(r"^\s*[\d.]+\s+\[\d+\]\s+(\S.*?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+    delays, runs = {}, {}
+    with open(path) as f:
+        for line in f:
+            m = line_re.match(line)
+            if not m:
+                continue
+            name = re.sub(r"\[[\d/]+\]$", "", m.group(1))
+            if name.startswith("<idle>"):
+                continue
+            delay, run = float(m.group(3)), float(m.group(4))
+            delays.setdefault(name, []).append(delay)
+            runs[name] = runs.get(name, 0.0) + run
+    busiest = sorted(runs, key=runs.get, reverse=True)[:5]
+    for name in busiest:
+        d = sorted(delays[name])
+        print(
+            f"| {label} | {name} | {len(d) / requests:.2f} | "
+            f"{percentile(d, 50):.3f} / {percentile(d, 99):.3f} / {d[-1]:.3f} | {runs[name] / requests:.3f} |"
+        )
+
+
 def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "ports":
@@ -258,6 +284,8 @@ def main():
         request(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 1024)
     elif cmd == "check":
         check(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "sched":
+        sched(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif cmd == "report":
         report(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     else:

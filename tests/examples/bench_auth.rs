@@ -17,7 +17,11 @@
 //! default 0, off: docs/gateway.md "Concurrency limits"), `--hash-cpus
 //! LIST` (auth's hashing threads keep to these CPUs, `auth.hash_cpus`;
 //! with the process started under `taskset -c` on the others, password
-//! hashing gets cores of its own as auth on its own pods would).
+//! hashing gets cores of its own as auth on its own pods would),
+//! `--storm-cpus LIST` (the storm's login loops run on a runtime of their
+//! own whose thread keeps to these CPUs, with a client of its own: the
+//! load generator off the CPUs that serve the unrelated call, as clients
+//! on other machines would be).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -35,6 +39,7 @@ struct Args {
     storm: usize,
     login_concurrency: usize,
     hash_cpus: Option<String>,
+    storm_cpus: Option<String>,
 }
 
 fn args() -> Args {
@@ -45,6 +50,7 @@ fn args() -> Args {
         storm: 16,
         login_concurrency: 0,
         hash_cpus: None,
+        storm_cpus: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
@@ -56,6 +62,7 @@ fn args() -> Args {
             "--storm" => a.storm = value(),
             "--login-concurrency" => a.login_concurrency = value(),
             "--hash-cpus" => a.hash_cpus = pair.get(1).cloned(),
+            "--storm-cpus" => a.storm_cpus = pair.get(1).cloned(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -90,6 +97,29 @@ async fn get_documents(sb: &Sandbox, token: &str) -> Duration {
     assert_eq!(r.status(), 200);
     let _ = r.bytes().await.unwrap();
     t.elapsed()
+}
+
+/// The storm's login loops: on the benchmark's runtime, or on a thread of
+/// their own kept to `--storm-cpus`.
+enum Storm {
+    Shared(Vec<tokio::task::JoinHandle<u64>>),
+    Pinned(std::thread::JoinHandle<u64>),
+}
+
+/// Logs in until `stop`; the logins that succeeded.
+async fn login_loop(
+    http: reqwest::Client,
+    (url, body): (String, serde_json::Value),
+    stop: Arc<AtomicBool>,
+) -> u64 {
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let r = http.post(&url).json(&body).send().await.expect("POST");
+        let ok = r.status() == 200;
+        let _ = r.bytes().await;
+        n += u64::from(ok);
+    }
+    n
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -184,30 +214,45 @@ async fn main() {
     }
     let sb = Arc::new(sb);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut storm = Vec::new();
-    for _ in 0..args.storm {
-        let (sb, stop, email, password) = (
-            sb.clone(),
-            stop.clone(),
-            user.email.clone(),
-            user.password.clone(),
-        );
-        storm.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let r = sb
-                    .post_public(
-                        "/v1/auth:login",
-                        &serde_json::json!({"email": email, "password": password}),
-                    )
-                    .await;
-                let ok = r.status() == 200;
-                let _ = r.bytes().await;
-                n += u64::from(ok);
-            }
-            n
-        }));
-    }
+    let login = (
+        sb.url("/v1/auth:login"),
+        serde_json::json!({"email": user.email, "password": user.password}),
+    );
+    let storm = match args.storm_cpus.clone() {
+        None => {
+            let loops: Vec<_> = (0..args.storm)
+                .map(|_| {
+                    let (http, stop, login) = (sb.http.clone(), stop.clone(), login.clone());
+                    tokio::spawn(login_loop(http, login, stop))
+                })
+                .collect();
+            Storm::Shared(loops)
+        }
+        Some(cpus) => {
+            let cpus: cloudsec_auth::config::CpuList = cpus.parse().expect("--storm-cpus");
+            let (loops, stop) = (args.storm, stop.clone());
+            Storm::Pinned(std::thread::spawn(move || {
+                cpus.pin_current_thread().expect("--storm-cpus");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let http = reqwest::Client::new();
+                    let loops: Vec<_> = (0..loops)
+                        .map(|_| {
+                            tokio::spawn(login_loop(http.clone(), login.clone(), stop.clone()))
+                        })
+                        .collect();
+                    let mut n = 0;
+                    for l in loops {
+                        n += l.await.unwrap();
+                    }
+                    n
+                })
+            }))
+        }
+    };
     // Let the storm fill the hashing pool first.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let storm_started = Instant::now();
@@ -217,10 +262,18 @@ async fn main() {
     }
     let storm_seconds = storm_started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    let mut storm_logins = 0;
-    for task in storm {
-        storm_logins += task.await.unwrap();
-    }
+    let storm_logins = match storm {
+        Storm::Shared(loops) => {
+            let mut n = 0;
+            for l in loops {
+                n += l.await.unwrap();
+            }
+            n
+        }
+        Storm::Pinned(thread) => tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap(),
+    };
 
     let process_cpus = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -232,14 +285,17 @@ async fn main() {
         })
         .unwrap_or_else(|| "unknown".into());
     println!(
-        "auth benchmark, release build, SQLite sandbox (gateway, sidecars, auth, documents); login concurrency limit at the gateway: {}; the process on CPUs {process_cpus}, password hashing on CPUs {}\n",
+        "auth benchmark, release build, SQLite sandbox (gateway, sidecars, auth, documents); login concurrency limit at the gateway: {}; the process on CPUs {process_cpus}, password hashing on CPUs {}, the storm's login loops on CPUs {}\n",
         match args.login_concurrency {
             0 => "off".to_owned(),
             n => n.to_string(),
         },
         args.hash_cpus
             .as_deref()
-            .unwrap_or("(any of the process's)")
+            .unwrap_or("(any of the process's)"),
+        args.storm_cpus
+            .as_deref()
+            .unwrap_or("(the benchmark's runtime, any of the process's)")
     );
     println!("| measure | result |");
     println!("|---|---|");

@@ -108,6 +108,44 @@ impl CpuList {
     pub fn cpus(&self) -> &[usize] {
         &self.0
     }
+
+    /// Keeps the calling thread to these CPUs; the message names a CPU of
+    /// the list it may not run on (the kernel takes a list if any one CPU
+    /// of it is usable, so the result is read back). Auth's hashing threads
+    /// call it, and the login-storm benchmark for its load generator.
+    pub fn pin_current_thread(&self) -> Result<(), String> {
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+            let mut set = CpuSet::new();
+            for &cpu in &self.0 {
+                if cpu >= CpuSet::MAX_CPU {
+                    return Err(format!("CPU {cpu} is beyond the kernel's CPU set"));
+                }
+                set.set(cpu);
+            }
+            let listed = || {
+                let cpus: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+                cpus.join(",")
+            };
+            sched_setaffinity(None, &set).map_err(|e| {
+                format!(
+                    "none of CPUs {} is one this machine lets auth use (the kernel said: {e})",
+                    listed()
+                )
+            })?;
+            let got =
+                sched_getaffinity(None).map_err(|e| format!("cannot read the CPUs back: {e}"))?;
+            match self.0.iter().find(|&&cpu| !got.is_set(cpu)) {
+                Some(cpu) => Err(format!("CPU {cpu} is not one this machine lets auth use")),
+                None => Ok(()),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Err("CPU sets are kept on Linux only".into())
+        }
+    }
 }
 
 impl std::str::FromStr for CpuList {

@@ -326,8 +326,8 @@ impl AuthCore {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
         };
         let groups = groups_of(&self.db, user.id).await?;
-        let access = self.access_token(user, &grant, groups, app, now)?;
-        let id_token = self.id_token(user, &grant, app, now)?;
+        let access = self.access_token(user, &grant, groups, app, now).await?;
+        let id_token = self.id_token(user, &grant, app, now).await?;
         let refresh_token = session::issue(&self.db, &grant, now).await?;
         tracing::info!(user_id = %user.id, "login");
         Ok(Tokens {
@@ -370,7 +370,7 @@ impl AuthCore {
         scopes.into_iter().collect::<Vec<_>>().join(" ")
     }
 
-    pub(crate) fn access_token(
+    pub(crate) async fn access_token(
         &self,
         user: &user::Model,
         grant: &Grant,
@@ -401,7 +401,7 @@ impl AuthCore {
             groups,
             generation: user.token_generation,
         };
-        let token = self.keys.signer().sign_claims(&claims)?;
+        let token = self.sign(claims).await?;
         Ok(AccessToken {
             token,
             expires_in: ttl,
@@ -450,7 +450,7 @@ pub const CLAIMS_SUPPORTED: &[&str] = &[
 ];
 
 impl AuthCore {
-    pub(crate) fn id_token(
+    pub(crate) async fn id_token(
         &self,
         user: &user::Model,
         grant: &Grant,
@@ -473,7 +473,21 @@ impl AuthCore {
             username: user.id.to_string(),
             tenant: user.tenant.clone(),
         };
-        Ok(self.keys.signer().sign_claims(&claims)?)
+        self.sign(claims).await
+    }
+
+    /// `claims` signed with the active key, on tokio's blocking pool: an
+    /// RSA-2048 signature is about a quarter of a millisecond of CPU (two
+    /// per login or refresh), well past what a task should run between
+    /// awaits, and every request queued behind it on the worker would wait
+    /// that long. (The login-storm benchmark, with all request work on one
+    /// CPU, showed no difference either way: docs/benchmarks.md.)
+    async fn sign<C: serde::Serialize + Send + 'static>(&self, claims: C) -> Result<String> {
+        let signer = self.keys.signer();
+        tokio::task::spawn_blocking(move || signer.sign_claims(&claims))
+            .await
+            .map_err(|e| AuthError::Internal(format!("the signing task ended: {e}")))?
+            .map_err(Into::into)
     }
 
     /// OpenID Connect discovery, as far as it is true of this service.

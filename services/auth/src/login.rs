@@ -110,8 +110,8 @@ impl AuthCore {
                         return Ok(Err("app client removed"));
                     };
                     let groups = groups_of(txn, user.id).await?;
-                    let access = self.access_token(&user, &grant, groups, &app, now)?;
-                    let id_token = self.id_token(&user, &grant, &app, now)?;
+                    let access = self.access_token(&user, &grant, groups, &app, now).await?;
+                    let id_token = self.id_token(&user, &grant, &app, now).await?;
                     Ok(Ok(Tokens {
                         access,
                         id_token,

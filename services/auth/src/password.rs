@@ -11,6 +11,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use cloudsec_runtime::FieldViolations;
 
+use crate::config::CpuList;
 use crate::error::{AuthError, Result};
 
 pub use crate::config::{MIN_LENGTH, PasswordPolicy};
@@ -140,44 +141,6 @@ fn lower_priority() {
     }
 }
 
-/// Keeps the calling thread to `cpus`; the message names a CPU of the list
-/// it may not run on (the kernel takes a list if any one CPU of it is
-/// usable, so the result is read back).
-fn pin(cpus: Option<&crate::config::CpuList>) -> std::result::Result<(), String> {
-    let Some(list) = cpus else { return Ok(()) };
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
-        let mut set = CpuSet::new();
-        for &cpu in list.cpus() {
-            if cpu >= CpuSet::MAX_CPU {
-                return Err(format!("CPU {cpu} is beyond the kernel's CPU set"));
-            }
-            set.set(cpu);
-        }
-        let listed = || {
-            let cpus: Vec<String> = list.cpus().iter().map(ToString::to_string).collect();
-            cpus.join(",")
-        };
-        sched_setaffinity(None, &set).map_err(|e| {
-            format!(
-                "none of CPUs {} is one this machine lets auth use (the kernel said: {e})",
-                listed()
-            )
-        })?;
-        let got = sched_getaffinity(None).map_err(|e| format!("cannot read the CPUs back: {e}"))?;
-        match list.cpus().iter().find(|&&cpu| !got.is_set(cpu)) {
-            Some(cpu) => Err(format!("CPU {cpu} is not one this machine lets auth use")),
-            None => Ok(()),
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = list;
-        Err("CPU sets are kept on Linux only".into())
-    }
-}
-
 fn argon2() -> Result<Argon2<'static>> {
     let params = Params::new(19 * 1024, 2, 1, None)
         .map_err(|e| AuthError::Internal(format!("argon2 params: {e}")))?;
@@ -200,7 +163,7 @@ fn verify_blocking(password: &[u8], phc: &str) -> Result<bool> {
 impl Hasher {
     /// `concurrency` hashing threads (see the type's doc), on `cpus` when
     /// given ([`AuthError::Config`] when the machine refuses them).
-    pub async fn new(concurrency: usize, cpus: Option<&crate::config::CpuList>) -> Result<Self> {
+    pub async fn new(concurrency: usize, cpus: Option<&CpuList>) -> Result<Self> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let queue = Arc::new(std::sync::Mutex::new(queue));
         let mut started = Vec::new();
@@ -212,7 +175,7 @@ impl Hasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
-                    let pinned = pin(cpus.as_ref());
+                    let pinned = cpus.as_ref().map_or(Ok(()), CpuList::pin_current_thread);
                     let refused = pinned.is_err();
                     let _ = ready.send(pinned);
                     if refused {
@@ -316,7 +279,6 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_threads_keep_to_the_configured_cpus_and_refuse_missing_ones() {
-        use crate::config::CpuList;
         let mine = rustix::thread::sched_getaffinity(None).unwrap();
         let last = (0..rustix::thread::CpuSet::MAX_CPU)
             .rev()
