@@ -276,6 +276,30 @@ def sched(path, requests, label):
         )
 
 
+def tail(work, label):
+    """How the open loop's slowest requests (at or above the p99) fall in
+    time, over every round's log of `label`: a per-request cost spreads
+    them out; a stall that holds the path up for some milliseconds makes
+    them come in runs of consecutive requests."""
+    import glob
+
+    rows = []
+    for path in sorted(glob.glob(os.path.join(work, f"{label}.open.*.log"))):
+        with open(path) as f:
+            rows.extend(sorted((int(a), int(c)) for a, _, c in (line.split() for line in f if line.strip())))
+    if not rows:
+        return
+    rows.sort()
+    d = sorted(r[1] for r in rows)
+    p99 = percentile(d, 99)
+    slow = [i for i, r in enumerate(rows) if r[1] >= p99]
+    near = sum(1 for k in range(1, len(slow)) if 0 <= rows[slow[k]][0] - rows[slow[k - 1]][0] < 5000)
+    print(
+        f"| {label} | {p99 / 1000:.3f} | {d[-1] / 1000:.3f} | {len(slow)} | "
+        f"{near} ({100 * near / max(1, len(slow)):.0f} %) |"
+    )
+
+
 def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "ports":
@@ -284,6 +308,8 @@ def main():
         request(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 1024)
     elif cmd == "check":
         check(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "tail":
+        tail(sys.argv[2], sys.argv[3])
     elif cmd == "sched":
         sched(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif cmd == "report":
