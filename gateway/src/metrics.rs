@@ -2,10 +2,10 @@
 //! throttling and edge rejections, by route template) and the reasons a
 //! request is refused at the edge.
 
-use cloudsec_runtime::metrics::Metrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::limits::LimiterMetrics;
@@ -82,14 +82,25 @@ pub(crate) struct RejectLabels {
     pub(crate) reason: String,
 }
 
-#[derive(Clone, Debug)]
-pub(crate) struct GatewayMetrics {
-    pub(crate) requests: Family<RouteLabels, Counter>,
-    pub(crate) responses: Family<ResponseLabels, Counter>,
-    pub(crate) latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    pub(crate) throttled: Family<ThrottleLabels, Counter>,
-    pub(crate) rejected: Family<RejectLabels, Counter>,
-    pub(crate) limiter: LimiterMetrics,
+cloudsec_runtime::metric_families! {
+    pub(crate) struct GatewayMetrics {
+        pub(crate) requests: Family<RouteLabels, Counter> = "gateway_request",
+            "REST requests received, by route template and HTTP method";
+        pub(crate) responses: Family<ResponseLabels, Counter> = "gateway_response",
+            "REST responses sent, by route template, HTTP method and HTTP status";
+        pub(crate) latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            "gateway_response_latency_seconds",
+            "time from request to response, by route template and HTTP method",
+            Family::new_with_constructor(latency_histogram);
+        pub(crate) throttled: Family<ThrottleLabels, Counter> = "gateway_throttled",
+            "requests refused with 429, by route template, HTTP method and the limit reached";
+        pub(crate) rejected: Family<RejectLabels, Counter> = "gateway_rejected",
+            "requests refused at the edge, by route template, HTTP method and reason";
+        limiter_redis_up: Gauge = "gateway_limiter_redis_up",
+            "1 while rate limits are kept in Redis, 0 while they are local (Redis unavailable or not configured)";
+        limiter_fallback: Counter = "gateway_limiter_local_fallback",
+            "requests whose limits were decided locally because Redis was unavailable";
+    }
 }
 
 pub(crate) fn latency_histogram() -> Histogram {
@@ -99,51 +110,12 @@ pub(crate) fn latency_histogram() -> Histogram {
 }
 
 impl GatewayMetrics {
-    pub(crate) fn register(metrics: &Metrics) -> Self {
-        let this = Self {
-            requests: Family::default(),
-            responses: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
-            throttled: Family::default(),
-            rejected: Family::default(),
-            limiter: LimiterMetrics::default(),
-        };
-        metrics.register(
-            "gateway_request",
-            "REST requests received, by route template and HTTP method",
-            this.requests.clone(),
-        );
-        metrics.register(
-            "gateway_response",
-            "REST responses sent, by route template, HTTP method and HTTP status",
-            this.responses.clone(),
-        );
-        metrics.register(
-            "gateway_response_latency_seconds",
-            "time from request to response, by route template and HTTP method",
-            this.latency.clone(),
-        );
-        metrics.register(
-            "gateway_throttled",
-            "requests refused with 429, by route template, HTTP method and the limit reached",
-            this.throttled.clone(),
-        );
-        metrics.register(
-            "gateway_rejected",
-            "requests refused at the edge, by route template, HTTP method and reason",
-            this.rejected.clone(),
-        );
-        metrics.register(
-            "gateway_limiter_redis_up",
-            "1 while rate limits are kept in Redis, 0 while they are local (Redis unavailable or not configured)",
-            this.limiter.redis_up.clone(),
-        );
-        metrics.register(
-            "gateway_limiter_local_fallback",
-            "requests whose limits were decided locally because Redis was unavailable",
-            this.limiter.fallback.clone(),
-        );
-        this
+    /// The limiter's two families, for the one limiter of the gateway.
+    pub(crate) fn limiter(&self) -> LimiterMetrics {
+        LimiterMetrics {
+            redis_up: self.limiter_redis_up.clone(),
+            fallback: self.limiter_fallback.clone(),
+        }
     }
 
     pub(crate) fn reject(&self, labels: &RouteLabels, reason: Rejection) {

@@ -160,7 +160,7 @@ impl Gateway {
             config.redis_timeout,
             config.redis_retry,
             clock,
-            gateway_metrics.limiter.clone(),
+            gateway_metrics.limiter(),
         )
         .map_err(|error| GatewayError::Redis(error.to_string()))?;
         let jwt = match &config.jwt {

@@ -746,6 +746,156 @@ def walkthrough(base: str, deadline: float) -> dict:
     return {"calls": api.calls, "audit_records": len(records.get("records", []))}
 
 
+# ---------------------------------------------------------------- the login storm
+
+
+def session_tids(sid: int) -> list[int]:
+    """Every thread of every process in session `sid` (a pod container or
+    the database: each was started in a session of its own)."""
+    tids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            # Fields after the command (which may hold spaces): state ppid pgrp session.
+            if int(stat.rsplit(")", 1)[1].split()[3]) != sid:
+                continue
+            tids += [int(t.name) for t in (d / "task").iterdir()]
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended meanwhile
+    return tids
+
+
+def pin_session(sid: int, cpus: set[int]) -> int:
+    n = 0
+    for tid in session_tids(sid):
+        try:
+            os.sched_setaffinity(tid, cpus)
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+def percentile(samples: list[float], p: float) -> float:
+    s = sorted(samples)
+    return s[round((len(s) - 1) * p)]
+
+
+class KeepAlive:
+    """One keep-alive HTTP/1.1 connection: the benchmark's client, so that
+    every timed call is one request on a warm connection."""
+
+    def __init__(self, base: str):
+        import http.client  # noqa: PLC0415
+        import urllib.parse  # noqa: PLC0415
+        u = urllib.parse.urlsplit(base)
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+
+    def call(self, method: str, path: str, body: bytes | None = None, token: str | None = None) -> tuple[int, bytes]:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self.conn.request(method, path, body=body, headers=headers)
+        r = self.conn.getresponse()
+        return r.status, r.read()
+
+
+def storm_loop(base: str, body: bytes, cpus: set[int], stop, counts) -> None:
+    os.sched_setaffinity(0, cpus)
+    client, ok, bad = KeepAlive(base), 0, 0
+    while not stop.is_set():
+        try:
+            status, _ = client.call("POST", "/v1/auth:login", body)
+        except OSError:
+            status, client = 0, KeepAlive(base)
+        if status == 200:
+            ok += 1
+        else:
+            bad += 1
+    counts.put((ok, bad))
+
+
+def login_storm(run: "Run", base: str, calls: int, loops: int) -> dict:
+    """The unrelated call's p99 idle and during a login storm, with auth on
+    pods of its own as docs/auth.md recommends for production: the auth
+    pod's containers (app and sidecar) and the storm's clients on CPU 1,
+    every other pod, the database and the timed client on CPU 0."""
+    import multiprocessing  # noqa: PLC0415
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SmokeFailure("the login storm needs two CPUs")
+    serving, auth_cpu = {0}, {1}
+    auth_pods = [p for p in run.pods if p.kind == "Deployment" and p.labels.get("app.kubernetes.io/component") == "auth"]
+    if not auth_pods:
+        raise SmokeFailure("no auth pod to pin")
+    pinned = {}
+    for pod in run.pods:
+        if pod.kind != "Deployment":
+            continue
+        cpus = auth_cpu if pod in auth_pods else serving
+        for c in pod.containers():
+            if c.proc and c.proc.poll() is None:
+                pinned[f"{pod.name}/{c.name}"] = (sorted(cpus), pin_session(c.proc.pid, cpus))
+    pinned["postgres"] = (sorted(serving), pin_session(run.postgres.pid, serving))
+    os.sched_setaffinity(0, serving)
+    log("login storm: threads pinned " + ", ".join(f"{k} {n} on CPU {','.join(map(str, c))}" for k, (c, n) in pinned.items()))
+
+    api = Client(base)
+    email, password = f"storm-{secrets.token_hex(3)}@example.com", "correct horse battery"
+    api.call("POST", "/v1/auth:signUp", {"email": email, "password": password, "tenant": f"storm-{secrets.token_hex(3)}"})
+    token = api.call("POST", "/v1/auth:login", {"email": email, "password": password})["accessToken"]
+    api.call("POST", "/v1/documents", {"title": "Plan", "classification": "INTERNAL", "content": "step one"}, token)
+    timed = KeepAlive(base)
+
+    def unrelated() -> float:
+        t = time.perf_counter()
+        status, body = timed.call("GET", "/v1/documents?pageSize=10", token=token)
+        elapsed = time.perf_counter() - t
+        if status != 200 or b'"documents"' not in body:
+            raise SmokeFailure(f"GET /v1/documents answered {status}: {body[:300]!r}")
+        return elapsed
+
+    for _ in range(20):
+        unrelated()
+    idle = [unrelated() for _ in range(calls)]
+    ctx = multiprocessing.get_context("fork")
+    stop, counts = ctx.Event(), ctx.Queue()
+    body = json.dumps({"email": email, "password": password}).encode()
+    workers = [ctx.Process(target=storm_loop, args=(base, body, auth_cpu, stop, counts)) for _ in range(loops)]
+    for w in workers:
+        w.start()
+    time.sleep(0.5)  # the storm fills auth's hashing pool first
+    t = time.monotonic()
+    busy = [unrelated() for _ in range(calls)]
+    storm_s = time.monotonic() - t
+    stop.set()
+    ok = bad = 0
+    for _ in workers:
+        o, b = counts.get(timeout=60)
+        ok, bad = ok + o, bad + b
+    for w in workers:
+        w.join(timeout=30)
+    result = {
+        "calls": calls,
+        "storm_loops": loops,
+        "idle_p50_ms": round(percentile(idle, 0.5) * 1e3, 3),
+        "idle_p99_ms": round(percentile(idle, 0.99) * 1e3, 3),
+        "storm_p50_ms": round(percentile(busy, 0.5) * 1e3, 3),
+        "storm_p99_ms": round(percentile(busy, 0.99) * 1e3, 3),
+        "storm_logins_per_second": round(ok / storm_s, 1),
+        "storm_login_failures": bad,
+        "pinned": {k: {"cpus": c, "threads": n} for k, (c, n) in pinned.items()},
+    }
+    result["p99_ratio"] = round(result["storm_p99_ms"] / result["idle_p99_ms"], 2)
+    log(f"login storm: GET /v1/documents p50/p99 idle {result['idle_p50_ms']}/{result['idle_p99_ms']} ms, "
+        f"during {loops} login loops {result['storm_p50_ms']}/{result['storm_p99_ms']} ms "
+        f"(p99 {result['p99_ratio']}x idle); {result['storm_logins_per_second']} logins/s, {bad} failed")
+    if bad:
+        raise SmokeFailure(f"login storm: {bad} logins failed")
+    return result
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -761,6 +911,9 @@ def main() -> int:
     ap.add_argument("--ready-timeout", type=float, default=120)
     ap.add_argument("--max-restarts", type=int, default=3)
     ap.add_argument("--report", default="")
+    ap.add_argument("--storm-calls", type=int, default=0,
+                    help="after the walkthrough, time this many unrelated calls idle and during a login storm (0: off)")
+    ap.add_argument("--storm-loops", type=int, default=16, help="concurrent login loops of the storm")
     args = ap.parse_args()
 
     t0 = time.monotonic()
@@ -841,6 +994,8 @@ def main() -> int:
         base_url = f"http://{gw_pod.ip}:{target}"
         log(f"Service gateway:{port['port']} -> {gw_pod.name} {base_url}")
         result = walkthrough(base_url, time.monotonic() + 60)
+        if args.storm_calls:
+            run.report["login_storm"] = login_storm(run, base_url, args.storm_calls, args.storm_loops)
 
         t_stop = time.monotonic()
         problems = []

@@ -19,7 +19,6 @@
 
 use std::sync::atomic::AtomicU64;
 
-use cloudsec_runtime::metrics::Metrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -55,59 +54,31 @@ fn lag_histogram() -> Histogram {
     ])
 }
 
-/// The relay's and its outbox's metrics. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct RelayMetrics {
-    events: Family<OutcomeLabels, Counter>,
-    publish_duration: Histogram,
-    depth: Gauge,
-    oldest_age: Gauge<f64, AtomicU64>,
+cloudsec_runtime::metric_families! {
+    /// The relay's and its outbox's metrics. Cheap to clone.
+    pub struct RelayMetrics {
+        depth: Gauge = "bus_outbox_depth", "events in the outbox not yet published";
+        oldest_age: Gauge<f64, AtomicU64> = "bus_outbox_oldest_age_seconds",
+            "age of the oldest unpublished event in the outbox (0 when none waits)";
+        events: Family<OutcomeLabels, Counter> = "bus_relay_events",
+            "outbox events the relay tried to publish, by outcome (published, refused by the broker, failed with the call)",
+            outcome_family();
+        publish_duration: Histogram = "bus_relay_publish_duration_seconds",
+            "time of one publish call to the broker", publish_histogram();
+    }
 }
 
-impl Default for RelayMetrics {
-    fn default() -> Self {
-        let this = Self {
-            events: Family::default(),
-            publish_duration: publish_histogram(),
-            depth: Gauge::default(),
-            oldest_age: Gauge::default(),
-        };
-        // Every outcome exists from the start, so that an error rate is 0
-        // rather than absent before the first error.
-        for outcome in ["published", "refused", "failed"] {
-            drop(this.events.get_or_create(&OutcomeLabels { outcome }));
-        }
-        this
+/// Every outcome exists from the start, so that an error rate is 0 rather
+/// than absent before the first error.
+fn outcome_family() -> Family<OutcomeLabels, Counter> {
+    let family = Family::default();
+    for outcome in ["published", "refused", "failed"] {
+        drop(family.get_or_create(&OutcomeLabels { outcome }));
     }
+    family
 }
 
 impl RelayMetrics {
-    /// Families registered in `metrics`.
-    pub fn register(metrics: &Metrics) -> Self {
-        let this = Self::default();
-        metrics.register(
-            "bus_outbox_depth",
-            "events in the outbox not yet published",
-            this.depth.clone(),
-        );
-        metrics.register(
-            "bus_outbox_oldest_age_seconds",
-            "age of the oldest unpublished event in the outbox (0 when none waits)",
-            this.oldest_age.clone(),
-        );
-        metrics.register(
-            "bus_relay_events",
-            "outbox events the relay tried to publish, by outcome (published, refused by the broker, failed with the call)",
-            this.events.clone(),
-        );
-        metrics.register(
-            "bus_relay_publish_duration_seconds",
-            "time of one publish call to the broker",
-            this.publish_duration.clone(),
-        );
-        this
-    }
-
     pub(crate) fn outcome(&self, outcome: &'static str, events: usize) {
         self.events
             .get_or_create(&OutcomeLabels { outcome })
@@ -138,53 +109,22 @@ impl RelayMetrics {
     }
 }
 
-/// The subscribers' metrics, labelled by queue. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct SubscriberMetrics {
-    lag: Family<QueueLabels, Histogram, fn() -> Histogram>,
-    handled: Family<HandledLabels, Counter>,
-    depth: Family<QueueLabels, Gauge>,
-    dead: Family<QueueLabels, Gauge>,
-}
-
-impl Default for SubscriberMetrics {
-    fn default() -> Self {
-        Self {
-            lag: Family::new_with_constructor(lag_histogram),
-            handled: Family::default(),
-            depth: Family::default(),
-            dead: Family::default(),
-        }
+cloudsec_runtime::metric_families! {
+    /// The subscribers' metrics, labelled by queue. Cheap to clone.
+    pub struct SubscriberMetrics {
+        lag: Family<QueueLabels, Histogram, fn() -> Histogram> = "bus_subscriber_lag_seconds",
+            "time from an event's occurrence to its receipt by the subscriber",
+            Family::new_with_constructor(lag_histogram);
+        handled: Family<HandledLabels, Counter> = "bus_subscriber_handled",
+            "messages settled by the subscriber, by queue and outcome (ack, retry, dead_letter)";
+        depth: Family<QueueLabels, Gauge> = "bus_queue_depth",
+            "messages waiting in the subscriber's queue, visible or in flight (where the transport can count them)";
+        dead: Family<QueueLabels, Gauge> = "bus_dlq_depth",
+            "messages in the subscriber's dead-letter queue (where the transport can count them)";
     }
 }
 
 impl SubscriberMetrics {
-    /// Families registered in `metrics`.
-    pub fn register(metrics: &Metrics) -> Self {
-        let this = Self::default();
-        metrics.register(
-            "bus_subscriber_lag_seconds",
-            "time from an event's occurrence to its receipt by the subscriber",
-            this.lag.clone(),
-        );
-        metrics.register(
-            "bus_subscriber_handled",
-            "messages settled by the subscriber, by queue and outcome (ack, retry, dead_letter)",
-            this.handled.clone(),
-        );
-        metrics.register(
-            "bus_queue_depth",
-            "messages waiting in the subscriber's queue, visible or in flight (where the transport can count them)",
-            this.depth.clone(),
-        );
-        metrics.register(
-            "bus_dlq_depth",
-            "messages in the subscriber's dead-letter queue (where the transport can count them)",
-            this.dead.clone(),
-        );
-        this
-    }
-
     /// Makes the series of `queue` exist at 0.
     pub(crate) fn queue(&self, queue: &str) {
         for outcome in ["ack", "retry", "dead_letter"] {

@@ -33,31 +33,13 @@ pub(crate) struct TcpLabels {
     pub(crate) direction: &'static str,
 }
 
-/// Linkerd's TCP counters.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct TcpMetrics {
-    pub(crate) open: Family<TcpLabels, Counter>,
-    pub(crate) close: Family<TcpLabels, Counter>,
-    pub(crate) read_bytes: Family<TcpLabels, Counter>,
-    pub(crate) write_bytes: Family<TcpLabels, Counter>,
-}
-
-impl TcpMetrics {
-    pub(crate) fn register(metrics: &cloudsec_runtime::metrics::Metrics) -> Self {
-        let m = Self::default();
-        metrics.register("tcp_open", "connections opened", m.open.clone());
-        metrics.register("tcp_close", "connections closed", m.close.clone());
-        metrics.register(
-            "tcp_read_bytes",
-            "bytes read from peers",
-            m.read_bytes.clone(),
-        );
-        metrics.register(
-            "tcp_write_bytes",
-            "bytes written to peers",
-            m.write_bytes.clone(),
-        );
-        m
+cloudsec_runtime::metric_families! {
+    /// Linkerd's TCP counters.
+    pub(crate) struct TcpMetrics {
+        pub(crate) open: Family<TcpLabels, Counter> = "tcp_open", "connections opened";
+        pub(crate) close: Family<TcpLabels, Counter> = "tcp_close", "connections closed";
+        pub(crate) read_bytes: Family<TcpLabels, Counter> = "tcp_read_bytes", "bytes read from peers";
+        pub(crate) write_bytes: Family<TcpLabels, Counter> = "tcp_write_bytes", "bytes written to peers";
     }
 }
 

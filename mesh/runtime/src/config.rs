@@ -112,9 +112,10 @@ pub fn from_table<T: DeserializeOwned>(
                         continue;
                     }
                 }
+                let message = err.inner().to_string();
                 return Err(ConfigError {
-                    key,
-                    message: err.inner().to_string(),
+                    key: unknown_key_path(key, &message),
+                    message,
                 });
             }
         }
@@ -123,6 +124,27 @@ pub fn from_table<T: DeserializeOwned>(
         key: ".".into(),
         message: "configuration could not be resolved".into(),
     })
+}
+
+/// serde reports an unknown key of a section with a flattened part
+/// (`#[serde(flatten)]`, e.g. the AWS settings of a KMS section) at the
+/// section's path, naming the key only in its message; the key's own path
+/// is what an operator needs.
+fn unknown_key_path(path: String, message: &str) -> String {
+    let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field)
+    else {
+        return path;
+    };
+    if path.is_empty() || path == "." {
+        field.to_owned()
+    } else if path.rsplit('.').next() == Some(field) {
+        path
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
 /// The `CLOUDSEC__...` variables of `env` as lowercase key paths.

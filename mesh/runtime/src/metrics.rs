@@ -28,6 +28,65 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+/// Declares a component's metric families as a struct whose `register`
+/// puts each one in a [`Metrics`] registry, with each family's name and
+/// help written once, next to its field (as linkerd2-proxy's `metrics!`
+/// does). A field takes its type's `Default` unless a constructor follows
+/// the help (histograms with their buckets, families with series made to
+/// exist at 0).
+///
+/// ```
+/// use prometheus_client::metrics::counter::Counter;
+///
+/// cloudsec_runtime::metric_families! {
+///     /// Records appended.
+///     pub struct AppendMetrics {
+///         appended: Counter = "records_appended", "records appended";
+///     }
+/// }
+///
+/// let metrics = cloudsec_runtime::metrics::Metrics::new("example");
+/// let families = AppendMetrics::register(&metrics);
+/// families.appended.inc();
+/// assert!(metrics.encode().contains("records_appended_total{component=\"example\"} 1"));
+/// ```
+#[macro_export]
+macro_rules! metric_families {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $(
+                $(#[$field_meta:meta])*
+                $field_vis:vis $field:ident : $ty:ty = $metric:literal, $help:literal $(, $new:expr)? ;
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        $vis struct $name {
+            $( $(#[$field_meta])* $field_vis $field: $ty, )*
+        }
+
+        impl ::core::default::Default for $name {
+            fn default() -> Self {
+                Self { $( $field: $crate::metric_families!(@new $($new)?), )* }
+            }
+        }
+
+        impl $name {
+            /// Every family of this set, registered in `metrics` under its
+            /// name and help.
+            $vis fn register(metrics: &$crate::metrics::Metrics) -> Self {
+                let this = <Self as ::core::default::Default>::default();
+                $( metrics.register($metric, $help, ::core::clone::Clone::clone(&this.$field)); )*
+                this
+            }
+        }
+    };
+    (@new) => { ::core::default::Default::default() };
+    (@new $new:expr) => { $new };
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     grpc_service: String,

@@ -44,15 +44,10 @@ const VERSION_TTL: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KmsConfig {
-    /// The SDK's usual sources when absent.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Another endpoint (moto, LocalStack).
-    #[serde(default)]
-    pub endpoint_url: Option<String>,
-    /// Fixed dummy credentials, for emulators that check none.
-    #[serde(default)]
-    pub dummy_credentials: bool,
+    /// `region`, `endpoint_url` (moto, LocalStack) and
+    /// `dummy_credentials`, in this section itself.
+    #[serde(flatten)]
+    pub aws: cloudsec_runtime::aws::AwsSettings,
     /// Key names become aliases `<alias_prefix><name>`.
     #[serde(default = "default_alias_prefix")]
     pub alias_prefix: String,
@@ -69,9 +64,7 @@ pub struct KmsConfig {
 impl Default for KmsConfig {
     fn default() -> Self {
         Self {
-            region: None,
-            endpoint_url: None,
-            dummy_credentials: false,
+            aws: cloudsec_runtime::aws::AwsSettings::default(),
             alias_prefix: default_alias_prefix(),
             create_keys: false,
             request_timeout: default_timeout(),
@@ -99,12 +92,8 @@ pub struct KmsKeys {
 impl KmsKeys {
     /// A client for `config`; reaches nothing yet.
     pub async fn connect(config: &KmsConfig) -> Self {
-        let settings = cloudsec_runtime::aws::AwsSettings {
-            region: config.region.clone(),
-            endpoint_url: config.endpoint_url.clone(),
-            dummy_credentials: config.dummy_credentials,
-        };
-        let sdk = cloudsec_runtime::aws::sdk_config(&settings, Some(config.request_timeout)).await;
+        let sdk =
+            cloudsec_runtime::aws::sdk_config(&config.aws, Some(config.request_timeout)).await;
         Self::new(aws_sdk_kms::Client::new(&sdk), &config.alias_prefix)
     }
 

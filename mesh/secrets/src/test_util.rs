@@ -270,9 +270,11 @@ pub use cloudsec_testkit::{moto_url, start_moto};
 /// aliases under a prefix no other test uses.
 pub fn moto_kms(url: &str) -> crate::kms::KmsConfig {
     crate::kms::KmsConfig {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(url.to_owned()),
-        dummy_credentials: true,
+        aws: cloudsec_runtime::aws::AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(url.to_owned()),
+            dummy_credentials: true,
+        },
         alias_prefix: format!("alias/{}-", unique("t")),
         create_keys: true,
         request_timeout: Duration::from_secs(5),

@@ -174,4 +174,47 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn kms_signing_and_dynamodb_read_their_aws_settings_in_place() {
+        let config: AuditConfig = cloudsec_runtime::config::load(
+            Some(
+                "[store]\nbackend = \"dynamodb\"\ntable = \"t\"\nregion = \"eu-west-1\"\n\
+                 endpoint_url = \"http://127.0.0.1:5000\"\ndummy_credentials = true\n\
+                 [signing]\nbackend = \"kms\"\nkey = \"alias/a\"\nregion = \"eu-west-2\"\n",
+            ),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let StoreConfig::Dynamodb(store) = &config.store else {
+            panic!("not dynamodb: {:?}", config.store)
+        };
+        assert_eq!(store.aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            store.aws.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert!(store.aws.dummy_credentials);
+        let Some(SigningConfig::Kms { key, aws, .. }) = &config.signing else {
+            panic!("not kms: {:?}", config.signing)
+        };
+        assert_eq!(key, "alias/a");
+        assert_eq!(aws.region.as_deref(), Some("eu-west-2"));
+        assert!(!aws.dummy_credentials);
+
+        for (bad, key) in [
+            (
+                "[store]\nbackend = \"dynamodb\"\nregoin = \"eu-west-1\"\n",
+                "store.regoin",
+            ),
+            (
+                "[signing]\nbackend = \"kms\"\nkey = \"alias/a\"\nendpoint = \"http://x\"\n",
+                "signing.endpoint",
+            ),
+        ] {
+            let err = cloudsec_runtime::config::load::<AuditConfig>(Some(bad), &BTreeMap::new())
+                .unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+        }
+    }
 }

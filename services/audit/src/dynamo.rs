@@ -40,6 +40,7 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 use cloudsec_bus::Provisioning;
+use cloudsec_runtime::aws::AwsSettings;
 use serde::Deserialize;
 
 use crate::chain::{AuditRecord, ChainCheck, GENESIS_HASH, Verification, format_time};
@@ -72,15 +73,10 @@ pub enum StoreConfig {
 pub struct DynamoConfig {
     #[serde(default = "default_table")]
     pub table: String,
-    /// The SDK's usual sources when absent.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Another endpoint (moto, DynamoDB Local).
-    #[serde(default)]
-    pub endpoint_url: Option<String>,
-    /// Fixed dummy credentials, for emulators that check none.
-    #[serde(default)]
-    pub dummy_credentials: bool,
+    /// `region`, `endpoint_url` (moto, DynamoDB Local) and
+    /// `dummy_credentials`, in this section itself.
+    #[serde(flatten)]
+    pub aws: AwsSettings,
     /// `create` makes the table at start; `existing` only checks it (the
     /// Terraform data module creates it).
     #[serde(default)]
@@ -113,9 +109,11 @@ impl DynamoConfig {
     pub fn emulator(table: &str, endpoint_url: &str) -> Self {
         Self {
             table: table.to_owned(),
-            region: Some("us-east-1".into()),
-            endpoint_url: Some(endpoint_url.to_owned()),
-            dummy_credentials: true,
+            aws: AwsSettings {
+                region: Some("us-east-1".into()),
+                endpoint_url: Some(endpoint_url.to_owned()),
+                dummy_credentials: true,
+            },
             provisioning: Provisioning::Create,
             request_timeout: default_timeout(),
             inbox_table: None,
@@ -157,12 +155,8 @@ impl DynamoStore {
     /// Connects, and creates the table in `create` mode or checks it in
     /// `existing` mode.
     pub async fn connect(config: &DynamoConfig) -> Result<Self> {
-        let settings = cloudsec_runtime::aws::AwsSettings {
-            region: config.region.clone(),
-            endpoint_url: config.endpoint_url.clone(),
-            dummy_credentials: config.dummy_credentials,
-        };
-        let sdk = cloudsec_runtime::aws::sdk_config(&settings, Some(config.request_timeout)).await;
+        let sdk =
+            cloudsec_runtime::aws::sdk_config(&config.aws, Some(config.request_timeout)).await;
         let store = Self::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);
         match config.provisioning {
             Provisioning::Create => store.create_table().await?,

@@ -1,34 +1,19 @@
 //! The audit service's own counters, next to the runtime's gRPC metrics on
 //! the admin port's `/metrics`.
 
-use cloudsec_runtime::metrics::Metrics;
 use prometheus_client::metrics::counter::Counter;
 
-/// Records appended and verifications that found a broken chain.
-#[derive(Clone, Debug, Default)]
-pub struct AuditMetrics {
-    appended: Counter,
-    verify_failures: Counter,
+cloudsec_runtime::metric_families! {
+    /// Records appended and verifications that found a broken chain
+    /// (`audit_records_appended_total`, `audit_chain_verify_failures_total`).
+    pub struct AuditMetrics {
+        appended: Counter = "audit_records_appended", "audit records appended";
+        verify_failures: Counter = "audit_chain_verify_failures",
+            "chain verifications that found a missing or altered record";
+    }
 }
 
 impl AuditMetrics {
-    /// Counters registered in `metrics` as `audit_records_appended_total`
-    /// and `audit_chain_verify_failures_total`.
-    pub fn register(metrics: &Metrics) -> Self {
-        let this = Self::default();
-        metrics.register(
-            "audit_records_appended",
-            "audit records appended",
-            this.appended.clone(),
-        );
-        metrics.register(
-            "audit_chain_verify_failures",
-            "chain verifications that found a missing or altered record",
-            this.verify_failures.clone(),
-        );
-        this
-    }
-
     pub(crate) fn record_appended(&self) {
         self.appended.inc();
     }
@@ -49,6 +34,7 @@ impl AuditMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cloudsec_runtime::metrics::Metrics;
 
     #[test]
     fn counters_are_exposed() {

@@ -81,12 +81,10 @@ pub enum SigningConfig {
     Kms {
         /// Alias or ARN, e.g. `alias/cloudsec-prod-audit-signing`.
         key: String,
-        #[serde(default)]
-        region: Option<String>,
-        #[serde(default)]
-        endpoint_url: Option<String>,
-        #[serde(default)]
-        dummy_credentials: bool,
+        /// `region`, `endpoint_url` and `dummy_credentials`, in this
+        /// section itself.
+        #[serde(flatten)]
+        aws: cloudsec_runtime::aws::AwsSettings,
         /// Create the key and its alias when missing (development).
         #[serde(default)]
         create_key: bool,
@@ -162,18 +160,10 @@ pub async fn from_config(
         }
         SigningConfig::Kms {
             key,
-            region,
-            endpoint_url,
-            dummy_credentials,
+            aws,
             create_key,
         } => {
-            let settings = cloudsec_runtime::aws::AwsSettings {
-                region: region.clone(),
-                endpoint_url: endpoint_url.clone(),
-                dummy_credentials: *dummy_credentials,
-            };
-            let sdk =
-                cloudsec_runtime::aws::sdk_config(&settings, Some(Duration::from_secs(5))).await;
+            let sdk = cloudsec_runtime::aws::sdk_config(aws, Some(Duration::from_secs(5))).await;
             let signer = KmsSigner::new(aws_sdk_kms::Client::new(&sdk), key);
             if *create_key {
                 signer.ensure_key().await?;

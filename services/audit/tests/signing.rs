@@ -152,9 +152,11 @@ async fn dynamodb_with_kms_a_rewritten_tail_is_caught() {
     let table = unique("audit");
     let config = SigningConfig::Kms {
         key: format!("alias/{}", unique("audit-signing")),
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(url.clone()),
-        dummy_credentials: true,
+        aws: cloudsec_runtime::aws::AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(url.clone()),
+            dummy_credentials: true,
+        },
         create_key: true,
     };
     let signer = signing::from_config(&config, None).await.unwrap();
@@ -177,9 +179,11 @@ async fn dynamodb_with_kms_a_rewritten_tail_is_caught() {
     // KMS key (the attacker's own).
     let forger_config = SigningConfig::Kms {
         key: format!("alias/{}", unique("forger")),
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(url.clone()),
-        dummy_credentials: true,
+        aws: cloudsec_runtime::aws::AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(url.clone()),
+            dummy_credentials: true,
+        },
         create_key: true,
     };
     let forger = signing::from_config(&forger_config, None).await.unwrap();

@@ -139,12 +139,10 @@ pub enum StoreConfig {
     /// An S3 bucket (or an S3-compatible server such as moto or MinIO).
     S3 {
         bucket: String,
-        /// The SDK's usual sources when absent.
-        #[serde(default)]
-        region: Option<String>,
-        /// Another endpoint (moto, MinIO).
-        #[serde(default)]
-        endpoint_url: Option<String>,
+        /// `region`, `endpoint_url` (moto, MinIO) and `dummy_credentials`,
+        /// in this section itself.
+        #[serde(flatten)]
+        aws: cloudsec_bus::transport::aws::AwsSettings,
         /// `http://host/bucket/key` instead of `http://bucket.host/key`;
         /// emulators need it.
         #[serde(default)]
@@ -152,9 +150,6 @@ pub enum StoreConfig {
         /// `create` makes the bucket at start; `existing` only checks it.
         #[serde(default)]
         provisioning: Provisioning,
-        /// Fixed dummy credentials, for emulators that check none.
-        #[serde(default)]
-        dummy_credentials: bool,
     },
 }
 
@@ -287,11 +282,14 @@ mod tests {
         match &config.content.store {
             Some(StoreConfig::S3 {
                 bucket,
+                aws,
                 force_path_style,
                 provisioning,
-                ..
             }) => {
                 assert_eq!(bucket, "docs");
+                assert_eq!(aws.region.as_deref(), Some("us-east-1"));
+                assert_eq!(aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+                assert!(!aws.dummy_credentials);
                 assert!(*force_path_style);
                 assert_eq!(*provisioning, Provisioning::Existing);
             }
@@ -314,5 +312,32 @@ mod tests {
                 "{bad}"
             );
         }
+
+        // The AWS settings are flattened into their sections; a key
+        // neither they nor the section know is still refused, by name.
+        for (bad, key) in [
+            (
+                "[content.store]\nbackend = \"s3\"\nbucket = \"b\"\nregoin = \"eu-west-1\"\n",
+                "content.store.regoin",
+            ),
+            (
+                "[content.kms]\nregion = \"eu-west-1\"\nendpoint = \"http://x\"\n",
+                "content.kms.endpoint",
+            ),
+        ] {
+            let file = format!("database_url = \"x\"\npage_token_key = \"k\"\n{bad}");
+            let err =
+                cloudsec_runtime::config::load::<DocumentsConfig>(Some(&file), &BTreeMap::new())
+                    .unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+        }
+        let file = "database_url = \"x\"\npage_token_key = \"k\"\n\
+                    [content.kms]\nregion = \"eu-west-1\"\ndummy_credentials = true\nalias_prefix = \"alias/t-\"\n";
+        let config: DocumentsConfig =
+            cloudsec_runtime::config::load(Some(file), &BTreeMap::new()).unwrap();
+        let kms = config.content.kms.unwrap();
+        assert_eq!(kms.aws.region.as_deref(), Some("eu-west-1"));
+        assert!(kms.aws.dummy_credentials);
+        assert_eq!(kms.alias_prefix, "alias/t-");
     }
 }

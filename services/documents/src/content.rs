@@ -446,19 +446,10 @@ impl ContentStore {
             Some(StoreConfig::Local { dir }) => ObjectStore::dir(dir)?,
             Some(StoreConfig::S3 {
                 bucket,
-                region,
-                endpoint_url,
+                aws,
                 force_path_style,
                 provisioning,
-                dummy_credentials,
-            }) => {
-                let settings = cloudsec_bus::transport::aws::AwsSettings {
-                    region: region.clone(),
-                    endpoint_url: endpoint_url.clone(),
-                    dummy_credentials: *dummy_credentials,
-                };
-                ObjectStore::s3(bucket, &settings, *force_path_style, *provisioning).await?
-            }
+            }) => ObjectStore::s3(bucket, aws, *force_path_style, *provisioning).await?,
             None => {
                 let dir = data_dir.as_ref().ok_or_else(|| needs_dir("store"))?;
                 ObjectStore::dir(&dir.join("objects"))?

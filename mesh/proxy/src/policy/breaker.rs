@@ -30,7 +30,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use cloudsec_runtime::metrics::Metrics;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -171,34 +170,21 @@ impl BreakerHandle {
     }
 }
 
-/// The breaker's metric families; register once per proxy.
-#[derive(Clone, Debug, Default)]
-pub struct BreakerMetrics {
-    transitions: Family<Labels, Counter>,
-    /// Endpoints whose breaker is not closed, per label set: a breaker
-    /// adds one when it leaves Closed and takes it back when it returns
-    /// (or is dropped), so endpoints sharing labels add up.
-    open: Family<Labels, Gauge>,
+cloudsec_runtime::metric_families! {
+    /// The breaker's metric families (`breaker_transitions_total{to}`,
+    /// `breaker_open_endpoints`); register once per proxy.
+    pub struct BreakerMetrics {
+        transitions: Family<Labels, Counter> = "breaker_transitions",
+            "endpoint circuit breaker state changes, by the state entered";
+        /// Endpoints whose breaker is not closed, per label set: a breaker
+        /// adds one when it leaves Closed and takes it back when it returns
+        /// (or is dropped), so endpoints sharing labels add up.
+        open: Family<Labels, Gauge> = "breaker_open_endpoints",
+            "endpoints whose circuit breaker is open or half-open";
+    }
 }
 
 impl BreakerMetrics {
-    /// Registers `breaker_transitions_total{to}` and
-    /// `breaker_open_endpoints`.
-    pub fn register(metrics: &Metrics) -> Self {
-        let this = Self::default();
-        metrics.register(
-            "breaker_transitions",
-            "endpoint circuit breaker state changes, by the state entered",
-            this.transitions.clone(),
-        );
-        metrics.register(
-            "breaker_open_endpoints",
-            "endpoints whose circuit breaker is open or half-open",
-            this.open.clone(),
-        );
-        this
-    }
-
     /// Endpoints with these labels whose breaker is not closed.
     pub fn open(&self, labels: &Labels) -> i64 {
         self.open.get_or_create(labels).get()

@@ -26,7 +26,6 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cloudsec_runtime::metrics::Metrics;
 use futures::TryFutureExt;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
@@ -153,37 +152,21 @@ fn ttl<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     Ok(ttl)
 }
 
-/// The retry layer's metric families; register once per proxy.
-#[derive(Clone, Debug, Default)]
-pub struct RetryMetrics {
-    retries: Family<Labels, Counter>,
-    budget_exhausted: Family<Labels, Counter>,
-    skipped: Family<Labels, Counter>,
+cloudsec_runtime::metric_families! {
+    /// The retry layer's metric families (`retry_total`,
+    /// `retry_budget_exhausted_total`, `retry_skipped_total{reason}`);
+    /// register once per proxy.
+    pub struct RetryMetrics {
+        retries: Family<Labels, Counter> = "retry",
+            "requests sent again by the proxy after a retryable failure";
+        budget_exhausted: Family<Labels, Counter> = "retry_budget_exhausted",
+            "retryable failures not retried because the route's retry budget was spent";
+        skipped: Family<Labels, Counter> = "retry_skipped",
+            "retryable failures not retried for another reason: body_too_large, body_error, max_attempts, deadline";
+    }
 }
 
 impl RetryMetrics {
-    /// Registers `retry_total`, `retry_budget_exhausted_total` and
-    /// `retry_skipped_total{reason}`.
-    pub fn register(metrics: &Metrics) -> Self {
-        let this = Self::default();
-        metrics.register(
-            "retry",
-            "requests sent again by the proxy after a retryable failure",
-            this.retries.clone(),
-        );
-        metrics.register(
-            "retry_budget_exhausted",
-            "retryable failures not retried because the route's retry budget was spent",
-            this.budget_exhausted.clone(),
-        );
-        metrics.register(
-            "retry_skipped",
-            "retryable failures not retried for another reason: body_too_large, body_error, max_attempts, deadline",
-            this.skipped.clone(),
-        );
-        this
-    }
-
     /// The count of retries with these labels.
     pub fn retries(&self, labels: &Labels) -> u64 {
         self.retries.get_or_create(labels).get()

@@ -17,7 +17,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use cloudsec_runtime::metrics::Metrics;
 use http::{HeaderMap, HeaderValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -125,24 +124,16 @@ fn requested_timeout(headers: &HeaderMap) -> Option<Duration> {
         .and_then(|value| parse_grpc_timeout(value.as_bytes()))
 }
 
-/// The timeout layer's metric family; register once per proxy.
-#[derive(Clone, Debug, Default)]
-pub struct TimeoutMetrics {
-    expired: Family<Labels, Counter>,
+cloudsec_runtime::metric_families! {
+    /// The timeout layer's metric family (`timeout_total`); register once
+    /// per proxy.
+    pub struct TimeoutMetrics {
+        expired: Family<Labels, Counter> = "timeout",
+            "requests answered DEADLINE_EXCEEDED by the proxy when their deadline passed";
+    }
 }
 
 impl TimeoutMetrics {
-    /// Registers `timeout_total`.
-    pub fn register(metrics: &Metrics) -> Self {
-        let this = Self::default();
-        metrics.register(
-            "timeout",
-            "requests answered DEADLINE_EXCEEDED by the proxy when their deadline passed",
-            this.expired.clone(),
-        );
-        this
-    }
-
     /// The count of expired requests with these labels.
     pub fn expired(&self, labels: &Labels) -> u64 {
         self.expired.get_or_create(labels).get()

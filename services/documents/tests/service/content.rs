@@ -357,11 +357,13 @@ fn s3_vault_config(moto: &str, vault: &TestVault, mount: &str) -> ContentConfig 
     ContentConfig {
         store: Some(StoreConfig::S3 {
             bucket: cloudsec_secrets::test_util::unique("docs"),
-            region: Some("us-east-1".into()),
-            endpoint_url: Some(moto.into()),
+            aws: cloudsec_bus::transport::aws::AwsSettings {
+                region: Some("us-east-1".into()),
+                endpoint_url: Some(moto.into()),
+                dummy_credentials: true,
+            },
             force_path_style: true,
             provisioning: cloudsec_bus::Provisioning::Create,
-            dummy_credentials: true,
         }),
         keys: Some(SecretsConfig::Vault {
             vault: Box::new(vault.config_at(&vault.addr, &vault.token)),

@@ -34,11 +34,13 @@ fn s3_kms_config(moto: &str) -> ContentConfig {
     ContentConfig {
         store: Some(StoreConfig::S3 {
             bucket: unique("docs"),
-            region: Some("us-east-1".into()),
-            endpoint_url: Some(moto.into()),
+            aws: cloudsec_bus::transport::aws::AwsSettings {
+                region: Some("us-east-1".into()),
+                endpoint_url: Some(moto.into()),
+                dummy_credentials: true,
+            },
             force_path_style: true,
             provisioning: cloudsec_bus::Provisioning::Create,
-            dummy_credentials: true,
         }),
         kms: Some(moto_kms(moto)),
         ..Default::default()
