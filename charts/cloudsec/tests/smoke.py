@@ -749,27 +749,34 @@ def walkthrough(base: str, deadline: float) -> dict:
 # ---------------------------------------------------------------- the login storm
 
 
-def session_tids(sid: int) -> list[int]:
-    """Every thread of every process in session `sid` (a pod container or
-    the database: each was started in a session of its own)."""
-    tids = []
+def tree_tids(root: int) -> list[int]:
+    """Every thread of `root` and of all its descendants (a pod container's
+    process tree, or the database's: PostgreSQL's postmaster starts a
+    session of its own, so a session would miss it)."""
+    children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
-            stat = (d / "stat").read_text()
-            # Fields after the command (which may hold spaces): state ppid pgrp session.
-            if int(stat.rsplit(")", 1)[1].split()[3]) != sid:
-                continue
-            tids += [int(t.name) for t in (d / "task").iterdir()]
+            # Fields after the command (which may hold spaces): state ppid.
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue  # the process ended meanwhile
+        children.setdefault(ppid, []).append(int(d.name))
+    tids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            tids += [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+        except OSError:
+            continue
     return tids
 
 
-def pin_session(sid: int, cpus: set[int]) -> int:
+def pin_tree(root: int, cpus: set[int]) -> int:
     n = 0
-    for tid in session_tids(sid):
+    for tid in tree_tids(root):
         try:
             os.sched_setaffinity(tid, cpus)
             n += 1
@@ -817,7 +824,7 @@ def storm_loop(base: str, body: bytes, cpus: set[int], stop, counts) -> None:
     counts.put((ok, bad))
 
 
-def login_storm(run: "Run", base: str, calls: int, loops: int) -> dict:
+def login_storm(run: "Run", base: str, calls: int, loops: int, pin: bool = True, db_cpu: int = 0) -> dict:
     """The unrelated call's p99 idle and during a login storm, with auth on
     pods of its own as docs/auth.md recommends for production: the auth
     pod's containers (app and sidecar) and the storm's clients on CPU 1,
@@ -825,7 +832,8 @@ def login_storm(run: "Run", base: str, calls: int, loops: int) -> dict:
     import multiprocessing  # noqa: PLC0415
     if len(os.sched_getaffinity(0)) < 2:
         raise SmokeFailure("the login storm needs two CPUs")
-    serving, auth_cpu = {0}, {1}
+    # Without pinning (the control): every process may run on every CPU.
+    serving, auth_cpu = ({0}, {1}) if pin else ({0, 1}, {0, 1})
     auth_pods = [p for p in run.pods if p.kind == "Deployment" and p.labels.get("app.kubernetes.io/component") == "auth"]
     if not auth_pods:
         raise SmokeFailure("no auth pod to pin")
@@ -836,8 +844,11 @@ def login_storm(run: "Run", base: str, calls: int, loops: int) -> dict:
         cpus = auth_cpu if pod in auth_pods else serving
         for c in pod.containers():
             if c.proc and c.proc.poll() is None:
-                pinned[f"{pod.name}/{c.name}"] = (sorted(cpus), pin_session(c.proc.pid, cpus))
-    pinned["postgres"] = (sorted(serving), pin_session(run.postgres.pid, serving))
+                pinned[f"{pod.name}/{c.name}"] = (sorted(cpus), pin_tree(c.proc.pid, cpus))
+    # The database is another machine in production; here it shares one
+    # of the two CPUs: the serving one (0, the default) or auth's (1).
+    db = ({db_cpu} if pin else serving)
+    pinned["postgres"] = (sorted(db), pin_tree(run.postgres.pid, db))
     os.sched_setaffinity(0, serving)
     log("login storm: threads pinned " + ", ".join(f"{k} {n} on CPU {','.join(map(str, c))}" for k, (c, n) in pinned.items()))
 
@@ -879,6 +890,8 @@ def login_storm(run: "Run", base: str, calls: int, loops: int) -> dict:
     result = {
         "calls": calls,
         "storm_loops": loops,
+        "pinned_to_cpus": pin,
+        "database_cpu": db_cpu if pin else None,
         "idle_p50_ms": round(percentile(idle, 0.5) * 1e3, 3),
         "idle_p99_ms": round(percentile(idle, 0.99) * 1e3, 3),
         "storm_p50_ms": round(percentile(busy, 0.5) * 1e3, 3),
@@ -914,6 +927,8 @@ def main() -> int:
     ap.add_argument("--storm-calls", type=int, default=0,
                     help="after the walkthrough, time this many unrelated calls idle and during a login storm (0: off)")
     ap.add_argument("--storm-loops", type=int, default=16, help="concurrent login loops of the storm")
+    ap.add_argument("--storm-no-pin", action="store_true", help="the control: no process kept to a CPU")
+    ap.add_argument("--storm-db-cpu", type=int, default=0, choices=[0, 1], help="the CPU the database keeps to (0: with the serving pods, 1: with auth)")
     args = ap.parse_args()
 
     t0 = time.monotonic()
@@ -995,7 +1010,7 @@ def main() -> int:
         log(f"Service gateway:{port['port']} -> {gw_pod.name} {base_url}")
         result = walkthrough(base_url, time.monotonic() + 60)
         if args.storm_calls:
-            run.report["login_storm"] = login_storm(run, base_url, args.storm_calls, args.storm_loops)
+            run.report["login_storm"] = login_storm(run, base_url, args.storm_calls, args.storm_loops, not args.storm_no_pin, args.storm_db_cpu)
 
         t_stop = time.monotonic()
         problems = []

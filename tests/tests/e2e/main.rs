@@ -10,6 +10,9 @@ mod cognito;
 mod events;
 mod federation;
 mod grpc;
+// The IAM policies under moto (its own scenarios, in this binary so that
+// the suite links once).
+mod iam;
 mod mtls;
 mod ops;
 mod rest;

@@ -4,6 +4,7 @@
 mod aws;
 mod embedded;
 mod inbox;
+mod inbox_retention;
 mod metrics;
 mod migration;
 mod relay;

@@ -10,7 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+// `Audit::build`, the DynamoDB store and head signing: their own
+// scenarios, in this binary so that the crate links its tests once.
+mod build;
+mod dynamo;
 mod log;
+mod signing;
 mod support;
 mod tamper;
 

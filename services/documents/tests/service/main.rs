@@ -7,6 +7,9 @@
 // Test helpers outside `#[test]` functions may panic on setup failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// `Documents::build` and `run_until_stopped`, in this binary so that the
+// crate links its tests once.
+mod build;
 mod content;
 mod kms;
 mod scenarios;

@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Harness, Options, mesh_cert, parts};
 use cloudsec_gateway::{Gateway, GatewayConfig, GatewayError, ListenTls};
 use cloudsec_identity::{Issuer, LocalCa};
-use common::{Harness, Options, mesh_cert, parts};
 
 fn trusting(ca: &LocalCa) -> reqwest::ClientBuilder {
     let root = reqwest::Certificate::from_pem(ca.trust_bundle().as_bytes()).unwrap();

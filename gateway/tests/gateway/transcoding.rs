@@ -7,10 +7,8 @@
 // test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
+use crate::common::{CLIENT_TRACEPARENT, Harness, Options, chunked_post, parts, request_of};
 use cloudsec_gateway::{GatewayConfig, RoutePolicy};
-use common::{CLIENT_TRACEPARENT, Harness, Options, chunked_post, parts, request_of};
 use serde_json::json;
 
 #[tokio::test]

@@ -8,17 +8,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::common::{Harness, Options, parts};
 use cloudsec_gateway::{
     ApiKey, Clock, Concurrency, GatewayConfig, RoutePolicy, Throttle, UsagePlan,
 };
 use cloudsec_runtime::Secret;
-use common::{Harness, Options, parts};
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;

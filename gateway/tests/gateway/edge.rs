@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{Harness, Options, parts, request_of};
 use cloudsec_gateway::{CorsConfig, GatewayConfig, JwtConfig, RoutePolicy, Throttle};
 use cloudsec_proto::auth::v1::Jwks;
 use cloudsec_runtime::token::{Claims, Signer};
-use common::{Harness, Options, parts, request_of};
 use serde_json::{Value as Json, json};
 
 const ISSUER: &str = "https://auth.test";
