@@ -212,36 +212,30 @@ impl LocalPlatform {
 
         // Inbound sidecars take the services' published addresses; the
         // applications move to ephemeral loopback ports behind them.
-        let mut auth_sidecar = Proxy::build(
-            &sidecar_config(
-                Some(auth_section.grpc_listen),
-                &[],
-                auth_section.shutdown_grace,
-            ),
+        let (mut auth_sidecar, auth_inbound) = service_sidecar(
+            "auth",
+            auth_section.grpc_listen,
+            auth_section.shutdown_grace,
+            &[],
             auth_tls,
         )
         .await?;
-        let auth_inbound = inbound(&auth_sidecar, "auth")?;
-        let mut documents_sidecar = Proxy::build(
-            &sidecar_config(
-                Some(documents_section.grpc_listen),
-                &[(&auth_id, auth_inbound)],
-                documents_section.shutdown_grace,
-            ),
+        let (mut documents_sidecar, documents_inbound) = service_sidecar(
+            "documents",
+            documents_section.grpc_listen,
+            documents_section.shutdown_grace,
+            &[(&auth_id, auth_inbound)],
             documents_tls,
         )
         .await?;
-        let documents_inbound = inbound(&documents_sidecar, "documents")?;
-        let mut audit_sidecar = Proxy::build(
-            &sidecar_config(
-                Some(audit_section.grpc_listen),
-                &[(&auth_id, auth_inbound)],
-                audit_section.shutdown_grace,
-            ),
+        let (mut audit_sidecar, audit_inbound) = service_sidecar(
+            "audit",
+            audit_section.grpc_listen,
+            audit_section.shutdown_grace,
+            &[(&auth_id, auth_inbound)],
             audit_tls,
         )
         .await?;
-        let audit_inbound = inbound(&audit_sidecar, "audit")?;
         let gateway_sidecar = Proxy::build(
             &sidecar_config(
                 None,
@@ -485,10 +479,21 @@ impl LocalPlatform {
     }
 }
 
-fn inbound(sidecar: &Proxy, name: &str) -> Result<SocketAddr, PlatformError> {
-    sidecar
+/// A service's sidecar, its inbound on the service's published address
+/// `listen`, and the address that inbound is bound to (for the other
+/// sidecars' destinations).
+async fn service_sidecar(
+    name: &str,
+    listen: SocketAddr,
+    grace: Duration,
+    destinations: &[(&SpiffeId, SocketAddr)],
+    tls: Arc<TlsState>,
+) -> Result<(Proxy, SocketAddr), PlatformError> {
+    let sidecar = Proxy::build(&sidecar_config(Some(listen), destinations, grace), tls).await?;
+    let inbound = sidecar
         .inbound_addr()
-        .ok_or_else(|| PlatformError::config(name, "its sidecar has no inbound listener"))
+        .ok_or_else(|| PlatformError::config(name, "its sidecar has no inbound listener"))?;
+    Ok((sidecar, inbound))
 }
 
 type Outcome = (&'static str, usize, Result<(), String>);

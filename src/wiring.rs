@@ -240,145 +240,142 @@ pub async fn mesh_identity(
 /// (or `proxy`) would find out: each missing or unusable setting, by key.
 /// Files named by `tls` settings are read; secrets are not.
 pub fn requirements(config: &PlatformConfig, component: Component) -> Vec<ConfigError> {
-    let mut problems = Vec::new();
-    let mut need = |present: bool, key: &str, message: &str| {
-        if !present {
-            problems.push(ConfigError {
-                key: key.to_owned(),
-                message: message.to_owned(),
-            });
-        }
-    };
-    let verifier_settings = |problems: &mut Vec<ConfigError>, tls_key: &str, tls: bool| {
-        match config.tokens.auth_uri.as_deref() {
-            None => problems.push(ConfigError {
-                key: "tokens.auth_uri".into(),
-                message: "required: where to reach the auth service (keys, revocations)".into(),
-            }),
-            Some(uri) if !uri.starts_with("http://") && !tls => problems.push(ConfigError {
-                key: tls_key.into(),
-                message: format!("required to reach {uri} over mTLS"),
-            }),
-            Some(_) => {}
-        }
-        if config.tokens.auth_server_name.is_none() {
-            problems.push(ConfigError {
-                key: "tokens.auth_server_name".into(),
-                message: "required: the auth service's name in the mesh".into(),
-            });
-        }
-    };
-    let files = |files: Option<&TlsFiles>, key: &str, problems: &mut Vec<ConfigError>| {
-        if let Some(files) = files
-            && let Err(e) = files.load()
-        {
-            problems.push(ConfigError {
-                key: key.to_owned(),
-                message: e.to_string(),
-            });
-        }
-        files.is_some()
-    };
+    let mut problems = Problems::default();
     match component {
         Component::Auth => {
-            need(
-                config.auth.is_some(),
-                "auth",
-                "section required to serve auth",
-            );
-            need(
+            let auth = problems.section(config.auth.as_ref(), "auth", "serve auth");
+            problems.need(
                 config.secrets.is_some(),
                 "secrets",
                 "required: auth seals confirmation codes for the mailer with a key service",
             );
-            if let Some(auth) = &config.auth {
-                files(auth.tls.as_ref(), "auth.tls", &mut problems);
+            if let Some(auth) = auth {
+                problems.tls_files(auth.tls.as_ref(), "auth.tls");
             }
         }
         Component::Documents => {
-            need(
-                config.documents.is_some(),
-                "documents",
-                "section required to serve documents",
-            );
-            if let Some(documents) = &config.documents {
-                let tls = files(documents.tls.as_ref(), "documents.tls", &mut problems);
-                verifier_settings(&mut problems, "documents.tls", tls);
+            if let Some(documents) =
+                problems.section(config.documents.as_ref(), "documents", "serve documents")
+            {
+                problems.token_verifier(&config.tokens, documents.tls.as_ref(), "documents.tls");
             }
         }
         Component::Audit => {
-            need(
-                config.audit.is_some(),
-                "audit",
-                "section required to serve audit",
-            );
-            if let Some(audit) = &config.audit {
-                let tls = files(audit.tls.as_ref(), "audit.tls", &mut problems);
-                verifier_settings(&mut problems, "audit.tls", tls);
-                problems.extend(audit.requirements());
-                if audit.signing.as_ref().is_some_and(|s| s.needs_vault())
-                    && !matches!(config.secrets, Some(SecretsConfig::Vault { .. }))
-                {
-                    problems.push(ConfigError {
-                        key: "secrets".into(),
-                        message: "required: audit.signing backend = \"transit\" signs through \
-                                  a [secrets] section with backend = \"vault\""
-                            .into(),
-                    });
-                }
+            if let Some(audit) = problems.section(config.audit.as_ref(), "audit", "serve audit") {
+                problems.token_verifier(&config.tokens, audit.tls.as_ref(), "audit.tls");
+                problems.0.extend(audit.requirements());
+                problems.need(
+                    !audit.signing.as_ref().is_some_and(|s| s.needs_vault())
+                        || matches!(config.secrets, Some(SecretsConfig::Vault { .. })),
+                    "secrets",
+                    "required: audit.signing backend = \"transit\" signs through \
+                     a [secrets] section with backend = \"vault\"",
+                );
             }
         }
         Component::Gateway => {
-            need(
-                config.gateway.is_some(),
-                "gateway",
-                "section required to serve the gateway",
-            );
-            if let Some(gateway) = &config.gateway {
-                need(
+            if let Some(gateway) =
+                problems.section(config.gateway.as_ref(), "gateway", "serve the gateway")
+            {
+                problems.need(
                     !gateway.upstreams.is_empty(),
                     "gateway.upstreams",
                     "required: at least one gRPC service and its address",
                 );
-                let tls = files(gateway.tls.as_ref(), "gateway.tls", &mut problems);
+                let tls = problems.tls_files(gateway.tls.as_ref(), "gateway.tls");
                 if !tls
                     && let Some(upstream) = gateway
                         .upstreams
                         .values()
                         .find(|u| !u.uri.starts_with("http://"))
                 {
-                    problems.push(ConfigError {
-                        key: "gateway.tls".into(),
-                        message: format!("required to reach {} over mTLS", upstream.uri),
-                    });
+                    problems.add(
+                        "gateway.tls",
+                        format!("required to reach {} over mTLS", upstream.uri),
+                    );
                 }
                 if let Err(e) = gateway.validate() {
-                    problems.push(ConfigError {
-                        key: format!("gateway.{}", e.key.trim_start_matches("gateway.")),
-                        message: e.reason,
-                    });
+                    problems.add(
+                        format!("gateway.{}", e.key.trim_start_matches("gateway.")),
+                        e.reason,
+                    );
                 }
             }
         }
         Component::Proxy => {
-            need(
-                config.proxy.is_some(),
-                "proxy",
-                "section required to run the sidecar",
-            );
-            if let Some(proxy) = &config.proxy {
+            if let Some(proxy) = problems.section(config.proxy.as_ref(), "proxy", "run the sidecar")
+            {
                 if let Err(e) = proxy.validate() {
-                    problems.push(e);
+                    problems.0.push(e);
                 }
-                let has_files = files(proxy.tls.as_ref(), "proxy.tls", &mut problems);
-                if !has_files && !matches!(config.mesh.issuer, IssuerConfig::Vault { .. }) {
-                    problems.push(ConfigError {
-                        key: "proxy.tls".into(),
-                        message: "required (or mesh.issuer with backend = \"vault\")".into(),
-                    });
-                }
+                let has_files = problems.tls_files(proxy.tls.as_ref(), "proxy.tls");
+                problems.need(
+                    has_files || matches!(config.mesh.issuer, IssuerConfig::Vault { .. }),
+                    "proxy.tls",
+                    "required (or mesh.issuer with backend = \"vault\")",
+                );
             }
         }
     }
-    problems
+    problems.0
+}
+
+/// The problems [`requirements`] finds, in the order it finds them.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// The configuration section `key`, or a problem saying it is
+    /// required to do `to`.
+    fn section<'c, T>(&mut self, section: Option<&'c T>, key: &str, to: &str) -> Option<&'c T> {
+        if section.is_none() {
+            self.add(key, format!("section required to {to}"));
+        }
+        section
+    }
+
+    fn need(&mut self, present: bool, key: &str, message: &str) {
+        if !present {
+            self.add(key, message);
+        }
+    }
+
+    /// Reads the files a `tls` setting names, if any; whether it is set.
+    fn tls_files(&mut self, files: Option<&TlsFiles>, key: &str) -> bool {
+        if let Some(files) = files
+            && let Err(e) = files.load()
+        {
+            self.add(key, e.to_string());
+        }
+        files.is_some()
+    }
+
+    /// What a service that verifies tokens needs: its own `tls` files, and
+    /// where and as whom to reach auth for keys and revocations (over mTLS
+    /// unless `tokens.auth_uri` is plain HTTP, as behind a sidecar).
+    fn token_verifier(&mut self, tokens: &TokensConfig, files: Option<&TlsFiles>, tls_key: &str) {
+        let tls = self.tls_files(files, tls_key);
+        match tokens.auth_uri.as_deref() {
+            None => self.add(
+                "tokens.auth_uri",
+                "required: where to reach the auth service (keys, revocations)",
+            ),
+            Some(uri) if !uri.starts_with("http://") && !tls => {
+                self.add(tls_key, format!("required to reach {uri} over mTLS"));
+            }
+            Some(_) => {}
+        }
+        self.need(
+            tokens.auth_server_name.is_some(),
+            "tokens.auth_server_name",
+            "required: the auth service's name in the mesh",
+        );
+    }
 }

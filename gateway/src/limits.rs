@@ -310,6 +310,8 @@ for i = 1, #KEYS do
   local kind = ARGV[i * 3 - 1]
   local a = tonumber(ARGV[i * 3])
   local b = tonumber(ARGV[i * 3 + 1])
+  -- How long this limit refuses the request for, if it does.
+  local w = nil
   if kind == 'b' then
     local state = redis.call('HMGET', KEYS[i], 't', 'ts')
     local t = tonumber(state[1])
@@ -323,22 +325,19 @@ for i = 1, #KEYS do
     t = math.min(b, t + elapsed / 1000 * a)
     tokens[i] = t
     if t < 1 then
-      local w = math.ceil((1 - t) / a * 1000)
-      if w < 1 then w = 1 end
-      if denied == 0 or w > wait then
-        wait = w
-        denied = i
-      end
+      w = math.ceil((1 - t) / a * 1000)
     end
   else
     local used = tonumber(redis.call('GET', KEYS[i]) or '0')
     if used >= a then
-      local w = b - now
-      if w < 1 then w = 1 end
-      if denied == 0 or w > wait then
-        wait = w
-        denied = i
-      end
+      w = b - now
+    end
+  end
+  if w ~= nil then
+    if w < 1 then w = 1 end
+    if denied == 0 or w > wait then
+      wait = w
+      denied = i
     end
   end
 end

@@ -164,13 +164,11 @@ fn error_schema() -> Value {
 }
 
 fn rules(method: &MethodDescriptor, extension: &ExtensionDescriptor) -> Vec<HttpRule> {
-    let options = method.options();
-    if !options.has_extension(extension) {
-        return Vec::new();
-    }
-    let Some(Ok(rule)) = options
-        .get_extension(extension)
-        .as_message()
+    let Some(Ok(rule)) = method
+        .options()
+        .take_extension(extension)
+        .as_ref()
+        .and_then(prost_reflect::Value::as_message)
         .map(DynamicMessage::transcode_to::<HttpRule>)
     else {
         return Vec::new();
@@ -309,6 +307,12 @@ impl Comments {
         self.by_location
             .get(&(file.to_owned(), path.to_vec()))
             .map(String::as_str)
+    }
+
+    /// The start of a description's parts: the comment at `file` and
+    /// `path`, if there is one; the caller adds the rest.
+    fn notes(&self, file: &str, path: &[i32]) -> Vec<String> {
+        self.of(file, path).map(str::to_owned).into_iter().collect()
     }
 }
 
@@ -478,12 +482,9 @@ impl Generator {
     fn property(&mut self, field: &FieldDescriptor) -> (Value, bool) {
         let mut schema = self.field_schema(field);
         let behaviors = field_behaviors(field, self.behavior.as_ref());
-        let mut notes: Vec<String> = self
+        let mut notes = self
             .comments
-            .of(field.parent_file().name(), field.path())
-            .map(str::to_owned)
-            .into_iter()
-            .collect();
+            .notes(field.parent_file().name(), field.path());
         if behaviors.contains(&behavior::IMMUTABLE) {
             notes.push("Immutable: set on creation only.".to_owned());
         }
@@ -652,12 +653,7 @@ impl Generator {
     fn enum_schema(&self, e: &EnumDescriptor) -> Value {
         let names: Vec<String> = e.values().map(|v| v.name().to_owned()).collect();
         let mut schema = json!({"type": "string", "enum": names});
-        let mut notes: Vec<String> = self
-            .comments
-            .of(e.parent_file().name(), e.path())
-            .map(str::to_owned)
-            .into_iter()
-            .collect();
+        let mut notes = self.comments.notes(e.parent_file().name(), e.path());
         for value in e.values() {
             if let Some(text) = self.comments.of(value.parent_file().name(), value.path()) {
                 notes.push(format!("- `{}`: {text}", value.name()));

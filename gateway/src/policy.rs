@@ -100,15 +100,8 @@ pub(crate) fn option_scopes(
     method: &MethodDescriptor,
     extension: Option<&ExtensionDescriptor>,
 ) -> Vec<String> {
-    let Some(extension) = extension else {
-        return Vec::new();
-    };
-    let options = method.options();
-    if !options.has_extension(extension) {
-        return Vec::new();
-    }
-    match options.get_extension(extension).as_ref() {
-        Value::List(values) => values
+    match extension.and_then(|e| method.options().take_extension(e)) {
+        Some(Value::List(values)) => values
             .iter()
             .filter_map(Value::as_str)
             .filter(|s| !s.is_empty())
@@ -149,14 +142,10 @@ pub(crate) fn option_authentication(
     method: &MethodDescriptor,
     extension: Option<&ExtensionDescriptor>,
 ) -> Authentication {
-    let Some(extension) = extension else {
-        return Authentication::Bearer;
-    };
-    let options = method.options();
-    if !options.has_extension(extension) {
-        return Authentication::Bearer;
-    }
-    match options.get_extension(extension).as_enum_number() {
+    match extension
+        .and_then(|e| method.options().take_extension(e))
+        .and_then(|value| value.as_enum_number())
+    {
         Some(1) => Authentication::None,
         Some(2) => Authentication::BearerOrSession,
         _ => Authentication::Bearer,

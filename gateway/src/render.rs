@@ -23,7 +23,6 @@
 //! [`Fallback`]: the caller renders that reply with the reference, so odd
 //! encodings and errors behave exactly as before.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 
 use base64::display::Base64Display;
@@ -31,7 +30,9 @@ use base64::engine::general_purpose::STANDARD;
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor, SerializeOptions};
 
-use crate::wire::{FIXED32, FIXED64, LEN, Unsupported, VARINT, ValueKind, value_kind};
+use crate::wire::{
+    FIXED32, FIXED64, LEN, Layout, Plans, Unsupported, VARINT, ValueKind, is_well_known, layout,
+};
 
 /// Nesting beyond this is the reference's to render or refuse; well under
 /// prost's recursion limit (100), which the reference enforces.
@@ -110,91 +111,70 @@ pub(crate) struct RenderPlan {
     options: SerializeOptions,
 }
 
+/// Compiles one message's plan: the [`Plans`] builder of this direction.
+fn message_plan(
+    plans: &mut Plans<MessagePlan>,
+    message: &MessageDescriptor,
+) -> Result<MessagePlan, Unsupported> {
+    if message.extensions().next().is_some() {
+        return Err(Unsupported(format!(
+            "{} has extensions",
+            message.full_name()
+        )));
+    }
+    let mut fields = Vec::new();
+    for field in message.fields() {
+        let shape = match layout(&field)? {
+            Layout::Map(entry) => Shape::Map {
+                key: plans.value_kind(&entry.map_entry_key_field().kind())?,
+                value: plans.value_kind(&entry.map_entry_value_field().kind())?,
+            },
+            Layout::List => Shape::List,
+            Layout::Single => Shape::Single {
+                presence: field.supports_presence(),
+            },
+        };
+        let kind = plans.value_kind(&field.kind())?;
+        let oneof = match field.containing_oneof() {
+            Some(o) => match message.oneofs().position(|x| x == o) {
+                Some(i) if i < 64 => Some(i as u32),
+                _ => {
+                    return Err(Unsupported(format!(
+                        "{} has over 64 oneofs",
+                        message.full_name()
+                    )));
+                }
+            },
+            None => None,
+        };
+        let mut key = serde_json::to_vec(field.json_name())
+            .map_err(|e| Unsupported(format!("field name: {e}")))?;
+        key.push(b':');
+        fields.push(FieldPlan {
+            number: field.number(),
+            key: key.into_boxed_slice(),
+            kind,
+            shape,
+            oneof,
+        });
+    }
+    fields.sort_by_key(|f| f.number);
+    Ok(MessagePlan { fields })
+}
+
 impl RenderPlan {
     /// The plan for `root` (message 0).
     pub(crate) fn new(root: &MessageDescriptor) -> Result<Self, Unsupported> {
-        let mut plan = Self {
-            messages: Vec::new(),
-            options: SerializeOptions::new(),
-        };
-        if crate::wire::is_well_known(root) {
+        if is_well_known(root) {
             return Err(Unsupported(format!(
                 "{} is a well-known type",
                 root.full_name()
             )));
         }
-        plan.compile(root, &mut HashMap::new())?;
-        Ok(plan)
-    }
-
-    fn compile(
-        &mut self,
-        message: &MessageDescriptor,
-        index: &mut HashMap<String, usize>,
-    ) -> Result<usize, Unsupported> {
-        if let Some(&i) = index.get(message.full_name()) {
-            return Ok(i);
-        }
-        if message.extensions().next().is_some() {
-            return Err(Unsupported(format!(
-                "{} has extensions",
-                message.full_name()
-            )));
-        }
-        let me = self.messages.len();
-        self.messages.push(MessagePlan::default());
-        index.insert(message.full_name().to_owned(), me);
-        let mut fields = Vec::new();
-        for field in message.fields() {
-            if field.is_group() {
-                return Err(Unsupported(format!("`{}` is a group", field.full_name())));
-            }
-            let shape = if field.is_map() {
-                let Some(entry) = field.kind().as_message().cloned() else {
-                    return Err(Unsupported(format!("map `{}`", field.full_name())));
-                };
-                Shape::Map {
-                    key: value_kind(&entry.map_entry_key_field().kind(), |m| {
-                        self.compile(m, index)
-                    })?,
-                    value: value_kind(&entry.map_entry_value_field().kind(), |m| {
-                        self.compile(m, index)
-                    })?,
-                }
-            } else if field.is_list() {
-                Shape::List
-            } else {
-                Shape::Single {
-                    presence: field.supports_presence(),
-                }
-            };
-            let kind = value_kind(&field.kind(), |m| self.compile(m, index))?;
-            let oneof = match field.containing_oneof() {
-                Some(o) => match message.oneofs().position(|x| x == o) {
-                    Some(i) if i < 64 => Some(i as u32),
-                    _ => {
-                        return Err(Unsupported(format!(
-                            "{} has over 64 oneofs",
-                            message.full_name()
-                        )));
-                    }
-                },
-                None => None,
-            };
-            let mut key = serde_json::to_vec(field.json_name())
-                .map_err(|e| Unsupported(format!("field name: {e}")))?;
-            key.push(b':');
-            fields.push(FieldPlan {
-                number: field.number(),
-                key: key.into_boxed_slice(),
-                kind,
-                shape,
-                oneof,
-            });
-        }
-        fields.sort_by_key(|f| f.number);
-        self.messages[me] = MessagePlan { fields };
-        Ok(me)
+        Ok(Self {
+            messages: Plans::compile(root, message_plan)?,
+            options: SerializeOptions::new(),
+        })
     }
 
     /// The JSON of the message `bytes` hold, as the reference renders it.

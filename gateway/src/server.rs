@@ -721,31 +721,22 @@ impl Shared {
 /// The 400 for fields that break the contract: one message naming them,
 /// and every violation as `BadRequest` details.
 fn invalid_fields(violations: &[Violation]) -> ApiError {
-    let names = |missing: bool| -> Vec<&str> {
-        violations
+    let clause = |missing: bool, what: &str| -> Option<String> {
+        let names: Vec<&str> = violations
             .iter()
             .filter(|v| v.missing == missing)
             .map(|v| v.field.as_str())
-            .collect()
+            .collect();
+        let plural = if names.len() == 1 { "" } else { "s" };
+        (!names.is_empty()).then(|| format!("{what}{plural}: {}", names.join(", ")))
     };
-    let plural = |n: usize| if n == 1 { "" } else { "s" };
-    let mut parts = Vec::new();
-    let missing = names(true);
-    if !missing.is_empty() {
-        parts.push(format!(
-            "missing required field{}: {}",
-            plural(missing.len()),
-            missing.join(", ")
-        ));
-    }
-    let invalid = names(false);
-    if !invalid.is_empty() {
-        parts.push(format!(
-            "invalid field{}: {}",
-            plural(invalid.len()),
-            invalid.join(", ")
-        ));
-    }
+    let parts: Vec<String> = [
+        clause(true, "missing required field"),
+        clause(false, "invalid field"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let pairs: Vec<(String, String)> = violations
         .iter()
         .map(|v| (v.field.clone(), v.description.clone()))

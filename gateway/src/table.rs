@@ -70,11 +70,9 @@ pub(crate) fn http_rules(
     method: &MethodDescriptor,
     extension: &ExtensionDescriptor,
 ) -> Result<Vec<HttpRule>, GatewayError> {
-    let options = method.options();
-    if !options.has_extension(extension) {
+    let Some(value) = method.options().take_extension(extension) else {
         return Ok(Vec::new());
-    }
-    let value = options.get_extension(extension);
+    };
     let rule: HttpRule = value
         .as_message()
         .map(DynamicMessage::transcode_to)

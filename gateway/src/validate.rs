@@ -50,16 +50,9 @@ pub(crate) fn field_behaviors(
     field: &FieldDescriptor,
     extension: Option<&ExtensionDescriptor>,
 ) -> Vec<i32> {
-    let Some(extension) = extension else {
-        return Vec::new();
-    };
-    let options = field.options();
-    if !options.has_extension(extension) {
-        return Vec::new();
-    }
-    match options.get_extension(extension).as_ref() {
-        Value::List(values) => values.iter().filter_map(Value::as_enum_number).collect(),
-        Value::EnumNumber(n) => vec![*n],
+    match extension.and_then(|e| field.options().take_extension(e)) {
+        Some(Value::List(values)) => values.iter().filter_map(Value::as_enum_number).collect(),
+        Some(Value::EnumNumber(n)) => vec![n],
         _ => Vec::new(),
     }
 }
@@ -80,13 +73,8 @@ pub(crate) fn field_rules(
     field: &FieldDescriptor,
     extension: Option<&ExtensionDescriptor>,
 ) -> Option<FieldRules> {
-    let extension = extension?;
-    let options = field.options();
-    if !options.has_extension(extension) {
-        return None;
-    }
-    options
-        .get_extension(extension)
+    extension
+        .and_then(|e| field.options().take_extension(e))?
         .as_message()
         .and_then(|m| m.transcode_to::<FieldRules>().ok())
 }
@@ -238,22 +226,9 @@ impl Rules {
     }
 
     fn check_count(&self, n: usize, path: &str, out: &mut Vec<Violation>) {
-        if let Some(min) = self.min_items
-            && n < min
-        {
-            out.push(Violation::invalid(
-                path,
-                format!("must have at least {min} items"),
-            ));
-        }
-        if let Some(max) = self.max_items
-            && n > max
-        {
-            out.push(Violation::invalid(
-                path,
-                format!("must have at most {max} items"),
-            ));
-        }
+        check_size(n, self.min_items, self.max_items, path, out, |bound| {
+            format!("must have {bound} items")
+        });
     }
 
     fn check_scalar(&self, value: &Value, path: &str, out: &mut Vec<Violation>) {
@@ -261,22 +236,9 @@ impl Rules {
             // Only count characters when a length rule needs them.
             if self.min_length.is_some() || self.max_length.is_some() {
                 let n = s.chars().count();
-                if let Some(min) = self.min_length
-                    && n < min
-                {
-                    out.push(Violation::invalid(
-                        path,
-                        format!("must be at least {min} characters"),
-                    ));
-                }
-                if let Some(max) = self.max_length
-                    && n > max
-                {
-                    out.push(Violation::invalid(
-                        path,
-                        format!("must be at most {max} characters"),
-                    ));
-                }
+                check_size(n, self.min_length, self.max_length, path, out, |bound| {
+                    format!("must be {bound} characters")
+                });
             }
             if let Some(pattern) = &self.pattern
                 && !pattern.is_match(s)
@@ -313,6 +275,28 @@ impl Rules {
         {
             out.push(Violation::invalid(path, format!("must be at most {max}")));
         }
+    }
+}
+
+/// Pushes a violation for each bound a size `n` breaks; `words` puts the
+/// bound (`at least 2`, `at most 9`) into the message.
+fn check_size(
+    n: usize,
+    min: Option<usize>,
+    max: Option<usize>,
+    path: &str,
+    out: &mut Vec<Violation>,
+    words: impl Fn(String) -> String,
+) {
+    if let Some(min) = min
+        && n < min
+    {
+        out.push(Violation::invalid(path, words(format!("at least {min}"))));
+    }
+    if let Some(max) = max
+        && n > max
+    {
+        out.push(Violation::invalid(path, words(format!("at most {max}"))));
     }
 }
 

@@ -34,7 +34,9 @@ use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use prost::Message;
 use prost::encoding::{encode_varint, encoded_len_varint};
-use prost_reflect::{DeserializeOptions, DynamicMessage, EnumDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{
+    DeserializeOptions, DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor,
+};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 pub(crate) const VARINT: u32 = 0;
@@ -188,118 +190,111 @@ pub(crate) fn is_well_known(message: &MessageDescriptor) -> bool {
     message.full_name().starts_with("google.protobuf.")
 }
 
-/// How a value of `kind` is planned; `message` compiles an ordinary
-/// message into the caller's plan and gives its index. Shared by both
-/// directions, so they agree on what has no plan.
-pub(crate) fn value_kind(
-    kind: &Kind,
-    message: impl FnOnce(&MessageDescriptor) -> Result<usize, Unsupported>,
-) -> Result<ValueKind, Unsupported> {
-    Ok(match kind {
-        Kind::Double => ValueKind::Double,
-        Kind::Float => ValueKind::Float,
-        Kind::Int32 => ValueKind::Int32,
-        Kind::Sint32 => ValueKind::Sint32,
-        Kind::Sfixed32 => ValueKind::Sfixed32,
-        Kind::Int64 => ValueKind::Int64,
-        Kind::Sint64 => ValueKind::Sint64,
-        Kind::Sfixed64 => ValueKind::Sfixed64,
-        Kind::Uint32 => ValueKind::Uint32,
-        Kind::Fixed32 => ValueKind::Fixed32,
-        Kind::Uint64 => ValueKind::Uint64,
-        Kind::Fixed64 => ValueKind::Fixed64,
-        Kind::Bool => ValueKind::Bool,
-        Kind::String => ValueKind::String,
-        Kind::Bytes => ValueKind::Bytes,
-        Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => {
-            return Err(Unsupported("a google.protobuf.NullValue field".to_owned()));
+/// The plans of a root message and of every ordinary message it reaches:
+/// `P` is one message's plan, which `build` compiles. Both directions
+/// compile through this, so they agree on what has no plan.
+pub(crate) struct Plans<P> {
+    messages: Vec<P>,
+    /// Full names to indices in `messages`.
+    index: HashMap<String, usize>,
+    build: Build<P>,
+}
+
+/// Compiles one message's plan, with [`Plans::value_kind`] for the values
+/// of its fields.
+pub(crate) type Build<P> = fn(&mut Plans<P>, &MessageDescriptor) -> Result<P, Unsupported>;
+
+impl<P: Default> Plans<P> {
+    /// Every plan `root` needs; `root`'s is the first.
+    pub(crate) fn compile(
+        root: &MessageDescriptor,
+        build: Build<P>,
+    ) -> Result<Vec<P>, Unsupported> {
+        let mut plans = Self {
+            messages: Vec::new(),
+            index: HashMap::new(),
+            build,
+        };
+        plans.message(root)?;
+        Ok(plans.messages)
+    }
+
+    /// The index of `message`'s plan, compiled the first time it is
+    /// reached. A recursive type gets its index before its plan is done,
+    /// so it can refer to itself.
+    fn message(&mut self, message: &MessageDescriptor) -> Result<usize, Unsupported> {
+        if let Some(&i) = self.index.get(message.full_name()) {
+            return Ok(i);
         }
-        Kind::Enum(e) => ValueKind::Enum(e.clone()),
-        Kind::Message(m) if is_well_known(m) => ValueKind::WellKnown(m.clone()),
-        Kind::Message(m) => ValueKind::Message(message(m)?),
-    })
+        let i = self.messages.len();
+        self.messages.push(P::default());
+        self.index.insert(message.full_name().to_owned(), i);
+        self.messages[i] = (self.build)(self, message)?;
+        Ok(i)
+    }
+
+    /// How a value of `kind` is planned; an ordinary message is compiled
+    /// into these plans.
+    pub(crate) fn value_kind(&mut self, kind: &Kind) -> Result<ValueKind, Unsupported> {
+        Ok(match kind {
+            Kind::Double => ValueKind::Double,
+            Kind::Float => ValueKind::Float,
+            Kind::Int32 => ValueKind::Int32,
+            Kind::Sint32 => ValueKind::Sint32,
+            Kind::Sfixed32 => ValueKind::Sfixed32,
+            Kind::Int64 => ValueKind::Int64,
+            Kind::Sint64 => ValueKind::Sint64,
+            Kind::Sfixed64 => ValueKind::Sfixed64,
+            Kind::Uint32 => ValueKind::Uint32,
+            Kind::Fixed32 => ValueKind::Fixed32,
+            Kind::Uint64 => ValueKind::Uint64,
+            Kind::Fixed64 => ValueKind::Fixed64,
+            Kind::Bool => ValueKind::Bool,
+            Kind::String => ValueKind::String,
+            Kind::Bytes => ValueKind::Bytes,
+            Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => {
+                return Err(Unsupported("a google.protobuf.NullValue field".to_owned()));
+            }
+            Kind::Enum(e) => ValueKind::Enum(e.clone()),
+            Kind::Message(m) if is_well_known(m) => ValueKind::WellKnown(m.clone()),
+            Kind::Message(m) => ValueKind::Message(self.message(m)?),
+        })
+    }
+}
+
+/// How a field's values are laid out, as both directions plan them.
+pub(crate) enum Layout {
+    Single,
+    List,
+    /// A map, with its entry message.
+    Map(MessageDescriptor),
+}
+
+/// `field`'s layout; a group has no plan.
+pub(crate) fn layout(field: &FieldDescriptor) -> Result<Layout, Unsupported> {
+    if field.is_group() {
+        return Err(Unsupported(format!("`{}` is a group", field.full_name())));
+    }
+    if field.is_map() {
+        let Kind::Message(entry) = field.kind() else {
+            return Err(Unsupported(format!("map `{}`", field.full_name())));
+        };
+        Ok(Layout::Map(entry))
+    } else if field.is_list() {
+        Ok(Layout::List)
+    } else {
+        Ok(Layout::Single)
+    }
 }
 
 impl WirePlan {
     /// The plan for `root`, which is message 0.
     pub(crate) fn new(root: &MessageDescriptor) -> Result<Self, Unsupported> {
-        let mut plan = Self {
-            messages: Vec::new(),
+        Ok(Self {
+            messages: Plans::compile(root, message_plan)?,
             strict: DeserializeOptions::new().deny_unknown_fields(true),
             lenient: DeserializeOptions::new().deny_unknown_fields(false),
-        };
-        let mut index: HashMap<String, usize> = HashMap::new();
-        plan.compile(root, &mut index)?;
-        Ok(plan)
-    }
-
-    fn compile(
-        &mut self,
-        message: &MessageDescriptor,
-        index: &mut HashMap<String, usize>,
-    ) -> Result<usize, Unsupported> {
-        if let Some(&i) = index.get(message.full_name()) {
-            return Ok(i);
-        }
-        let me = self.messages.len();
-        self.messages.push(MessagePlan::default());
-        index.insert(message.full_name().to_owned(), me);
-        let mut compiled = MessagePlan::default();
-        let mut by_name = HashMap::new();
-        for field in message.fields() {
-            if field.is_group() {
-                return Err(Unsupported(format!("`{}` is a group", field.full_name())));
-            }
-            let (kind, shape) = if field.is_map() {
-                let Kind::Message(entry) = field.kind() else {
-                    return Err(Unsupported(format!("map `{}`", field.full_name())));
-                };
-                let (key, value) = (entry.map_entry_key_field(), entry.map_entry_value_field());
-                (
-                    self.value_kind(&value.kind(), index)?,
-                    Shape::Map {
-                        key: self.value_kind(&key.kind(), index)?,
-                        value_presence: value.supports_presence(),
-                    },
-                )
-            } else if field.is_list() {
-                (
-                    self.value_kind(&field.kind(), index)?,
-                    Shape::List {
-                        packed: field.is_packed(),
-                    },
-                )
-            } else {
-                (
-                    self.value_kind(&field.kind(), index)?,
-                    Shape::Single {
-                        presence: field.supports_presence(),
-                    },
-                )
-            };
-            let i = compiled.fields.len();
-            compiled.fields.push(FieldPlan {
-                number: field.number(),
-                kind,
-                shape,
-                oneof: field.containing_oneof().map(|o| o.name().to_owned()),
-            });
-            // The reference looks a key up by JSON name first, then by
-            // proto name; a name that is both wins as a JSON name.
-            by_name.entry(field.name().to_owned()).or_insert(i);
-            by_name.insert(field.json_name().to_owned(), i);
-        }
-        compiled.by_name = Names::new(by_name);
-        self.messages[me] = compiled;
-        Ok(me)
-    }
-
-    fn value_kind(
-        &mut self,
-        kind: &Kind,
-        index: &mut HashMap<String, usize>,
-    ) -> Result<ValueKind, Unsupported> {
-        value_kind(kind, |m| self.compile(m, index))
+        })
     }
 
     /// The wire bytes of the message `json` is, with `overrides` (records
@@ -369,6 +364,54 @@ impl WirePlan {
         writer.finish(0, 0);
         Ok(writer.buf)
     }
+}
+
+/// Compiles one message's plan: the [`Plans`] builder of this direction.
+fn message_plan(
+    plans: &mut Plans<MessagePlan>,
+    message: &MessageDescriptor,
+) -> Result<MessagePlan, Unsupported> {
+    let mut compiled = MessagePlan::default();
+    let mut by_name = HashMap::new();
+    for field in message.fields() {
+        let (kind, shape) = match layout(&field)? {
+            Layout::Map(entry) => {
+                let (key, value) = (entry.map_entry_key_field(), entry.map_entry_value_field());
+                (
+                    plans.value_kind(&value.kind())?,
+                    Shape::Map {
+                        key: plans.value_kind(&key.kind())?,
+                        value_presence: value.supports_presence(),
+                    },
+                )
+            }
+            Layout::List => (
+                plans.value_kind(&field.kind())?,
+                Shape::List {
+                    packed: field.is_packed(),
+                },
+            ),
+            Layout::Single => (
+                plans.value_kind(&field.kind())?,
+                Shape::Single {
+                    presence: field.supports_presence(),
+                },
+            ),
+        };
+        let i = compiled.fields.len();
+        compiled.fields.push(FieldPlan {
+            number: field.number(),
+            kind,
+            shape,
+            oneof: field.containing_oneof().map(|o| o.name().to_owned()),
+        });
+        // The reference looks a key up by JSON name first, then by
+        // proto name; a name that is both wins as a JSON name.
+        by_name.entry(field.name().to_owned()).or_insert(i);
+        by_name.insert(field.json_name().to_owned(), i);
+    }
+    compiled.by_name = Names::new(by_name);
+    Ok(compiled)
 }
 
 /// A top-level field set after the body (a path variable): its number,
@@ -785,13 +828,23 @@ enum Owned<'de> {
     Bytes(Vec<u8>),
 }
 
+/// A `sint32` as the varint it is written as.
+#[inline]
+fn zigzag32(v: i32) -> u64 {
+    u64::from(((v << 1) ^ (v >> 31)) as u32)
+}
+
+/// A `sint64` as the varint it is written as.
+#[inline]
+fn zigzag64(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
 fn read_scalar<'de, D: Deserializer<'de>>(
     cx: Cx<'_>,
     kind: &ValueKind,
     deserializer: D,
 ) -> Result<Option<OwnedScalar<'de>>, D::Error> {
-    let zigzag32 = |v: i32| u64::from(((v << 1) ^ (v >> 31)) as u32);
-    let zigzag64 = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
     Ok(Some(match kind {
         ValueKind::Double => {
             OwnedScalar::Plain(Scalar::F64(deserializer.deserialize_any(DoubleVisitor)?))
@@ -1037,8 +1090,6 @@ impl<'de> DeserializeSeed<'de> for MapValueSeed<'_> {
 fn map_key<'a>(kind: &ValueKind, text: Cow<'a, str>) -> Result<OwnedScalar<'a>, String> {
     let key = text.as_ref();
     let e = |e: &dyn fmt::Display| e.to_string();
-    let zigzag32 = |v: i32| u64::from(((v << 1) ^ (v >> 31)) as u32);
-    let zigzag64 = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
     Ok(OwnedScalar::Plain(match kind {
         ValueKind::Int32 => {
             Scalar::Varint(i64::from(key.parse::<i32>().map_err(|x| e(&x))?) as u64)
@@ -1080,13 +1131,7 @@ impl Visitor<'_> for DoubleVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
-        match v.parse::<f64>() {
-            Ok(value) => Ok(value),
-            Err(_) if v == "Infinity" => Ok(f64::INFINITY),
-            Err(_) if v == "-Infinity" => Ok(f64::NEG_INFINITY),
-            Err(_) if v == "NaN" => Ok(f64::NAN),
-            Err(err) => Err(E::custom(err)),
-        }
+        float_from_str(v)
     }
 }
 
@@ -1116,13 +1161,25 @@ impl Visitor<'_> for FloatVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<f32, E> {
-        match v.parse::<f32>() {
-            Ok(value) => Ok(value),
-            Err(_) if v == "Infinity" => Ok(f32::INFINITY),
-            Err(_) if v == "-Infinity" => Ok(f32::NEG_INFINITY),
-            Err(_) if v == "NaN" => Ok(f32::NAN),
-            Err(err) => Err(E::custom(err)),
-        }
+        float_from_str(v)
+    }
+}
+
+/// A `double` or `float` from a JSON string: a decimal, or one of the
+/// names proto3 JSON gives the values a JSON number cannot hold.
+#[inline]
+fn float_from_str<T, E>(v: &str) -> Result<T, E>
+where
+    T: std::str::FromStr + From<f32>,
+    T::Err: fmt::Display,
+    E: de::Error,
+{
+    match v.parse::<T>() {
+        Ok(value) => Ok(value),
+        Err(_) if v == "Infinity" => Ok(T::from(f32::INFINITY)),
+        Err(_) if v == "-Infinity" => Ok(T::from(f32::NEG_INFINITY)),
+        Err(_) if v == "NaN" => Ok(T::from(f32::NAN)),
+        Err(err) => Err(E::custom(err)),
     }
 }
 

@@ -227,16 +227,10 @@ impl DynamoInbox {
         for _ in 0..2 {
             let now = now_ms();
             let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("pk", s(&Self::key(subscriber, event_id)))
-                .item("sk", s("#"))
-                .item("handled_at_ms", n(now))
+                .put_entry(subscriber, event_id, now)
                 .item("lease_until_ms", n(now.saturating_add(ms(lease))))
                 .item("claim_token", s(&token))
                 .item("claim_message", s(message_id))
-                .item(TTL_ATTRIBUTE, n(self.expires_at()))
                 // New, or a claim whose holder stopped extending it.
                 .condition_expression(
                     "attribute_not_exists(pk) OR \
@@ -280,6 +274,23 @@ impl DynamoInbox {
             message_id: String::new(),
             lease: Duration::from_secs(1),
         })
+    }
+
+    /// A `PutItem` of one event's entry, handled (or claimed) at
+    /// `handled_at_ms` and kept for the retention from now.
+    fn put_entry(
+        &self,
+        subscriber: &str,
+        event_id: &str,
+        handled_at_ms: i64,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&Self::key(subscriber, event_id)))
+            .item("sk", s("#"))
+            .item("handled_at_ms", n(handled_at_ms))
+            .item(TTL_ATTRIBUTE, n(self.expires_at()))
     }
 
     /// An `UpdateItem` on one event's entry, for the holder of `claim`
@@ -362,13 +373,7 @@ impl DynamoInbox {
 
     pub(crate) async fn record(&self, subscriber: &str, event_id: &str) -> Result<bool> {
         let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(&Self::key(subscriber, event_id)))
-            .item("sk", s("#"))
-            .item("handled_at_ms", n(now_ms()))
-            .item(TTL_ATTRIBUTE, n(self.expires_at()))
+            .put_entry(subscriber, event_id, now_ms())
             // New, or a claim (this very handler's) becoming the entry.
             .condition_expression("attribute_not_exists(pk) OR attribute_exists(lease_until_ms)")
             .send()

@@ -94,11 +94,7 @@ impl<T: AsyncWrite> AsyncWrite for Counted<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        let result = this.inner.poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &result {
-            this.write.inc_by(*n as u64);
-        }
-        result
+        count_written(this.write, this.inner.poll_write(cx, buf))
     }
 
     // Without these, writers fall back to one slice per call: h2 then sends
@@ -110,11 +106,7 @@ impl<T: AsyncWrite> AsyncWrite for Counted<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        let result = this.inner.poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &result {
-            this.write.inc_by(*n as u64);
-        }
-        result
+        count_written(this.write, this.inner.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -128,6 +120,16 @@ impl<T: AsyncWrite> AsyncWrite for Counted<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
     }
+}
+
+/// Adds what a write accepted to `written` (nothing while it is pending or
+/// failed) and hands the result on.
+#[inline]
+fn count_written(written: &Counter, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    if let Poll::Ready(Ok(n)) = &result {
+        written.inc_by(*n as u64);
+    }
+    result
 }
 
 /// An mTLS connection to a peer sidecar. tokio-rustls's own stream, not

@@ -225,6 +225,13 @@ fn context_map(context: &KeyContext) -> Option<HashMap<String, String>> {
     })
 }
 
+/// The `what` blob of `operation`'s answer, which KMS always sends: without
+/// it the answer is malformed.
+fn returned<'a>(blob: Option<&'a Blob>, operation: &str, what: &str) -> Result<&'a [u8]> {
+    blob.map(Blob::as_ref)
+        .ok_or_else(|| Error::Malformed(format!("{operation} returned no {what}")))
+}
+
 /// One translation of SDK errors: a refusal keeps KMS's code and message
 /// (never a payload), anything that did not get an answer is unavailable.
 pub(crate) fn kms_error<E, R>(operation: &str, key_name: &str, err: SdkError<E, R>) -> Error
@@ -300,16 +307,9 @@ impl KeyService for KmsKeys {
             .send()
             .await
             .map_err(|e| kms_error("GenerateDataKey", key_name, e))?;
-        let plaintext = made
-            .plaintext()
-            .ok_or_else(|| Error::Malformed("GenerateDataKey returned no plaintext".into()))?;
-        let blob = made
-            .ciphertext_blob()
-            .ok_or_else(|| Error::Malformed("GenerateDataKey returned no ciphertext".into()))?;
-        Ok((
-            DataKey::from_slice(plaintext.as_ref())?,
-            Self::label(version, blob.as_ref()),
-        ))
+        let plaintext = returned(made.plaintext(), "GenerateDataKey", "plaintext")?;
+        let blob = returned(made.ciphertext_blob(), "GenerateDataKey", "ciphertext")?;
+        Ok((DataKey::from_slice(plaintext)?, Self::label(version, blob)))
     }
 
     async fn wrap_bound(
@@ -328,10 +328,8 @@ impl KeyService for KmsKeys {
             .send()
             .await
             .map_err(|e| kms_error("Encrypt", key_name, e))?;
-        let blob = made
-            .ciphertext_blob()
-            .ok_or_else(|| Error::Malformed("Encrypt returned no ciphertext".into()))?;
-        Ok(Self::label(version, blob.as_ref()))
+        let blob = returned(made.ciphertext_blob(), "Encrypt", "ciphertext")?;
+        Ok(Self::label(version, blob))
     }
 
     async fn unwrap_bound(
@@ -352,10 +350,7 @@ impl KeyService for KmsKeys {
             .send()
             .await
             .map_err(|e| kms_error("Decrypt", key_name, e))?;
-        let plaintext = opened
-            .plaintext()
-            .ok_or_else(|| Error::Malformed("Decrypt returned no plaintext".into()))?;
-        DataKey::from_slice(plaintext.as_ref())
+        DataKey::from_slice(returned(opened.plaintext(), "Decrypt", "plaintext")?)
     }
 
     async fn rewrap_bound(
@@ -378,10 +373,8 @@ impl KeyService for KmsKeys {
             .send()
             .await
             .map_err(|e| kms_error("ReEncrypt", key_name, e))?;
-        let blob = made
-            .ciphertext_blob()
-            .ok_or_else(|| Error::Malformed("ReEncrypt returned no ciphertext".into()))?;
-        Ok(Self::label(version, blob.as_ref()))
+        let blob = returned(made.ciphertext_blob(), "ReEncrypt", "ciphertext")?;
+        Ok(Self::label(version, blob))
     }
 
     async fn rotate(&self, key_name: &str) -> Result<u32> {

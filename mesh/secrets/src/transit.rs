@@ -66,18 +66,7 @@ impl TransitKeys {
     /// signer, so a wrong name or a symmetric key stops the start rather
     /// than the first append.
     pub async fn check_signing_key(&self, name: &str) -> Result<()> {
-        let body = self
-            .client
-            .request(
-                reqwest::Method::GET,
-                &format!("{}/keys/{name}", self.mount),
-                None,
-            )
-            .await
-            .map_err(|e| match e {
-                Error::Vault { status: 404, .. } => Error::UnknownKey(name.to_owned()),
-                other => other,
-            })?;
+        let body = self.read_key(name).await?;
         if body["data"]["supports_signing"].as_bool() == Some(true) {
             Ok(())
         } else {
@@ -132,6 +121,22 @@ impl TransitKeys {
             Err(Error::Vault { status: 400, .. }) => Ok(false),
             Err(other) => Err(other),
         }
+    }
+
+    /// Vault's description of the key `name` (`keys/<name>`) as JSON:
+    /// vaultrs's typed answer lacks `latest_version`.
+    async fn read_key(&self, name: &str) -> Result<serde_json::Value> {
+        self.client
+            .request(
+                reqwest::Method::GET,
+                &format!("{}/keys/{name}", self.mount),
+                None,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::Vault { status: 404, .. } => Error::UnknownKey(name.to_owned()),
+                other => other,
+            })
     }
 
     fn signing_error(name: &str, e: Error) -> Error {
@@ -255,19 +260,7 @@ impl KeyService for TransitKeys {
     }
 
     async fn latest_version(&self, key_name: &str) -> Result<u32> {
-        // vaultrs's typed answer lacks `latest_version`.
-        let body = self
-            .client
-            .request(
-                reqwest::Method::GET,
-                &format!("{}/keys/{key_name}", self.mount),
-                None,
-            )
-            .await
-            .map_err(|e| match e {
-                Error::Vault { status: 404, .. } => Error::UnknownKey(key_name.to_owned()),
-                other => other,
-            })?;
+        let body = self.read_key(key_name).await?;
         body["data"]["latest_version"]
             .as_u64()
             .and_then(|v| u32::try_from(v).ok())

@@ -8,8 +8,9 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlE
 use crate::core::{
     AuthCore, NewUser, check_group, normalize_email, remember_password, required, unique_to,
 };
-use crate::entity::{mfa_challenge, mfa_recovery_code, mfa_totp, user, user_group};
+use crate::entity::{mfa_challenge, user, user_group};
 use crate::error::{AuthError, Result};
+use crate::mfa::remove_authenticator;
 
 impl AuthCore {
     /// Ends every login of `user_id`, a user of the admin's own tenant.
@@ -142,27 +143,19 @@ impl AuthCore {
         let target = self.tenant_user(caller, user_id).await?;
         Self::not_self(caller, &target, "reset the MFA of")?;
         let id = target.id;
-        let removed = self
+        let had_authenticator = self
             .outbox
             .write(&self.db, async |txn, _| {
-                let removed = mfa_totp::Entity::delete_many()
-                    .filter(mfa_totp::Column::UserId.eq(id))
-                    .exec(txn)
-                    .await?
-                    .rows_affected;
-                mfa_recovery_code::Entity::delete_many()
-                    .filter(mfa_recovery_code::Column::UserId.eq(id))
-                    .exec(txn)
-                    .await?;
+                let had = remove_authenticator(txn, id).await?;
                 mfa_challenge::Entity::delete_many()
                     .filter(mfa_challenge::Column::UserId.eq(id))
                     .exec(txn)
                     .await?;
-                Ok::<_, AuthError>(removed)
+                Ok::<_, AuthError>(had)
             })
             .await?;
         let revoked = self.end_all_logins(id, self.clock.now()).await?;
-        tracing::info!(user_id = %id, admin = %caller.base.sub, had_authenticator = removed > 0, revoked, "user mfa reset");
+        tracing::info!(user_id = %id, admin = %caller.base.sub, had_authenticator, revoked, "user mfa reset");
         Ok(())
     }
 

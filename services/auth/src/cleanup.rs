@@ -40,32 +40,34 @@ fn before(now: DateTime<Utc>, age: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// Deletes the rows of the table `expires_at` belongs to whose expiry is
+/// before `now`; returns how many.
+pub(crate) async fn delete_expired<C>(
+    db: &impl ConnectionTrait,
+    expires_at: C,
+    now: DateTime<Utc>,
+) -> Result<u64>
+where
+    C: ColumnTrait,
+    C::EntityName: EntityTrait,
+{
+    Ok(C::EntityName::delete_many()
+        .filter(expires_at.lt(now))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 /// One sweep at `now`.
 pub async fn sweep(
     db: &impl ConnectionTrait,
     config: &CleanupConfig,
     now: DateTime<Utc>,
 ) -> Result<Swept> {
-    let refresh_tokens = refresh_token::Entity::delete_many()
-        .filter(refresh_token::Column::ExpiresAt.lt(now))
-        .exec(db)
-        .await?
-        .rows_affected;
-    let confirmation_codes = confirmation_code::Entity::delete_many()
-        .filter(confirmation_code::Column::ExpiresAt.lt(now))
-        .exec(db)
-        .await?
-        .rows_affected;
-    let mfa_challenges = mfa_challenge::Entity::delete_many()
-        .filter(mfa_challenge::Column::ExpiresAt.lt(now))
-        .exec(db)
-        .await?
-        .rows_affected;
-    let federation_logins = federation_login::Entity::delete_many()
-        .filter(federation_login::Column::ExpiresAt.lt(now))
-        .exec(db)
-        .await?
-        .rows_affected;
+    let refresh_tokens = delete_expired(db, refresh_token::Column::ExpiresAt, now).await?;
+    let confirmation_codes = delete_expired(db, confirmation_code::Column::ExpiresAt, now).await?;
+    let mfa_challenges = delete_expired(db, mfa_challenge::Column::ExpiresAt, now).await?;
+    let federation_logins = delete_expired(db, federation_login::Column::ExpiresAt, now).await?;
     let login_attempts = login_attempt::Entity::delete_many()
         .filter(login_attempt::Column::UpdatedAt.lt(before(now, config.failures_ttl)))
         .filter(

@@ -376,7 +376,6 @@ mod tests {
 
 pub const MIN_LENGTH: usize = 12;
 
-/// Adds a violation on `field` for every rule `password` breaks.
 /// `[auth.password_policy]`: what a new password must have beyond what
 /// is always checked (at most 128 characters, not only digits, not the
 /// email's name, not common or breached, zxcvbn score 3).

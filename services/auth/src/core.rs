@@ -560,15 +560,22 @@ pub(crate) fn bad_code() -> AuthError {
     v.into()
 }
 
-pub(crate) fn code_fields(email: &str, code: &str) -> Result<()> {
+/// "is required" on each of `fields` (name, value) that is blank, for a
+/// caller that may add violations of its own before checking.
+pub(crate) fn blank_fields(fields: &[(&str, &str)]) -> FieldViolations {
     let mut v = FieldViolations::new();
-    if email.trim().is_empty() {
-        v.add("email", "is required");
+    for (field, value) in fields {
+        if value.trim().is_empty() {
+            v.add(*field, "is required");
+        }
     }
-    if code.trim().is_empty() {
-        v.add("code", "is required");
-    }
-    Ok(v.check()?)
+    v
+}
+
+/// Refuses a request with any of `fields` (name, value) blank, naming
+/// every one.
+pub(crate) fn required_fields(fields: &[(&str, &str)]) -> Result<()> {
+    Ok(blank_fields(fields).check()?)
 }
 
 pub(crate) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -580,12 +587,7 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
 }
 
 pub(crate) fn required(field: &str, value: &str) -> Result<()> {
-    if value.trim().is_empty() {
-        let mut v = FieldViolations::new();
-        v.add(field, "is required");
-        return Err(v.into());
-    }
-    Ok(())
+    required_fields(&[(field, value)])
 }
 
 pub(crate) fn to_chrono(d: Duration) -> chrono::Duration {

@@ -39,7 +39,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
-use crate::core::{AuthCore, LoginOutcome};
+use crate::core::{AuthCore, LoginOutcome, required_fields};
 use crate::entity::{federated_identity, federation_login, tenant, user, user_group};
 use crate::error::{AuthError, Result};
 use crate::session::sha256_hex;
@@ -249,14 +249,7 @@ impl AuthCore {
 
     /// Steps 3 and 4: the provider's code for a cloudsec login.
     pub async fn complete_federated_login(&self, state: &str, code: &str) -> Result<LoginOutcome> {
-        let mut v = FieldViolations::new();
-        if state.trim().is_empty() {
-            v.add("state", "is required");
-        }
-        if code.trim().is_empty() {
-            v.add("code", "is required");
-        }
-        v.check()?;
+        required_fields(&[("state", state), ("code", code)])?;
         let federation = self.federation()?;
         let now = self.clock.now();
         let hash = sha256_hex(state.trim().as_bytes());

@@ -24,11 +24,11 @@ use cloudsec_runtime::FieldViolations;
 use cloudsec_runtime::token::AccessClaims;
 use rand::TryRngCore;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use totp_rs::{Algorithm, Builder, Totp};
 use uuid::Uuid;
 
-use crate::core::{AppClient, AuthCore, LoginOutcome, Tokens};
+use crate::core::{AppClient, AuthCore, LoginOutcome, Tokens, required, required_fields};
 use crate::entity::{mfa_challenge, mfa_recovery_code, mfa_totp, tenant, user};
 use crate::error::{AuthError, Result};
 use crate::lockout;
@@ -338,7 +338,7 @@ impl AuthCore {
 
     /// Answers a `SOFTWARE_TOKEN_MFA` challenge and completes the login.
     pub async fn respond_to_challenge(&self, session: &str, code: &str) -> Result<Tokens> {
-        session_and_code(session, code)?;
+        required_fields(&[("session", session), ("code", code)])?;
         let now = self.clock.now();
         let (challenge, user) = self.challenge(session, KIND_TOTP, now).await?;
         lockout::check(&self.db, &lockout::email_key(&user.email), now).await?;
@@ -437,11 +437,7 @@ impl AuthCore {
     /// user's, earlier recovery codes are replaced by ten new ones, and an
     /// `MFA_SETUP` login completes.
     pub async fn verify_software_token(&self, who: Enroller<'_>, code: &str) -> Result<Enrolled> {
-        if code.trim().is_empty() {
-            let mut v = FieldViolations::new();
-            v.add("code", "is required");
-            return Err(v.into());
-        }
+        required("code", code)?;
         let now = self.clock.now();
         let (user, challenge) = self.enroller(who, now).await?;
         let row = mfa_totp::Entity::find_by_id(user.id)
@@ -505,15 +501,10 @@ impl AuthCore {
         })
     }
 
-    /// Sets the caller's tenant's mode (tenant admins).
     /// Removes the caller's authenticator and recovery codes, proven with
     /// one of its codes (see the RPC's contract).
     pub async fn delete_software_token(&self, caller: &AccessClaims, code: &str) -> Result<()> {
-        if code.trim().is_empty() {
-            let mut v = FieldViolations::new();
-            v.add("code", "is required");
-            return Err(v.into());
-        }
+        required("code", code)?;
         let user_id = Uuid::parse_str(&caller.base.sub)
             .map_err(|_| cloudsec_runtime::token::TokenError::Malformed)?;
         let user = user::Entity::find_by_id(user_id)
@@ -540,11 +531,7 @@ impl AuthCore {
             return Err(bad_mfa_code());
         }
         cloudsec_bus::transaction(&self.db, async |txn| {
-            mfa_totp::Entity::delete_by_id(user.id).exec(txn).await?;
-            mfa_recovery_code::Entity::delete_many()
-                .filter(mfa_recovery_code::Column::UserId.eq(user.id))
-                .exec(txn)
-                .await?;
+            remove_authenticator(txn, user.id).await?;
             Ok::<_, AuthError>(())
         })
         .await?;
@@ -552,6 +539,7 @@ impl AuthCore {
         Ok(())
     }
 
+    /// Sets the caller's tenant's mode (tenant admins).
     pub async fn set_tenant_mfa_mode(&self, caller: &AccessClaims, mode: MfaMode) -> Result<()> {
         if !caller.base.is_tenant_admin() {
             return Err(AuthError::NotAdmin);
@@ -566,6 +554,17 @@ impl AuthCore {
     }
 }
 
+/// Deletes `user`'s authenticator, enrolled or pending, and recovery
+/// codes; returns whether there was an authenticator.
+pub(crate) async fn remove_authenticator(db: &impl ConnectionTrait, user: Uuid) -> Result<bool> {
+    let removed = mfa_totp::Entity::delete_by_id(user).exec(db).await?;
+    mfa_recovery_code::Entity::delete_many()
+        .filter(mfa_recovery_code::Column::UserId.eq(user))
+        .exec(db)
+        .await?;
+    Ok(removed.rows_affected > 0)
+}
+
 /// The step `code` matches at `now`, within one step of drift.
 fn check_code(secret: &[u8], account: &str, code: &str, now: DateTime<Utc>) -> Result<Option<u64>> {
     let code = code.trim();
@@ -574,17 +573,6 @@ fn check_code(secret: &[u8], account: &str, code: &str, now: DateTime<Utc>) -> R
     }
     let at = u64::try_from(now.timestamp()).unwrap_or(0);
     Ok(totp(secret, account)?.check(code, at))
-}
-
-fn session_and_code(session: &str, code: &str) -> Result<()> {
-    let mut v = FieldViolations::new();
-    if session.trim().is_empty() {
-        v.add("session", "is required");
-    }
-    if code.trim().is_empty() {
-        v.add("code", "is required");
-    }
-    Ok(v.check()?)
 }
 
 /// The current code of a base32 secret at `at` (tests, tools).

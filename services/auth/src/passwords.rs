@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use crate::codes::{self, Purpose};
-use crate::core::{AuthCore, bad_code, remember_password, required};
+use crate::core::{AuthCore, bad_code, blank_fields, remember_password, required};
 use crate::entity::{password_history, user};
 use crate::error::{AuthError, Result};
 use crate::lockout;
@@ -115,13 +115,7 @@ impl AuthCore {
         code: &str,
         proposed: &str,
     ) -> Result<()> {
-        let mut v = FieldViolations::new();
-        if email.trim().is_empty() {
-            v.add("email", "is required");
-        }
-        if code.trim().is_empty() {
-            v.add("code", "is required");
-        }
+        let mut v = blank_fields(&[("email", email), ("code", code)]);
         self.check_new_password("password", proposed, &email.trim().to_lowercase(), &mut v);
         v.check()?;
         let Some(user) = self

@@ -83,10 +83,7 @@ pub(crate) async fn revoke(
     // Rows past their horizon cover no live token; dropping them here keeps
     // the table as small as the revocations of one token lifetime. The
     // generation itself lives on in the user row.
-    token_revocation::Entity::delete_many()
-        .filter(token_revocation::Column::ExpiresAt.lt(now))
-        .exec(db)
-        .await?;
+    crate::cleanup::delete_expired(db, token_revocation::Column::ExpiresAt, now).await?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use rand::TryRngCore;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
     EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
@@ -189,13 +189,7 @@ pub(crate) async fn revoke_family(
     family: Uuid,
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    let result = refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
-        .filter(refresh_token::Column::FamilyId.eq(family))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected)
+    revoke_where(db, refresh_token::Column::FamilyId.eq(family), now).await
 }
 
 /// Revokes every token of a user; returns how many were not yet revoked.
@@ -204,9 +198,19 @@ pub(crate) async fn revoke_user(
     user_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<u64> {
+    revoke_where(db, refresh_token::Column::UserId.eq(user_id), now).await
+}
+
+/// Revokes the tokens `which` selects; returns how many were not yet
+/// revoked (a revoked token keeps its first revocation time).
+async fn revoke_where(
+    db: &impl ConnectionTrait,
+    which: impl IntoCondition,
+    now: DateTime<Utc>,
+) -> Result<u64> {
     let result = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
-        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(which)
         .filter(refresh_token::Column::RevokedAt.is_null())
         .exec(db)
         .await?;

@@ -9,8 +9,8 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 
 use crate::codes::{self, Purpose};
 use crate::core::{
-    AuthCore, NewUser, bad_code, check_tenant, code_fields, normalize_email, remember_password,
-    required, timestamp, unique_to,
+    AuthCore, NewUser, bad_code, check_tenant, normalize_email, remember_password, required,
+    required_fields, timestamp, unique_to,
 };
 use crate::entity::{tenant, user};
 use crate::error::{AuthError, Result};
@@ -208,7 +208,7 @@ impl AuthCore {
     /// already confirmed and wrong, expired or spent codes all get one
     /// answer.
     pub async fn confirm_sign_up(&self, email: &str, code: &str) -> Result<()> {
-        code_fields(email, code)?;
+        required_fields(&[("email", email), ("code", code)])?;
         let Some(user) = self.find_by_email(email).await? else {
             return Err(bad_code());
         };

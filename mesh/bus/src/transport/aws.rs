@@ -163,32 +163,16 @@ pub async fn sns_topic(
 
 async fn find_topic(client: &aws_sdk_sns::Client, name: &str) -> Result<String> {
     let suffix = format!(":{name}");
-    let mut next: Option<String> = None;
-    loop {
-        let page = client
-            .list_topics()
-            .set_next_token(next.take())
-            .send()
-            .await
-            .map_err(aws("sns", "ListTopics"))?;
-        if let Some(arn) = page
-            .topics()
-            .iter()
-            .filter_map(|t| t.topic_arn())
-            .find(|arn| arn.ends_with(&suffix))
-        {
+    let mut topics = client.list_topics().into_paginator().items().send();
+    while let Some(topic) = topics.try_next().await.map_err(aws("sns", "ListTopics"))? {
+        if let Some(arn) = topic.topic_arn().filter(|arn| arn.ends_with(&suffix)) {
             return Ok(arn.to_owned());
         }
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next = Some(token.to_owned()),
-            _ => {
-                return Err(BusError::Missing {
-                    kind: "SNS topic",
-                    name: name.to_owned(),
-                });
-            }
-        }
     }
+    Err(BusError::Missing {
+        kind: "SNS topic",
+        name: name.to_owned(),
+    })
 }
 
 /// The SNS filter policy that lets only `event_types` through, or `None`
@@ -272,28 +256,24 @@ async fn find_subscription(
     topic_arn: &str,
     endpoint: &str,
 ) -> Result<Option<String>> {
-    let mut next: Option<String> = None;
-    loop {
-        let page = client
-            .list_subscriptions_by_topic()
-            .topic_arn(topic_arn)
-            .set_next_token(next.take())
-            .send()
-            .await
-            .map_err(aws("sns", "ListSubscriptionsByTopic"))?;
-        if let Some(arn) = page
-            .subscriptions()
-            .iter()
-            .find(|s| s.endpoint() == Some(endpoint))
-            .and_then(|s| s.subscription_arn())
+    let mut subscriptions = client
+        .list_subscriptions_by_topic()
+        .topic_arn(topic_arn)
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(subscription) = subscriptions
+        .try_next()
+        .await
+        .map_err(aws("sns", "ListSubscriptionsByTopic"))?
+    {
+        if subscription.endpoint() == Some(endpoint)
+            && let Some(arn) = subscription.subscription_arn()
         {
             return Ok(Some(arn.to_owned()));
         }
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next = Some(token.to_owned()),
-            _ => return Ok(None),
-        }
     }
+    Ok(None)
 }
 
 // ---------------------------------------------------------------- EventBridge
