@@ -8,8 +8,9 @@
 //!   variable `scripts/test` exports; default the local server), and
 //!   [`with_postgres`] runs a scenario on a fresh database there that is
 //!   dropped afterwards, even when the scenario panics.
-//! - moto: [`moto_url`] is `CLOUDSEC_TEST_MOTO_URL`, else a `moto_server`
-//!   that this process starts and that dies with it.
+//! - moto: [`moto_url`] is `CLOUDSEC_TEST_MOTO_URL`, else a moto server
+//!   that this process starts and that dies with it: `moto_server.py`,
+//!   with DynamoDB's conditional writes atomic as they are on AWS.
 //! - OpenBao: [`openbao_binary`] finds `bao` for the suites that start
 //!   their own (`cloudsec-secrets`' `test-util` wraps it).
 
@@ -193,6 +194,10 @@ pub fn moto_url() -> Option<String> {
     .clone()
 }
 
+/// `testkit/moto_server.py`: moto's server with DynamoDB's item writes
+/// atomic, as DynamoDB's own are.
+const MOTO_SERVER_PY: &str = include_str!("../moto_server.py");
+
 /// Starts a `moto_server` on a free port with extra environment (for
 /// example `INITIAL_NO_AUTH_ACTION_COUNT`, which turns IAM enforcement on);
 /// it stops once this test process is gone.
@@ -200,13 +205,16 @@ pub fn start_moto(env: &[(&str, &str)]) -> Result<String, String> {
     let port = free_port()?;
     // A watchdog shell stops moto once this test process is gone, so that
     // an aborted run leaves nothing listening.
+    // moto_server with DynamoDB's conditional writes made atomic (see the
+    // script); it is passed in the environment to keep it out of the quoting.
     let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+        "python3 -c \"$CLOUDSEC_MOTO_SERVER_PY\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
          while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
         parent = std::process::id()
     );
     std::process::Command::new("sh")
         .args(["-c", &script])
+        .env("CLOUDSEC_MOTO_SERVER_PY", MOTO_SERVER_PY)
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .spawn()
