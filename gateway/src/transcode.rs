@@ -235,7 +235,7 @@ impl Binding {
         if query.is_some_and(|q| !q.is_empty()) {
             return None;
         }
-        let body = if body.iter().all(u8::is_ascii_whitespace) {
+        let body = if body.is_empty() {
             b"{}".as_slice()
         } else {
             body
@@ -278,8 +278,10 @@ impl Binding {
         deny_unknown: bool,
     ) -> Result<DynamicMessage, String> {
         let options = DeserializeOptions::new().deny_unknown_fields(deny_unknown);
-        // An empty body on a body RPC means `{}`.
-        let body = if body.iter().all(u8::is_ascii_whitespace) {
+        // An empty body on a body RPC means `{}` (the OpenAPI document
+        // marks such bodies optional); white space alone is not JSON and is
+        // refused like any other malformed body.
+        let body = if body.is_empty() {
             b"{}".as_slice()
         } else {
             body

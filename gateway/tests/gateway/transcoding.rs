@@ -221,6 +221,8 @@ async fn bad_input_gets_a_clear_json_error() {
         "line 1",
     )
     .await;
+    // White space alone is not JSON (only an empty body means `{}`).
+    expect(post("/v1/items", " ").await.unwrap(), 400, 3, "EOF").await;
     // Unknown field.
     expect(
         post("/v1/items", r#"{"bogus": 1}"#).await.unwrap(),
