@@ -932,7 +932,10 @@ fn require(field: &FieldDescriptor, schema: &mut Value) {
             // White space only counts as missing (the gateway's check, the
             // services' trim); a field's own pattern already demands more.
             if !object.contains_key("pattern") {
-                object.insert("pattern".to_owned(), json!("\\S"));
+                object.insert(
+                    "pattern".to_owned(),
+                    json!(crate::validate::NOT_BLANK_PATTERN),
+                );
             }
         }
         Kind::Enum(e) => {
@@ -1120,7 +1123,10 @@ mod tests {
         assert_eq!(document["title"]["minLength"], 1);
         // White space only is as missing as empty, as the gateway checks.
         let refresh = &schemas["cloudsec.auth.v1.RefreshRequest"]["properties"];
-        assert_eq!(refresh["refreshToken"]["pattern"], "\\S");
+        assert_eq!(
+            refresh["refreshToken"]["pattern"],
+            crate::validate::NOT_BLANK_PATTERN
+        );
         // A field's own pattern already demands more, and stays.
         let confirm = &schemas["cloudsec.auth.v1.ConfirmSignUpRequest"]["properties"];
         assert_eq!(confirm["code"]["pattern"], "^[0-9]{6}$");

@@ -584,9 +584,20 @@ fn present(message: &DynamicMessage, field: &FieldDescriptor) -> bool {
     message.has_field(field)
 }
 
+/// The OpenAPI `pattern` of a required string: at least one character
+/// that is not white space as Rust's `str::trim` (and so the services)
+/// sees it. Spelt out, because `\s` means other sets in other regex
+/// dialects: ECMA-262's, which JSON Schema validators use, leaves out
+/// U+0085 (which `trim` removes) and adds U+FEFF (which it keeps), so a
+/// client trusting `\S` could send a value the gateway counts as missing.
+/// The `\uXXXX` escapes read the same in ECMA-262, Python and Rust's
+/// regex.
+pub(crate) const NOT_BLANK_PATTERN: &str =
+    "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+
 /// A singular string of white space only: the services trim what they are
 /// given, so for a required field it is as missing as the empty string
-/// (and the OpenAPI schema says so with `pattern: "\\S"`).
+/// (and the OpenAPI schema says so with [`NOT_BLANK_PATTERN`]).
 fn blank(message: &DynamicMessage, field: &FieldDescriptor) -> bool {
     !field.is_list()
         && matches!(field.kind(), prost_reflect::Kind::String)
@@ -615,6 +626,19 @@ fn map_key(key: &MapKey) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_not_blank_pattern_is_exactly_what_trim_keeps() {
+        let class = regex::Regex::new(&format!("^{NOT_BLANK_PATTERN}$")).unwrap();
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            assert_eq!(
+                class.is_match(c.encode_utf8(&mut [0; 4])),
+                !c.is_whitespace(),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+    }
 
     fn pool() -> DescriptorPool {
         DescriptorPool::decode(cloudsec_proto::FILE_DESCRIPTOR_SET).unwrap()
