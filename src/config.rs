@@ -82,31 +82,28 @@ impl CredentialsFor {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MeshConfig {
-    #[serde(default = "default_trust_domain")]
     pub trust_domain: String,
-    #[serde(default = "default_namespace")]
     pub namespace: String,
     /// Who signs the workload certificates of `cloudsec up`.
     #[serde(default)]
     pub issuer: IssuerConfig,
     /// How long a workload certificate lives; it is renewed at 70%.
-    #[serde(default = "default_certificate_lifetime", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub certificate_lifetime: Duration,
     /// This workload's service account, for `cloudsec proxy` when its
     /// certificate comes from the issuer rather than from files.
-    #[serde(default)]
     pub service_account: Option<String>,
 }
 
 impl Default for MeshConfig {
     fn default() -> Self {
         Self {
-            trust_domain: default_trust_domain(),
-            namespace: default_namespace(),
+            trust_domain: cloudsec_identity::DEFAULT_TRUST_DOMAIN.into(),
+            namespace: "default".into(),
             issuer: IssuerConfig::default(),
-            certificate_lifetime: default_certificate_lifetime(),
+            certificate_lifetime: DEFAULT_LIFETIME,
             service_account: None,
         }
     }
@@ -132,18 +129,6 @@ fn default_pki_mount() -> String {
     "pki".into()
 }
 
-fn default_certificate_lifetime() -> Duration {
-    DEFAULT_LIFETIME
-}
-
-fn default_trust_domain() -> String {
-    cloudsec_identity::DEFAULT_TRUST_DOMAIN.into()
-}
-
-fn default_namespace() -> String {
-    "default".into()
-}
-
 /// Who issues access tokens and for whom: the one section the auth
 /// service (which signs), every service verifier and the gateway's edge
 /// authorizer read, so they cannot disagree.
@@ -160,10 +145,8 @@ pub struct TokensConfig {
     /// `serve` mode: the local sidecar's outbound listener
     /// (`http://127.0.0.1:4140`) or the auth service itself over mTLS
     /// (`https://auth.default.svc:7001`).
-    #[serde(default)]
     pub auth_uri: Option<String>,
     /// The name the auth service's certificate must carry.
-    #[serde(default)]
     pub auth_server_name: Option<String>,
     /// Cognito mode: the services (and the edge) also accept access tokens
     /// of this user pool.
@@ -244,10 +227,8 @@ fn default_access_ttl() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// `json` (default for `serve`) or `pretty` (default for `up`).
-    #[serde(default)]
     pub log_format: Option<LogFormatName>,
     /// OTLP/gRPC collector; `OTEL_EXPORTER_OTLP_ENDPOINT` also works.
-    #[serde(default)]
     pub otlp_endpoint: Option<String>,
 }
 

@@ -5,11 +5,12 @@
 //! its behaviour: the services stay the ones that verify tokens.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use cloudsec_runtime::Secret;
+use cloudsec_runtime::config::{default_shutdown_grace, loopback};
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -18,10 +19,10 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// The public REST listener.
-    #[serde(default = "default_listen")]
+    #[serde(default = "loopback::<8080>")]
     pub listen: SocketAddr,
     /// `/live`, `/ready` and `/metrics`; keep it off the public network.
-    #[serde(default = "default_admin_listen")]
+    #[serde(default = "loopback::<9090>")]
     pub admin_listen: SocketAddr,
     /// Keyed by full gRPC service name, e.g.
     /// `cloudsec.documents.v1.DocumentService`. An annotated service with
@@ -30,7 +31,6 @@ pub struct GatewayConfig {
     pub upstreams: BTreeMap<String, Upstream>,
     /// The gateway's own workload certificate; read by the CLI, not by
     /// [`crate::Gateway::build`], which takes the loaded material.
-    #[serde(default)]
     pub tls: Option<cloudsec_runtime::tls::TlsFiles>,
     /// The largest request body accepted. Documents allow 1 MiB of content,
     /// and JSON (base64 for bytes) needs room on top of that.
@@ -48,7 +48,6 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// Where rate-limit and quota state lives, e.g. `redis://127.0.0.1:6379`,
     /// so that every replica enforces one limit. Unset: in process.
-    #[serde(default)]
     pub redis_url: Option<Secret>,
     /// Prepended to every limiter key in Redis, so that several gateway
     /// deployments (staging, production) can share one Redis.
@@ -74,14 +73,11 @@ pub struct GatewayConfig {
     #[serde(default)]
     pub routes: BTreeMap<String, RoutePolicy>,
     /// A token bucket per client IP address, shared by all routes.
-    #[serde(default)]
     pub client_ip_throttle: Option<Throttle>,
     /// Verify bearer tokens here before any call reaches a service.
-    #[serde(default)]
     pub jwt: Option<JwtConfig>,
     /// Cross-origin requests from browsers; unset: no CORS headers and
     /// preflights get 405.
-    #[serde(default)]
     pub cors: Option<CorsConfig>,
     /// Peers (CIDR ranges) whose `X-Forwarded-For`, `X-Forwarded-Proto`
     /// and API Gateway request id headers are believed, e.g. the VPC link's
@@ -97,11 +93,9 @@ pub struct GatewayConfig {
     pub serve_openapi: bool,
     /// Terminate TLS on the REST listener with this certificate. Unset:
     /// plain HTTP (a load balancer or API Gateway terminates TLS).
-    #[serde(default)]
     pub listen_tls: Option<ListenTls>,
     /// The web console's built files (`web/dist`), served at `/` with the
     /// console's security headers; unset: no console.
-    #[serde(default)]
     pub console_dir: Option<PathBuf>,
 }
 
@@ -124,9 +118,7 @@ pub struct UsagePlan {
     pub rate: f64,
     /// Requests that may come at once (the bucket's size).
     pub burst: u32,
-    #[serde(default)]
     pub quota_per_day: Option<u64>,
-    #[serde(default)]
     pub quota_per_month: Option<u64>,
 }
 
@@ -158,24 +150,19 @@ pub struct Throttle {
 #[serde(deny_unknown_fields)]
 pub struct RoutePolicy {
     /// Whether an `X-API-Key` is required (default false).
-    #[serde(default)]
     pub api_key: Option<bool>,
     /// Scopes the token must all carry (with `[gateway.jwt]`).
-    #[serde(default)]
     pub scopes: Option<Vec<String>>,
     /// One bucket for the route, shared by every client.
-    #[serde(default)]
     pub throttle: Option<Throttle>,
     /// At most this many of the method's calls upstream at once, the rest
     /// queued (`admission.rs`): for expensive calls such as a login.
-    #[serde(default)]
     pub concurrency: Option<Concurrency>,
     /// HTTP statuses for what the service answered, by gRPC code name,
     /// replacing the status table for these methods: e.g.
     /// `{ NOT_FOUND = 200 }` makes deleting a missing resource succeed
     /// with `{}`. A 2xx for an error code answers `{}` (nothing for 204);
     /// `OK` may only map to another 2xx.
-    #[serde(default)]
     pub status_overrides: Option<BTreeMap<String, u16>>,
 }
 
@@ -263,7 +250,6 @@ pub struct JwtConfig {
     pub audience: String,
     /// A JWKS document over HTTP(S). Unset: `GetJwks` on the upstream of
     /// `cloudsec.auth.v1.AuthService`.
-    #[serde(default)]
     pub jwks_url: Option<String>,
     /// How often the key set is fetched even when every `kid` is known.
     #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
@@ -318,14 +304,6 @@ pub struct Upstream {
     pub server_name: String,
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))
-}
-
-fn default_admin_listen() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 9090))
-}
-
 fn default_max_body_bytes() -> usize {
     2 * 1024 * 1024
 }
@@ -336,10 +314,6 @@ fn default_request_timeout() -> Duration {
 
 fn default_true() -> bool {
     true
-}
-
-fn default_shutdown_grace() -> Duration {
-    Duration::from_secs(10)
 }
 
 fn default_redis_prefix() -> String {
@@ -387,8 +361,8 @@ fn default_cors_max_age() -> Duration {
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
-            listen: default_listen(),
-            admin_listen: default_admin_listen(),
+            listen: loopback::<8080>(),
+            admin_listen: loopback::<9090>(),
             upstreams: BTreeMap::new(),
             tls: None,
             max_body_bytes: default_max_body_bytes(),

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use cloudsec_runtime::db::connect_to;
 use cloudsec_runtime::telemetry::{self, LogFormat};
 
 use super::{Fatal, fatal, load_config, log_format, missing};
@@ -15,29 +16,22 @@ pub(crate) async fn run(component: DbComponent, config: Option<PathBuf>) -> Resu
     let _db_credentials =
         cloudsec::start_database_credentials(&mut cfg, loaded.secrets.as_ref()).await?;
     let _guard = telemetry::init("cloudsec", log_format(&cfg, LogFormat::Json), None);
+    let section = |name| missing(name, "section required");
     let db = match component {
         DbComponent::Auth => {
-            let c = cfg
-                .auth
-                .ok_or_else(|| missing("auth", "section required"))?;
-            cloudsec_runtime::db::connect_to::<cloudsec_auth::migration::Migrator>(&c.database_url)
+            let c = cfg.auth.ok_or_else(|| section("auth"))?;
+            connect_to::<cloudsec_auth::migration::Migrator>(&c.database_url)
                 .await
                 .map_err(fatal)?
         }
         DbComponent::Documents => {
-            let c = cfg
-                .documents
-                .ok_or_else(|| missing("documents", "section required"))?;
-            cloudsec_runtime::db::connect_to::<cloudsec_documents::migration::Migrator>(
-                &c.database_url,
-            )
-            .await
-            .map_err(fatal)?
+            let c = cfg.documents.ok_or_else(|| section("documents"))?;
+            connect_to::<cloudsec_documents::migration::Migrator>(&c.database_url)
+                .await
+                .map_err(fatal)?
         }
         DbComponent::Audit => {
-            let c = cfg
-                .audit
-                .ok_or_else(|| missing("audit", "section required"))?;
+            let c = cfg.audit.ok_or_else(|| section("audit"))?;
             if matches!(c.store, cloudsec_audit::config::StoreConfig::Dynamodb(_)) {
                 // The log, its inbox entries and the page token key are
                 // DynamoDB items: there is no SQL schema to migrate.

@@ -43,21 +43,18 @@ pub enum TransportKind {
 
 /// The `[events]` section.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
     #[serde(default)]
     pub transport: TransportKind,
     /// Embedded: the database holding the queues, shared by every producer
     /// and subscriber. Absent, a service uses its own database, which only
     /// subscribers in the same process can then reach.
-    #[serde(default)]
     pub database_url: Option<cloudsec_runtime::db::DatabaseUrl>,
     /// SNS: the topic's name; a name ending in `.fifo` makes a FIFO topic
     /// with the aggregate id as message group.
-    #[serde(default = "default_name")]
     pub topic: String,
     /// EventBridge: the bus's name (`default` is the account's own).
-    #[serde(default = "default_name")]
     pub event_bus: String,
     /// Create the topic, bus, queues and subscriptions at start, or only
     /// use existing ones (production, where Terraform owns them).
@@ -69,17 +66,13 @@ pub struct BusConfig {
     pub relay: RelayConfig,
 }
 
-fn default_name() -> String {
-    "cloudsec-events".to_owned()
-}
-
 impl Default for BusConfig {
     fn default() -> Self {
         Self {
             transport: TransportKind::default(),
             database_url: None,
-            topic: default_name(),
-            event_bus: default_name(),
+            topic: "cloudsec-events".to_owned(),
+            event_bus: "cloudsec-events".to_owned(),
             provisioning: Provisioning::default(),
             aws: AwsSettings::default(),
             relay: RelayConfig::default(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cloudsec_identity::SpiffeId;
 use cloudsec_runtime::ConfigError;
+use cloudsec_runtime::config::{default_shutdown_grace, loopback};
 use cloudsec_runtime::tls::TlsFiles;
 use serde::Deserialize;
 
@@ -17,17 +18,14 @@ use crate::policy::route::RoutePolicies;
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     /// `/live`, `/ready`, `/metrics`.
-    #[serde(default = "default_admin_listen")]
+    #[serde(default = "loopback::<4191>")]
     pub admin_listen: SocketAddr,
     /// The sidecar's workload certificate, key and mesh CA (`serve` mode);
     /// re-read when the files change, so rotation needs no restart.
-    #[serde(default)]
     pub tls: Option<TlsFiles>,
-    #[serde(default)]
     pub inbound: Option<InboundConfig>,
-    #[serde(default)]
     pub outbound: Option<OutboundConfig>,
-    #[serde(default = "default_grace", with = "humantime_serde")]
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// Threads that poll the proxy's tasks (see [`crate::runtime`]); read
     /// when the process starts its runtime, so it has no effect on a proxy
@@ -53,7 +51,7 @@ pub struct InboundConfig {
 #[serde(deny_unknown_fields)]
 pub struct OutboundConfig {
     /// Where the application sends plaintext HTTP/2; must be loopback.
-    #[serde(default = "default_outbound_listen")]
+    #[serde(default = "loopback::<4140>")]
     pub listen: SocketAddr,
     /// Keyed by the `:authority` the application uses, e.g.
     /// `documents.default.svc`.
@@ -74,32 +72,24 @@ pub struct OutboundConfig {
 
 /// Peak-EWMA settings of the P2C balancer (Linkerd's defaults).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BalancerConfig {
     /// The latency assumed for an endpoint before its first response.
-    #[serde(default = "default_rtt", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub default_rtt: Duration,
     /// How fast the estimate forgets: shorter adapts faster to an endpoint
     /// that got quicker, longer rides out noise.
-    #[serde(default = "default_decay", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub decay: Duration,
 }
 
 impl Default for BalancerConfig {
     fn default() -> Self {
         Self {
-            default_rtt: default_rtt(),
-            decay: default_decay(),
+            default_rtt: Duration::from_millis(30),
+            decay: Duration::from_secs(10),
         }
     }
-}
-
-fn default_rtt() -> Duration {
-    Duration::from_millis(30)
-}
-
-fn default_decay() -> Duration {
-    Duration::from_secs(10)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,7 +100,6 @@ pub struct DestinationConfig {
     pub endpoints: Vec<SocketAddr>,
     /// `host:port` of a Kubernetes headless service, re-resolved
     /// every `dns_refresh`.
-    #[serde(default)]
     pub dns: Option<String>,
     #[serde(default = "default_dns_refresh", with = "humantime_serde")]
     pub dns_refresh: Duration,
@@ -118,24 +107,12 @@ pub struct DestinationConfig {
     pub identity: String,
 }
 
-fn default_admin_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 4191))
-}
-
 fn default_inbound_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 4143))
 }
 
-fn default_outbound_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 4140))
-}
-
 fn default_worker_threads() -> NonZeroUsize {
     crate::runtime::DEFAULT_WORKER_THREADS
-}
-
-fn default_grace() -> Duration {
-    Duration::from_secs(10)
 }
 
 /// Linkerd's outbound queue capacity: deep enough that ordinary bursts

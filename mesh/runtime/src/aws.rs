@@ -13,10 +13,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct AwsSettings {
     /// The region; the SDK's usual sources when absent.
-    #[serde(default)]
     pub region: Option<String>,
     /// Another endpoint for every service (moto, LocalStack).
-    #[serde(default)]
     pub endpoint_url: Option<String>,
     /// Use fixed dummy credentials instead of the SDK's provider chain;
     /// for emulators, which check none.

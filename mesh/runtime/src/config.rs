@@ -7,6 +7,8 @@
 //! error names the key it is about.
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -24,6 +26,21 @@ pub struct ConfigError {
 
 /// The exit code for bad configuration (`EX_USAGE` from sysexits.h).
 pub const EXIT_CONFIG: i32 = 64;
+
+/// `127.0.0.1:PORT`, the default of every listener but the sidecar's
+/// inbound one: a process started without configuration exposes nothing
+/// beyond the machine. Named in `#[serde(default = "loopback::<7001>")]`,
+/// so each port is written once, next to its key.
+pub fn loopback<const PORT: u16>() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, PORT))
+}
+
+/// How long every process lets work in flight finish once told to stop
+/// (`shutdown_grace`), unless configured: well inside Kubernetes' default
+/// 30 s termination grace period, so the pod is not killed mid-drain.
+pub fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(10)
+}
 
 /// Builds `T` from optional TOML text and environment variables.
 ///

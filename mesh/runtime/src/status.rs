@@ -78,9 +78,11 @@ pub trait ServiceError: std::error::Error + Send + Sync + 'static {
     /// Which row of the status table.
     fn kind(&self) -> ErrorKind;
 
-    /// The violations of a bad request, sent as `google.rpc.BadRequest`.
+    /// The violations of a bad request, sent as `google.rpc.BadRequest`:
+    /// by default the error's direct source when that is a
+    /// [`FieldViolations`] (a variant `Invalid(#[from] FieldViolations)`).
     fn violations(&self) -> Option<&FieldViolations> {
-        None
+        std::error::Error::source(self)?.downcast_ref()
     }
 
     /// Further `google.rpc` details for the client, such as the
@@ -194,6 +196,8 @@ impl FieldViolations {
     }
 }
 
+impl std::error::Error for FieldViolations {}
+
 impl std::fmt::Display for FieldViolations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (i, (field, description)) in self.0.iter().enumerate() {
@@ -233,6 +237,8 @@ mod tests {
         Database(#[source] std::io::Error),
         #[error("vault at 10.0.0.5 refused")]
         Down,
+        #[error("invalid request: {0}")]
+        Invalid(#[from] FieldViolations),
     }
 
     impl ServiceError for Example {
@@ -241,6 +247,7 @@ mod tests {
                 Example::Missing => ErrorKind::NotFound,
                 Example::Database(_) => ErrorKind::Internal,
                 Example::Down => ErrorKind::Unavailable,
+                Example::Invalid(_) => ErrorKind::InvalidArgument,
             }
         }
     }
@@ -279,5 +286,25 @@ mod tests {
         let details = status.get_error_details();
         let bad = details.bad_request().expect("bad request details");
         assert_eq!(bad.field_violations[0].field, "document.title");
+    }
+
+    #[test]
+    fn a_service_error_carrying_violations_answers_with_them() {
+        use tonic_types::StatusExt;
+        let mut v = FieldViolations::new();
+        v.add("page_size", "must be at most 100");
+        let status = into_status(Example::from(v));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("bad request details");
+        assert_eq!(bad.field_violations[0].field, "page_size");
+        // Only a direct source counts: an internal error is not turned into
+        // a bad request by a cause deeper down.
+        assert!(Example::Down.violations().is_none());
+        assert!(
+            Example::Database(std::io::Error::other("x"))
+                .violations()
+                .is_none()
+        );
     }
 }

@@ -24,7 +24,6 @@ pub enum SecretsConfig {
     /// The embedded default: an encrypted file under the data directory.
     Local {
         /// Defaults to `<data dir>/keystore`.
-        #[serde(default)]
         dir: Option<PathBuf>,
     },
     /// HashiCorp Vault or OpenBao.
@@ -43,11 +42,9 @@ pub struct VaultConfig {
     pub address: String,
     pub auth: VaultAuth,
     /// Vault Enterprise / OpenBao namespace, sent as `X-Vault-Namespace`.
-    #[serde(default)]
     pub namespace: Option<String>,
     /// PEM file of the CA that signed Vault's certificate (else the
     /// platform's roots).
-    #[serde(default)]
     pub ca_cert: Option<PathBuf>,
     /// The longest a single Vault request may take.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
@@ -133,23 +130,22 @@ fn default_jwt_path() -> PathBuf {
 
 /// Bounded retry with exponential backoff, used while connecting.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
     /// Attempts in total, the first included; at least 1.
-    #[serde(default = "default_attempts")]
     pub attempts: u32,
-    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub initial_backoff: Duration,
-    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
         Self {
-            attempts: default_attempts(),
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
+            attempts: 6,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(5),
         }
     }
 }
@@ -164,18 +160,6 @@ impl RetryConfig {
     }
 }
 
-fn default_attempts() -> u32 {
-    6
-}
-
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(250)
-}
-
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(5)
-}
-
 /// How long values read from Vault's KV engine are kept.
 ///
 /// A value younger than `refresh` is served from memory. An older one is
@@ -183,29 +167,21 @@ fn default_max_backoff() -> Duration {
 /// it is `ttl` old, and after that reads fail with a clear error. Permission
 /// and not-found answers are never masked by the cache.
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    #[serde(default = "default_refresh", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub refresh: Duration,
-    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub ttl: Duration,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
-            refresh: default_refresh(),
-            ttl: default_cache_ttl(),
+            refresh: Duration::from_secs(60),
+            ttl: Duration::from_secs(15 * 60),
         }
     }
-}
-
-fn default_refresh() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_cache_ttl() -> Duration {
-    Duration::from_secs(15 * 60)
 }
 
 #[cfg(test)]

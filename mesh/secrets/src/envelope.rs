@@ -288,14 +288,12 @@ fn full_aad(version: u8, key_name: &str, context: &[u8]) -> Vec<u8> {
 ///   plaintext keys in memory that encrypt nothing yet: the bound is the
 ///   count and the age.
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct DataKeyCacheConfig {
-    #[serde(default = "default_max_uses")]
     pub max_uses: u64,
-    #[serde(default = "default_max_age", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub max_age: Duration,
     /// 0 turns the read cache off.
-    #[serde(default = "default_max_entries")]
     pub max_entries: usize,
     /// Fresh single-use data keys kept ready per key name; 0 turns
     /// prefetching off.
@@ -306,24 +304,12 @@ pub struct DataKeyCacheConfig {
 impl Default for DataKeyCacheConfig {
     fn default() -> Self {
         Self {
-            max_uses: default_max_uses(),
-            max_age: default_max_age(),
-            max_entries: default_max_entries(),
+            max_uses: 1,
+            max_age: Duration::from_secs(5 * 60),
+            max_entries: 1024,
             prefetch: 0,
         }
     }
-}
-
-fn default_max_uses() -> u64 {
-    1
-}
-
-fn default_max_age() -> Duration {
-    Duration::from_secs(5 * 60)
-}
-
-fn default_max_entries() -> usize {
-    1024
 }
 
 struct SealKey {

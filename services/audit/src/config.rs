@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cloudsec_runtime::ConfigError;
+use cloudsec_runtime::config::{default_shutdown_grace, loopback};
 use cloudsec_runtime::tls::TlsFiles;
 use serde::Deserialize;
 
@@ -14,19 +15,17 @@ pub use crate::signing::SigningConfig;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    #[serde(default = "default_grpc_listen")]
+    #[serde(default = "loopback::<7003>")]
     pub grpc_listen: SocketAddr,
-    #[serde(default = "default_admin_listen")]
+    #[serde(default = "loopback::<9103>")]
     pub admin_listen: SocketAddr,
     /// `sqlite://...` or `postgres://...`: the audit log's own database,
     /// which also holds the subscriber's inbox. Required with the SQL
     /// store (the default); unused and not needed with
     /// `[audit.store] backend = "dynamodb"`, where the log, its inbox
     /// entries and the page token key all live in DynamoDB.
-    #[serde(default)]
     pub database_url: Option<cloudsec_runtime::db::DatabaseUrl>,
     /// The workload certificate, used by the CLI in serve mode.
-    #[serde(default)]
     pub tls: Option<TlsFiles>,
     /// How long calls and event handlers in flight may finish after
     /// shutdown starts.
@@ -37,7 +36,6 @@ pub struct AuditConfig {
     #[serde(default)]
     pub store: StoreConfig,
     /// Sign each new chain head (see `signing`); off when absent.
-    #[serde(default)]
     pub signing: Option<SigningConfig>,
     /// The queue the service drains (and its inbox's subscriber name).
     #[serde(default = "default_queue")]
@@ -65,18 +63,6 @@ impl AuditConfig {
     }
 }
 
-fn default_grpc_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 7003))
-}
-
-fn default_admin_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9103))
-}
-
-fn default_shutdown_grace() -> Duration {
-    Duration::from_secs(10)
-}
-
 fn default_queue() -> String {
     "audit".to_owned()
 }
@@ -93,7 +79,7 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        assert_eq!(config.grpc_listen, default_grpc_listen());
+        assert_eq!(config.grpc_listen, loopback::<7003>());
         assert_eq!(config.grpc_listen.port(), 7003);
         assert_eq!(config.admin_listen.port(), 9103);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));

@@ -91,7 +91,6 @@ pub struct DynamoConfig {
     /// or is handling without contending for the tenant's head; without
     /// it every delivery goes to the append. Either way the append's own
     /// inbox item in `table` is what records an event once.
-    #[serde(default)]
     pub inbox_table: Option<String>,
 }
 

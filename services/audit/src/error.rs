@@ -14,7 +14,7 @@ pub type Result<T, E = AuditError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("invalid request: {0}")]
-    Invalid(FieldViolations),
+    Invalid(#[from] FieldViolations),
     /// A valid token without the tenant admin scope.
     #[error("the audit log needs the `{ADMIN_SCOPE}` or `{READ_SCOPE}` scope")]
     NotAdmin,
@@ -60,12 +60,6 @@ pub enum AuditError {
     Host(#[from] HostError),
 }
 
-impl From<FieldViolations> for AuditError {
-    fn from(violations: FieldViolations) -> Self {
-        AuditError::Invalid(violations)
-    }
-}
-
 impl ServiceError for AuditError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -86,13 +80,6 @@ impl ServiceError for AuditError {
             | AuditError::SubscriberStopped(_)
             | AuditError::Config(_)
             | AuditError::Host(_) => ErrorKind::Internal,
-        }
-    }
-
-    fn violations(&self) -> Option<&FieldViolations> {
-        match self {
-            AuditError::Invalid(v) => Some(v),
-            _ => None,
         }
     }
 }

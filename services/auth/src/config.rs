@@ -5,30 +5,28 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cloudsec_runtime::Secret;
+use cloudsec_runtime::config::{default_shutdown_grace, loopback};
 use cloudsec_runtime::tls::TlsFiles;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    #[serde(default = "default_grpc_listen")]
+    #[serde(default = "loopback::<7001>")]
     pub grpc_listen: SocketAddr,
-    #[serde(default = "default_admin_listen")]
+    #[serde(default = "loopback::<9101>")]
     pub admin_listen: SocketAddr,
     /// `sqlite://path` or `postgres://user:pass@host/db`.
     pub database_url: cloudsec_runtime::db::DatabaseUrl,
     /// Password hashes computed at once; defaults to the number of cores.
-    #[serde(default)]
     pub hash_concurrency: Option<usize>,
     /// The CPUs the hashing threads may run on (Linux; `"1"`, `"2-3"`), so
     /// that where auth shares a machine with the request path a login storm
     /// keeps to cores of its own. Unset: any CPU the process may use.
-    #[serde(default)]
     pub hash_cpus: Option<CpuList>,
     /// The workload certificate, in `serve` mode.
-    #[serde(default)]
     pub tls: Option<TlsFiles>,
-    #[serde(default = "default_grace", with = "humantime_serde")]
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// How long a login's refresh tokens live, counted from the login:
     /// rotation does not extend it.
@@ -199,7 +197,6 @@ pub struct AppClientConfig {
     pub refresh_token_ttl: Option<Duration>,
     /// The scopes its tokens may carry; a user's other scopes are left
     /// out.
-    #[serde(default)]
     pub scopes: Option<Vec<String>>,
 }
 
@@ -207,40 +204,30 @@ pub struct AppClientConfig {
 /// email, it is locked for `base`, doubling with each further failure up to
 /// `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LockoutConfig {
-    #[serde(default = "default_lockout_threshold")]
     pub threshold: u32,
-    #[serde(default = "default_lockout_base", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub base: Duration,
-    #[serde(default = "default_lockout_max", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub max: Duration,
     /// Failed logins from one client address, each within `ip_window` of
     /// the one before, after which that address may not log in for
     /// `ip_window`, whatever the email; 0 turns the limit off. The address
     /// is the one the gateway believes (`x-cloudsec-client-ip`).
-    #[serde(default = "default_ip_threshold")]
     pub ip_threshold: u32,
-    #[serde(default = "default_ip_window", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub ip_window: Duration,
-}
-
-fn default_ip_threshold() -> u32 {
-    50
-}
-
-fn default_ip_window() -> Duration {
-    Duration::from_secs(15 * 60)
 }
 
 impl Default for LockoutConfig {
     fn default() -> Self {
         Self {
-            threshold: default_lockout_threshold(),
-            base: default_lockout_base(),
-            max: default_lockout_max(),
-            ip_threshold: default_ip_threshold(),
-            ip_window: default_ip_window(),
+            threshold: 5,
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(15 * 60),
+            ip_threshold: 50,
+            ip_window: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -257,41 +244,17 @@ fn default_client_id() -> String {
     "cloudsec".to_owned()
 }
 
-fn default_lockout_threshold() -> u32 {
-    5
-}
-
-fn default_lockout_base() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_lockout_max() -> Duration {
-    Duration::from_secs(15 * 60)
-}
-
-fn default_grpc_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 7001))
-}
-
-fn default_admin_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9101))
-}
-
-fn default_grace() -> Duration {
-    Duration::from_secs(10)
-}
-
 impl AuthConfig {
     /// Defaults with the given database.
     pub fn with_database(url: &str) -> Self {
         Self {
-            grpc_listen: default_grpc_listen(),
-            admin_listen: default_admin_listen(),
+            grpc_listen: loopback::<7001>(),
+            admin_listen: loopback::<9101>(),
             database_url: Secret::new(url).into(),
             hash_concurrency: None,
             hash_cpus: None,
             tls: None,
-            shutdown_grace: default_grace(),
+            shutdown_grace: default_shutdown_grace(),
             refresh_token_ttl: default_refresh_ttl(),
             client_id: default_client_id(),
             lockout: LockoutConfig::default(),
@@ -380,21 +343,15 @@ pub const MIN_LENGTH: usize = 12;
 /// is always checked (at most 128 characters, not only digits, not the
 /// email's name, not common or breached, zxcvbn score 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PasswordPolicy {
     /// At least this many characters (12 by default; not below 8).
-    #[serde(default = "default_min_length")]
     pub min_length: usize,
     /// At least this many of the four classes: lowercase, uppercase,
     /// digits, others (symbols, spaces, non-ASCII letters). 0 by default:
     /// NIST SP 800-63B advises length and breach checks over composition
     /// rules, but some compliance regimes demand them.
-    #[serde(default)]
     pub min_classes: u8,
-}
-
-fn default_min_length() -> usize {
-    MIN_LENGTH
 }
 
 impl Default for PasswordPolicy {
@@ -408,25 +365,22 @@ impl Default for PasswordPolicy {
 
 /// The `[auth.signing]` section.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SigningConfig {
     /// How old the newest key may get before a new one is made.
-    #[serde(default = "default_rotation_period", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub rotation_period: Duration,
     /// How long a new key is published before it signs.
-    #[serde(default = "default_publish_ahead", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub publish_ahead: Duration,
     /// The longest time between two reloads of the key set.
-    #[serde(default = "default_check_interval", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
-    #[serde(default)]
     pub store: KeyStoreConfig,
     /// The key-encryption key that seals private keys kept in the
     /// database; empty keeps them in the clear.
-    #[serde(default = "default_encryption_key")]
     pub encryption_key: String,
     /// Vault's transit mount, when `[secrets]` is Vault.
-    #[serde(default = "default_transit_mount")]
     pub transit_mount: String,
     /// AWS KMS as the key service that seals private keys and MFA secrets,
     /// instead of the platform's `[secrets]` (transit or the keystore):
@@ -434,12 +388,7 @@ pub struct SigningConfig {
     /// every data key is bound to the key id (or the user id) it seals, as
     /// its encryption context (see `cloudsec_secrets::kms`). The key must
     /// exist unless `create_keys`.
-    #[serde(default)]
     pub kms: Option<cloudsec_secrets::KmsConfig>,
-}
-
-fn default_encryption_key() -> String {
-    "auth-signing-keys".into()
 }
 
 fn default_transit_mount() -> String {
@@ -449,29 +398,17 @@ fn default_transit_mount() -> String {
 impl Default for SigningConfig {
     fn default() -> Self {
         Self {
-            rotation_period: default_rotation_period(),
-            publish_ahead: default_publish_ahead(),
-            check_interval: default_check_interval(),
+            rotation_period: Duration::from_secs(30 * 24 * 3600),
+            // Verifiers refresh their JWKS on an unknown kid anyway; this
+            // covers those that only refresh on a schedule.
+            publish_ahead: Duration::from_secs(15 * 60),
+            check_interval: Duration::from_secs(60),
             store: KeyStoreConfig::default(),
-            encryption_key: default_encryption_key(),
+            encryption_key: "auth-signing-keys".into(),
             transit_mount: default_transit_mount(),
             kms: None,
         }
     }
-}
-
-fn default_rotation_period() -> Duration {
-    Duration::from_secs(30 * 24 * 3600)
-}
-
-fn default_publish_ahead() -> Duration {
-    // Verifiers refresh their JWKS on an unknown kid anyway; this covers
-    // those that only refresh on a schedule.
-    Duration::from_secs(15 * 60)
-}
-
-fn default_check_interval() -> Duration {
-    Duration::from_secs(60)
 }
 
 /// Where the private keys are kept.
@@ -501,94 +438,65 @@ fn default_kv_path() -> String {
 /// `[auth.confirmation]`: whether sign-ups must confirm their email, and
 /// how codes behave.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConfirmationConfig {
     /// When false, sign-ups can log in at once (no code is sent); password
     /// reset still uses codes.
-    #[serde(default = "default_required")]
     pub required: bool,
     /// How long a sign-up code is valid.
-    #[serde(default = "default_code_ttl", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub code_ttl: Duration,
     /// How long a password-reset code is valid.
-    #[serde(default = "default_reset_code_ttl", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub reset_code_ttl: Duration,
     /// Wrong tries a code survives.
-    #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// The least time between two codes sent to one user for one purpose.
-    #[serde(default = "default_resend_interval", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub resend_interval: Duration,
     /// The key-encryption key that seals codes for the mailer (a Vault
     /// transit key, a KMS key, or one of the local keystore). The auth
     /// service needs only to make data keys under it; the mailer alone
     /// needs to decrypt (`deploy/vault/policies/`).
-    #[serde(default = "default_mailer_key")]
     pub mailer_key: String,
     /// The transit mount of `mailer_key` (with Vault).
-    #[serde(default = "default_transit_mount")]
     pub transit_mount: String,
     /// AWS KMS as the key service of `mailer_key` (the alias
     /// `<alias_prefix><mailer_key>`), instead of the platform's
     /// `[secrets]`; each code's data key is bound to its user, tenant and
     /// purpose as the encryption context.
-    #[serde(default)]
     pub kms: Option<cloudsec_secrets::KmsConfig>,
 }
 
 impl Default for ConfirmationConfig {
     fn default() -> Self {
         Self {
-            required: default_required(),
-            code_ttl: default_code_ttl(),
-            reset_code_ttl: default_reset_code_ttl(),
-            max_attempts: default_max_attempts(),
-            resend_interval: default_resend_interval(),
-            mailer_key: default_mailer_key(),
+            required: true,
+            code_ttl: Duration::from_secs(24 * 3600),
+            reset_code_ttl: Duration::from_secs(3600),
+            max_attempts: 5,
+            resend_interval: Duration::from_secs(60),
+            mailer_key: "cloudsec-mailer".to_owned(),
             transit_mount: default_transit_mount(),
             kms: None,
         }
     }
 }
 
-fn default_required() -> bool {
-    true
-}
-
-fn default_code_ttl() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-
-fn default_reset_code_ttl() -> Duration {
-    Duration::from_secs(3600)
-}
-
-fn default_max_attempts() -> u32 {
-    5
-}
-
-fn default_resend_interval() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_mailer_key() -> String {
-    "cloudsec-mailer".to_owned()
-}
-
 /// `[auth.cleanup]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CleanupConfig {
     /// Time between sweeps; more than zero.
-    #[serde(default = "default_interval", deserialize_with = "nonzero")]
+    #[serde(deserialize_with = "nonzero")]
     pub interval: Duration,
     /// A sign-up not confirmed this long after it was made is deleted,
     /// which frees its email and tenant name.
-    #[serde(default = "default_unconfirmed_ttl", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub unconfirmed_ttl: Duration,
     /// Failed-login counters untouched this long (and not locking) are
     /// deleted: failures that far apart no longer add up.
-    #[serde(default = "default_failures_ttl", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub failures_ttl: Duration,
 }
 
@@ -604,24 +512,12 @@ fn nonzero<'de, D: serde::Deserializer<'de>>(
     Ok(value)
 }
 
-fn default_interval() -> Duration {
-    Duration::from_secs(10 * 60)
-}
-
-fn default_unconfirmed_ttl() -> Duration {
-    Duration::from_secs(7 * 24 * 3600)
-}
-
-fn default_failures_ttl() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-
 impl Default for CleanupConfig {
     fn default() -> Self {
         Self {
-            interval: default_interval(),
-            unconfirmed_ttl: default_unconfirmed_ttl(),
-            failures_ttl: default_failures_ttl(),
+            interval: Duration::from_secs(10 * 60),
+            unconfirmed_ttl: Duration::from_secs(7 * 24 * 3600),
+            failures_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -635,7 +531,6 @@ pub struct ProviderConfig {
     /// Our client id at the provider: the ID token's audience.
     pub client_id: String,
     /// Sent with `client_secret_post` when set (confidential clients).
-    #[serde(default)]
     pub client_secret: Option<Secret>,
     /// Where the provider sends the browser back: the app's page that
     /// calls `CompleteFederatedLogin`.
@@ -654,36 +549,25 @@ pub struct ProviderConfig {
 
 /// `[auth.federation.<name>.attributes]`: claim names.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AttributeMapping {
     /// The claim with the email (`email`).
-    #[serde(default = "default_email_claim")]
     pub email: String,
     /// The claim saying the provider verified it (`email_verified`).
-    #[serde(default = "default_email_verified_claim")]
     pub email_verified: String,
     /// The claim listing the user's groups at the provider (an array, or
     /// one space-separated string); unset, groups are not mapped.
-    #[serde(default)]
     pub groups: Option<String>,
 }
 
 impl Default for AttributeMapping {
     fn default() -> Self {
         Self {
-            email: default_email_claim(),
-            email_verified: default_email_verified_claim(),
+            email: "email".into(),
+            email_verified: "email_verified".into(),
             groups: None,
         }
     }
-}
-
-fn default_email_claim() -> String {
-    "email".into()
-}
-
-fn default_email_verified_claim() -> String {
-    "email_verified".into()
 }
 
 /// A `group_map` whose targets are group names.

@@ -12,7 +12,7 @@ pub type Result<T> = std::result::Result<T, AuthError>;
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("{0}")]
-    Invalid(FieldViolations),
+    Invalid(#[from] FieldViolations),
     #[error("an account with this email already exists")]
     EmailTaken,
     #[error("tenant `{0}` already exists; ask its admin to add you")]
@@ -99,13 +99,6 @@ impl ServiceError for AuthError {
         }
     }
 
-    fn violations(&self) -> Option<&FieldViolations> {
-        match self {
-            AuthError::Invalid(v) => Some(v),
-            _ => None,
-        }
-    }
-
     /// RetryInfo lets the gateway and clients wait the right time.
     fn details(&self) -> Option<ErrorDetails> {
         match self {
@@ -114,12 +107,6 @@ impl ServiceError for AuthError {
             }
             _ => None,
         }
-    }
-}
-
-impl From<FieldViolations> for AuthError {
-    fn from(v: FieldViolations) -> Self {
-        AuthError::Invalid(v)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cloudsec_bus::Provisioning;
 use cloudsec_runtime::Secret;
+use cloudsec_runtime::config::{default_shutdown_grace, loopback};
 use cloudsec_runtime::tls::TlsFiles;
 use cloudsec_secrets::{DataKeyCacheConfig, KmsConfig, SecretsConfig};
 use serde::Deserialize;
@@ -16,9 +17,9 @@ use crate::domain::Classification;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentsConfig {
-    #[serde(default = "default_grpc_listen")]
+    #[serde(default = "loopback::<7002>")]
     pub grpc_listen: SocketAddr,
-    #[serde(default = "default_admin_listen")]
+    #[serde(default = "loopback::<9102>")]
     pub admin_listen: SocketAddr,
     /// `sqlite://...` or `postgres://...`.
     pub database_url: cloudsec_runtime::db::DatabaseUrl,
@@ -26,7 +27,6 @@ pub struct DocumentsConfig {
     /// [`MIN_KEY_BYTES`](cloudsec_runtime::page_token::MIN_KEY_BYTES) bytes.
     pub page_token_key: Secret,
     /// The workload certificate, used by the CLI in serve mode.
-    #[serde(default)]
     pub tls: Option<TlsFiles>,
     /// How long calls in flight may finish after shutdown starts.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
@@ -54,53 +54,38 @@ fn default_restricted_group() -> String {
 /// database, `store` and `keys` must be given (there is no data directory
 /// to default to, and a server should not guess where ciphertext lives).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ContentConfig {
-    #[serde(default)]
     pub store: Option<StoreConfig>,
     /// The key service: `backend = "local"` (the embedded keystore) or
     /// `backend = "vault"` (transit), as in a `[secrets]` section.
-    #[serde(default)]
     pub keys: Option<SecretsConfig>,
     /// AWS KMS as the key service instead of `keys`: each key name of
     /// `key_policy` is the alias `<alias_prefix><name>`, and every data key
     /// is bound to its tenant, document and classification (see
     /// `cloudsec_secrets::kms`). Keys must exist unless `create_keys`.
-    #[serde(default)]
     pub kms: Option<KmsConfig>,
     /// Where transit is mounted (Vault only).
-    #[serde(default = "default_transit_mount")]
     pub transit_mount: String,
     /// Create the policy's transit keys at start if missing (development;
     /// the production policy does not allow it). Otherwise every key must
     /// exist, which is checked at start.
-    #[serde(default)]
     pub create_keys: bool,
     /// The key-encryption key of each classification.
-    #[serde(default)]
     pub key_policy: KeyPolicy,
     /// Bounds on keeping plaintext data keys in memory; by default 16
     /// single-use data keys per key are made ahead, so a create does not
     /// wait for Vault.
-    #[serde(default = "default_data_key_cache")]
     pub data_key_cache: DataKeyCacheConfig,
     /// How often the service re-wraps data keys under their key's latest
     /// version and deletes orphan generations; `"0s"` turns the job off
     /// (`cloudsec maintain documents` runs it by hand).
-    #[serde(default = "default_maintenance_interval", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub maintenance_interval: std::time::Duration,
     /// How old an unreferenced generation must be before it is deleted, so
     /// that a write still in flight keeps its objects.
-    #[serde(default = "default_orphan_grace", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub orphan_grace: std::time::Duration,
-}
-
-fn default_maintenance_interval() -> std::time::Duration {
-    std::time::Duration::from_secs(6 * 3600)
-}
-
-fn default_orphan_grace() -> std::time::Duration {
-    std::time::Duration::from_secs(3600)
 }
 
 impl Default for ContentConfig {
@@ -109,12 +94,12 @@ impl Default for ContentConfig {
             store: None,
             keys: None,
             kms: None,
-            transit_mount: default_transit_mount(),
+            transit_mount: "transit".into(),
             create_keys: false,
             key_policy: KeyPolicy::default(),
             data_key_cache: default_data_key_cache(),
-            maintenance_interval: default_maintenance_interval(),
-            orphan_grace: default_orphan_grace(),
+            maintenance_interval: std::time::Duration::from_secs(6 * 3600),
+            orphan_grace: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -124,10 +109,6 @@ fn default_data_key_cache() -> DataKeyCacheConfig {
         prefetch: 16,
         ..DataKeyCacheConfig::default()
     }
-}
-
-fn default_transit_mount() -> String {
-    "transit".into()
 }
 
 /// The object store that holds document content.
@@ -151,18 +132,6 @@ pub enum StoreConfig {
         #[serde(default)]
         provisioning: Provisioning,
     },
-}
-
-fn default_grpc_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 7002))
-}
-
-fn default_admin_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9102))
-}
-
-fn default_shutdown_grace() -> Duration {
-    Duration::from_secs(10)
 }
 
 /// Which key-encryption key protects each classification. Separate keys
@@ -239,7 +208,7 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        assert_eq!(config.grpc_listen, default_grpc_listen());
+        assert_eq!(config.grpc_listen, loopback::<7002>());
         assert_eq!(config.admin_listen.port(), 9102);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
         assert!(config.tls.is_none());

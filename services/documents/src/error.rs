@@ -13,7 +13,7 @@ pub type Result<T, E = DocumentsError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentsError {
     #[error("invalid request: {0}")]
-    Invalid(FieldViolations),
+    Invalid(#[from] FieldViolations),
     /// Also what another tenant's document looks like.
     #[error("document not found")]
     NotFound,
@@ -44,12 +44,6 @@ pub enum DocumentsError {
     Content(#[from] ContentError),
 }
 
-impl From<FieldViolations> for DocumentsError {
-    fn from(violations: FieldViolations) -> Self {
-        DocumentsError::Invalid(violations)
-    }
-}
-
 impl ServiceError for DocumentsError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -67,13 +61,6 @@ impl ServiceError for DocumentsError {
             | DocumentsError::Host(_)
             | DocumentsError::Events(_)
             | DocumentsError::Content(_) => ErrorKind::Internal,
-        }
-    }
-
-    fn violations(&self) -> Option<&FieldViolations> {
-        match self {
-            DocumentsError::Invalid(v) => Some(v),
-            _ => None,
         }
     }
 }

@@ -32,24 +32,19 @@ pub struct CognitoConfig {
     /// App clients whose tokens are accepted (`client_id`); at least one.
     pub client_ids: Vec<String>,
     /// Default `https://cognito-idp.<region>.amazonaws.com/<pool>`.
-    #[serde(default)]
     pub issuer: Option<String>,
     /// Default `<issuer>/.well-known/jwks.json`.
-    #[serde(default)]
     pub jwks_url: Option<String>,
     /// Group name to tenant name, e.g. `{ "acme-staff" = "acme" }`.
     #[serde(default)]
     pub tenant_groups: BTreeMap<String, String>,
     /// Group `<prefix><name>` makes tenant `<name>`, e.g. `tenant-` makes
     /// group `tenant-acme` tenant `acme`.
-    #[serde(default)]
     pub tenant_group_prefix: Option<String>,
     /// Members of this group get the `tenant:admin` scope (in their pool
     /// tenant only).
-    #[serde(default)]
     pub admin_group: Option<String>,
     /// Refused with an explanation: a claim is no way to pick a tenant.
-    #[serde(default)]
     tenant_claim: Option<serde_json::Value>,
 }
 
@@ -146,7 +141,6 @@ struct CognitoClaims {
     sub: String,
     exp: i64,
     iat: i64,
-    #[serde(default)]
     nbf: Option<i64>,
     #[serde(default)]
     jti: String,
@@ -156,7 +150,6 @@ struct CognitoClaims {
     client_id: String,
     #[serde(default)]
     scope: String,
-    #[serde(default)]
     auth_time: Option<i64>,
     #[serde(default, rename = "cognito:groups")]
     groups: Vec<String>,
