@@ -57,10 +57,10 @@ def rust_contract(repo):
     transport = read(repo, "mesh/bus/src/transport/mod.rs")
     aws = read(repo, "mesh/bus/src/transport/aws.rs")
 
-    default_name = one(r'fn default_name\(\) -> String \{\s*"([^"]+)"\.to_owned\(\)', config, "default_name()")
-    # topic and event_bus both default to default_name()
-    one(r'#\[serde\(default = "(default_name)"\)\]\s*pub topic: String', config, "BusConfig.topic's default")
-    one(r'#\[serde\(default = "(default_name)"\)\]\s*pub event_bus: String', config, "BusConfig.event_bus's default")
+    default_name = one(r'pub const DEFAULT_NAME: &str = "([^"]+)";', config, "DEFAULT_NAME")
+    # topic and event_bus both default to DEFAULT_NAME (BusConfig's impl Default)
+    one(r'(topic): DEFAULT_NAME\.to_owned\(\)', config, "BusConfig.topic's default")
+    one(r'(event_bus): DEFAULT_NAME\.to_owned\(\)', config, "BusConfig.event_bus's default")
 
     # An event's type is its message's full name (the proto build
     # generates `DomainEvent` from the `event_aggregate` option).

@@ -42,6 +42,11 @@ pub enum TransportKind {
 }
 
 /// The `[events]` section.
+/// The SNS topic's and the EventBridge bus's name unless configured
+/// (`terraform/tools/plan_checks.py` reads it from here, so the estate's
+/// names follow the code's).
+pub const DEFAULT_NAME: &str = "cloudsec-events";
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
@@ -71,8 +76,8 @@ impl Default for BusConfig {
         Self {
             transport: TransportKind::default(),
             database_url: None,
-            topic: "cloudsec-events".to_owned(),
-            event_bus: "cloudsec-events".to_owned(),
+            topic: DEFAULT_NAME.to_owned(),
+            event_bus: DEFAULT_NAME.to_owned(),
             provisioning: Provisioning::default(),
             aws: AwsSettings::default(),
             relay: RelayConfig::default(),
