@@ -2051,6 +2051,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_body_that_is_not_utf8_is_refused_by_both_naming_the_offset() {
+        let pool = pool();
+        let put = binding(&pool, "Put", "/v1/all", "*");
+        // Latin-1 "café": the byte 0xE9 at offset 15 starts no UTF-8
+        // sequence the next byte can finish.
+        let body = b"{\"fString\":\"caf\xe9\"}";
+        agree(&put, &[], body).unwrap();
+        let refused = put.request_wire(&[], None, body, true).unwrap();
+        assert_eq!(
+            refused.unwrap_err(),
+            "invalid JSON body: not UTF-8 (an invalid byte at offset 15)"
+        );
+        // A valid multi-byte character is taken as it is.
+        let body = "{\"fString\":\"café ✓\"}".as_bytes();
+        agree(&put, &[], body).unwrap();
+        assert!(put.request_wire(&[], None, body, true).unwrap().is_ok());
+    }
+
+    #[test]
     fn timestamps_read_as_the_reference_reads_them() {
         let pool = pool();
         let put = binding(&pool, "Put", "/v1/all", "*");
