@@ -153,6 +153,7 @@ impl Auth {
         .await?;
         let sweeper = core.clone();
         metrics::register(host.metrics());
+        sweeper.hasher.register(host.metrics());
         host.metrics().watch_pool("auth", &pool);
         let relay = relay.with_metrics(host.metrics());
         host.add_service(

@@ -12,6 +12,9 @@
 //!   key reaches `rotation_period` and a new one is made;
 //! - `auth_signing_keys_published`: keys in the JWKS.
 //!
+//! The password hasher's work counters are its own, registered by
+//! [`crate::password::Hasher::register`].
+//!
 //! The lockout and the key ring record into process-wide families (they
 //! are plain functions and structs that know no registry); [`register`]
 //! exposes them in the service's registry. Timestamps are Unix seconds.

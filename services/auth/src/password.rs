@@ -1,8 +1,9 @@
 //! Password policy and argon2id hashing.
 //!
 //! Hashing is deliberately expensive (OWASP: 19 MiB, 2 passes), so it runs
-//! on the blocking pool behind a semaphore: a login storm queues here
-//! instead of starving every other call of threads and memory.
+//! on a bounded pool of low-priority threads with a bounded queue: a login
+//! storm queues here (and beyond the queue is refused as busy) instead of
+//! starving every other call of CPU and memory.
 
 use std::sync::Arc;
 
@@ -10,6 +11,8 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use cloudsec_runtime::FieldViolations;
+use cloudsec_runtime::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::config::CpuList;
 use crate::error::{AuthError, Result};
@@ -116,6 +119,12 @@ pub struct Hasher {
     /// A real hash of a random password, verified against when the email is
     /// unknown so that both paths cost the same.
     dummy: Arc<str>,
+    /// argon2id verifications run, against a stored hash or the dummy.
+    verified: Counter,
+    /// Passwords hashed (sign-ups, resets, changes).
+    hashed: Counter,
+    /// Jobs refused because the queue was full.
+    refused: Counter,
 }
 
 impl std::fmt::Debug for Hasher {
@@ -206,6 +215,9 @@ impl Hasher {
         let mut hasher = Self {
             jobs,
             dummy: Arc::from(""),
+            verified: Counter::default(),
+            hashed: Counter::default(),
+            refused: Counter::default(),
         };
         let dummy = hasher
             .run(|| hash_blocking(uuid::Uuid::new_v4().as_bytes()))
@@ -224,7 +236,10 @@ impl Hasher {
         });
         match self.jobs.try_send(job) {
             Ok(()) => {}
-            Err(std::sync::mpsc::TrySendError::Full(_)) => return Err(AuthError::Busy),
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                self.refused.inc();
+                return Err(AuthError::Busy);
+            }
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
                 return Err(AuthError::Internal("the hashing threads stopped".into()));
             }
@@ -234,7 +249,13 @@ impl Hasher {
     }
 
     pub async fn hash(&self, password: String) -> Result<String> {
-        self.run(move || hash_blocking(password.as_bytes())).await
+        let hashed = self.hashed.clone();
+        self.run(move || {
+            let phc = hash_blocking(password.as_bytes());
+            hashed.inc();
+            phc
+        })
+        .await
     }
 
     /// Whether `password` matches `phc`; with `None`, burns the same time
@@ -242,16 +263,68 @@ impl Hasher {
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.to_string());
+        let verified = self.verified.clone();
         let matched = self
-            .run(move || verify_blocking(password.as_bytes(), &phc))
+            .run(move || {
+                let matched = verify_blocking(password.as_bytes(), &phc);
+                verified.inc();
+                matched
+            })
             .await?;
         Ok(known && matched)
+    }
+
+    /// argon2id verifications this hasher (and its clones) has run. An
+    /// unknown email counts as one too: that is what makes it cost the same.
+    pub fn verifications(&self) -> u64 {
+        self.verified.get()
+    }
+
+    /// Exposes the hashing work on `metrics`: `auth_password_verifications_total`,
+    /// `auth_password_hashes_total` and `auth_password_busy_total` (checks
+    /// refused with `UNAVAILABLE` because the queue was full, the
+    /// sign of a login storm).
+    pub fn register(&self, metrics: &Metrics) {
+        metrics.register(
+            "auth_password_verifications",
+            "argon2id password verifications, of a stored hash or the dummy one an unknown email costs",
+            self.verified.clone(),
+        );
+        metrics.register(
+            "auth_password_hashes",
+            "passwords hashed (sign-ups, resets, changes)",
+            self.hashed.clone(),
+        );
+        metrics.register(
+            "auth_password_busy",
+            "password checks refused because the hashing queue was full",
+            self.refused.clone(),
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unknown email costs what a known one does only if the dummy hash
+    /// was made with the parameters real hashes are.
+    #[tokio::test]
+    async fn the_dummy_hash_costs_what_a_real_one_does() {
+        let hasher = Hasher::new(1, None).await.unwrap();
+        let real = hasher.hash("correct horse battery".into()).await.unwrap();
+        let (real, dummy) = (
+            PasswordHash::new(&real).unwrap(),
+            PasswordHash::new(&hasher.dummy).unwrap(),
+        );
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
+        let before = hasher.verifications();
+        assert!(!hasher.verify("anything".into(), None).await.unwrap());
+        assert_eq!(hasher.verifications(), before + 1);
+    }
 
     #[cfg(target_os = "linux")]
     #[tokio::test]

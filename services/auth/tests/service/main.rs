@@ -57,7 +57,7 @@ on_both_backends!(
     signing_keys_in_the_database_are_sealed,
     signing_keys_sealed_by_kms,
     mfa_secrets_sealed_by_kms,
-    unknown_and_known_emails_take_similar_time,
+    unknown_and_known_emails_cost_the_same_work,
     sign_up_needs_the_emailed_code,
     codes_expire_die_after_wrong_tries_and_resend_is_throttled,
     forgotten_passwords_reset_with_a_code_and_revoke_logins,

@@ -619,39 +619,41 @@ pub(crate) use crate::keys::{
 };
 
 /// No user enumeration by timing: a wrong password for a known email and
-/// any password for an unknown one cost the same argon2id verification,
-/// so their median times stay close. The bound is deliberately loose
-/// (medians within 2x of each other over interleaved tries) because the
-/// machines are noisy; what it catches is a path that skips hashing,
-/// which is 100x faster.
-pub(crate) async fn unknown_and_known_emails_take_similar_time(h: Harness) {
+/// any password for an unknown one each cost exactly one argon2id
+/// verification (the unknown one against a dummy hash of the same
+/// parameters, which `password`'s unit tests check), and they get the same
+/// answer. Counted, not timed: wall-clock medians on a shared CI machine
+/// differed by 2x with no difference in the work done.
+pub(crate) async fn unknown_and_known_emails_cost_the_same_work(h: Harness) {
     let users = [
         h.sign_up("tina").await,
         h.sign_up("tom").await,
         h.sign_up("tara").await,
     ];
     let wrong = "wrong horse battery";
-    let (mut known, mut unknown) = (Vec::new(), Vec::new());
     // 4 failures per known email: under the lockout threshold, so every
     // try runs the full check.
     for round in 0..12 {
         let user = &users[round % users.len()];
-        let t = std::time::Instant::now();
-        let status = h.login(&user.email, wrong).await.unwrap_err();
-        known.push(t.elapsed());
-        assert_eq!(status.code(), Code::Unauthenticated);
+        let before = h.hasher.verifications();
+        let known = h.login(&user.email, wrong).await.unwrap_err();
+        assert_eq!(
+            h.hasher.verifications() - before,
+            1,
+            "known email, round {round}"
+        );
         let ghost = format!("ghost-{round}@example.com");
-        let t = std::time::Instant::now();
-        let status = h.login(&ghost, wrong).await.unwrap_err();
-        unknown.push(t.elapsed());
-        assert_eq!(status.code(), Code::Unauthenticated);
+        let before = h.hasher.verifications();
+        let unknown = h.login(&ghost, wrong).await.unwrap_err();
+        assert_eq!(
+            h.hasher.verifications() - before,
+            1,
+            "unknown email, round {round}"
+        );
+        assert_eq!(known.code(), Code::Unauthenticated);
+        assert_eq!(
+            (known.code(), known.message()),
+            (unknown.code(), unknown.message())
+        );
     }
-    known.sort();
-    unknown.sort();
-    let (k, u) = (known[known.len() / 2], unknown[unknown.len() / 2]);
-    let ratio = k.as_secs_f64() / u.as_secs_f64();
-    assert!(
-        (0.5..=2.0).contains(&ratio),
-        "median known {k:?} vs unknown {u:?} (ratio {ratio:.2})"
-    );
 }
