@@ -381,6 +381,10 @@ def security():
     b.panel("Lockouts (10 minutes)",
             [target(f"sum by (scope) (increase(auth_lockouts_total{{{SEL}}}[10m]))", "{{scope}}")],
             unit="short", description="Over 10 and three times the day's average raises LoginLockoutSpike.")
+    b.panel("Password checks: run per second and refused (5 minutes)",
+            [target(f"sum (rate(auth_password_verifications_total{{{SEL}}}[{RI}]))", "verified/s"),
+             target(f"sum (increase(auth_password_busy_total{{{SEL}}}[5m]))", "refused, queue full (5 min)")],
+            unit="short", description="Any refusal raises PasswordHashingSaturated.")
     b.panel("Audit: records appended and broken chains",
             [target(f"sum (rate(audit_records_appended_total{{{SEL}}}[{RI}]))", "appended/s"),
              target(f"sum (increase(audit_chain_verify_failures_total{{{SEL}}}[1h]))", "verifications failed (1 h)")],
