@@ -307,6 +307,47 @@ impl Hasher {
 mod tests {
     use super::*;
 
+    /// A full queue refuses at once, changes nothing, and is counted; once
+    /// the thread is free again, checks run.
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_counts_the_refusal() {
+        let hasher = Hasher::new(1, None).await.unwrap();
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel();
+        hasher
+            .jobs
+            .try_send(Box::new(move || {
+                let _ = started.send(());
+                let _ = blocked.recv();
+            }))
+            .unwrap();
+        running.await.unwrap();
+        for _ in 0..QUEUE - 1 {
+            hasher.jobs.try_send(Box::new(|| ())).unwrap();
+        }
+        // The last in the queue says when the queue has drained.
+        let (drained, empty) = tokio::sync::oneshot::channel();
+        hasher
+            .jobs
+            .try_send(Box::new(move || {
+                let _ = drained.send(());
+            }))
+            .unwrap();
+        let before = hasher.verifications();
+        let refused = hasher.verify("anything".into(), None).await.unwrap_err();
+        assert!(matches!(refused, AuthError::Busy), "{refused:?}");
+        assert!(matches!(
+            hasher.hash("anything".into()).await,
+            Err(AuthError::Busy)
+        ));
+        assert_eq!(hasher.refused.get(), 2);
+        assert_eq!(hasher.verifications(), before);
+        release.send(()).unwrap();
+        empty.await.unwrap();
+        assert!(!hasher.verify("anything".into(), None).await.unwrap());
+        assert_eq!(hasher.verifications(), before + 1);
+    }
+
     /// An unknown email costs what a known one does only if the dummy hash
     /// was made with the parameters real hashes are.
     #[tokio::test]
