@@ -41,12 +41,12 @@ pub enum TransportKind {
     Eventbridge,
 }
 
-/// The `[events]` section.
 /// The SNS topic's and the EventBridge bus's name unless configured
 /// (`terraform/tools/plan_checks.py` reads it from here, so the estate's
 /// names follow the code's).
 pub const DEFAULT_NAME: &str = "cloudsec-events";
 
+/// The `[events]` section.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
