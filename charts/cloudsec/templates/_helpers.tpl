@@ -274,6 +274,15 @@ listen_tls = { cert_file = "/etc/cloudsec/rest/tls.crt", key_file = "/etc/clouds
 uri = {{ include "cloudsec.str" (printf "http://127.0.0.1:%d" (int $root.Values.proxy.outboundPort)) }}
 server_name = {{ include "cloudsec.str" (include "cloudsec.serverName" (dict "root" $root "name" $peer)) }}
 {{- end }}
+{{- with $c.passwordCalls }}
+{{- $admission := . }}
+{{- /* The anonymous calls that run argon2id: a storm of them queues here, not in auth. */}}
+{{- range $method := list "Login" "SignUp" "ConfirmForgotPassword" }}
+
+[gateway.routes."cloudsec.auth.v1.AuthService/{{ $method }}"]
+concurrency = { limit = {{ int $admission.limit }}, queue = {{ int $admission.queue }}, queue_timeout = {{ include "cloudsec.str" $admission.queueTimeout }} }
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if eq $name "documents" }}
 {{- $keys := $c.content.keys | default $root.Values.secrets.backend }}

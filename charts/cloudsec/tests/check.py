@@ -329,6 +329,30 @@ def negatives(args, failures: Failures, work: Path):
             break
     expect_caught(failures, "a writable root filesystem", rules.check_restricted(broken), "readOnlyRootFilesystem")
 
+    # The password calls' admission: on by default, off with null, and a
+    # bad one refused by the schema or by `cloudsec config check`.
+    def gateway_toml(values) -> str:
+        rendered = chartlib.objects(chartlib.manifest_text(chartlib.render(values)))
+        return next(o["data"]["gateway.toml"] for o in rendered
+                    if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "cloudsec-gateway")
+
+    want = '[gateway.routes."cloudsec.auth.v1.AuthService/Login"]\nconcurrency = { limit = 4, queue = 64, queue_timeout = "5s" }'
+    if want not in gateway_toml(base):
+        failures.add("negative", [f"the default gateway configuration has no admission limit on Login ({want!r})"])
+    else:
+        print("  rendered as it should: the default admission limit on Login, SignUp and ConfirmForgotPassword")
+    if "[gateway.routes." in gateway_toml(with_("components.gateway.passwordCalls", None)):
+        failures.add("negative", ["components.gateway.passwordCalls = null still renders gateway routes"])
+    else:
+        print("  rendered as it should: no admission limit with components.gateway.passwordCalls = null")
+    expect_refused(failures, "components.gateway.passwordCalls.limit = 0",
+                   with_("components.gateway.passwordCalls.limit", 0), "limit")
+    slow = with_("components.gateway.passwordCalls.queueTimeout", "30s")
+    broken = [o for o in chartlib.objects(chartlib.manifest_text(chartlib.render(slow)))
+              if o["metadata"]["name"] == "cloudsec-gateway"]
+    expect_caught(failures, "a password-call queue timeout as long as the request timeout",
+                  config_checks(args.cloudsec, broken, work / "negative-admission"), "queue_timeout")
+
 
 def merge_db(base: dict, credentials: str) -> dict:
     d = copy.deepcopy(base.get("databases", {}))

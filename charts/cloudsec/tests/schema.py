@@ -72,7 +72,13 @@ components = obj({
       "content": obj({"store": {"enum": ["local", "s3"]}, "keys": {"enum": ["", "vault", "local"]}, "createKeys": B})}),
   "audit": common(svc_ports, {"migrations": mig, "queue": S}),
   "gateway": common(obj({"public": port(), "admin": port()}, required=["public", "admin"]),
-      {"tlsSecretName": S, "serviceType": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}}),
+      {"tlsSecretName": S, "serviceType": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+       # null (Helm's way to drop a default) renders no admission limit.
+       "passwordCalls": obj({"limit": {"type": "integer", "minimum": 1},
+                             "queue": {"type": "integer", "minimum": 0, "maximum": 100000},
+                             "queueTimeout": {"type": "string", "pattern": "^[1-9][0-9]*s$",
+                                              "description": "whole seconds, more than 0 and below the gateway's 30 s request timeout, such as 5s"}},
+                            required=["limit", "queue", "queueTimeout"]) | {"type": ["object", "null"]}}),
   "mailer": obj({"serviceAccount": {"$ref": "#/$defs/serviceAccount"}}),
 })
 schema = {
