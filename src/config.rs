@@ -546,8 +546,10 @@ impl Component {
 /// `serve` (or `proxy`) loads it, without opening the secrets back end or
 /// reading a reference: every problem found, one per key, empty when the
 /// file is good. Each top-level section is checked on its own, so a
-/// mistake in one does not hide those in another; with `component`, what
-/// that component needs to start is checked too.
+/// mistake in one does not hide those in another, and within a section
+/// each wrong key is taken out and the rest checked again, so one wrong key
+/// does not hide the next; with `component`, what that component needs to
+/// start is checked too.
 pub fn check(
     text: &str,
     env: &BTreeMap<String, String>,
@@ -558,12 +560,26 @@ pub fn check(
         Err(e) => return vec![e],
     };
     let mut problems = Vec::new();
-    // One section at a time: serde stops at the first error of a value.
+    // One section at a time, and within a section the key serde stopped at
+    // taken out before trying again: serde stops at a value's first error.
     for (name, value) in &root {
         let mut only = toml::Table::new();
         only.insert(name.clone(), value.clone());
-        if let Err(e) = from_table::<PlatformConfig>(only, &section_env(env, name)) {
+        let section_env = section_env(env, name);
+        for attempt in 0..MAX_PROBLEMS_PER_SECTION {
+            let Err(e) = from_table::<PlatformConfig>(only.clone(), &section_env) else {
+                break;
+            };
+            // Once a key is taken out, a "missing field" may be that key,
+            // already named as wrong.
+            if attempt > 0 && e.message.starts_with("missing field") {
+                break;
+            }
+            let removed = remove_key(&mut only, &e.key);
             problems.push(e);
+            if !removed {
+                break;
+            }
         }
     }
     if !problems.is_empty() {
@@ -593,6 +609,40 @@ pub fn check(
     problems
 }
 
+/// How many wrong keys [`check`] names in one section at most.
+const MAX_PROBLEMS_PER_SECTION: usize = 32;
+
+/// Takes the value at the dotted `path` (as [`ConfigError::key`] names it)
+/// out of `table`; false when there is none. A map key may hold dots itself
+/// (`gateway.routes."a.v1.S/M".limit`, quoted or not), so the longest key
+/// that fits is tried first.
+fn remove_key(table: &mut toml::Table, path: &str) -> bool {
+    let mut fits: Vec<(String, usize)> = Vec::new();
+    for key in table.keys() {
+        for written in [key.clone(), format!("\"{key}\"")] {
+            if path == written
+                || path
+                    .strip_prefix(written.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+            {
+                fits.push((key.clone(), written.len()));
+            }
+        }
+    }
+    fits.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
+    for (key, len) in fits {
+        if path.len() == len {
+            return table.remove(&key).is_some();
+        }
+        if let Some(toml::Value::Table(inner)) = table.get_mut(&key)
+            && remove_key(inner, &path[len + 1..])
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// The variables of `env` that set keys of section `name`.
 fn section_env(env: &BTreeMap<String, String>, name: &str) -> BTreeMap<String, String> {
     let prefix = format!(
@@ -604,4 +654,28 @@ fn section_env(env: &BTreeMap<String, String>, name: &str) -> BTreeMap<String, S
         .filter(|(k, _)| k.to_ascii_uppercase().starts_with(&prefix))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_key_finds_dotted_and_quoted_map_keys() {
+        let mut table: toml::Table = toml::from_str(
+            "[gateway]\nlisten = 1\n[gateway.routes.\"a.v1.S/M\"]\nlimit = 0\nqueue = 1\n\
+             [gateway.routes.a]\nlimit = 2\n",
+        )
+        .unwrap();
+        assert!(remove_key(&mut table, "gateway.routes.a.v1.S/M.limit"));
+        assert!(remove_key(&mut table, "gateway.routes.\"a.v1.S/M\".queue"));
+        assert!(!remove_key(&mut table, "gateway.routes.a.v1.S/M.limit"));
+        assert!(remove_key(&mut table, "gateway.listen"));
+        assert!(!remove_key(&mut table, "gateway.nothing"));
+        assert!(!remove_key(&mut table, "gateway.routes[0]"));
+        let want: toml::Table =
+            toml::from_str("[gateway.routes.\"a.v1.S/M\"]\n[gateway.routes.a]\nlimit = 2\n")
+                .unwrap();
+        assert_eq!(table, want);
+    }
 }

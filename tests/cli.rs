@@ -617,12 +617,14 @@ fn config_check_names_every_bad_key() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("good for documents"));
 
-    // Three mistakes in three sections, each named.
+    // Five mistakes in three sections, each named, two of them in the
+    // same section as another.
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
-        "[tokens]\naccess_ttl = \"soon\"\n\n[gateway]\nlisen = \"127.0.0.1:1\"\n\n\
-         [documents]\ndatabase_url = \"sqlite::memory:\"\npage_token_key = \"k\"\nsize = 3\n",
+        "[tokens]\naccess_ttl = \"soon\"\n\n[gateway]\nlisen = \"127.0.0.1:1\"\nlisten = \"nope\"\n\n\
+         [documents]\ndatabase_url = \"sqlite::memory:\"\npage_token_key = \"k\"\nsize = 3\n\
+         shutdown_grace = \"later\"\n",
     )
     .unwrap();
     let out = cloudsec()
@@ -632,10 +634,35 @@ fn config_check_names_every_bad_key() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
-    for key in ["tokens.access_ttl", "gateway.lisen", "documents.size"] {
+    for key in [
+        "tokens.access_ttl",
+        "gateway.lisen",
+        "gateway.listen",
+        "documents.size",
+        "documents.shutdown_grace",
+    ] {
         assert!(stderr.contains(key), "{key} not named in: {stderr}");
     }
-    assert!(stderr.contains("3 problems"), "{stderr}");
+    assert!(stderr.contains("5 problems"), "{stderr}");
+
+    // A wrong value of a required key is named once, not again as missing
+    // once it is taken out to look further; a map key with dots is found.
+    let required = dir.path().join("required.toml");
+    std::fs::write(
+        &required,
+        "[gateway.upstreams.\"cloudsec.auth.v1.AuthService\"]\nuri = 5\nserver_name = \"auth.default.svc\"\n",
+    )
+    .unwrap();
+    let out = cloudsec()
+        .args(["config", "check"])
+        .arg(&required)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(".uri"), "{stderr}");
+    assert!(!stderr.contains("missing field"), "{stderr}");
+    assert!(stderr.contains("1 problem in"), "{stderr}");
 
     // What a component needs to start is checked with --component.
     let partial = dir.path().join("partial.toml");
