@@ -77,6 +77,26 @@ fn bad_configuration_exits_64_naming_the_key() {
         "not valid TOML",
     );
     fails_with_64(cloudsec().args(["serve", "documents"]), "documents");
+    // `serve` names every wrong key at once, as `config check` does.
+    std::fs::write(
+        &file,
+        "[gateway]\nlisen = \"127.0.0.1:1\"\nlisten = \"nope\"\n[tokens]\naccess_ttl = \"soon\"\n",
+    )
+    .unwrap();
+    let out = cloudsec()
+        .args(["serve", "gateway", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for key in ["gateway.lisen", "gateway.listen", "tokens.access_ttl"] {
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+    assert!(
+        stderr.contains("error: 3 problems in the configuration"),
+        "{stderr}"
+    );
     std::fs::write(&file, "[auth]\ndatabase_url = \"sqlite::memory:\"\n").unwrap();
     // Auth seals codes for the mailer: no key service, no start.
     fails_with_64(

@@ -129,9 +129,29 @@ pub(crate) async fn one_shot(data_dir: &Path, path: Option<&Path>) -> Result<One
 pub(crate) async fn load_config(path: Option<&Path>) -> Result<LoadedConfig, Fatal> {
     let text = read_file(path)?;
     let layers: Vec<&str> = text.as_deref().into_iter().collect();
-    cloudsec::load_config(&layers, &config::process_env(), None)
-        .await
-        .map_err(config_failure)
+    let env = config::process_env();
+    match cloudsec::load_config(&layers, &env, None).await {
+        Ok(loaded) => Ok(loaded),
+        // A pod's log should name every wrong key, not one per restart:
+        // the file and the variables are what `config check` reads.
+        Err(LocalConfigError::Config(first)) => {
+            let mut problems = cloudsec::config::check(text.as_deref().unwrap_or(""), &env, None);
+            if !problems.iter().any(|p| p.key == first.key) {
+                problems.insert(0, first);
+            }
+            if problems.len() == 1 {
+                return Err(problems.swap_remove(0).into());
+            }
+            for problem in &problems {
+                eprintln!("error: {problem}");
+            }
+            Err(Fatal {
+                code: EXIT_CONFIG as u8,
+                message: format!("{} problems in the configuration", problems.len()),
+            })
+        }
+        Err(e) => Err(config_failure(e)),
+    }
 }
 
 pub(crate) fn log_format(cfg: &PlatformConfig, default: LogFormat) -> LogFormat {
