@@ -559,29 +559,7 @@ pub fn check(
         Ok(root) => root,
         Err(e) => return vec![e],
     };
-    let mut problems = Vec::new();
-    // One section at a time, and within a section the key serde stopped at
-    // taken out before trying again: serde stops at a value's first error.
-    for (name, value) in &root {
-        let mut only = toml::Table::new();
-        only.insert(name.clone(), value.clone());
-        let section_env = section_env(env, name);
-        for attempt in 0..MAX_PROBLEMS_PER_SECTION {
-            let Err(e) = from_table::<PlatformConfig>(only.clone(), &section_env) else {
-                break;
-            };
-            // Once a key is taken out, a "missing field" may be that key,
-            // already named as wrong.
-            if attempt > 0 && e.message.starts_with("missing field") {
-                break;
-            }
-            let removed = remove_key(&mut only, &e.key);
-            problems.push(e);
-            if !removed {
-                break;
-            }
-        }
-    }
+    let mut problems = section_problems(&root, env);
     if !problems.is_empty() {
         return problems;
     }
@@ -607,6 +585,50 @@ pub fn check(
         problems.extend(crate::wiring::requirements(&config, component));
     }
     problems
+}
+
+/// Each top-level section of `root` deserialized on its own, and within a
+/// section the key serde stopped at taken out before trying again (serde
+/// stops at a value's first error): every wrong key, not only the first.
+fn section_problems(root: &toml::Table, env: &BTreeMap<String, String>) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
+    for (name, value) in root {
+        let mut only = toml::Table::new();
+        only.insert(name.clone(), value.clone());
+        let section_env = section_env(env, name);
+        for attempt in 0..MAX_PROBLEMS_PER_SECTION {
+            let Err(e) = from_table::<PlatformConfig>(only.clone(), &section_env) else {
+                break;
+            };
+            // Once a key is taken out, a "missing field" may be that key,
+            // already named as wrong.
+            if attempt > 0 && e.message.starts_with("missing field") {
+                break;
+            }
+            let removed = remove_key(&mut only, &e.key);
+            problems.push(e);
+            if !removed {
+                break;
+            }
+        }
+    }
+    problems
+}
+
+/// Every wrong key of `cloudsec up`'s layers (its laptop defaults, the
+/// file, the variables), named as [`check`] names them, touching neither
+/// the disk nor a secrets back end: what `up` reports when its
+/// configuration does not load.
+pub fn check_local_layers(
+    data_dir: &Path,
+    file: Option<&str>,
+    env: &BTreeMap<String, String>,
+) -> Vec<ConfigError> {
+    let placeholder = Secret::new(PLACEHOLDER_PAGE_KEY);
+    match local_layers(data_dir, file, env, &placeholder).and_then(|l| merge_tables(l, env)) {
+        Ok(root) => section_problems(&root, env),
+        Err(e) => vec![e],
+    }
 }
 
 /// How many wrong keys [`check`] names in one section at most.

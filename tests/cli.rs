@@ -56,6 +56,32 @@ fn bad_configuration_exits_64_naming_the_key() {
             .arg(&file),
         "tokens.access_ttl",
     );
+    // Every wrong key at once, two in one section, over `up`'s defaults
+    // (which fill in what the file leaves out: nothing reported missing).
+    let many = dir.path().join("many.toml");
+    std::fs::write(
+        &many,
+        "[gateway]\nlisen = \"127.0.0.1:1\"\nlisten = \"nope\"\n[auth]\nhash_concurrency = -3\n",
+    )
+    .unwrap();
+    let out = cloudsec()
+        .args(["up", "--data-dir"])
+        .arg(dir.path().join("many-data"))
+        .arg("--config")
+        .arg(&many)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for key in ["gateway.lisen", "gateway.listen", "auth.hash_concurrency"] {
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+    assert!(
+        stderr.contains("error: 3 problems in the configuration"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("missing field"), "{stderr}");
+    assert!(!dir.path().join("many-data").exists());
     // A bad start leaves nothing behind: no data directory, no keys.
     let fresh = dir.path().join("never-created");
     fails_with_64(

@@ -97,9 +97,34 @@ pub(crate) fn config_failure(e: LocalConfigError) -> Fatal {
 /// The configuration `cloudsec up` runs with under `data_dir`.
 pub(crate) async fn up_config(data_dir: &Path, path: Option<&Path>) -> Result<LoadedConfig, Fatal> {
     let text = read_file(path)?;
-    cloudsec::local_config(data_dir, text.as_deref(), &config::process_env())
-        .await
-        .map_err(config_failure)
+    let env = config::process_env();
+    match cloudsec::local_config(data_dir, text.as_deref(), &env).await {
+        Ok(loaded) => Ok(loaded),
+        Err(LocalConfigError::Config(first)) => Err(every_problem(
+            first,
+            cloudsec::config::check_local_layers(data_dir, text.as_deref(), &env),
+        )),
+        Err(e) => Err(config_failure(e)),
+    }
+}
+
+/// A configuration that did not load, with every wrong key named (on
+/// standard error, one line each) rather than one per attempt to start:
+/// `first` is what loading stopped at, `problems` what a check found.
+fn every_problem(first: ConfigError, mut problems: Vec<ConfigError>) -> Fatal {
+    if !problems.iter().any(|p| p.key == first.key) {
+        problems.insert(0, first);
+    }
+    if problems.len() == 1 {
+        return problems.swap_remove(0).into();
+    }
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    Fatal {
+        code: EXIT_CONFIG as u8,
+        message: format!("{} problems in the configuration", problems.len()),
+    }
 }
 
 /// What a one-shot command against `cloudsec up`'s data runs with: the
@@ -134,22 +159,10 @@ pub(crate) async fn load_config(path: Option<&Path>) -> Result<LoadedConfig, Fat
         Ok(loaded) => Ok(loaded),
         // A pod's log should name every wrong key, not one per restart:
         // the file and the variables are what `config check` reads.
-        Err(LocalConfigError::Config(first)) => {
-            let mut problems = cloudsec::config::check(text.as_deref().unwrap_or(""), &env, None);
-            if !problems.iter().any(|p| p.key == first.key) {
-                problems.insert(0, first);
-            }
-            if problems.len() == 1 {
-                return Err(problems.swap_remove(0).into());
-            }
-            for problem in &problems {
-                eprintln!("error: {problem}");
-            }
-            Err(Fatal {
-                code: EXIT_CONFIG as u8,
-                message: format!("{} problems in the configuration", problems.len()),
-            })
-        }
+        Err(LocalConfigError::Config(first)) => Err(every_problem(
+            first,
+            cloudsec::config::check(text.as_deref().unwrap_or(""), &env, None),
+        )),
         Err(e) => Err(config_failure(e)),
     }
 }
